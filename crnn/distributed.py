@@ -1,0 +1,64 @@
+"""Process-group set-up for `torchrun`: the same training script runs with one process or N.
+
+torchrun sets RANK, WORLD_SIZE and LOCAL_RANK; without them we are a single process and nothing here does
+anything. gloo on CPU, nccl on CUDA.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass
+class DistInfo:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def setup(device_type: str) -> DistInfo:
+    if "RANK" not in os.environ or int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return DistInfo()
+    info = DistInfo(int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ.get("LOCAL_RANK", 0)))
+    backend = "nccl" if device_type == "cuda" else "gloo"
+    if device_type == "cuda":
+        torch.cuda.set_device(info.local_rank)
+    dist.init_process_group(backend=backend)
+    return info
+
+
+def barrier(info: DistInfo) -> None:
+    if info.enabled:
+        dist.barrier()
+
+
+def teardown(info: DistInfo) -> None:
+    if info.enabled and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def max_param_divergence(model: torch.nn.Module, info: DistInfo) -> float:
+    """Largest difference of any parameter between ranks (0 when DDP kept them in step)."""
+    if not info.enabled:
+        return 0.0
+    worst = None
+    for p in model.parameters():
+        t = p.detach().to(torch.float64)
+        lo, hi = t.clone(), t.clone()
+        dist.all_reduce(lo, op=dist.ReduceOp.MIN)
+        dist.all_reduce(hi, op=dist.ReduceOp.MAX)
+        gap = (hi - lo).abs().max()
+        worst = gap if worst is None else torch.maximum(worst, gap)
+    return float(worst.item()) if worst is not None else 0.0

@@ -1,0 +1,94 @@
+"""The CRNN family: VGG-style Conv-BN-ReLU stack -> BiLSTM -> linear classifier over the alphabet + blank.
+
+Widths are a list in the config, so a pruned model is the same class with narrower widths. The input height
+is fixed (32 by default) and reduced to 1 by five 2x pools; the first log2(hstride) of them also halve the
+width, so the output has ceil(W / hstride) frames.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+import torch
+from torch import nn
+
+# After which conv layer a pool follows (0-based), for the 7-layer CRNN of Shi et al. 2016.
+DEFAULT_POOL_AFTER = (0, 1, 3, 5, 6)
+
+
+@dataclass
+class ModelConfig:
+    channels: list[int] = field(default_factory=lambda: [32, 64, 128, 128, 256, 256, 256])
+    pool_after: list[int] = field(default_factory=lambda: list(DEFAULT_POOL_AFTER))
+    hstride: int = 4
+    lstm_hidden: int = 128
+    lstm_layers: int = 2
+    num_classes: int = 0  # alphabet size + 1 (blank); set from the charset
+    height: int = 32
+    name: str = "small"
+
+    def validate(self) -> None:
+        n_pools = len(self.pool_after)
+        if self.height != 2**n_pools:
+            raise ValueError(f"model.height={self.height} must be 2**len(pool_after)={2**n_pools}")
+        if self.hstride not in [2**k for k in range(n_pools + 1)]:
+            raise ValueError(f"model.hstride must be a power of two up to {2**n_pools}, got {self.hstride}")
+        if any(c <= 0 for c in self.channels):
+            raise ValueError(f"model.channels must be positive, got {self.channels}")
+        if any(not 0 <= p < len(self.channels) for p in self.pool_after):
+            raise ValueError(f"model.pool_after indices must be within the {len(self.channels)} conv layers")
+        if self.num_classes < 2:
+            raise ValueError("model.num_classes must be set from the alphabet (>= 2)")
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    def pools(self) -> list[tuple[int, int] | None]:
+        """Per conv layer: its pool kernel (kh, kw) or None."""
+        n_wide = int(math.log2(self.hstride))
+        out: list[tuple[int, int] | None] = [None] * len(self.channels)
+        for k, idx in enumerate(self.pool_after):
+            out[idx] = (2, 2) if k < n_wide else (2, 1)
+        return out
+
+
+class ConvBNReLU(nn.Sequential):
+    def __init__(self, cin: int, cout: int) -> None:
+        super().__init__(nn.Conv2d(cin, cout, 3, 1, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+
+
+class CRNN(nn.Module):
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        cfg.validate()
+        self.cfg = cfg
+        layers: list[nn.Module] = []
+        cin = 1
+        for cout, pool in zip(cfg.channels, cfg.pools()):
+            layers.append(ConvBNReLU(cin, cout))
+            if pool is not None:
+                layers.append(nn.MaxPool2d(pool, pool, ceil_mode=True))
+            cin = cout
+        self.features = nn.Sequential(*layers)
+        self.rnn = nn.LSTM(cin, cfg.lstm_hidden, num_layers=cfg.lstm_layers, bidirectional=True, batch_first=True)
+        self.classifier = nn.Linear(2 * cfg.lstm_hidden, cfg.num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, 1, H, W) normalised images -> (N, T, C) logits, T = ceil(W / hstride)."""
+        f = self.features(x)  # (N, C, 1, T)
+        f = f.squeeze(2).transpose(1, 2)  # (N, T, C)
+        f, _ = self.rnn(f)
+        return self.classifier(f)
+
+    def output_length(self, width: int) -> int:
+        return output_length(width, self.cfg.hstride)
+
+
+def output_length(width: int, hstride: int) -> int:
+    """Frames for an input `width` px wide (ceil-mode pools)."""
+    return -(-int(width) // hstride)
+
+
+def build_model(cfg: ModelConfig) -> CRNN:
+    return CRNN(cfg)

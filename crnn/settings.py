@@ -1,0 +1,101 @@
+"""The typed shape of the Hydra config (configs/config.yaml) shared by the data and training stages."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from crnn.config import from_dict, to_container
+from crnn.data.corpus import CorpusConfig
+from crnn.data.preprocess import InputSpec
+from crnn.data.render import RenderConfig
+from crnn.tracking import MlflowConfig
+
+
+@dataclass
+class SplitConfig:
+    size: int = 1000
+    seed: int = 0
+    balanced: bool = False  # scenes in turn (val/test) instead of by recipe weight (train)
+    exclude_fonts: list[str] = field(default_factory=list)  # fonts kept out of this split
+
+
+@dataclass
+class DataConfig:
+    root: str = "data/default"
+    train: str = "lmdb"  # lmdb: read <root>/train; synth: render on the fly in the loader workers
+    train_lmdb: list[str] = field(default_factory=list)  # LMDBs to train on instead of <root>/train
+    val_lmdb: list[str] = field(default_factory=list)  # LMDBs to validate on instead of <root>/val
+    splits: dict[str, SplitConfig] = field(default_factory=dict)
+    image_format: str = "png"
+    workers: int = 2
+
+    def split_path(self, split: str) -> Path:
+        return Path(self.root) / split
+
+    def train_paths(self) -> list[str]:
+        """`train_lmdb` when given (yours, made by scripts/make_lmdb.py or another tool; list <root>/train
+        too to mix it with the synthetic set), else the rendered <root>/train."""
+        return list(self.train_lmdb) or [str(self.split_path("train"))]
+
+    def val_paths(self) -> list[str]:
+        return list(self.val_lmdb) or [str(self.split_path("val"))]
+
+
+@dataclass
+class ModelSection:
+    channels: list[int] = field(default_factory=lambda: [32, 64, 128, 128, 256, 256, 256])
+    pool_after: list[int] = field(default_factory=lambda: [0, 1, 3, 5, 6])
+    hstride: int = 4
+    lstm_hidden: int = 128
+    lstm_layers: int = 2
+    name: str = "small"
+
+
+@dataclass
+class TrainConfig:
+    max_steps: int = 2000
+    batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    warmup_steps: int = 100
+    schedule: str = "cosine"  # cosine | onecycle
+    grad_clip: float = 5.0
+    val_every: int = 250
+    save_every: int = 250
+    log_every: int = 20
+    num_workers: int = 2
+    resume: bool = False
+    init_from: str | None = None
+    device: str = "auto"  # auto | cpu | cuda
+    amp: bool = True  # mixed precision on CUDA only
+    threads: int = 0  # torch intra-op threads (0: leave as is)
+    val_batch_size: int = 128
+    val_max_lines: int = 0  # 0: the whole validation set
+    bucket_pool: int = 50
+
+
+@dataclass
+class RunConfig:
+    name: str = "default"
+    seed: int = 0
+    charset: str = "zh_en"
+    oov_policy: str = "skip"
+    runs_dir: str = "runs"
+    input: InputSpec = field(default_factory=InputSpec)
+    model: ModelSection = field(default_factory=ModelSection)
+    corpus: CorpusConfig = field(default_factory=CorpusConfig)
+    render: RenderConfig = field(default_factory=RenderConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    mlflow: MlflowConfig = field(default_factory=MlflowConfig)
+
+    def stage_dir(self, stage: str) -> Path:
+        return Path(self.runs_dir) / self.name / stage
+
+
+def load_run_config(cfg) -> RunConfig:
+    """DictConfig -> RunConfig; Hydra's own `hydra` node is not ours and is dropped."""
+    d = to_container(cfg)
+    d.pop("hydra", None)
+    return from_dict(RunConfig, d)

@@ -1,0 +1,86 @@
+"""MLflow for every stage: a local store under `mlruns/` that needs no server, or any tracking URI by config.
+
+MLflow 3 refuses its old file store, so the local default is SQLite at mlruns/mlflow.db with artifacts in
+mlruns/artifacts/<experiment>/. Runs are tagged with the stage, the git commit and (for later stages) the
+parent run and input artifact, which is how `make compare` reconstructs an experiment's lineage.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from crnn.config import flatten
+
+
+@dataclass
+class MlflowConfig:
+    enabled: bool = True
+    tracking_uri: str = "sqlite:///mlruns/mlflow.db"
+    artifact_root: str = "mlruns/artifacts"
+    experiment: str = "crnn"
+    log_artifacts: bool = True
+
+
+class Tracker:
+    """A thin wrapper so stages log the same way; `enabled: false` records nothing (tests, dry runs)."""
+
+    def __init__(self, cfg: MlflowConfig) -> None:
+        self.cfg = cfg
+        self.run_id: str | None = None
+        self._mlflow = None
+
+    @contextlib.contextmanager
+    def run(self, run_name: str, tags: dict[str, str], resume_run_id: str | None = None):
+        if not self.cfg.enabled:
+            yield self
+            return
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+        for noisy in ("alembic", "mlflow.store.db.utils", "mlflow.tracking"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
+        import mlflow
+
+        self._mlflow = mlflow
+        uri = self.cfg.tracking_uri
+        if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+            Path(uri[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
+        mlflow.set_tracking_uri(uri)
+        exp = mlflow.get_experiment_by_name(self.cfg.experiment)
+        if exp is None:
+            loc = None
+            if "://" not in self.cfg.artifact_root:
+                loc = (Path(self.cfg.artifact_root).resolve() / self.cfg.experiment).as_uri()
+            exp_id = mlflow.create_experiment(self.cfg.experiment, artifact_location=loc)
+        else:
+            exp_id = exp.experiment_id
+        kwargs: dict[str, Any] = {"run_id": resume_run_id} if resume_run_id else {"run_name": run_name}
+        with mlflow.start_run(experiment_id=exp_id, **kwargs) as active:
+            self.run_id = active.info.run_id
+            mlflow.set_tags(tags)
+            yield self
+
+    def log_params(self, params: dict[str, Any]) -> None:
+        if self._mlflow is None:
+            return
+        flat = {k: str(v)[:500] for k, v in flatten(params).items()}
+        existing = self._mlflow.get_run(self.run_id).data.params
+        fresh = {k: v for k, v in flat.items() if k not in existing}  # a resumed run keeps its params
+        items = list(fresh.items())
+        for i in range(0, len(items), 100):
+            self._mlflow.log_params(dict(items[i : i + 100]))
+
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        if self._mlflow is not None and metrics:
+            self._mlflow.log_metrics({k: float(v) for k, v in metrics.items()}, step=step)
+
+    def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
+        if self._mlflow is not None and self.cfg.log_artifacts and Path(path).exists():
+            self._mlflow.log_artifact(str(path), artifact_path=artifact_path)
+
+    def set_tags(self, tags: dict[str, str]) -> None:
+        if self._mlflow is not None:
+            self._mlflow.set_tags(tags)

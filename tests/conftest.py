@@ -1,0 +1,57 @@
+"""Shared test helpers: compose the real Hydra config, render small real LMDBs, run real stage CLIs."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+
+from crnn.settings import RunConfig, load_run_config
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = ROOT / "configs"
+
+
+def compose_cfg(overrides: list[str]) -> RunConfig:
+    with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
+        return load_run_config(compose(config_name="config", overrides=overrides))
+
+
+def tiny_overrides(tmp: Path, name: str = "t") -> list[str]:
+    """The demo preset, shrunk: small splits in `tmp`, no MLflow unless a test asks, one thread."""
+    return [
+        "experiment=demo", f"name={name}", f"runs_dir={tmp}/runs", f"data.root={tmp}/data",
+        "data.splits.train.size=256", "data.splits.val.size=64", "data.splits.test.size=32", "data.workers=1",
+        "mlflow.enabled=false", f"mlflow.tracking_uri=sqlite:///{tmp}/mlruns/mlflow.db",
+        f"mlflow.artifact_root={tmp}/mlruns/artifacts", "train.num_workers=0", "train.threads=1",
+        "train.log_every=5", "train.batch_size=16",
+    ]
+
+
+def run_module(module: str, overrides: list[str], timeout: float = 300, env: dict | None = None,
+               prefix: list[str] | None = None) -> subprocess.CompletedProcess:
+    cmd = (prefix or [sys.executable, "-m"]) + [module, *overrides]
+    e = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1", **(env or {}))
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout, env=e)
+    if proc.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
+    return proc
+
+
+def read_summary(tmp: Path, name: str = "t") -> dict:
+    return json.loads((tmp / "runs" / name / "train" / "summary.json").read_text())
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory) -> Path:
+    """Real LMDBs rendered by the data stage (demo alphabet), shared by the training tests."""
+    tmp = tmp_path_factory.mktemp("tiny")
+    from crnn.data import synth
+
+    synth.run(compose_cfg(tiny_overrides(tmp)))
+    return tmp

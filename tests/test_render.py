@@ -1,0 +1,74 @@
+import random
+
+import numpy as np
+import pytest
+import yaml
+from PIL import Image, ImageDraw
+
+from crnn.charset import load_charset
+from crnn.config import from_dict
+from crnn.data.corpus import CorpusConfig
+from crnn.data.fonts import covers, font_coverage, load_font
+from crnn.data.render import SCENES, LineRenderer, RenderConfig
+from crnn.data.source import SynthSource
+from tests.conftest import CONFIGS
+
+
+@pytest.fixture(scope="module")
+def render_cfg() -> RenderConfig:
+    return from_dict(RenderConfig, yaml.safe_load((CONFIGS / "render" / "default.yaml").read_text()))
+
+
+def _glyph(spec, ch: str) -> np.ndarray:
+    font = load_font(spec.path, spec.index, 40)
+    img = Image.new("L", (60, 60), 0)
+    ImageDraw.Draw(img).text((5, 5), ch, font=font, fill=255)
+    return np.asarray(img)
+
+
+@pytest.mark.parametrize("scene", SCENES)
+def test_each_scene_renders_its_label(render_cfg, scene):
+    cs = load_charset("zh_en")
+    src = SynthSource(CorpusConfig(), render_cfg, cs, seed=3)
+    for i in range(12):
+        s = src.sample(i, scene=scene)
+        assert s.scene == scene
+        assert s.image.dtype == np.uint8 and s.image.shape[0] == render_cfg.height
+        assert s.image.shape[1] >= 4
+        assert s.label == src.corpus.line(i) or s.label  # a redraw may take the next attempt's text
+        assert not cs.oov(s.label)
+        assert float(s.image.std()) > 3.0  # there is ink on the ground, not a flat image
+        # the font drawn with has a real glyph for every character of the label (no tofu)
+        rng = random.Random(f"render:{src.seed}:{i}")
+        spec = src.renderer.pick_font(scene, s.label, rng)
+        assert spec is not None and covers(spec, s.label)
+        cmap = font_coverage(spec.path, spec.index)
+        assert all(ord(c) in cmap for c in s.label if c != " ")
+
+
+def test_coverage_check_rejects_missing_glyphs(render_cfg):
+    r = LineRenderer(render_cfg)
+    latin_only = [f for f in r.scene_fonts["handwritten"] if f.style == "hand"]
+    assert latin_only, "the handwritten scene should include Latin handwriting fonts"
+    spec = latin_only[0]
+    assert not covers(spec, "你好")
+    assert r.bank.pick(latin_only, "你好", random.Random(0)) is None
+    # a font that has the glyph draws it differently from its .notdef box
+    cjk = r.scene_fonts["printed"][0]
+    assert covers(cjk, "永")
+    assert not np.array_equal(_glyph(cjk, "永"), _glyph(cjk, "\uffff"))
+
+
+def test_renderer_is_deterministic_and_counts(render_cfg):
+    cs = load_charset("digits")
+    a = SynthSource(CorpusConfig(kinds={"date": 1}), render_cfg, cs, seed=1)
+    b = SynthSource(CorpusConfig(kinds={"date": 1}), render_cfg, cs, seed=1)
+    for i in range(8):
+        sa, sb = a.sample(i, balanced=True), b.sample(i, balanced=True)
+        assert sa.label == sb.label and np.array_equal(sa.image, sb.image)
+    assert a.stats.rendered == 8 and sorted(a.stats.by_scene) == sorted(SCENES)
+
+
+def test_excluded_fonts_are_not_used(render_cfg):
+    r = LineRenderer(render_cfg, exclude_fonts=["noto_serif_sc"])
+    assert all(f.name != "noto_serif_sc" for f in r.scene_fonts["printed"])

@@ -1,0 +1,166 @@
+"""Training, end to end through the real CLI on real LMDBs: overfit, kill-and-resume, fine-tune, MLflow."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from crnn.charset import load_charset
+from crnn.models.checkpoint import CheckpointError, load_checkpoint
+from tests.conftest import ROOT, read_summary, run_module, tiny_overrides
+
+
+def _weights(path):
+    return load_checkpoint(path).state_dict
+
+
+def test_tiny_model_overfits_64_fixed_samples(tiny_data, tmp_path):
+    data = tiny_data / "data"
+    over = tiny_overrides(tmp_path, "overfit") + [
+        f"data.train_lmdb=[{data}/test]", f"data.val_lmdb=[{data}/test]",
+        "train.max_steps=150", "train.val_every=150", "train.save_every=150", "train.lr=0.003",
+        "train.warmup_steps=10", "train.batch_size=32",
+    ]
+    run_module("crnn.train", over)
+    s = read_summary(tmp_path, "overfit")
+    assert s["loss_first"] > 0
+    assert s["loss_last"] < 0.2 * s["loss_first"], (s["loss_first"], s["loss_last"])
+    ck = load_checkpoint(tmp_path / "runs/overfit/train/best.pt")
+    assert ck.charset == load_charset("digits")
+    assert ck.lineage["data_fingerprint"] and ck.lineage["git_commit"]
+    assert set(ck.input_spec.as_dict()) >= {"height", "mean", "std"}
+    raw = torch.load(tmp_path / "runs/overfit/train/best.pt", weights_only=True)
+    assert raw["format"].startswith("crnn-toolkit/checkpoint")
+
+
+def _train_cmd(tmp_path, name, steps, extra=()):
+    return [sys.executable, "-m", "crnn.train", *tiny_overrides(tmp_path, name),
+            f"train.max_steps={steps}", "train.save_every=5", "train.val_every=1000", *extra]
+
+
+def test_kill_and_resume_matches_an_uninterrupted_run(tiny_data, tmp_path):
+    data = tiny_data / "data"
+    common = [f"data.root={data}", "train.warmup_steps=5"]
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    # uninterrupted reference
+    subprocess.run(_train_cmd(tmp_path, "ref", 30, common), cwd=ROOT, env=env, check=True, capture_output=True,
+                   timeout=300)
+    # the same run, killed with SIGKILL once a checkpoint past step 10 exists, then resumed
+    last = tmp_path / "runs/cut/train/last.pt"
+    proc = subprocess.Popen(_train_cmd(tmp_path, "cut", 30, common), cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 240
+    killed_at = None
+    while time.time() < deadline and proc.poll() is None:
+        if last.is_file():
+            try:
+                step = load_checkpoint(last).train_state["step"]
+            except CheckpointError:
+                step = 0
+            if step >= 10:
+                os.killpg(proc.pid, signal.SIGKILL)
+                killed_at = step
+                break
+        time.sleep(0.05)
+    proc.wait(timeout=60)
+    assert killed_at is not None and killed_at < 30, "the run ended before it could be killed"
+    run_module("crnn.train", [*_train_cmd(tmp_path, "cut", 30, common)[3:], "train.resume=true"])
+    ref, cut = _weights(tmp_path / "runs/ref/train/last.pt"), _weights(last)
+    assert ref.keys() == cut.keys()
+    for k in ref:
+        assert torch.equal(ref[k], cut[k]), f"{k} differs after resume from step {killed_at}"
+    assert load_checkpoint(last).train_state["step"] == 30
+
+
+def test_fine_tune_onto_a_changed_alphabet(tiny_data, tmp_path):
+    data = tiny_data / "data"
+    run_module("crnn.train", tiny_overrides(tmp_path, "src") + [f"data.root={data}", "train.max_steps=20"])
+    src = load_checkpoint(tmp_path / "runs/src/train/best.pt")
+    # new alphabet: drops '%' and '+', adds two letters; order changed
+    new = [c for c in reversed(src.charset.chars) if c not in "%+"] + ["A", "B"]
+    alpha = tmp_path / "alpha.txt"
+    alpha.write_text("".join(c + "\n" for c in new), encoding="utf-8")
+    run_module("crnn.train", tiny_overrides(tmp_path, "ft") + [
+        f"data.root={data}", f"charset={alpha}", "train.max_steps=1", "train.lr=1e-12", "train.warmup_steps=1",
+        f"train.init_from={tmp_path}/runs/src/train/best.pt", "train.val_every=1"])
+    ft = load_checkpoint(tmp_path / "runs/ft/train/last.pt")
+    assert ft.charset.chars == tuple(new)
+    assert ft.model_config.num_classes == len(new) + 1
+    w_old, w_new = src.state_dict["classifier.weight"], ft.state_dict["classifier.weight"]
+    for i, c in enumerate(new):
+        if c in src.charset:
+            j = src.charset.chars.index(c) + 1
+            assert torch.allclose(w_new[i + 1], w_old[j], atol=1e-6), c
+    assert torch.allclose(w_new[0], w_old[0], atol=1e-6)  # the blank
+    assert torch.allclose(ft.state_dict["features.0.0.weight"], src.state_dict["features.0.0.weight"], atol=1e-6)
+    s = read_summary(tmp_path, "ft")
+    assert s["transfer"] == {"shared_chars": len(new) - 2, "new_chars": 2, "dropped_chars": 2}
+
+
+def test_mlflow_run_records_params_metrics_and_checkpoint(tiny_data, tmp_path):
+    data = tiny_data / "data"
+    over = [o for o in tiny_overrides(tmp_path, "ml") if not o.startswith("mlflow.enabled")]
+    run_module("crnn.train", over + [f"data.root={data}", "train.max_steps=10", "train.val_every=10"])
+    import mlflow
+
+    client = mlflow.tracking.MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/mlruns/mlflow.db")
+    exp = client.get_experiment_by_name("ml")
+    runs = client.search_runs([exp.experiment_id])
+    assert len(runs) == 1
+    r = runs[0]
+    assert r.data.tags["stage"] == "train"
+    assert r.data.params["cfg.model.name"] == "tiny"
+    for key in ("loss", "lr", "throughput_img_s", "val_cer", "val_cer_printed", "val_cer_blurry"):
+        assert key in r.data.metrics, key
+    arts = [a.path for a in client.list_artifacts(r.info.run_id, "checkpoint")]
+    assert arts == ["checkpoint/best.pt"]
+
+
+def test_bad_checkpoint_is_a_clear_error(tmp_path):
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="not a readable checkpoint"):
+        load_checkpoint(bad)
+    torch.save({"weights": torch.zeros(1)}, tmp_path / "foreign.pt")
+    with pytest.raises(CheckpointError, match="not a crnn-toolkit checkpoint"):
+        load_checkpoint(tmp_path / "foreign.pt")
+    with pytest.raises(CheckpointError, match="does not exist"):
+        load_checkpoint(tmp_path / "missing.pt")
+
+
+def test_synthetic_stream_trains_and_is_independent_of_worker_count(tiny_data, tmp_path):
+    from crnn.data.dataset import SynthBatchStream
+    from crnn.data.preprocess import InputSpec
+    from crnn.data.source import SynthSource
+    from tests.conftest import compose_cfg
+
+    cfg = compose_cfg(tiny_overrides(tmp_path))
+
+    def factory():
+        return SynthSource(cfg.corpus, cfg.render, load_charset(cfg.charset), seed=9)
+
+    s = SynthBatchStream(factory, InputSpec(), batch_size=4, start_step=3)
+    b3 = s.batch_items(3)
+    again = SynthBatchStream(factory, InputSpec(), batch_size=4).batch_items(3)
+    assert [i.label for i in b3] == [i.label for i in again]
+    lengths = [len(i.label) for i in b3]
+    assert max(lengths) - min(lengths) <= max(6, max(lengths) // 2)  # one target length per batch
+    data = tiny_data / "data"
+    run_module("crnn.train", tiny_overrides(tmp_path, "stream") + [
+        f"data.root={data}", "data.train=synth", "train.max_steps=6", "train.val_every=6", "train.num_workers=2"])
+    assert read_summary(tmp_path, "stream")["steps"] == 6
+
+
+@pytest.mark.slow
+def test_ddp_two_processes_keep_weights_equal(tiny_data, tmp_path):
+    data = tiny_data / "data"
+    run_module("crnn.train", tiny_overrides(tmp_path, "ddp") + [f"data.root={data}", "train.max_steps=8",
+                                                                  "train.val_every=8"],
+               prefix=[sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m"])
+    s = read_summary(tmp_path, "ddp")
+    assert s["world_size"] == 2 and s["steps"] == 8
+    assert s["ddp_max_param_divergence"] == 0.0
