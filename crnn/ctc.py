@@ -90,8 +90,13 @@ def beam_decode(
     return out
 
 
-def decode(logits: np.ndarray, charset: Charset, lengths: np.ndarray | None = None, method: str = "greedy",
-           beam_width: int = 10) -> list[Decoded]:
+def decode(
+    logits: np.ndarray,
+    charset: Charset,
+    lengths: np.ndarray | None = None,
+    method: str = "greedy",
+    beam_width: int = 10,
+) -> list[Decoded]:
     if method == "greedy":
         return greedy_decode(logits, charset, lengths)
     if method == "beam":

@@ -58,8 +58,10 @@ class SceneScores:
         self.overall.add(label, pred)
 
     def as_dict(self) -> dict:
-        return {"scenes": {s: v.as_dict() for s, v in sorted(self.by_scene.items())},
-                "overall": self.overall.as_dict()}
+        return {
+            "scenes": {s: v.as_dict() for s, v in sorted(self.by_scene.items())},
+            "overall": self.overall.as_dict(),
+        }
 
 
 def cer(label: str, pred: str) -> float:

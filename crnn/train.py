@@ -16,7 +16,6 @@ import json
 import math
 import time
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 import hydra
 import numpy as np
@@ -37,14 +36,14 @@ from crnn.data.dataset import (
     LmdbLineDataset,
     ShuffledIndices,
     SynthBatchStream,
-    eval_batches,
     epoch_and_skip,
+    eval_batches,
 )
 from crnn.data.lmdb_io import LmdbReader
 from crnn.data.preprocess import pad_batch
 from crnn.data.source import SynthSource
 from crnn.metrics import SceneScores
-from crnn.models.checkpoint import Checkpoint, load_checkpoint, save_checkpoint, sha256_file, git_commit
+from crnn.models.checkpoint import Checkpoint, git_commit, load_checkpoint, save_checkpoint, sha256_file
 from crnn.models.complexity import count_macs, count_params
 from crnn.models.crnn import CRNN, ModelConfig
 from crnn.settings import RunConfig, load_run_config
@@ -70,9 +69,16 @@ def pick_device(name: str) -> torch.device:
 
 def model_config_for(cfg: RunConfig, charset: Charset) -> ModelConfig:
     m = cfg.model
-    return ModelConfig(channels=list(m.channels), pool_after=list(m.pool_after), hstride=m.hstride,
-                       lstm_hidden=m.lstm_hidden, lstm_layers=m.lstm_layers, num_classes=charset.num_classes,
-                       height=cfg.input.height, name=m.name)
+    return ModelConfig(
+        channels=list(m.channels),
+        pool_after=list(m.pool_after),
+        hstride=m.hstride,
+        lstm_hidden=m.lstm_hidden,
+        lstm_layers=m.lstm_layers,
+        num_classes=charset.num_classes,
+        height=cfg.input.height,
+        name=m.name,
+    )
 
 
 def transfer_from(src: Checkpoint, charset: Charset) -> tuple[CRNN, dict]:
@@ -97,15 +103,22 @@ def transfer_from(src: Checkpoint, charset: Charset) -> tuple[CRNN, dict]:
                 model.classifier.weight[i + 1] = old_w[j]
                 model.classifier.bias[i + 1] = old_b[j]
                 shared += 1
-    return model, {"shared_chars": shared, "new_chars": len(charset.chars) - shared,
-                   "dropped_chars": len(src.charset.chars) - shared}
+    return model, {
+        "shared_chars": shared,
+        "new_chars": len(charset.chars) - shared,
+        "dropped_chars": len(src.charset.chars) - shared,
+    }
 
 
 def make_scheduler(opt: torch.optim.Optimizer, cfg: RunConfig) -> torch.optim.lr_scheduler.LRScheduler:
     t = cfg.train
     if t.schedule == "onecycle":
-        return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=t.lr, total_steps=max(t.max_steps, 1),
-                                                   pct_start=min(0.3, max(t.warmup_steps, 1) / max(t.max_steps, 1)))
+        return torch.optim.lr_scheduler.OneCycleLR(
+            opt,
+            max_lr=t.lr,
+            total_steps=max(t.max_steps, 1),
+            pct_start=min(0.3, max(t.warmup_steps, 1) / max(t.max_steps, 1)),
+        )
     if t.schedule != "cosine":
         raise ValueError(f"train.schedule must be cosine or onecycle, got {t.schedule!r}")
 
@@ -130,8 +143,14 @@ def data_fingerprint(paths: list[str]) -> str:
 
 
 @torch.no_grad()
-def validate(model: torch.nn.Module, dataset: LmdbLineDataset, collate: Collate, device: torch.device,
-             batch_size: int, max_lines: int = 0) -> tuple[SceneScores, dict]:
+def validate(
+    model: torch.nn.Module,
+    dataset: LmdbLineDataset,
+    collate: Collate,
+    device: torch.device,
+    batch_size: int,
+    max_lines: int = 0,
+) -> tuple[SceneScores, dict]:
     """CER per scene type with the shared CTC decoder; skipped lines are counted, never silently dropped."""
     model.eval()
     scores = SceneScores()
@@ -148,7 +167,9 @@ def validate(model: torch.nn.Module, dataset: LmdbLineDataset, collate: Collate,
         for it in items:
             if it.x is None:
                 skipped["corrupt"] += 1
-                scores.add(it.label, "", it.scene)  # an unreadable line is an error, not a smaller denominator
+                scores.add(
+                    it.label, "", it.scene
+                )  # an unreadable line is an error, not a smaller denominator
         good = [it for it in items if it.x is not None]
         if not good:
             continue
@@ -161,39 +182,57 @@ def validate(model: torch.nn.Module, dataset: LmdbLineDataset, collate: Collate,
     return scores, skipped
 
 
-def build_train_loader(cfg: RunConfig, charset: Charset, dist_info: distributed.DistInfo, collate: Collate,
-                       start_step: int):
+def build_train_loader(
+    cfg: RunConfig, charset: Charset, dist_info: distributed.DistInfo, collate: Collate, start_step: int
+):
     t = cfg.train
     if cfg.data.train == "synth":
         split = cfg.data.splits.get("train")
         seed = split.seed if split else cfg.seed
 
         def factory() -> SynthSource:
-            return SynthSource(cfg.corpus, cfg.render, charset, seed=seed,
-                               exclude_fonts=split.exclude_fonts if split else ())
+            return SynthSource(
+                cfg.corpus, cfg.render, charset, seed=seed, exclude_fonts=split.exclude_fonts if split else ()
+            )
 
-        stream = SynthBatchStream(factory, cfg.input, t.batch_size, start_step=start_step, rank=dist_info.rank,
-                                  world=dist_info.world)
-        loader = DataLoader(stream, batch_size=None, collate_fn=collate, num_workers=t.num_workers,
-                            persistent_workers=False, prefetch_factor=4 if t.num_workers else None)
+        stream = SynthBatchStream(
+            factory,
+            cfg.input,
+            t.batch_size,
+            start_step=start_step,
+            rank=dist_info.rank,
+            world=dist_info.world,
+        )
+        loader = DataLoader(
+            stream,
+            batch_size=None,
+            collate_fn=collate,
+            num_workers=t.num_workers,
+            persistent_workers=False,
+            prefetch_factor=4 if t.num_workers else None,
+        )
         return None, lambda epoch, skip: loader, None
     if cfg.data.train != "lmdb":
         raise ValueError(f"data.train must be lmdb or synth, got {cfg.data.train!r}")
     paths = cfg.data.train_paths()
     ds = LmdbLineDataset(paths, charset, cfg.input, cfg.oov_policy)
     if len(ds) == 0:
-        raise ValueError(f"training data {paths} holds no usable line (label stats: {ds.label_stats.as_dict()})")
+        raise ValueError(
+            f"training data {paths} holds no usable line (label stats: {ds.label_stats.as_dict()})"
+        )
     if dist_info.enabled:
-        base = DistributedSampler(ds, num_replicas=dist_info.world, rank=dist_info.rank, shuffle=True,
-                                  seed=cfg.seed, drop_last=True)
+        base = DistributedSampler(
+            ds, num_replicas=dist_info.world, rank=dist_info.rank, shuffle=True, seed=cfg.seed, drop_last=True
+        )
     else:
         base = ShuffledIndices(len(ds), cfg.seed)
     sampler = BucketBatchSampler(base, ds.widths(), t.batch_size, seed=cfg.seed, pool_batches=t.bucket_pool)
 
     def loader_for(epoch: int, skip: int) -> DataLoader:
         sampler.set_epoch(epoch, skip)
-        return DataLoader(ds, batch_sampler=sampler, collate_fn=collate, num_workers=t.num_workers,
-                          persistent_workers=False)
+        return DataLoader(
+            ds, batch_sampler=sampler, collate_fn=collate, num_workers=t.num_workers, persistent_workers=False
+        )
 
     return ds, loader_for, sampler
 
@@ -243,8 +282,13 @@ def train(cfg: RunConfig) -> dict:
         ts = resume_ckpt.train_state or {}
         opt.load_state_dict(ts["optimizer"])
         sched.load_state_dict(ts["scheduler"])
-        state = TrainState(step=int(ts["step"]), best_cer=float(ts["best_cer"]), best_step=int(ts["best_step"]),
-                           mlflow_run_id=ts.get("mlflow_run_id") or None, skipped=dict(ts["skipped"]))
+        state = TrainState(
+            step=int(ts["step"]),
+            best_cer=float(ts["best_cer"]),
+            best_step=int(ts["best_step"]),
+            mlflow_run_id=ts.get("mlflow_run_id") or None,
+            skipped=dict(ts["skipped"]),
+        )
         torch.set_rng_state(ts["torch_rng"])
     ddp_model = DDP(model) if dist_info.enabled else model
     collate = Collate(charset, mc.hstride)
@@ -254,39 +298,77 @@ def train(cfg: RunConfig) -> dict:
     amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
 
-    fingerprint = data_fingerprint(cfg.data.train_paths()) if train_ds is not None else hashlib.sha256(
-        json.dumps([asdict(cfg.corpus), asdict(cfg.render), cfg.seed], default=str).encode()).hexdigest()[:16]
-    lineage = {"stage": "train", "data_fingerprint": fingerprint, "git_commit": git_commit(),
-               "source_sha256": sha256_file(t.init_from) if t.init_from else "", "config_name": cfg.name}
+    fingerprint = (
+        data_fingerprint(cfg.data.train_paths())
+        if train_ds is not None
+        else hashlib.sha256(
+            json.dumps([asdict(cfg.corpus), asdict(cfg.render), cfg.seed], default=str).encode()
+        ).hexdigest()[:16]
+    )
+    lineage = {
+        "stage": "train",
+        "data_fingerprint": fingerprint,
+        "git_commit": git_commit(),
+        "source_sha256": sha256_file(t.init_from) if t.init_from else "",
+        "config_name": cfg.name,
+    }
     tracker = Tracker(cfg.mlflow) if dist_info.is_main else Tracker(type(cfg.mlflow)(enabled=False))
     summary: dict = {}
-    with tracker.run(run_name="train", tags={"stage": "train", "git_commit": lineage["git_commit"],
-                                             "data_fingerprint": fingerprint, "model": mc.name},
-                     resume_run_id=state.mlflow_run_id):
+    with tracker.run(
+        run_name="train",
+        tags={
+            "stage": "train",
+            "git_commit": lineage["git_commit"],
+            "data_fingerprint": fingerprint,
+            "model": mc.name,
+        },
+        resume_run_id=state.mlflow_run_id,
+    ):
         state.mlflow_run_id = tracker.run_id
         lineage["mlflow_run_id"] = tracker.run_id or ""
         params = count_params(model)
         macs = count_macs(mc, 320)
-        tracker.log_params({"cfg": asdict(cfg), "model_params": params, "model_macs_32x320": macs,
-                            "world_size": dist_info.world, "device": str(device), **transfer_info})
+        tracker.log_params(
+            {
+                "cfg": asdict(cfg),
+                "model_params": params,
+                "model_macs_32x320": macs,
+                "world_size": dist_info.world,
+                "device": str(device),
+                **transfer_info,
+            }
+        )
         label_stats = train_ds.label_stats.as_dict() if train_ds is not None else {}
         if dist_info.is_main:
-            print(f"[train] {mc.name}: {params / 1e6:.2f} M params, {macs / 1e6:.1f} M MACs at 32x320, "
-                  f"{charset.num_classes - 1} chars, device {device}, world {dist_info.world}, "
-                  f"start step {state.step}/{t.max_steps}")
+            print(
+                f"[train] {mc.name}: {params / 1e6:.2f} M params, {macs / 1e6:.1f} M MACs at 32x320, "
+                f"{charset.num_classes - 1} chars, device {device}, world {dist_info.world}, "
+                f"start step {state.step}/{t.max_steps}"
+            )
             if train_ds is not None:
                 print(f"[train] {len(train_ds)} training lines; labels: {label_stats}")
 
         def snapshot(step: int) -> Checkpoint:
-            return Checkpoint(model_config=mc, state_dict={k: v.detach().cpu() for k, v in model.state_dict().items()},
-                              charset=charset, input_spec=cfg.input, lineage=dict(lineage, step=step))
+            return Checkpoint(
+                model_config=mc,
+                state_dict={k: v.detach().cpu() for k, v in model.state_dict().items()},
+                charset=charset,
+                input_spec=cfg.input,
+                lineage=dict(lineage, step=step),
+            )
 
         def save_last() -> None:
             ck = snapshot(state.step)
-            ck.train_state = {"optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "step": state.step,
-                              "best_cer": state.best_cer, "best_step": state.best_step,
-                              "mlflow_run_id": state.mlflow_run_id or "", "skipped": state.skipped,
-                              "torch_rng": torch.get_rng_state()}
+            ck.train_state = {
+                "optimizer": opt.state_dict(),
+                "scheduler": sched.state_dict(),
+                "step": state.step,
+                "best_cer": state.best_cer,
+                "best_step": state.best_step,
+                "mlflow_run_id": state.mlflow_run_id or "",
+                "skipped": state.skipped,
+                "torch_rng": torch.get_rng_state(),
+            }
             save_checkpoint(ck, last_path)
 
         def run_validation() -> dict:
@@ -302,8 +384,14 @@ def train(cfg: RunConfig) -> dict:
             return {"val": d, "val_skipped": vskipped}
 
         model.train()
-        bar = tqdm(total=t.max_steps, initial=state.step, desc="train", unit="step", disable=not dist_info.is_main,
-                   dynamic_ncols=True)
+        bar = tqdm(
+            total=t.max_steps,
+            initial=state.step,
+            desc="train",
+            unit="step",
+            disable=not dist_info.is_main,
+            dynamic_ncols=True,
+        )
         last_val: dict = {}
         window_imgs, window_t0, wall_t0, loss_ema = 0, time.perf_counter(), time.perf_counter(), None
         total_imgs = 0
@@ -320,8 +408,15 @@ def train(cfg: RunConfig) -> dict:
                     logits = ddp_model(images)
             if len(batch):
                 log_probs = F.log_softmax(logits.float(), dim=-1).transpose(0, 1)  # (T, N, C)
-                loss = F.ctc_loss(log_probs, batch.targets.to(device), batch.input_lengths.to(device),
-                                  batch.target_lengths.to(device), blank=0, reduction="mean", zero_infinity=True)
+                loss = F.ctc_loss(
+                    log_probs,
+                    batch.targets.to(device),
+                    batch.input_lengths.to(device),
+                    batch.target_lengths.to(device),
+                    blank=0,
+                    reduction="mean",
+                    zero_infinity=True,
+                )
             else:  # every line skipped: keep DDP ranks in step with a zero loss
                 loss = sum(p.sum() * 0.0 for p in ddp_model.parameters())
             opt.zero_grad(set_to_none=True)
@@ -344,16 +439,22 @@ def train(cfg: RunConfig) -> dict:
             if dist_info.is_main and (state.step % t.log_every == 0 or state.step == t.max_steps):
                 dt = time.perf_counter() - window_t0
                 ips = window_imgs / max(dt, 1e-9)
-                tracker.log_metrics({"loss": lv, "loss_ema": loss_ema, "lr": sched.get_last_lr()[0],
-                                     "throughput_img_s": ips}, step=state.step)
-                bar.set_postfix(loss=f"{loss_ema:.3f}", lr=f"{sched.get_last_lr()[0]:.2e}", img_s=f"{ips:.0f}")
+                tracker.log_metrics(
+                    {"loss": lv, "loss_ema": loss_ema, "lr": sched.get_last_lr()[0], "throughput_img_s": ips},
+                    step=state.step,
+                )
+                bar.set_postfix(
+                    loss=f"{loss_ema:.3f}", lr=f"{sched.get_last_lr()[0]:.2e}", img_s=f"{ips:.0f}"
+                )
                 window_imgs, window_t0 = 0, time.perf_counter()
             if state.step % t.val_every == 0 or state.step == t.max_steps:
                 if dist_info.is_main:
                     last_val = run_validation()
-                    bar.write(f"[val] step {state.step}: CER " + ", ".join(
-                        f"{s} {v['cer']:.4f}" for s, v in last_val["val"]["scenes"].items())
-                        + f" | overall {last_val['val']['overall']['cer']:.4f}")
+                    bar.write(
+                        f"[val] step {state.step}: CER "
+                        + ", ".join(f"{s} {v['cer']:.4f}" for s, v in last_val["val"]["scenes"].items())
+                        + f" | overall {last_val['val']['overall']['cer']:.4f}"
+                    )
                 distributed.barrier(dist_info)
             if dist_info.is_main and (state.step % t.save_every == 0 or state.step == t.max_steps):
                 save_last()
@@ -364,19 +465,38 @@ def train(cfg: RunConfig) -> dict:
             if not last_val:
                 last_val = run_validation()
             summary = {
-                "name": cfg.name, "model": mc.as_dict(), "params": count_params(model), "macs_32x320": macs,
-                "steps": state.step, "best_step": state.best_step, "best_val_cer": state.best_cer,
-                "final": last_val, "skipped": state.skipped,
+                "name": cfg.name,
+                "model": mc.as_dict(),
+                "params": count_params(model),
+                "macs_32x320": macs,
+                "steps": state.step,
+                "best_step": state.best_step,
+                "best_val_cer": state.best_cer,
+                "final": last_val,
+                "skipped": state.skipped,
                 "loss_first": float(np.mean(first_losses)) if first_losses else None,
-                "loss_last": float(np.mean(recent_losses)) if recent_losses else None, "labels": label_stats,
-                "throughput_img_s": total_imgs / max(wall, 1e-9), "wall_s": wall, "world_size": dist_info.world,
-                "ddp_max_param_divergence": divergence, "device": str(device),
-                "checkpoint": str(best_path), "last": str(last_path), "mlflow_run_id": tracker.run_id,
+                "loss_last": float(np.mean(recent_losses)) if recent_losses else None,
+                "labels": label_stats,
+                "throughput_img_s": total_imgs / max(wall, 1e-9),
+                "wall_s": wall,
+                "world_size": dist_info.world,
+                "ddp_max_param_divergence": divergence,
+                "device": str(device),
+                "checkpoint": str(best_path),
+                "last": str(last_path),
+                "mlflow_run_id": tracker.run_id,
                 "transfer": transfer_info,
             }
-            (out_dir / "summary.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False, default=str))
-            tracker.log_metrics({"best_val_cer": state.best_cer, "ddp_max_param_divergence": divergence,
-                                 **{f"skipped_{k}": v for k, v in state.skipped.items()}})
+            (out_dir / "summary.json").write_text(
+                json.dumps(summary, indent=2, ensure_ascii=False, default=str)
+            )
+            tracker.log_metrics(
+                {
+                    "best_val_cer": state.best_cer,
+                    "ddp_max_param_divergence": divergence,
+                    **{f"skipped_{k}": v for k, v in state.skipped.items()},
+                }
+            )
             tracker.log_artifact(best_path, "checkpoint")
             tracker.log_artifact(out_dir / "summary.json")
     distributed.teardown(dist_info)

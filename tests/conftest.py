@@ -25,21 +25,38 @@ def compose_cfg(overrides: list[str]) -> RunConfig:
 def tiny_overrides(tmp: Path, name: str = "t") -> list[str]:
     """The demo preset, shrunk: small splits in `tmp`, no MLflow unless a test asks, one thread."""
     return [
-        "experiment=demo", f"name={name}", f"runs_dir={tmp}/runs", f"data.root={tmp}/data",
-        "data.splits.train.size=256", "data.splits.val.size=64", "data.splits.test.size=32", "data.workers=1",
-        "mlflow.enabled=false", f"mlflow.tracking_uri=sqlite:///{tmp}/mlruns/mlflow.db",
-        f"mlflow.artifact_root={tmp}/mlruns/artifacts", "train.num_workers=0", "train.threads=1",
-        "train.log_every=5", "train.batch_size=16",
+        "experiment=demo",
+        f"name={name}",
+        f"runs_dir={tmp}/runs",
+        f"data.root={tmp}/data",
+        "data.splits.train.size=256",
+        "data.splits.val.size=64",
+        "data.splits.test.size=32",
+        "data.workers=1",
+        "mlflow.enabled=false",
+        f"mlflow.tracking_uri=sqlite:///{tmp}/mlruns/mlflow.db",
+        f"mlflow.artifact_root={tmp}/mlruns/artifacts",
+        "train.num_workers=0",
+        "train.threads=1",
+        "train.log_every=5",
+        "train.batch_size=16",
     ]
 
 
-def run_module(module: str, overrides: list[str], timeout: float = 300, env: dict | None = None,
-               prefix: list[str] | None = None) -> subprocess.CompletedProcess:
+def run_module(
+    module: str,
+    overrides: list[str],
+    timeout: float = 300,
+    env: dict | None = None,
+    prefix: list[str] | None = None,
+) -> subprocess.CompletedProcess:
     cmd = (prefix or [sys.executable, "-m"]) + [module, *overrides]
     e = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1", **(env or {}))
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout, env=e)
     if proc.returncode != 0:
-        raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
+        raise AssertionError(
+            f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
+        )
     return proc
 
 

@@ -13,7 +13,10 @@ def test_lines_are_deterministic_and_fit_the_alphabet():
     assert min(len(x) for x in lines) <= 3
     assert any(any("\u4e00" <= c <= "\u9fff" for c in x) for x in lines)
     assert any(any(c.isascii() and c.isalpha() for c in x) for x in lines)
-    assert Corpus(CorpusConfig(), cs, seed=6).line(0) != lines[0] or Corpus(CorpusConfig(), cs, seed=6).line(1) != lines[1]
+    assert (
+        Corpus(CorpusConfig(), cs, seed=6).line(0) != lines[0]
+        or Corpus(CorpusConfig(), cs, seed=6).line(1) != lines[1]
+    )
 
 
 def test_digit_corpus_for_the_demo():

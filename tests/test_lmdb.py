@@ -71,13 +71,38 @@ def test_make_lmdb_on_a_folder_with_broken_files(tmp_path):
     (root / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
     (root / "empty.jpg").write_bytes(b"")
     (root / "text.png").write_text("<svg></svg>")
-    lines = ["a.png\t12", "b.jpg\t2024-01-02", "broken.png\t9", "empty.jpg\t8", "text.png\t7",
-             "missing.png\t6", "no tab here", "\t5", "../outside.png\t4", "a.png\t"]
+    lines = [
+        "a.png\t12",
+        "b.jpg\t2024-01-02",
+        "broken.png\t9",
+        "empty.jpg\t8",
+        "text.png\t7",
+        "missing.png\t6",
+        "no tab here",
+        "\t5",
+        "../outside.png\t4",
+        "a.png\t",
+    ]
     (tmp_path / "list.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
     out = tmp_path / "db"
-    proc = subprocess.run([sys.executable, "scripts/make_lmdb.py", "--root", str(root), "--list",
-                           str(tmp_path / "list.txt"), "--out", str(out), "--scene", "printed"],
-                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "scripts/make_lmdb.py",
+            "--root",
+            str(root),
+            "--list",
+            str(tmp_path / "list.txt"),
+            "--out",
+            str(out),
+            "--scene",
+            "printed",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     s = json.loads((out / "import_summary.json").read_text())
     assert s["lines"] == 10 and s["written"] == 2

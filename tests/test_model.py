@@ -8,8 +8,11 @@ from crnn.models.crnn import CRNN, ModelConfig
 @pytest.mark.parametrize("hstride", [4, 8])
 @pytest.mark.parametrize("width", [16, 37, 100, 320, 801])
 def test_output_length_is_width_over_stride(hstride, width):
-    m = CRNN(ModelConfig(channels=[8, 8, 16, 16, 16, 16, 16], hstride=hstride, lstm_hidden=8, lstm_layers=1,
-                         num_classes=11)).eval()
+    m = CRNN(
+        ModelConfig(
+            channels=[8, 8, 16, 16, 16, 16, 16], hstride=hstride, lstm_hidden=8, lstm_layers=1, num_classes=11
+        )
+    ).eval()
     with torch.no_grad():
         y = m(torch.zeros(2, 1, 32, width))
     assert y.shape == (2, -(-width // hstride), 11)
@@ -17,7 +20,10 @@ def test_output_length_is_width_over_stride(hstride, width):
 
 
 def test_presets_build_and_counts_are_consistent():
-    for channels, hidden, layers in [([16, 32, 64, 64, 96, 96, 128], 64, 1), ([64, 128, 256, 256, 512, 512, 512], 256, 2)]:
+    for channels, hidden, layers in [
+        ([16, 32, 64, 64, 96, 96, 128], 64, 1),
+        ([64, 128, 256, 256, 512, 512, 512], 256, 2),
+    ]:
         cfg = ModelConfig(channels=channels, lstm_hidden=hidden, lstm_layers=layers, num_classes=100)
         m = CRNN(cfg)
         n = count_params(m)

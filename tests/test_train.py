@@ -21,9 +21,14 @@ def _weights(path):
 def test_tiny_model_overfits_64_fixed_samples(tiny_data, tmp_path):
     data = tiny_data / "data"
     over = tiny_overrides(tmp_path, "overfit") + [
-        f"data.train_lmdb=[{data}/test]", f"data.val_lmdb=[{data}/test]",
-        "train.max_steps=150", "train.val_every=150", "train.save_every=150", "train.lr=0.003",
-        "train.warmup_steps=10", "train.batch_size=32",
+        f"data.train_lmdb=[{data}/test]",
+        f"data.val_lmdb=[{data}/test]",
+        "train.max_steps=150",
+        "train.val_every=150",
+        "train.save_every=150",
+        "train.lr=0.003",
+        "train.warmup_steps=10",
+        "train.batch_size=32",
     ]
     run_module("crnn.train", over)
     s = read_summary(tmp_path, "overfit")
@@ -38,8 +43,16 @@ def test_tiny_model_overfits_64_fixed_samples(tiny_data, tmp_path):
 
 
 def _train_cmd(tmp_path, name, steps, extra=()):
-    return [sys.executable, "-m", "crnn.train", *tiny_overrides(tmp_path, name),
-            f"train.max_steps={steps}", "train.save_every=5", "train.val_every=1000", *extra]
+    return [
+        sys.executable,
+        "-m",
+        "crnn.train",
+        *tiny_overrides(tmp_path, name),
+        f"train.max_steps={steps}",
+        "train.save_every=5",
+        "train.val_every=1000",
+        *extra,
+    ]
 
 
 def test_kill_and_resume_matches_an_uninterrupted_run(tiny_data, tmp_path):
@@ -47,12 +60,24 @@ def test_kill_and_resume_matches_an_uninterrupted_run(tiny_data, tmp_path):
     common = [f"data.root={data}", "train.warmup_steps=5"]
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
     # uninterrupted reference
-    subprocess.run(_train_cmd(tmp_path, "ref", 30, common), cwd=ROOT, env=env, check=True, capture_output=True,
-                   timeout=300)
+    subprocess.run(
+        _train_cmd(tmp_path, "ref", 30, common),
+        cwd=ROOT,
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
     # the same run, killed with SIGKILL once a checkpoint past step 10 exists, then resumed
     last = tmp_path / "runs/cut/train/last.pt"
-    proc = subprocess.Popen(_train_cmd(tmp_path, "cut", 30, common), cwd=ROOT, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(
+        _train_cmd(tmp_path, "cut", 30, common),
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     deadline = time.time() + 240
     killed_at = None
     while time.time() < deadline and proc.poll() is None:
@@ -84,9 +109,19 @@ def test_fine_tune_onto_a_changed_alphabet(tiny_data, tmp_path):
     new = [c for c in reversed(src.charset.chars) if c not in "%+"] + ["A", "B"]
     alpha = tmp_path / "alpha.txt"
     alpha.write_text("".join(c + "\n" for c in new), encoding="utf-8")
-    run_module("crnn.train", tiny_overrides(tmp_path, "ft") + [
-        f"data.root={data}", f"charset={alpha}", "train.max_steps=1", "train.lr=1e-12", "train.warmup_steps=1",
-        f"train.init_from={tmp_path}/runs/src/train/best.pt", "train.val_every=1"])
+    run_module(
+        "crnn.train",
+        tiny_overrides(tmp_path, "ft")
+        + [
+            f"data.root={data}",
+            f"charset={alpha}",
+            "train.max_steps=1",
+            "train.lr=1e-12",
+            "train.warmup_steps=1",
+            f"train.init_from={tmp_path}/runs/src/train/best.pt",
+            "train.val_every=1",
+        ],
+    )
     ft = load_checkpoint(tmp_path / "runs/ft/train/last.pt")
     assert ft.charset.chars == tuple(new)
     assert ft.model_config.num_classes == len(new) + 1
@@ -96,7 +131,9 @@ def test_fine_tune_onto_a_changed_alphabet(tiny_data, tmp_path):
             j = src.charset.chars.index(c) + 1
             assert torch.allclose(w_new[i + 1], w_old[j], atol=1e-6), c
     assert torch.allclose(w_new[0], w_old[0], atol=1e-6)  # the blank
-    assert torch.allclose(ft.state_dict["features.0.0.weight"], src.state_dict["features.0.0.weight"], atol=1e-6)
+    assert torch.allclose(
+        ft.state_dict["features.0.0.weight"], src.state_dict["features.0.0.weight"], atol=1e-6
+    )
     s = read_summary(tmp_path, "ft")
     assert s["transfer"] == {"shared_chars": len(new) - 2, "new_chars": 2, "dropped_chars": 2}
 
@@ -150,17 +187,28 @@ def test_synthetic_stream_trains_and_is_independent_of_worker_count(tiny_data, t
     lengths = [len(i.label) for i in b3]
     assert max(lengths) - min(lengths) <= max(6, max(lengths) // 2)  # one target length per batch
     data = tiny_data / "data"
-    run_module("crnn.train", tiny_overrides(tmp_path, "stream") + [
-        f"data.root={data}", "data.train=synth", "train.max_steps=6", "train.val_every=6", "train.num_workers=2"])
+    run_module(
+        "crnn.train",
+        tiny_overrides(tmp_path, "stream")
+        + [
+            f"data.root={data}",
+            "data.train=synth",
+            "train.max_steps=6",
+            "train.val_every=6",
+            "train.num_workers=2",
+        ],
+    )
     assert read_summary(tmp_path, "stream")["steps"] == 6
 
 
 @pytest.mark.slow
 def test_ddp_two_processes_keep_weights_equal(tiny_data, tmp_path):
     data = tiny_data / "data"
-    run_module("crnn.train", tiny_overrides(tmp_path, "ddp") + [f"data.root={data}", "train.max_steps=8",
-                                                                  "train.val_every=8"],
-               prefix=[sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m"])
+    run_module(
+        "crnn.train",
+        tiny_overrides(tmp_path, "ddp") + [f"data.root={data}", "train.max_steps=8", "train.val_every=8"],
+        prefix=[sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m"],
+    )
     s = read_summary(tmp_path, "ddp")
     assert s["world_size"] == 2 and s["steps"] == 8
     assert s["ddp_max_param_divergence"] == 0.0

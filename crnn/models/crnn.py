@@ -55,7 +55,9 @@ class ModelConfig:
 
 class ConvBNReLU(nn.Sequential):
     def __init__(self, cin: int, cout: int) -> None:
-        super().__init__(nn.Conv2d(cin, cout, 3, 1, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+        super().__init__(
+            nn.Conv2d(cin, cout, 3, 1, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)
+        )
 
 
 class CRNN(nn.Module):
@@ -71,7 +73,9 @@ class CRNN(nn.Module):
                 layers.append(nn.MaxPool2d(pool, pool, ceil_mode=True))
             cin = cout
         self.features = nn.Sequential(*layers)
-        self.rnn = nn.LSTM(cin, cfg.lstm_hidden, num_layers=cfg.lstm_layers, bidirectional=True, batch_first=True)
+        self.rnn = nn.LSTM(
+            cin, cfg.lstm_hidden, num_layers=cfg.lstm_layers, bidirectional=True, batch_first=True
+        )
         self.classifier = nn.Linear(2 * cfg.lstm_hidden, cfg.num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
