@@ -72,3 +72,26 @@ def test_renderer_is_deterministic_and_counts(render_cfg):
 def test_excluded_fonts_are_not_used(render_cfg):
     r = LineRenderer(render_cfg, exclude_fonts=["noto_serif_sc"])
     assert all(f.name != "noto_serif_sc" for f in r.scene_fonts["printed"])
+
+
+def test_contact_sheets_are_written(tmp_path):
+    import subprocess
+    import sys
+
+    import cv2
+
+    from tests.conftest import ROOT
+
+    proc = subprocess.run(
+        [sys.executable, "scripts/contact_sheet.py", "experiment=demo", f"runs_dir={tmp_path}", "+rows=3"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    for scene in SCENES:
+        img = cv2.imread(str(tmp_path / "demo" / "samples" / f"{scene}.png"), cv2.IMREAD_GRAYSCALE)
+        assert img is not None and img.shape[0] >= 3 * 32
+        labels = (tmp_path / "demo" / "samples" / f"{scene}.txt").read_text(encoding="utf-8").splitlines()
+        assert len(labels) == 3 and all(labels)

@@ -1,0 +1,32 @@
+import json
+
+from crnn.data import synth
+from crnn.data.lmdb_io import LmdbReader
+from crnn.data.render import SCENES
+from tests.conftest import compose_cfg, tiny_overrides
+
+
+def test_data_stage_writes_every_scene_to_val_and_test_and_reuses(tiny_data):
+    for split, n in (("train", 256), ("val", 64), ("test", 32)):
+        r = LmdbReader(tiny_data / "data" / split)
+        assert len(r) == n
+        meta = json.loads((tiny_data / "data" / split / "meta.json").read_text())
+        assert meta["complete"] and meta["num_samples"] == n
+        if split != "train":
+            assert sorted(set(r.scenes())) == sorted(SCENES)
+            assert all(v == n // 4 for v in meta["scenes"].values())
+        assert all(w is not None and w > 0 for w in r.widths())
+    metas = synth.run(compose_cfg(tiny_overrides(tiny_data)))
+    assert all(m.get("reused") for m in metas.values())
+
+
+def test_changed_config_renders_again(tmp_path):
+    over = tiny_overrides(tmp_path) + [
+        "data.splits.train.size=8",
+        "data.splits.val.size=4",
+        "data.splits.test.size=4",
+    ]
+    synth.run(compose_cfg(over))
+    metas = synth.run(compose_cfg(over + ["data.splits.val.seed=99"]))
+    assert metas["train"].get("reused") and not metas["val"].get("reused")
+    assert len(LmdbReader(tmp_path / "data" / "val")) == 4
