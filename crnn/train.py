@@ -270,9 +270,13 @@ def train(cfg: RunConfig) -> dict:
             raise ValueError(f"{last_path} was trained on another alphabet than charset={cfg.charset}")
         model = resume_ckpt.build_model()
     elif t.init_from:
+        if t.resume and dist_info.is_main:
+            print(f"[train] train.resume=true but {last_path} does not exist: starting from init_from")
         src = load_checkpoint(t.init_from)
         model, transfer_info = transfer_from(src, charset)
     else:
+        if t.resume and dist_info.is_main:
+            print(f"[train] train.resume=true but {last_path} does not exist: starting a new run")
         model = CRNN(model_config_for(cfg, charset))
     model.to(device)
     mc = model.cfg
