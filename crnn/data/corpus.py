@@ -1,0 +1,277 @@
+"""Text for the synthetic lines: words by frequency, invoice-like fields and mixed strings.
+
+Every line is a pure function of (seed, index), so a data set, a resumed stream or a DDP rank can ask for
+line i and always get the same text. Lines only use characters of the alphabet: a generator whose output
+does not fit is retried, and what could not be fitted is counted in `CorpusStats`.
+"""
+
+from __future__ import annotations
+
+import random
+import string
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+from crnn.charset import Charset
+
+ZH_PUNCT_INLINE = "，、；："
+ZH_PUNCT_END = "。？！"
+PAIRS = ["“”", "‘’", "（）", "《》", "【】"]
+EN_PUNCT = ",.;:?!'\"()-&/"
+
+
+@dataclass
+class CorpusConfig:
+    kinds: dict[str, float] = field(default_factory=lambda: {"zh_words": 4, "en_words": 1, "fields": 2, "mixed": 2})
+    # (low, high, weight): a line's target length is drawn uniformly from a range chosen by weight.
+    lengths: list[list[float]] = field(
+        default_factory=lambda: [[1, 8, 0.3], [8, 25, 0.45], [25, 60, 0.15], [60, 80, 0.1]]
+    )
+    max_len: int = 80
+    freq_power: float = 0.5  # word sampling weight = frequency ** power (1 = natural, 0 = uniform)
+    vocab_size: int = 60000  # most frequent words per language
+
+
+@dataclass
+class CorpusStats:
+    lines: int = 0
+    retries: int = 0
+    dropped_chars: int = 0
+
+    def as_dict(self) -> dict:
+        return {"lines": self.lines, "retries": self.retries, "dropped_chars": self.dropped_chars}
+
+
+@lru_cache(maxsize=8)
+def _vocab(lang: str, size: int, power: float, charset_key: str) -> tuple[list[str], list[float]]:
+    import wordfreq
+
+    charset = Charset.from_string(charset_key)
+    words, weights = [], []
+    for w, f in wordfreq.get_frequency_dict(lang).items():
+        if all(c in charset for c in w):
+            words.append(w)
+            weights.append(f**power)
+            if len(words) >= size:
+                break
+    cum, total = [], 0.0
+    for wt in weights:
+        total += wt
+        cum.append(total)
+    return words, cum
+
+
+class Corpus:
+    """Draws lines of text that the given alphabet can represent."""
+
+    def __init__(self, cfg: CorpusConfig, charset: Charset, seed: int = 0) -> None:
+        self.cfg = cfg
+        self.charset = charset
+        self.seed = seed
+        self.stats = CorpusStats()
+        self._faker = None
+        unknown = sorted(set(cfg.kinds) - set(GENERATORS))
+        if unknown:
+            raise ValueError(f"corpus.kinds has unknown kind(s) {unknown}; known: {sorted(GENERATORS)}")
+        self._kinds = [k for k, w in cfg.kinds.items() if w > 0]
+        self._kind_w = [cfg.kinds[k] for k in self._kinds]
+        if not self._kinds:
+            raise ValueError("corpus.kinds gives every kind weight 0")
+        self._digits = [c for c in string.digits if c in charset]
+        self._chars = list(charset.chars)
+
+    # -- resources, loaded on first use so a worker process pays for them once --
+    def faker(self):
+        if self._faker is None:
+            from faker import Faker
+
+            self._faker = Faker("zh_CN")
+        return self._faker
+
+    def words(self, lang: str) -> tuple[list[str], list[float]]:
+        return _vocab(lang, self.cfg.vocab_size, self.cfg.freq_power, self.charset.as_string())
+
+    # -- drawing --
+    def rng_for(self, index: int, attempt: int = 0) -> random.Random:
+        return random.Random(f"corpus:{self.seed}:{index}:{attempt}")
+
+    def target_length(self, rng: random.Random) -> int:
+        ranges = self.cfg.lengths
+        lo, hi, _ = rng.choices(ranges, weights=[r[2] for r in ranges])[0]
+        return max(1, min(self.cfg.max_len, int(rng.uniform(lo, hi + 1))))
+
+    def line(self, index: int, target_len: int | None = None, attempt: int = 0) -> str:
+        """Line `index` of this corpus (deterministic); `target_len` overrides the drawn length."""
+        rng = self.rng_for(index, attempt)
+        target = self.target_length(rng) if target_len is None else max(1, min(self.cfg.max_len, target_len))
+        for _attempt in range(20):
+            kind = rng.choices(self._kinds, weights=self._kind_w)[0]
+            text = _clean(GENERATORS[kind](self, rng, target), self.cfg.max_len)
+            if text and not self.charset.oov(text):
+                self.stats.lines += 1
+                return text
+            self.stats.retries += 1
+        # Nothing fitted: keep what the alphabet can represent, and count what was dropped.
+        kept = _clean("".join(c for c in text if c in self.charset), self.cfg.max_len)
+        self.stats.dropped_chars += len(text) - len(kept)
+        if not kept:
+            kept = rng.choice([c for c in self._chars if c != " "])
+        self.stats.lines += 1
+        return kept
+
+
+def _clean(text: str, max_len: int) -> str:
+    """Single spaces, none at the ends (an edge space is invisible, so the label would lie)."""
+    text = " ".join(text.split())
+    return text[:max_len].strip()
+
+
+def _pick_words(corpus: Corpus, lang: str, rng: random.Random, target: int, sep: str) -> list[str]:
+    words, cum = corpus.words(lang)
+    if not words:
+        return []
+    out: list[str] = []
+    n = 0
+    while n < target:
+        w = rng.choices(words, cum_weights=cum)[0]
+        out.append(w)
+        n += len(w) + len(sep)
+    return out
+
+
+def gen_zh_words(c: Corpus, rng: random.Random, target: int) -> str:
+    parts = _pick_words(c, "zh", rng, target, "")
+    text = ""
+    for i, w in enumerate(parts):
+        text += w
+        if i < len(parts) - 1 and rng.random() < 0.12:
+            text += rng.choice(ZH_PUNCT_INLINE)
+    if rng.random() < 0.3:
+        text += rng.choice(ZH_PUNCT_END)
+    if rng.random() < 0.08 and len(text) < target:
+        a, b = rng.choice(PAIRS)
+        text = a + text + b
+    return text[: max(target, 1)]
+
+
+def gen_en_words(c: Corpus, rng: random.Random, target: int) -> str:
+    parts = _pick_words(c, "en", rng, target, " ")
+    style = rng.random()
+    if style < 0.2:
+        parts = [p.upper() for p in parts]
+    elif style < 0.55:
+        parts = [p.capitalize() for p in parts]
+    text = " ".join(parts)
+    if len(text) > target and " " in text[: target + 1]:
+        text = text[: text.rfind(" ", 0, target + 1)]  # whole words, not a word cut in half
+    if rng.random() < 0.3:
+        text += rng.choice(".,:;?!")
+    return text
+
+
+def _digits(rng: random.Random, n: int) -> str:
+    return "".join(rng.choice(string.digits) for _ in range(n))
+
+
+def gen_date(c: Corpus, rng: random.Random, target: int) -> str:
+    y, m, d = rng.randint(1950, 2035), rng.randint(1, 12), rng.randint(1, 28)
+    fmt = rng.choice(
+        [f"{y}-{m:02d}-{d:02d}", f"{y}/{m:02d}/{d:02d}", f"{y}.{m}.{d}", f"{d:02d}/{m:02d}/{y}",
+         f"{y}年{m}月{d}日", f"{y}-{m:02d}-{d:02d} {rng.randint(0, 23):02d}:{rng.randint(0, 59):02d}",
+         f"{rng.randint(0, 23):02d}:{rng.randint(0, 59):02d}:{rng.randint(0, 59):02d}"]
+    )
+    return fmt
+
+
+def gen_amount(c: Corpus, rng: random.Random, target: int) -> str:
+    value = round(10 ** rng.uniform(-1, 7), 2)
+    body = rng.choice([f"{value:,.2f}", f"{value:.2f}", f"{int(value):,}", f"{int(value)}"])
+    return rng.choice([body, f"¥{body}", f"￥{body}", f"{body}元", f"-{body}", f"+{body}",
+                       f"{rng.randint(1, 99)}%", f"{body} ¥"])
+
+
+def gen_phone(c: Corpus, rng: random.Random, target: int) -> str:
+    mobile = "1" + rng.choice("3456789") + _digits(rng, 9)
+    return rng.choice([mobile, f"{mobile[:3]}-{mobile[3:7]}-{mobile[7:]}", f"{mobile[:3]} {mobile[3:7]} {mobile[7:]}",
+                       f"0{_digits(rng, 2)}-{_digits(rng, 8)}", f"+86 {mobile}", f"({_digits(rng, 3)}){_digits(rng, 8)}",
+                       f"400-{_digits(rng, 3)}-{_digits(rng, 4)}"])
+
+
+def gen_id_number(c: Corpus, rng: random.Random, target: int) -> str:
+    kind = rng.random()
+    if kind < 0.4:
+        return _digits(rng, 17) + rng.choice(string.digits + "X")
+    if kind < 0.7:
+        return _digits(rng, rng.randint(8, 20))  # invoice / account numbers
+    return "-".join(_digits(rng, rng.randint(2, 5)) for _ in range(rng.randint(2, 4)))
+
+
+def gen_number(c: Corpus, rng: random.Random, target: int) -> str:
+    n = max(1, min(target, 24))
+    groups, length = [], 0
+    while length < n:
+        g = _digits(rng, rng.randint(1, 6))
+        if rng.random() < 0.3:
+            g += rng.choice(".,:/-") + _digits(rng, rng.randint(1, 3))
+        groups.append(g)
+        length += len(g) + 1
+    return rng.choice([" ", "", "-", "/"]).join(groups)[:n]
+
+
+def gen_fields(c: Corpus, rng: random.Random, target: int) -> str:
+    f = c.faker()
+    f.random = rng
+    key_values = [
+        ("姓名", f.name), ("地址", f.address), ("公司", f.company), ("单位名称", f.company),
+        ("电话", lambda: gen_phone(c, rng, target)), ("日期", lambda: gen_date(c, rng, target)),
+        ("金额", lambda: gen_amount(c, rng, target)), ("价税合计", lambda: gen_amount(c, rng, target)),
+        ("发票号码", lambda: _digits(rng, 8)), ("发票代码", lambda: _digits(rng, 12)),
+        ("身份证号", lambda: gen_id_number(c, rng, target)), ("开户行及账号", lambda: f.company() + _digits(rng, 16)),
+        ("纳税人识别号", lambda: "91" + _digits(rng, 14) + rng.choice(string.ascii_uppercase) + _digits(rng, 1)),
+        ("邮箱", f.email),
+    ]
+    key, value = rng.choice(key_values)
+    v = value()
+    style = rng.random()
+    if style < 0.5:
+        return f"{key}{rng.choice(['：', ':', ': ', ' '])}{v}"
+    return v
+
+
+def gen_mixed(c: Corpus, rng: random.Random, target: int) -> str:
+    pieces: list[str] = []
+    n = 0
+    while n < target:
+        k = rng.random()
+        if k < 0.45:
+            p = gen_zh_words(c, rng, rng.randint(2, 8))
+        elif k < 0.7:
+            p = gen_en_words(c, rng, rng.randint(3, 12))
+        elif k < 0.85:
+            p = gen_number(c, rng, rng.randint(1, 8))
+        else:
+            p = rng.choice([gen_date, gen_amount, gen_phone])(c, rng, target)
+        pieces.append(p)
+        n += len(p) + 1
+    return rng.choice(["", " "]).join(pieces)[: max(target, 1)]
+
+
+def gen_charset_random(c: Corpus, rng: random.Random, target: int) -> str:
+    """Uniform over the alphabet, so rare characters are seen too (words alone never show most of them)."""
+    return "".join(rng.choice(c._chars) for _ in range(target))
+
+
+Generator = Callable[[Corpus, random.Random, int], str]
+GENERATORS: dict[str, Generator] = {
+    "zh_words": gen_zh_words,
+    "en_words": gen_en_words,
+    "fields": gen_fields,
+    "mixed": gen_mixed,
+    "charset_random": gen_charset_random,
+    "date": gen_date,
+    "amount": gen_amount,
+    "phone": gen_phone,
+    "id_number": gen_id_number,
+    "number": gen_number,
+}

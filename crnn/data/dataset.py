@@ -1,0 +1,259 @@
+"""Training and validation data: LMDB datasets, width-grouped batches, the on-the-fly synthetic stream, and
+the collate step that guards CTC.
+
+Nothing here loses data silently: labels outside the alphabet follow the OOV policy and are counted when the
+dataset opens; unreadable images and labels longer than the model's output can hold (the CTC NaN trap)
+are dropped in `collate` and counted in every batch, and the training loop sums those counts.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, IterableDataset, Sampler, get_worker_info
+
+from crnn.charset import Charset, LabelFilter, LabelStats
+from crnn.data.lmdb_io import WIDTH_KEY_HEIGHT, LmdbReader
+from crnn.data.preprocess import InputSpec, pad_batch, preprocess, resized_width
+from crnn.data.source import SynthSource
+from crnn.models.crnn import output_length
+
+
+@dataclass
+class Item:
+    x: np.ndarray | None  # (1, H, W) model input, None if the image was unreadable
+    label: str
+    scene: str | None
+
+
+class LmdbLineDataset(Dataset):
+    """One or more LMDBs as one dataset of (input, label, scene)."""
+
+    def __init__(self, paths: list[str], charset: Charset, spec: InputSpec, oov_policy: str = "skip") -> None:
+        if not paths:
+            raise ValueError("no LMDB paths given")
+        self.readers = [LmdbReader(p) for p in paths]
+        self.spec = spec
+        self.label_filter = LabelFilter(charset, oov_policy)
+        self.missing_labels = 0
+        # (reader, index, label, scene, width-at-model-height)
+        self.entries: list[tuple[int, int, str, str | None, int]] = []
+        for r_i, reader in enumerate(self.readers):
+            labels, scenes, widths = reader.labels(), reader.scenes(), reader.widths()
+            for k, (label, scene, width) in enumerate(zip(labels, scenes, widths)):
+                if label is None:
+                    self.missing_labels += 1
+                    continue
+                kept = self.label_filter(label)
+                if kept is None:
+                    continue
+                w = (resized_width(WIDTH_KEY_HEIGHT, width, spec) if width is not None
+                     else max(spec.min_width, spec.height * max(len(kept), 1)))
+                self.entries.append((r_i, k + 1, kept, scene, w))
+
+    @property
+    def label_stats(self) -> LabelStats:
+        return self.label_filter.stats
+
+    def widths(self) -> list[int]:
+        return [e[4] for e in self.entries]
+
+    def scenes(self) -> list[str | None]:
+        return [e[3] for e in self.entries]
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def __getitem__(self, i: int) -> Item:
+        r_i, idx, label, scene, _ = self.entries[i]
+        rec = self.readers[r_i].read(idx)
+        if rec.image is None:
+            return Item(None, label, scene)
+        return Item(preprocess(rec.image, self.spec), label, scene)
+
+
+class BucketBatchSampler(Sampler[list[int]]):
+    """Shuffled batches of similar width (little padding), deterministic per (seed, epoch), resumable.
+
+    The indices come from `base` (a DistributedSampler under DDP, so each rank sees its own shard); they
+    are cut into pools of `pool_batches` batches, each pool sorted by width and split, and the batches
+    shuffled. `skip` drops the first batches of the epoch, which is how a resumed run continues mid-epoch.
+    """
+
+    def __init__(self, base: Sampler[int], widths: list[int], batch_size: int, seed: int,
+                 pool_batches: int = 50) -> None:
+        self.base = base
+        self.widths = widths
+        self.batch_size = batch_size
+        self.seed = seed
+        self.pool = pool_batches * batch_size
+        self.epoch = 0
+        self.skip = 0
+
+    def set_epoch(self, epoch: int, skip: int = 0) -> None:
+        self.epoch = epoch
+        self.skip = skip
+        if hasattr(self.base, "set_epoch"):
+            self.base.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        return len(self.base) // self.batch_size
+
+    def batches(self) -> list[list[int]]:
+        rng = random.Random(f"buckets:{self.seed}:{self.epoch}")
+        idx = list(self.base)
+        batches = []
+        for p in range(0, len(idx), self.pool):
+            pool = sorted(idx[p : p + self.pool], key=lambda i: self.widths[i])
+            batches += [pool[k : k + self.batch_size] for k in range(0, len(pool), self.batch_size)]
+        batches = [b for b in batches if len(b) == self.batch_size]
+        rng.shuffle(batches)
+        return batches[: len(self)]
+
+    def __iter__(self) -> Iterator[list[int]]:
+        yield from self.batches()[self.skip :]
+
+
+class ShuffledIndices(Sampler[int]):
+    """A seeded permutation per epoch (the single-process counterpart of DistributedSampler)."""
+
+    def __init__(self, n: int, seed: int) -> None:
+        self.n, self.seed, self.epoch = n, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self) -> Iterator[int]:
+        g = torch.Generator()
+        g.manual_seed(self.seed + self.epoch)
+        return iter(torch.randperm(self.n, generator=g).tolist())
+
+
+class SynthBatchStream(IterableDataset):
+    """Batches rendered on the fly in the loader workers; never repeats a sample, needs no disk.
+
+    Global batch g = step * world + rank is a pure function of (seed, g), so the stream is the same whatever
+    the number of workers, and a resumed run starts at its step. All lines of a batch share a target length,
+    which groups them by width.
+    """
+
+    def __init__(self, source_factory, spec: InputSpec, batch_size: int, start_step: int = 0, rank: int = 0,
+                 world: int = 1, length_ranges: list[list[float]] | None = None) -> None:
+        self.source_factory = source_factory
+        self.spec = spec
+        self.batch_size = batch_size
+        self.start_step = start_step
+        self.rank, self.world = rank, world
+        self.length_ranges = length_ranges
+        self._source: SynthSource | None = None
+
+    def source(self) -> SynthSource:
+        if self._source is None:
+            self._source = self.source_factory()
+        return self._source
+
+    def batch_items(self, g: int) -> list[Item]:
+        src = self.source()
+        rng = random.Random(f"stream-batch:{src.seed}:{g}")
+        target = src.corpus.target_length(rng)
+        items = []
+        for j in range(self.batch_size):
+            t = max(1, int(round(target * rng.uniform(0.8, 1.25))))
+            s = src.sample(g * self.batch_size + j, target_len=t)
+            items.append(Item(preprocess(s.image, self.spec), s.label, s.scene))
+        return items
+
+    def __iter__(self) -> Iterator[list[Item]]:
+        info = get_worker_info()
+        wid, nw = (info.id, info.num_workers) if info else (0, 1)
+        step = self.start_step + wid
+        while True:
+            yield self.batch_items(step * self.world + self.rank)
+            step += nw
+
+
+@dataclass
+class Batch:
+    images: torch.Tensor  # (N, 1, H, W)
+    input_lengths: torch.Tensor  # frames per line
+    targets: torch.Tensor  # concatenated class ids
+    target_lengths: torch.Tensor
+    labels: list[str]
+    scenes: list[str | None]
+    skipped: dict[str, int] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+def ctc_frames_needed(ids: list[int]) -> int:
+    """CTC needs one frame per label and a blank between repeated neighbours."""
+    return len(ids) + sum(1 for a, b in zip(ids, ids[1:]) if a == b)
+
+
+class Collate:
+    """Pads a list of items into a Batch, dropping (and counting) unreadable and too-long samples."""
+
+    def __init__(self, charset: Charset, hstride: int) -> None:
+        self.charset = charset
+        self.hstride = hstride
+
+    def __call__(self, items: list[Item]) -> Batch:
+        skipped = {"corrupt": 0, "too_long": 0, "empty_label": 0}
+        xs, ids, labels, scenes, lens = [], [], [], [], []
+        for it in items:
+            if it.x is None:
+                skipped["corrupt"] += 1
+                continue
+            if not it.label:
+                skipped["empty_label"] += 1
+                continue
+            enc = self.charset.encode(it.label)
+            t = output_length(it.x.shape[-1], self.hstride)
+            if ctc_frames_needed(enc) > t:
+                skipped["too_long"] += 1
+                continue
+            xs.append(it.x)
+            ids.append(enc)
+            labels.append(it.label)
+            scenes.append(it.scene)
+            lens.append(t)
+        if not xs:
+            return Batch(torch.zeros(0, 1, 1, 1), torch.zeros(0, dtype=torch.long), torch.zeros(0, dtype=torch.long),
+                         torch.zeros(0, dtype=torch.long), [], [], skipped)
+        images, _ = pad_batch(xs)
+        return Batch(
+            images=torch.from_numpy(images),
+            input_lengths=torch.tensor(lens, dtype=torch.long),
+            targets=torch.tensor([i for e in ids for i in e], dtype=torch.long),
+            target_lengths=torch.tensor([len(e) for e in ids], dtype=torch.long),
+            labels=labels,
+            scenes=scenes,
+            skipped=skipped,
+        )
+
+
+def eval_batches(widths: list[int], batch_size: int) -> list[list[int]]:
+    """Validation batches sorted by width (fast, deterministic)."""
+    order = sorted(range(len(widths)), key=lambda i: widths[i])
+    return [order[k : k + batch_size] for k in range(0, len(order), batch_size)]
+
+
+def epoch_and_skip(step: int, batches_per_epoch: int) -> tuple[int, int]:
+    if batches_per_epoch <= 0:
+        raise ValueError("the training set yields no full batch; lower train.batch_size or add data")
+    return divmod(step, batches_per_epoch)
+
+
+def frames_per_char(widths: list[int], labels: list[str], hstride: int) -> float:
+    """Mean output frames per character: how much room CTC has (used to choose hstride)."""
+    f = [output_length(w, hstride) / max(len(lbl), 1) for w, lbl in zip(widths, labels)]
+    return float(np.mean(f)) if f else math.nan

@@ -1,0 +1,98 @@
+"""The one function that turns an image into the model's input; training, evaluation and serving call it.
+
+Grayscale, resize to the model's height keeping the aspect ratio, clamp the width, normalise to
+(x/255 - mean)/std (the article's [-0.5, 0.5] by default). The article's document clean-up (histogram
+equalisation, adaptive threshold) is an optional step here, switched by `InputSpec.cleanup`, so that a model
+trained with it is served with it: the spec travels inside every checkpoint and ONNX file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import cv2
+import numpy as np
+
+CLEANUPS = ("none", "equalize", "binarize")
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    height: int = 32
+    channels: int = 1
+    mean: float = 0.5
+    std: float = 1.0
+    min_width: int = 16
+    max_width: int = 2048
+    cleanup: str = "none"
+
+    def __post_init__(self) -> None:
+        if self.cleanup not in CLEANUPS:
+            raise ValueError(f"input.cleanup must be one of {CLEANUPS}, got {self.cleanup!r}")
+        if self.channels != 1:
+            raise ValueError("only grayscale models (input.channels=1) are supported")
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def to_gray(img: np.ndarray) -> np.ndarray:
+    if img.ndim == 2:
+        return img
+    if img.ndim == 3 and img.shape[2] == 1:
+        return img[:, :, 0]
+    if img.ndim == 3 and img.shape[2] == 3:
+        return cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)
+    if img.ndim == 3 and img.shape[2] == 4:
+        return cv2.cvtColor(img, cv2.COLOR_BGRA2GRAY)
+    raise ValueError(f"expected a grayscale, BGR or BGRA image, got shape {img.shape}")
+
+
+def cleanup(gray: np.ndarray, mode: str) -> np.ndarray:
+    """The article's document clean-up; measured per scene type before anyone turns it on by default."""
+    if mode == "none":
+        return gray
+    eq = cv2.equalizeHist(gray)
+    if mode == "equalize":
+        return eq
+    block = max(3, (gray.shape[0] // 2) | 1)
+    return cv2.adaptiveThreshold(eq, 255, cv2.ADAPTIVE_THRESH_GAUSSIAN_C, cv2.THRESH_BINARY, block, 10)
+
+
+def resized_width(h: int, w: int, spec: InputSpec) -> int:
+    return int(min(spec.max_width, max(spec.min_width, round(w * spec.height / max(h, 1)))))
+
+
+def preprocess(img: np.ndarray, spec: InputSpec) -> np.ndarray:
+    """float32 array (1, height, W) ready for the model; W keeps the aspect ratio within the spec's limits."""
+    if img is None or img.size == 0:
+        raise ValueError("empty image")
+    if img.dtype != np.uint8:
+        raise ValueError(f"expected a uint8 image, got {img.dtype}")
+    gray = cleanup(to_gray(img), spec.cleanup)
+    h, w = gray.shape
+    new_w = resized_width(h, w, spec)
+    interp = cv2.INTER_AREA if h > spec.height else cv2.INTER_LINEAR
+    out = cv2.resize(gray, (new_w, spec.height), interpolation=interp).astype(np.float32)
+    out *= 1.0 / 255.0
+    out -= spec.mean
+    if spec.std != 1.0:
+        out /= spec.std
+    return out[None]
+
+
+def pad_batch(items: list[np.ndarray], multiple: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """Stack (1, H, W_i) inputs into (N, 1, H, W_max), padding each on the right with its own last column
+    (as deep-text-recognition-benchmark does: no artificial edge), and return the true widths."""
+    widths = np.array([x.shape[-1] for x in items], dtype=np.int64)
+    wmax = int(widths.max())
+    if multiple > 1:
+        wmax = -(-wmax // multiple) * multiple
+    h = items[0].shape[-2]
+    batch = np.empty((len(items), 1, h, wmax), dtype=np.float32)
+    for i, x in enumerate(items):
+        w = x.shape[-1]
+        batch[i, :, :, :w] = x
+        if w < wmax:
+            batch[i, :, :, w:] = x[:, :, w - 1 : w]
+    return batch, widths

@@ -1,0 +1,216 @@
+"""Synthetic text lines of the four scene types of DESIGN.md, grayscale, at any height.
+
+A scene type is a named `SceneRecipe` in config (configs/render/default.yaml): which fonts, which
+backgrounds, how much contrast, which degradations with what probability. `LineRenderer.render` draws one
+line and returns None when no font of the scene has every glyph of the text (the caller counts that).
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+import cv2
+import numpy as np
+from PIL import Image, ImageDraw
+
+from crnn.data import augment
+from crnn.data.fonts import FontBank, FontSpec, covers, load_font
+
+SCENES = ("printed", "signboard", "handwritten", "blurry")
+
+
+@dataclass
+class SceneRecipe:
+    fonts: list[str]
+    weight: float = 1.0
+    font_scale: list[float] = field(default_factory=lambda: [0.65, 0.85])  # font px / canvas height
+    backgrounds: dict[str, float] = field(default_factory=lambda: {"paper": 1.0})
+    bg_level: list[float] = field(default_factory=lambda: [215, 255])
+    contrast: list[float] = field(default_factory=lambda: [120, 230])  # |bg - ink| in gray levels
+    invert_p: float = 0.0  # light ink on a dark ground
+    bold_p: float = 0.0  # a stroke in the ink colour
+    outline_p: float = 0.0  # a stroke in a contrasting colour
+    shadow_p: float = 0.0
+    char_jitter: float = 0.0  # per-character vertical/size/spacing wobble, relative to font size
+    spacing_p: float = 0.0  # chance of extra space between characters
+    spacing: list[float] = field(default_factory=lambda: [0.0, 0.08])  # that extra space (em)
+    stroke_jitter_p: float = 0.0
+    elastic_p: float = 0.0
+    elastic_alpha: float = 1.2
+    rotate_p: float = 0.0
+    rotate_deg: float = 1.5
+    perspective_p: float = 0.0
+    perspective: float = 0.15
+    motion_blur_p: float = 0.0
+    motion_blur_len: int = 5
+    defocus_p: float = 0.0
+    defocus_sigma: float = 1.2
+    low_res_p: float = 0.0
+    low_res_scale: float = 0.45
+    uneven_light_p: float = 0.0
+    uneven_light: float = 0.5
+    noise_sigma: float = 3.0
+    jpeg_p: float = 0.0
+    jpeg_quality: list[int] = field(default_factory=lambda: [15, 60])
+
+
+@dataclass
+class RenderConfig:
+    height: int = 32  # stored line height (32-64)
+    canvas_scale: float = 1.5  # font px = height * canvas_scale * font_scale; drawn large, then downsampled
+    fonts: dict[str, dict] = field(default_factory=dict)  # name -> {path, index, style}
+    scenes: dict[str, SceneRecipe] = field(default_factory=dict)
+
+
+class LineRenderer:
+    def __init__(self, cfg: RenderConfig, exclude_fonts: list[str] | tuple[str, ...] = ()) -> None:
+        if not 16 <= cfg.height <= 128:
+            raise ValueError(f"render.height must be within 16..128, got {cfg.height}")
+        self.cfg = cfg
+        self.bank = FontBank([FontSpec(name=n, **spec) for n, spec in cfg.fonts.items()])
+        if not cfg.scenes:
+            raise ValueError("render.scenes is empty: configure at least one scene recipe")
+        self.scene_fonts: dict[str, list[FontSpec]] = {
+            name: self.bank.resolve(recipe.fonts, exclude=exclude_fonts) for name, recipe in cfg.scenes.items()
+        }
+
+    @property
+    def scene_names(self) -> list[str]:
+        return list(self.cfg.scenes)
+
+    def pick_font(self, scene: str, text: str, rng: random.Random) -> FontSpec | None:
+        return self.bank.pick(self.scene_fonts[scene], text, rng)
+
+    def render(self, text: str, scene: str, rng: random.Random, nrng: np.random.Generator) -> np.ndarray | None:
+        """A uint8 grayscale line of height `cfg.height` showing `text`, or None if no font covers it."""
+        recipe = self.cfg.scenes[scene]
+        spec = self.pick_font(scene, text, rng)
+        if spec is None:
+            return None
+        size = max(8, int(self.cfg.height * self.cfg.canvas_scale * nrng.uniform(*recipe.font_scale)))
+        mask = _draw_mask(text, spec, size, recipe, nrng)
+        img = _compose_scene(mask, recipe, nrng)
+        img = _degrade(img, recipe, nrng)
+        img = np.clip(img, 0, 255).astype(np.uint8)
+        h, w = img.shape
+        out_w = max(1, int(round(w * self.cfg.height / h)))
+        return cv2.resize(img, (out_w, self.cfg.height), interpolation=cv2.INTER_AREA)
+
+
+def _draw_mask(
+    text: str, spec: FontSpec, size: int, r: SceneRecipe, nrng: np.random.Generator
+) -> np.ndarray:
+    """Ink coverage (uint8) of the text, on a canvas whose rows hold the whole line box plus random margins.
+
+    The line box is the union of the text's own ink box and a reference box (a tall hanzi or capital and a
+    descender), both relative to the baseline: a line of dashes is not stretched to fill the height, and
+    nothing is ever clipped, so the label never claims a character the image lost.
+    """
+    font = load_font(spec.path, spec.index, size)
+    stroke = max(1, size // 24) if nrng.random() < r.bold_p else 0
+    spacing = nrng.uniform(*r.spacing) * size if nrng.random() < r.spacing_p else 0.0
+    jitter = r.char_jitter
+    per_char = spacing != 0.0 or jitter > 0
+    fonts, advances = [], []
+    if per_char:
+        for ch in text:
+            f = font
+            if jitter > 0 and ch != " ":
+                f = load_font(spec.path, spec.index, max(8, int(size * (1 + nrng.uniform(-jitter, jitter)))))
+            fonts.append(f)
+            advances.append(f.getlength(ch) + spacing)
+        text_w = sum(advances)
+    else:
+        text_w = font.getlength(text)
+    top, bottom = _reference_box(spec, size)
+    ink = font.getbbox(text, anchor="ls")
+    top, bottom = min(top, ink[1]) - stroke, max(bottom, ink[3]) + stroke
+    wobble = int(jitter * size * 0.6) + 1
+    box_h = bottom - top
+    m_top = int(nrng.uniform(0.1, 0.25) * box_h) + wobble
+    m_bot = int(nrng.uniform(0.1, 0.25) * box_h) + wobble
+    pad_l = int(nrng.uniform(0.05, 0.5) * size) + stroke + max(0, -ink[0])
+    pad_r = int(nrng.uniform(0.05, 0.5) * size) + stroke
+    width = int(max(text_w, ink[2]) + pad_l + pad_r + 2)
+    height = int(box_h + m_top + m_bot)
+    img = Image.new("L", (max(width, 4), max(height, 8)), 0)
+    draw = ImageDraw.Draw(img)
+    baseline = m_top - top
+    if not per_char:
+        draw.text((pad_l, baseline), text, font=font, fill=255, anchor="ls")
+    else:
+        x = float(pad_l)
+        for ch, f, adv in zip(text, fonts, advances):
+            dy = nrng.uniform(-jitter, jitter) * size * 0.5 if jitter else 0.0
+            draw.text((x, baseline + dy), ch, font=f, fill=255, anchor="ls")
+            x += adv
+    mask = np.asarray(img)
+    if stroke:  # bold by dilation: FreeType's stroker costs ~10x a plain draw on long lines
+        mask = cv2.dilate(mask, np.ones((2 * stroke + 1, 2 * stroke + 1), np.uint8))
+    return mask
+
+
+@lru_cache(maxsize=4096)
+def _reference_box(spec: FontSpec, size: int) -> tuple[int, int]:
+    """Top and bottom (relative to the baseline) of a full line box in this font: a hanzi if it has one,
+    an accented capital, a descender."""
+    ref = "".join(c for c in "国Ày" if covers(spec, c)) or "x"
+    box = load_font(spec.path, spec.index, size).getbbox(ref, anchor="ls")
+    return box[1], box[3]
+
+
+def _compose_scene(mask: np.ndarray, r: SceneRecipe, nrng: np.random.Generator) -> np.ndarray:
+    h, w = mask.shape
+    bg_level = nrng.uniform(*r.bg_level)
+    contrast = nrng.uniform(*r.contrast)
+    ink = bg_level - contrast
+    if ink < 0:  # keep the requested contrast inside 0..255
+        bg_level, ink = min(255.0, bg_level - ink), 0.0
+    if nrng.random() < r.invert_p:
+        bg_level, ink = 255.0 - bg_level, 255.0 - ink
+    kinds = list(r.backgrounds)
+    kind = kinds[int(nrng.choice(len(kinds), p=_normalised(r.backgrounds.values())))]
+    img = augment.background(kind, h, w, bg_level, nrng)
+    if nrng.random() < r.stroke_jitter_p:
+        mask = augment.stroke_jitter(mask, nrng)
+    if nrng.random() < r.shadow_p:
+        dx, dy = int(nrng.integers(1, 4)), int(nrng.integers(1, 4))
+        shadow = np.zeros_like(mask)
+        shadow[dy:, dx:] = mask[: h - dy, : w - dx]
+        img = augment.compose(img, shadow, bg_level + (ink - bg_level) * 0.5)
+    if nrng.random() < r.outline_p:
+        k = max(2, h // 16)
+        halo = cv2.dilate(mask, np.ones((k, k), np.uint8))
+        outline_level = 255.0 - ink if abs(255.0 - ink - bg_level) > 40 else bg_level
+        img = augment.compose(img, halo, outline_level)
+    return augment.compose(img, mask, ink)
+
+
+def _degrade(img: np.ndarray, r: SceneRecipe, nrng: np.random.Generator) -> np.ndarray:
+    border = float(np.median(img[:, :2]))
+    if nrng.random() < r.elastic_p:
+        img = augment.elastic(img, nrng, r.elastic_alpha, border)
+    if nrng.random() < r.rotate_p:
+        img = augment.rotate(img, nrng, r.rotate_deg)
+    if nrng.random() < r.perspective_p:
+        img = augment.perspective(img, nrng, r.perspective)
+    if nrng.random() < r.uneven_light_p:
+        img = augment.uneven_light(img, nrng, r.uneven_light)
+    if nrng.random() < r.motion_blur_p:
+        img = augment.motion_blur(img, nrng, r.motion_blur_len)
+    if nrng.random() < r.defocus_p:
+        img = augment.defocus(img, nrng, r.defocus_sigma)
+    if nrng.random() < r.low_res_p:
+        img = augment.low_resolution(img, nrng, r.low_res_scale)
+    if r.noise_sigma > 0:
+        img = augment.gaussian_noise(img, nrng, r.noise_sigma)
+    if nrng.random() < r.jpeg_p:
+        img = augment.jpeg(img, nrng, *r.jpeg_quality)
+    return img
+
+
+def _normalised(weights) -> np.ndarray:
+    w = np.asarray(list(weights), dtype=np.float64)
+    return w / w.sum()
