@@ -76,6 +76,56 @@ class TrainConfig:
 
 
 @dataclass
+class PruneConfig:
+    """crnn.prune: structured channel pruning with fine-tuning between steps."""
+
+    source: str = ""  # checkpoint to prune; default runs/<name>/train/best.pt
+    criterion: str = "l1"  # l1: L1 norm of each filter; bn_scale: |gamma| of its BatchNorm
+    target_macs_ratio: float = 0.5  # fraction of MACs (at 32x320) to remove
+    layer_keep: list[float] = field(default_factory=list)  # per conv layer keep ratios (instead of a target)
+    round_to: int = 8
+    min_channels: int = 8
+    iterations: int = 3
+    finetune_steps: int = 200  # after each pruning step
+    final_finetune_steps: int = 400
+    lr: float = 0.0005
+    val_max_lines: int = 0
+
+
+@dataclass
+class ExportConfig:
+    """crnn.export: fused FP32 ONNX with metadata and a parity check against PyTorch."""
+
+    source: str = (
+        ""  # checkpoint to export; default: runs/<name>/prune/pruned.pt if it exists, else train/best.pt
+    )
+    opset: int = 17
+    fuse: bool = True
+    parity_widths: list[int] = field(default_factory=lambda: [16, 64, 200, 500, 1000, 2000])
+    parity_lines: int = 64  # validation lines checked at each width
+    parity_atol: float = 1e-3
+
+
+@dataclass
+class QuantizeConfig:
+    """crnn.quantize: INT8 candidates measured against FP32; the fastest within the CER budget wins."""
+
+    source: str = ""  # FP32 ONNX; default runs/<name>/export/model.onnx
+    candidates: list[str] = field(
+        default_factory=lambda: ["dynamic_all", "dynamic_rnn", "static_qdq", "static_qdq_rnn"]
+    )
+    cer_budget_points: float = 0.5  # allowed CER increase over FP32, in points, on every scene and overall
+    calibration_lines: int = 256
+    calibration_method: str = "minmax"  # minmax | entropy | percentile
+    latency_reps: int = 50
+    latency_width: int = 320
+    batch_sizes: list[int] = field(default_factory=lambda: [1, 32])
+    threads: list[int] = field(default_factory=lambda: [1, 0])  # 0: all cores
+    val_max_lines: int = 0
+    allow_none: bool = False  # if no candidate qualifies: keep FP32 and exit 0 instead of failing
+
+
+@dataclass
 class RunConfig:
     name: str = "default"
     seed: int = 0
@@ -89,6 +139,9 @@ class RunConfig:
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     mlflow: MlflowConfig = field(default_factory=MlflowConfig)
+    prune: PruneConfig = field(default_factory=PruneConfig)
+    export: ExportConfig = field(default_factory=ExportConfig)
+    quantize: QuantizeConfig = field(default_factory=QuantizeConfig)
 
     def stage_dir(self, stage: str) -> Path:
         return Path(self.runs_dir) / self.name / stage

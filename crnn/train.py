@@ -15,7 +15,7 @@ import hashlib
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import hydra
 import numpy as np
@@ -29,19 +29,18 @@ from tqdm import tqdm
 
 from crnn import distributed
 from crnn.charset import Charset, load_charset
-from crnn.ctc import greedy_decode
 from crnn.data.dataset import (
+    Batch,
     BucketBatchSampler,
     Collate,
     LmdbLineDataset,
     ShuffledIndices,
     SynthBatchStream,
     epoch_and_skip,
-    eval_batches,
 )
 from crnn.data.lmdb_io import LmdbReader
-from crnn.data.preprocess import pad_batch
 from crnn.data.source import SynthSource
+from crnn.inference import TorchBackend, score_dataset
 from crnn.metrics import SceneScores
 from crnn.models.checkpoint import Checkpoint, git_commit, load_checkpoint, save_checkpoint, sha256_file
 from crnn.models.complexity import count_macs, count_params
@@ -142,42 +141,18 @@ def data_fingerprint(paths: list[str]) -> str:
     return h.hexdigest()[:16]
 
 
-@torch.no_grad()
 def validate(
-    model: torch.nn.Module,
+    model: CRNN,
     dataset: LmdbLineDataset,
-    collate: Collate,
+    charset: Charset,
+    spec,
     device: torch.device,
     batch_size: int,
     max_lines: int = 0,
 ) -> tuple[SceneScores, dict]:
-    """CER per scene type with the shared CTC decoder; skipped lines are counted, never silently dropped."""
-    model.eval()
-    scores = SceneScores()
-    skipped = {"corrupt": 0, "too_long": 0, "empty_label": 0}
-    widths = dataset.widths()
-    order = eval_batches(widths, batch_size)
-    if max_lines:
-        keep = set(range(len(widths))[:: max(1, len(widths) // max_lines)])
-        order = [[i for i in b if i in keep] for b in order]
-        order = [b for b in order if b]
-    charset = collate.charset
-    for idx in order:
-        items = [dataset[i] for i in idx]
-        for it in items:
-            if it.x is None:
-                skipped["corrupt"] += 1
-                scores.add(
-                    it.label, "", it.scene
-                )  # an unreadable line is an error, not a smaller denominator
-        good = [it for it in items if it.x is not None]
-        if not good:
-            continue
-        x, w = pad_batch([it.x for it in good])
-        logits = model(torch.from_numpy(x).to(device)).float().cpu().numpy()
-        lengths = np.array([-(-int(wi) // collate.hstride) for wi in w])
-        for it, d in zip(good, greedy_decode(logits, charset, lengths)):
-            scores.add(it.label, d.text, it.scene)
+    """CER per scene type through the shared inference path (crnn.inference), then back to training mode."""
+    backend = TorchBackend(model, charset, spec, device)
+    scores, skipped = score_dataset(backend, dataset, batch_size, max_lines)
     model.train()
     return scores, skipped
 
@@ -247,6 +222,95 @@ def batches_forever(loader_for, sampler, start_step: int):
     while True:
         yield from loader_for(epoch, skip)
         epoch, skip = epoch + 1, 0
+
+
+def train_step(
+    model: CRNN,
+    ddp_model: torch.nn.Module,
+    batch: Batch,
+    opt: torch.optim.Optimizer,
+    sched: torch.optim.lr_scheduler.LRScheduler,
+    scaler: torch.amp.GradScaler,
+    device: torch.device,
+    use_amp: bool,
+    amp_dtype: torch.dtype,
+    grad_clip: float,
+) -> float:
+    """One optimisation step with CTC loss; returns the loss."""
+    images = batch.images.to(device, non_blocking=True)
+    if len(batch):
+        with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
+            logits = ddp_model(images)
+        log_probs = F.log_softmax(logits.float(), dim=-1).transpose(0, 1)  # (T, N, C)
+        loss = F.ctc_loss(
+            log_probs,
+            batch.targets.to(device),
+            batch.input_lengths.to(device),
+            batch.target_lengths.to(device),
+            blank=0,
+            reduction="mean",
+            zero_infinity=True,
+        )
+    else:  # every line skipped: keep DDP ranks in step with a zero loss
+        loss = sum(p.sum() * 0.0 for p in ddp_model.parameters())
+    opt.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    scaler.unscale_(opt)
+    torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    scaler.step(opt)
+    scaler.update()
+    sched.step()
+    return float(loss.detach())
+
+
+def finetune(
+    model: CRNN,
+    cfg: RunConfig,
+    steps: int,
+    lr: float,
+    desc: str,
+    tracker: Tracker | None = None,
+    metric_prefix: str = "ft",
+    step_base: int = 0,
+) -> list[float]:
+    """Fine-tune `model` in place for `steps` on the experiment's training data (single process), with a
+    short warm-up and a cosine decay from `lr`. Used by the pruning stage between pruning steps."""
+    if steps <= 0:
+        return []
+    device = next(model.parameters()).device
+    charset = load_charset(cfg.charset)
+    collate = Collate(charset, model.cfg.hstride)
+    sub = replace(
+        cfg,
+        seed=cfg.seed + 1 + step_base,  # a fresh data order for each fine-tuning round
+        train=replace(cfg.train, lr=lr, max_steps=steps, warmup_steps=min(50, steps // 10)),
+    )
+    _, loader_for, sampler = build_train_loader(sub, charset, distributed.DistInfo(), collate, 0)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=cfg.train.weight_decay)
+    sched = make_scheduler(opt, sub)
+    scaler = torch.amp.GradScaler("cuda", enabled=False)
+    use_amp = cfg.train.amp and device.type == "cuda"
+    model.train()
+    losses = []
+    batches = batches_forever(loader_for, sampler, 0)
+    for k in tqdm(range(steps), desc=desc, unit="step", dynamic_ncols=True):
+        lv = train_step(
+            model,
+            model,
+            next(batches),
+            opt,
+            sched,
+            scaler,
+            device,
+            use_amp,
+            torch.bfloat16,
+            cfg.train.grad_clip,
+        )
+        losses.append(lv)
+        if tracker is not None and (k + 1) % cfg.train.log_every == 0:
+            tracker.log_metrics({f"{metric_prefix}_loss": lv}, step=step_base + k + 1)
+    model.eval()
+    return losses
 
 
 def train(cfg: RunConfig) -> dict:
@@ -376,7 +440,9 @@ def train(cfg: RunConfig) -> dict:
             save_checkpoint(ck, last_path)
 
         def run_validation() -> dict:
-            scores, vskipped = validate(model, val_ds, collate, device, t.val_batch_size, t.val_max_lines)
+            scores, vskipped = validate(
+                model, val_ds, charset, cfg.input, device, t.val_batch_size, t.val_max_lines
+            )
             d = scores.as_dict()
             metrics = {f"val_cer_{s}": v["cer"] for s, v in d["scenes"].items()}
             metrics["val_cer"] = d["overall"]["cer"]
@@ -406,35 +472,13 @@ def train(cfg: RunConfig) -> dict:
             batch = next(batches)
             for k, v in batch.skipped.items():
                 state.skipped[k] = state.skipped.get(k, 0) + v
-            images = batch.images.to(device, non_blocking=True)
-            with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
-                if len(batch):
-                    logits = ddp_model(images)
-            if len(batch):
-                log_probs = F.log_softmax(logits.float(), dim=-1).transpose(0, 1)  # (T, N, C)
-                loss = F.ctc_loss(
-                    log_probs,
-                    batch.targets.to(device),
-                    batch.input_lengths.to(device),
-                    batch.target_lengths.to(device),
-                    blank=0,
-                    reduction="mean",
-                    zero_infinity=True,
-                )
-            else:  # every line skipped: keep DDP ranks in step with a zero loss
-                loss = sum(p.sum() * 0.0 for p in ddp_model.parameters())
-            opt.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.unscale_(opt)
-            torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)
-            scaler.step(opt)
-            scaler.update()
-            sched.step()
+            lv = train_step(
+                model, ddp_model, batch, opt, sched, scaler, device, use_amp, amp_dtype, t.grad_clip
+            )
             state.step += 1
             n = len(batch) * dist_info.world
             window_imgs += n
             total_imgs += n
-            lv = float(loss.detach())
             loss_ema = lv if loss_ema is None else 0.95 * loss_ema + 0.05 * lv
             if len(first_losses) < 5:
                 first_losses.append(lv)

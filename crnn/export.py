@@ -1,0 +1,289 @@
+"""Export stage: fused FP32 ONNX with everything a server needs in its metadata, checked against PyTorch.
+
+    python -m crnn.export experiment=demo            # runs/demo/export/model.onnx + report.json
+
+Opset 17, dynamic batch and width, `metadata_props` holding the charset, input spec, model config and
+lineage (DESIGN.md), `onnx.checker` on the result, and a parity check on validation lines resized to every
+width in `export.parity_widths` (16 to 2000 px): max |logit difference| below `export.parity_atol` and
+identical greedy decodes. The file is written under a temporary name and renamed only after every check
+passed, so a failed export leaves nothing behind.
+
+We use the TorchScript-based exporter (`dynamo=False`): it maps nn.LSTM to the ONNX LSTM op, which ONNX
+Runtime runs as one fused kernel and which its dynamic quantizer knows (DynamicQuantizeLSTM).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import warnings
+from pathlib import Path
+
+import cv2
+import hydra
+import numpy as np
+import onnx
+import torch
+from omegaconf import DictConfig
+
+from crnn.charset import Charset
+from crnn.cli import StageError, stage_errors
+from crnn.ctc import greedy_decode
+from crnn.data.lmdb_io import LmdbReader
+from crnn.data.preprocess import InputSpec, pad_batch, preprocess
+from crnn.inference import OnnxBackend
+from crnn.models.checkpoint import Checkpoint, git_commit, load_checkpoint, sha256_file
+from crnn.models.crnn import CRNN, output_length
+from crnn.models.fuse import fuse_model
+from crnn.settings import ExportConfig, RunConfig, load_run_config
+from crnn.timing import measure
+from crnn.tracking import Tracker
+
+FORMAT = "crnn-toolkit/onnx/v1"
+REQUIRED_KEYS = ("format", "charset", "input_spec", "model_config", "lineage")
+
+
+class ExportError(StageError):
+    """An ONNX file that is missing, unreadable, foreign, or failed its checks."""
+
+
+def read_metadata(path: str | Path) -> dict[str, str]:
+    """The toolkit's metadata of an ONNX file; a clear error for a missing, truncated or foreign file."""
+    p = Path(path)
+    if not p.is_file():
+        raise ExportError(f"ONNX file {p} does not exist")
+    try:
+        model = onnx.load(str(p), load_external_data=False)
+    except Exception as e:  # protobuf DecodeError and friends
+        raise ExportError(f"{p} is not a readable ONNX file ({type(e).__name__})") from None
+    meta = {m.key: m.value for m in model.metadata_props}
+    missing = [k for k in REQUIRED_KEYS if k not in meta]
+    if missing or meta.get("format") != FORMAT:
+        raise ExportError(
+            f"{p} is not a crnn-toolkit model (metadata lacks {missing or ['format=' + FORMAT]})"
+        )
+    return meta
+
+
+def set_metadata(model: onnx.ModelProto, meta: dict[str, str]) -> None:
+    del model.metadata_props[:]
+    for k, v in meta.items():
+        model.metadata_props.add(key=k, value=v)
+
+
+def metadata_for(ck: Checkpoint, lineage: dict) -> dict[str, str]:
+    return {
+        "format": FORMAT,
+        "charset": ck.charset.as_string(),
+        "input_spec": json.dumps(ck.input_spec.as_dict()),
+        "model_config": json.dumps(ck.model_config.as_dict()),
+        "lineage": json.dumps(lineage),
+        "decoder": "ctc-greedy, blank=0, logits (N, T, C)",
+    }
+
+
+def export_onnx(model: CRNN, dest: Path, opset: int, meta: dict[str, str]) -> None:
+    x = torch.zeros(1, 1, model.cfg.height, 128)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            model.eval(),
+            (x,),
+            str(dest),
+            dynamo=False,
+            opset_version=opset,
+            input_names=["image"],
+            output_names=["logits"],
+            dynamic_axes={"image": {0: "batch", 3: "width"}, "logits": {0: "batch", 1: "frames"}},
+            do_constant_folding=True,
+        )
+    m = onnx.load(str(dest))
+    set_metadata(m, meta)
+    onnx.checker.check_model(m)
+    onnx.save(m, str(dest))
+
+
+def parity_inputs(val_paths: list[str], spec: InputSpec, n: int) -> list[tuple[np.ndarray, str]]:
+    """Up to `n` validation line images (grayscale) with labels, taken evenly through the set."""
+    out = []
+    for path in val_paths:
+        r = LmdbReader(path)
+        step = max(1, len(r) // n)
+        for i in range(1, len(r) + 1, step):
+            rec = r.read(i)
+            if rec.image is not None:
+                out.append((rec.image, rec.label))
+            if len(out) >= n:
+                return out
+    return out
+
+
+def at_width(img: np.ndarray, spec: InputSpec, width: int) -> np.ndarray:
+    """The model input of `img` stretched to exactly `width` px (the widths a parity check must cover)."""
+    h = spec.height
+    resized = cv2.resize(
+        img, (width, h), interpolation=cv2.INTER_AREA if img.shape[1] > width else cv2.INTER_LINEAR
+    )
+    x = preprocess(resized, InputSpec(**{**spec.as_dict(), "min_width": 1, "max_width": max(width, 1)}))
+    assert x.shape[-1] == width
+    return x
+
+
+@torch.no_grad()
+def parity(
+    reference: CRNN,
+    onnx_path: Path,
+    images: list[np.ndarray],
+    spec: InputSpec,
+    charset: Charset,
+    widths: list[int],
+    batch_size: int = 16,
+) -> dict:
+    """Max |logit diff| and decode agreement of ONNX Runtime against PyTorch at each width."""
+    backend = OnnxBackend(onnx_path)
+    per_width = {}
+    for w in widths:
+        worst, same, n = 0.0, 0, 0
+        for k in range(0, len(images), batch_size):
+            xs = [at_width(img, spec, w) for img in images[k : k + batch_size]]
+            batch, widths_ = pad_batch(xs)
+            ref = reference(torch.from_numpy(batch)).numpy()
+            got = backend.logits(batch)
+            worst = max(worst, float(np.abs(ref - got).max()))
+            lengths = np.array([output_length(int(x), reference.cfg.hstride) for x in widths_])
+            a, b = greedy_decode(ref, charset, lengths), greedy_decode(got, charset, lengths)
+            same += sum(x.text == y.text for x, y in zip(a, b))
+            n += len(xs)
+        per_width[w] = {"max_abs_diff": worst, "same_decodes": same, "lines": n}
+    return per_width
+
+
+@torch.no_grad()
+def fusion_gap(model: CRNN, fused: CRNN, images: list[np.ndarray], spec: InputSpec) -> float:
+    batch, _ = pad_batch([preprocess(img, spec) for img in images])
+    x = torch.from_numpy(batch)
+    return float((model(x) - fused(x)).abs().max())
+
+
+def default_source(cfg: RunConfig) -> Path:
+    pruned = cfg.stage_dir("prune") / "pruned.pt"
+    return pruned if pruned.is_file() else cfg.stage_dir("train") / "best.pt"
+
+
+def run(cfg: RunConfig, e: ExportConfig) -> dict:
+    """Export the checkpoint to runs/<name>/export/model.onnx after fusion, checks and parity."""
+    if e.opset < 17:
+        raise ExportError(f"export.opset must be 17 or newer, got {e.opset}")
+    source = Path(e.source) if e.source else default_source(cfg)
+    ck = load_checkpoint(source)
+    model = ck.build_model().eval()
+    out_dir = cfg.stage_dir("export")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    dest = out_dir / "model.onnx"
+    images_labels = parity_inputs(cfg.data.val_paths(), ck.input_spec, e.parity_lines)
+    if not images_labels:
+        raise ExportError(f"no readable validation line in {cfg.data.val_paths()} for the parity check")
+    images = [im for im, _ in images_labels]
+    fused = fuse_model(model) if e.fuse else model
+    gap = fusion_gap(model, fused, images, ck.input_spec) if e.fuse else 0.0
+    if gap > 1e-4:
+        raise ExportError(
+            f"fused model differs from the unfused one by {gap:.2e} (> 1e-4) on validation lines"
+        )
+    tracker = Tracker(cfg.mlflow)
+    input_sha = sha256_file(source)
+    parent = ck.lineage.get("mlflow_run_id", "")
+    with tracker.run(
+        "export",
+        tags={
+            "stage": "export",
+            "parent_run_id": parent,
+            "input_sha256": input_sha,
+            "input_artifact": str(source),
+            "git_commit": git_commit(),
+        },
+    ):
+        lineage = {
+            "stage": "export",
+            "source": str(source),
+            "source_sha256": input_sha,
+            "data_fingerprint": ck.lineage.get("data_fingerprint", ""),
+            "git_commit": git_commit(),
+            "mlflow_run_id": tracker.run_id or "",
+            "parent_run_id": parent,
+            "fused": e.fuse,
+            "opset": e.opset,
+        }
+        fd, tmp_name = tempfile.mkstemp(prefix=".model.", suffix=".onnx", dir=out_dir)
+        os.close(fd)
+        tmp = Path(tmp_name)
+        try:
+            export_onnx(fused, tmp, e.opset, metadata_for(ck, lineage))
+            par = parity(model, tmp, images, ck.input_spec, ck.charset, e.parity_widths)
+            bad = {
+                w: v
+                for w, v in par.items()
+                if v["max_abs_diff"] > e.parity_atol or v["same_decodes"] != v["lines"]
+            }
+            if bad:
+                raise ExportError(f"ONNX parity failed at widths {sorted(bad)}: {bad}")
+            os.replace(tmp, dest)
+        finally:
+            tmp.unlink(missing_ok=True)
+        speed = eager_vs_onnx(model, dest, ck.input_spec)
+        report = {
+            "source": str(source),
+            "onnx": str(dest),
+            "size_bytes": dest.stat().st_size,
+            "opset": e.opset,
+            "fused": e.fuse,
+            "fusion_max_abs_diff": gap,
+            "parity": par,
+            "latency_ms_batch1_w320": speed,
+            "onnx_vs_eager_speedup": speed["eager"]["p50"] / speed["onnx"]["p50"],
+            "sha256": sha256_file(dest),
+        }
+        (out_dir / "report.json").write_text(json.dumps(report, indent=2))
+        tracker.log_params({"export": {"opset": e.opset, "fuse": e.fuse, "source": str(source)}})
+        tracker.log_metrics(
+            {
+                "size_bytes": report["size_bytes"],
+                "fusion_max_abs_diff": gap,
+                "parity_max_abs_diff": max(v["max_abs_diff"] for v in par.values()),
+                "eager_ms_p50": speed["eager"]["p50"],
+                "onnx_ms_p50": speed["onnx"]["p50"],
+            }
+        )
+        tracker.log_artifact(dest, "model")
+        tracker.log_artifact(out_dir / "report.json")
+    worst = max(v["max_abs_diff"] for v in par.values())
+    print(
+        f"[export] {dest} ({report['size_bytes'] / 1e6:.2f} MB, opset {e.opset}, fused={e.fuse}); fusion gap "
+        f"{gap:.1e}; parity max |diff| {worst:.1e} over widths {list(par)}, decodes identical"
+    )
+    print(
+        f"[export] batch 1, width 320: PyTorch eager {speed['eager']['p50']:.2f} ms, ONNX Runtime "
+        f"{speed['onnx']['p50']:.2f} ms ({report['onnx_vs_eager_speedup']:.2f}x)"
+    )
+    return report
+
+
+@torch.no_grad()
+def eager_vs_onnx(model: CRNN, onnx_path: Path, spec: InputSpec, width: int = 320, reps: int = 50) -> dict:
+    """Unfused PyTorch eager (what training produced) against the exported file, same input, one run."""
+    x = np.random.default_rng(0).uniform(-0.5, 0.5, (1, 1, spec.height, width)).astype(np.float32)
+    backend = OnnxBackend(onnx_path)
+    xt = torch.from_numpy(x)
+    return {"eager": measure(lambda: model(xt), reps), "onnx": measure(lambda: backend.logits(x), reps)}
+
+
+@hydra.main(config_path="../configs", config_name="config", version_base="1.3")
+def main(dcfg: DictConfig) -> None:
+    with stage_errors():
+        cfg = load_run_config(dcfg)
+        run(cfg, cfg.export)
+
+
+if __name__ == "__main__":
+    main()
