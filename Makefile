@@ -50,8 +50,18 @@ samples: install fonts
 train: install
 	$(PY) -m crnn.train experiment=$(EXP) $(ARGS)
 
-prune export quantize eval regress compare serve:
-	@echo "'make $@' arrives with a later issue (see issues 3-5); nothing to do yet."; exit 2
+prune: install
+	$(PY) -m crnn.prune experiment=$(EXP) $(ARGS)
+
+export: install
+	$(PY) -m crnn.export experiment=$(EXP) $(ARGS)
+
+# Quantization reads the FP32 ONNX, so it exports first (seconds) from the newest pruned or trained model.
+quantize: export
+	$(PY) -m crnn.quantize experiment=$(EXP) $(ARGS)
+
+eval regress compare serve:
+	@echo "'make $@' arrives with a later issue (see issues 4-5); nothing to do yet."; exit 2
 
 mlflow-ui: install
 	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db --host 127.0.0.1 --port 5001
@@ -60,6 +70,9 @@ demo: install fonts
 	@start=$$(date +%s); \
 	$(PY) -m crnn.data.synth experiment=demo $(ARGS) && \
 	$(PY) -m crnn.train experiment=demo $(ARGS) && \
+	$(PY) -m crnn.prune experiment=demo $(ARGS) && \
+	$(PY) -m crnn.export experiment=demo $(ARGS) && \
+	$(PY) -m crnn.quantize experiment=demo $(ARGS) && \
 	echo "[demo] done in $$(( $$(date +%s) - start )) s"
 
 test: install fonts

@@ -65,8 +65,11 @@ def widths_for_keep(channels: list[int], keep: list[float], round_to: int, min_c
 def widths_for_target(cfg: ModelConfig, target_macs: float, p: PruneConfig) -> list[int]:
     """The widest uniform keep ratio whose rounded widths fit `target_macs` (bisection on the ratio)."""
 
+    def keep_at(k: float) -> list[float]:
+        return [1.0 if i in p.skip_layers else k for i in range(len(cfg.channels))]
+
     def macs_at(k: float) -> int:
-        w = widths_for_keep(cfg.channels, [k] * len(cfg.channels), p.round_to, p.min_channels)
+        w = widths_for_keep(cfg.channels, keep_at(k), p.round_to, p.min_channels)
         return count_macs(ModelConfig(**{**cfg.as_dict(), "channels": w}), 320)
 
     smallest = macs_at(0.0)
@@ -84,7 +87,7 @@ def widths_for_target(cfg: ModelConfig, target_macs: float, p: PruneConfig) -> l
             lo = mid
         else:
             hi = mid
-    return widths_for_keep(cfg.channels, [lo] * len(cfg.channels), p.round_to, p.min_channels)
+    return widths_for_keep(cfg.channels, keep_at(lo), p.round_to, p.min_channels)
 
 
 @torch.no_grad()

@@ -247,10 +247,13 @@ def run(cfg: RunConfig, qc: QuantizeConfig) -> dict:
         )
         chosen = winners[0]["name"] if winners else None
         final = out_dir / "model.int8.onnx"
+        kept = out_dir / "candidates"
+        kept.mkdir(exist_ok=True)
+        for r in results[1:]:  # every candidate stays on disk, so evaluation can put them side by side
+            shutil.copyfile(tmp / f"{r['name']}.onnx", kept / f"{r['name']}.onnx")
+            r["path"] = str(kept / f"{r['name']}.onnx")
         if chosen:
             shutil.copyfile(tmp / f"{chosen}.onnx", final)
-            for r in results[1:]:
-                r["path"] = str(final) if r["name"] == chosen else f"(not kept: {r['name']})"
         else:
             final.unlink(missing_ok=True)
         report = {

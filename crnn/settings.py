@@ -83,6 +83,7 @@ class PruneConfig:
     criterion: str = "l1"  # l1: L1 norm of each filter; bn_scale: |gamma| of its BatchNorm
     target_macs_ratio: float = 0.5  # fraction of MACs (at 32x320) to remove
     layer_keep: list[float] = field(default_factory=list)  # per conv layer keep ratios (instead of a target)
+    skip_layers: list[int] = field(default_factory=lambda: [0])  # conv layers left whole (the first is cheap)
     round_to: int = 8
     min_channels: int = 8
     iterations: int = 3
