@@ -77,9 +77,14 @@ def recognize(backend: Backend, inputs: list[np.ndarray], method: str = "greedy"
 
 
 def score_dataset(
-    backend: Backend, dataset: LmdbLineDataset, batch_size: int = 64, max_lines: int = 0
+    backend: Backend,
+    dataset: LmdbLineDataset,
+    batch_size: int = 64,
+    max_lines: int = 0,
+    predictions: dict[int, str] | None = None,
 ) -> tuple[SceneScores, dict]:
-    """CER per scene type; an unreadable line scores as an empty prediction (never a smaller denominator)."""
+    """CER per scene type; an unreadable line scores as an empty prediction (never a smaller denominator).
+    Pass a dict as `predictions` to receive each line's text by dataset index."""
     scores = SceneScores()
     skipped = {"corrupt": 0}
     widths = dataset.widths()
@@ -89,15 +94,17 @@ def score_dataset(
     for idx in eval_batches(widths, batch_size):
         if keep is not None:
             idx = [i for i in idx if i in keep]
-        items = [dataset[i] for i in idx]
+        items = [(i, dataset[i]) for i in idx]
         good = []
-        for it in items:
+        for i, it in items:
             if it.x is None:
                 skipped["corrupt"] += 1
                 scores.add(it.label, "", it.scene)
             else:
-                good.append(it)
+                good.append((i, it))
         if good:
-            for it, d in zip(good, recognize(backend, [it.x for it in good])):
+            for (i, it), d in zip(good, recognize(backend, [it.x for _, it in good])):
                 scores.add(it.label, d.text, it.scene)
+                if predictions is not None:
+                    predictions[i] = d.text
     return scores, skipped

@@ -139,7 +139,8 @@ def latency_table(path: Path, spec: InputSpec, qc: QuantizeConfig) -> dict:
 
 
 def measure_model(name: str, path: Path, spec: InputSpec, val: LmdbLineDataset, qc: QuantizeConfig) -> dict:
-    scores, skipped = score_dataset(OnnxBackend(path), val, 64, qc.val_max_lines)
+    preds: dict[int, str] = {}
+    scores, skipped = score_dataset(OnnxBackend(path), val, 64, qc.val_max_lines, predictions=preds)
     return {
         "name": name,
         "path": str(path),
@@ -147,7 +148,14 @@ def measure_model(name: str, path: Path, spec: InputSpec, val: LmdbLineDataset, 
         "latency_ms": latency_table(path, spec, qc),
         "val": scores.as_dict(),
         "val_skipped": skipped,
+        "_predictions": preds,
     }
+
+
+def agreement(a: dict[int, str], b: dict[int, str]) -> float:
+    """Share of lines on which two models decode the same text."""
+    common = set(a) & set(b)
+    return sum(a[i] == b[i] for i in common) / max(len(common), 1)
 
 
 def qualifies(c: dict, ref: dict, budget_points: float, key: str) -> tuple[bool, str]:
@@ -242,6 +250,9 @@ def run(cfg: RunConfig, qc: QuantizeConfig) -> dict:
             r["qualifies"], r["why"] = ok, why
             r["speedup_vs_fp32"] = ref["latency_ms"][key]["p50"] / r["latency_ms"][key]["p50"]
             r["size_ratio_vs_fp32"] = ref["size_bytes"] / r["size_bytes"]
+            r["same_text_as_fp32"] = agreement(r["_predictions"], ref["_predictions"])
+        for r in results:
+            r.pop("_predictions")
         winners = sorted(
             (r for r in results[1:] if r["qualifies"]), key=lambda r: r["latency_ms"][key]["p50"]
         )
@@ -299,14 +310,14 @@ def to_markdown(report: dict) -> str:
     keys = list(models[0]["latency_ms"])
     scenes = list(models[0]["val"]["scenes"])
     head = (
-        ["model", "size MB"]
+        ["model", "size MB", "same text as FP32"]
         + [f"{k} p50/p95 ms" for k in keys]
         + [f"CER {s}" for s in scenes]
         + ["CER all", "verdict"]
     )
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for m in models:
-        row = [m["name"], f"{m['size_bytes'] / 1e6:.2f}"]
+        row = [m["name"], f"{m['size_bytes'] / 1e6:.2f}", f"{m.get('same_text_as_fp32', 1.0):.1%}"]
         row += [f"{m['latency_ms'][k]['p50']:.2f} / {m['latency_ms'][k]['p95']:.2f}" for k in keys]
         row += [f"{m['val']['scenes'][s]['cer'] * 100:.2f}%" for s in scenes]
         row += [f"{m['val']['overall']['cer'] * 100:.2f}%", m.get("why", "reference")]

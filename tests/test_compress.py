@@ -1,0 +1,237 @@
+"""Pruning, fusion, export and quantization on real models, real line images and real ONNX Runtime."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+
+from crnn.charset import load_charset
+from crnn.data.lmdb_io import LmdbReader
+from crnn.data.preprocess import InputSpec, pad_batch, preprocess
+from crnn.export import read_metadata
+from crnn.models.checkpoint import load_checkpoint
+from crnn.models.complexity import count_macs
+from crnn.models.crnn import CRNN, ModelConfig
+from crnn.models.fuse import fuse_model, is_fused
+from crnn.prune import PruneError, conv_blocks, prune_to_widths, widths_for_target
+from crnn.settings import PruneConfig
+from tests.conftest import ROOT, run_module, tiny_overrides
+
+CFG = ModelConfig(channels=[16, 32, 48, 48, 64, 64, 80], lstm_hidden=32, lstm_layers=2, num_classes=20)
+
+
+def _real_lines(tiny_data, n=12):
+    r = LmdbReader(tiny_data / "data" / "val")
+    return [r.read(i).image for i in range(1, n + 1)]
+
+
+def _randomise_bn(model: CRNN) -> CRNN:
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for b in conv_blocks(model):
+            bn = b[1]
+            bn.weight.copy_(torch.rand(bn.weight.shape, generator=g) + 0.5)
+            bn.bias.copy_(torch.randn(bn.bias.shape, generator=g) * 0.1)
+            bn.running_mean.copy_(torch.randn(bn.running_mean.shape, generator=g) * 0.1)
+            bn.running_var.copy_(torch.rand(bn.running_var.shape, generator=g) + 0.5)
+    return model.eval()
+
+
+def test_pruning_dead_channels_changes_nothing():
+    """Channels whose output is always zero carry no information: pruning exactly those must leave the
+    output unchanged, which checks that the next conv's inputs and the LSTM's columns follow."""
+    torch.manual_seed(0)
+    model = _randomise_bn(CRNN(CFG))
+    widths = [8, 16, 40, 24, 48, 32, 56]
+    with torch.no_grad():
+        for b, w in zip(conv_blocks(model), widths):
+            conv, bn = b[0], b[1]
+            dead = torch.randperm(conv.out_channels)[: conv.out_channels - w]
+            conv.weight[dead] = 0.0
+            bn.bias[dead] = -1.0  # ReLU(0 * scale - 1) = 0 whatever the input
+    pruned = prune_to_widths(model, widths, "l1").eval()
+    assert pruned.cfg.channels == widths
+    assert pruned.rnn.weight_ih_l0.shape[1] == widths[-1]
+    assert pruned.rnn.weight_ih_l0_reverse.shape[1] == widths[-1]
+    for w in (16, 77, 320):
+        x = torch.randn(3, 1, 32, w)
+        with torch.no_grad():
+            assert torch.allclose(model(x), pruned(x), atol=1e-5)
+
+
+def test_widths_for_target_meets_the_macs_target():
+    p = PruneConfig(target_macs_ratio=0.5, round_to=8, min_channels=8, skip_layers=[0])
+    w = widths_for_target(CFG, 0.5 * count_macs(CFG), p)
+    assert w[0] == CFG.channels[0]
+    assert all(x % 8 == 0 and x >= 8 for x in w)
+    macs = count_macs(ModelConfig(**{**CFG.as_dict(), "channels": w}))
+    assert macs <= 0.5 * count_macs(CFG)
+    assert macs > 0.35 * count_macs(CFG)  # the widest widths that fit, not just any
+    with pytest.raises(PruneError, match="cannot be met"):
+        widths_for_target(CFG, 0.01 * count_macs(CFG), p)
+
+
+def test_fusion_equals_the_unfused_model_on_real_lines(tiny_data):
+    model = _randomise_bn(CRNN(CFG))
+    fused = fuse_model(model)
+    assert is_fused(fused) and not is_fused(model)
+    batch, _ = pad_batch([preprocess(img, InputSpec()) for img in _real_lines(tiny_data)])
+    x = torch.from_numpy(batch)
+    with torch.no_grad():
+        assert float((model(x) - fused(x)).abs().max()) < 1e-4
+
+
+@pytest.fixture(scope="module")
+def chain(tiny_data, tmp_path_factory):
+    """A tiny model trained, pruned, exported and quantized by the real stage CLIs."""
+    tmp = tmp_path_factory.mktemp("chain")
+    data = tiny_data / "data"
+    common = tiny_overrides(tmp, "c") + [f"data.root={data}"]
+    run_module(
+        "crnn.train",
+        common + ["train.max_steps=240", "train.val_every=240", "train.lr=0.003", "train.warmup_steps=20"],
+    )
+    run_module(
+        "crnn.prune",
+        common
+        + [
+            "prune.target_macs_ratio=0.4",
+            "prune.iterations=2",
+            "prune.finetune_steps=20",
+            "prune.final_finetune_steps=40",
+        ],
+    )
+    run_module("crnn.export", common + ["export.parity_widths=[16,100,700,2000]", "export.parity_lines=16"])
+    # the tiny model's own training lines as the check set: it reads them confidently, so INT8 agreement
+    # measures quantization, not a half-trained model's coin flips
+    run_module(
+        "crnn.quantize",
+        common
+        + [
+            f"data.val_lmdb=[{data}/train]",
+            "quantize.latency_reps=5",
+            "quantize.calibration_lines=64",
+            "quantize.batch_sizes=[1,4]",
+            "quantize.cer_budget_points=100",
+            "quantize.allow_none=true",
+        ],
+    )
+    return tmp / "runs" / "c"
+
+
+def test_pruned_checkpoint_reloads_from_its_own_config(chain):
+    train_ck = load_checkpoint(chain / "train" / "best.pt")
+    ck = load_checkpoint(chain / "prune" / "pruned.pt")
+    report = json.loads((chain / "prune" / "report.json").read_text())
+    assert ck.model_config.channels == report["after"]["channels"]
+    assert ck.model_config.channels[0] == train_ck.model_config.channels[0]  # skip_layers=[0]
+    assert all(c % 8 == 0 for c in ck.model_config.channels)
+    assert report["macs_removed"] >= 0.4
+    assert ck.lineage["source_sha256"] and ck.lineage["stage"] == "prune"
+    model = ck.build_model().eval()
+    for w in (16, 200, 999):
+        with torch.no_grad():
+            assert model(torch.zeros(2, 1, 32, w)).shape == (2, -(-w // 4), ck.charset.num_classes)
+    assert set(report["after"]["val"]["scenes"]) == {"printed", "signboard", "handwritten", "blurry"}
+
+
+def test_export_metadata_checker_and_parity(chain, tiny_data):
+    path = chain / "export" / "model.onnx"
+    onnx.checker.check_model(onnx.load(str(path)))
+    meta = read_metadata(path)
+    ck = load_checkpoint(chain / "prune" / "pruned.pt")
+    assert meta["charset"] == ck.charset.as_string()
+    assert json.loads(meta["input_spec"]) == ck.input_spec.as_dict()
+    assert json.loads(meta["model_config"])["channels"] == ck.model_config.channels
+    assert json.loads(meta["lineage"])["source_sha256"]
+    report = json.loads((chain / "export" / "report.json").read_text())
+    assert set(report["parity"]) == {"16", "100", "700", "2000"}
+    for v in report["parity"].values():
+        assert v["max_abs_diff"] < 1e-3 and v["same_decodes"] == v["lines"]
+    # dynamic batch and width, against PyTorch, in this process too
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    model = ck.build_model().eval()
+    imgs = _real_lines(tiny_data, 5)
+    for bs in (1, 5):
+        batch, _ = pad_batch([preprocess(im, ck.input_spec) for im in imgs[:bs]])
+        out = sess.run(None, {"image": batch})[0]
+        with torch.no_grad():
+            ref = model(torch.from_numpy(batch)).numpy()
+        assert out.shape == ref.shape and np.abs(out - ref).max() < 1e-3
+
+
+def test_every_quantization_candidate_runs_and_the_choice_agrees_with_fp32(chain):
+    report = json.loads((chain / "quantize" / "report.json").read_text())
+    names = [m["name"] for m in report["models"]]
+    assert names == ["fp32", "dynamic_all", "dynamic_rnn", "static_qdq", "static_qdq_rnn"]
+    x = np.zeros((2, 1, 32, 160), np.float32)
+    for m in report["models"][1:]:
+        sess = ort.InferenceSession(m["path"], providers=["CPUExecutionProvider"])
+        assert sess.run(None, {"image": x})[0].shape[:2] == (2, 40)
+        assert read_metadata(m["path"])["charset"] == load_charset("digits").as_string()
+        assert m["size_bytes"] < report["models"][0]["size_bytes"]
+    assert (chain / "quantize" / "report.md").read_text().count("|") > 20
+    if report["chosen"]:
+        chosen = next(m for m in report["models"] if m["name"] == report["chosen"])
+        assert chosen["same_text_as_fp32"] >= 0.95
+        assert (chain / "quantize" / "model.int8.onnx").is_file()
+    else:  # a noisy machine can make every candidate look slower; agreement must still hold
+        assert max(m["same_text_as_fp32"] for m in report["models"][1:]) >= 0.95
+
+
+def _stage(module, overrides, tmp_path):
+    return subprocess.run(
+        [sys.executable, "-m", module, *overrides], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
+
+
+@pytest.mark.parametrize("content", [b"", b"PK\x03\x04truncated zip", b"not a checkpoint at all"])
+def test_bad_checkpoint_gives_one_line_error_and_no_artifact(tmp_path, tiny_data, content):
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(content)
+    over = tiny_overrides(tmp_path, "bad") + [f"data.root={tiny_data / 'data'}"]
+    for module, key in (("crnn.prune", "prune.source"), ("crnn.export", "export.source")):
+        proc = _stage(module, over + [f"{key}={bad}"], tmp_path)
+        assert proc.returncode == 2, proc.stderr
+        err = proc.stderr.strip().splitlines()
+        assert err[-1].startswith("error: ") and str(bad) in err[-1] and "Traceback" not in proc.stderr
+    assert not (tmp_path / "runs" / "bad" / "prune" / "pruned.pt").exists()
+    assert not list((tmp_path / "runs" / "bad").rglob("*.onnx"))
+
+
+def test_missing_and_foreign_inputs(tmp_path, tiny_data, chain):
+    over = tiny_overrides(tmp_path, "bad") + [f"data.root={tiny_data / 'data'}"]
+    proc = _stage("crnn.prune", over + [f"prune.source={tmp_path}/nope.pt"], tmp_path)
+    assert proc.returncode == 2 and "does not exist" in proc.stderr
+    foreign = tmp_path / "foreign.onnx"
+    foreign.write_bytes(onnx.helper.make_model(onnx.helper.make_graph([], "g", [], [])).SerializeToString())
+    truncated = tmp_path / "truncated.onnx"
+    truncated.write_bytes((chain / "export" / "model.onnx").read_bytes()[:500])
+    for f, why in ((foreign, "not a crnn-toolkit model"), (truncated, "not a readable ONNX")):
+        proc = _stage("crnn.quantize", over + [f"quantize.source={f}"], tmp_path)
+        assert proc.returncode == 2 and why in proc.stderr, proc.stderr
+    proc = _stage(
+        "crnn.prune", over + [f"prune.source={chain}/train/best.pt", "prune.target_macs_ratio=0.99"], tmp_path
+    )
+    assert proc.returncode == 2 and "prune.target_macs_ratio cannot be met" in proc.stderr
+    assert not (tmp_path / "runs" / "bad" / "prune" / "pruned.pt").exists()
+
+
+def test_empty_calibration_set_is_an_error(tmp_path, tiny_data, chain):
+    from crnn.data.lmdb_io import LmdbWriter
+
+    with LmdbWriter(tmp_path / "empty"):
+        pass
+    over = tiny_overrides(tmp_path, "bad") + [
+        f"data.root={tiny_data / 'data'}",
+        f"quantize.source={chain}/export/model.onnx",
+        f"data.train_lmdb=[{tmp_path}/empty]",
+    ]
+    proc = _stage("crnn.quantize", over, tmp_path)
+    assert proc.returncode == 2 and "calibration set is empty" in proc.stderr, proc.stderr
+    assert not (tmp_path / "runs" / "bad" / "quantize" / "model.int8.onnx").exists()
