@@ -153,3 +153,26 @@ def load_run_config(cfg) -> RunConfig:
     d = to_container(cfg)
     d.pop("hydra", None)
     return from_dict(RunConfig, d)
+
+
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
+
+
+def compose_run_config(args: list[str], extras: tuple[str, ...] = ()) -> tuple[RunConfig, dict[str, str]]:
+    """configs/config.yaml composed with Hydra overrides outside a Hydra entry point (scripts, tests).
+
+    Arguments `+name=value` whose name is in `extras` belong to the calling script; they come back in the
+    dict instead of going to Hydra.
+    """
+    from hydra import compose, initialize_config_dir
+
+    own: dict[str, str] = {}
+    overrides = []
+    for a in args:
+        key = a[1:].split("=", 1)[0] if a.startswith("+") else ""
+        if key in extras and "=" in a:
+            own[key] = a.split("=", 1)[1]
+        else:
+            overrides.append(a)
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        return load_run_config(compose(config_name="config", overrides=overrides)), own

@@ -20,7 +20,6 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from hydra import compose, initialize_config_dir
 
 from crnn.charset import load_charset
 from crnn.data.dataset import Collate, Item, ctc_frames_needed
@@ -29,15 +28,14 @@ from crnn.data.render import SceneRecipe
 from crnn.data.source import SynthSource
 from crnn.models.complexity import count_macs, count_params
 from crnn.models.crnn import CRNN, ModelConfig
-from crnn.settings import RunConfig, load_run_config
+from crnn.settings import RunConfig, compose_run_config
 
 ROOT = Path(__file__).resolve().parents[1]
 PRESETS = ("tiny", "small", "base")
 
 
 def load(overrides: list[str]) -> RunConfig:
-    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
-        return load_run_config(compose(config_name="config", overrides=overrides))
+    return compose_run_config(overrides)[0]
 
 
 def all_degradations(r: SceneRecipe) -> SceneRecipe:

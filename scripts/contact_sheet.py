@@ -8,17 +8,13 @@ Writes runs/<name>/samples/<scene>.png: `rows` lines of that scene, each under i
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 import cv2
 import numpy as np
-from hydra import compose, initialize_config_dir
 
 from crnn.charset import load_charset
 from crnn.data.source import SynthSource
-from crnn.settings import load_run_config
-
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+from crnn.settings import compose_run_config
 
 
 def contact_sheet(images: list[np.ndarray], gap: int = 4, max_width: int = 1400) -> np.ndarray:
@@ -32,15 +28,8 @@ def contact_sheet(images: list[np.ndarray], gap: int = 4, max_width: int = 1400)
 
 
 def main(overrides: list[str]) -> None:
-    rows = 24
-    rest = []
-    for o in overrides:
-        if o.startswith("+rows="):
-            rows = int(o.split("=", 1)[1])
-        else:
-            rest.append(o)
-    with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
-        cfg = load_run_config(compose(config_name="config", overrides=rest))
+    cfg, own = compose_run_config(overrides, extras=("rows",))
+    rows = int(own.get("rows", 24))
     split = cfg.data.splits.get("val")
     src = SynthSource(
         cfg.corpus, cfg.render, load_charset(cfg.charset), seed=split.seed if split else cfg.seed

@@ -9,17 +9,15 @@ import sys
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
 
-from crnn.settings import RunConfig, load_run_config
+from crnn.settings import RunConfig, compose_run_config
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"
 
 
 def compose_cfg(overrides: list[str]) -> RunConfig:
-    with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
-        return load_run_config(compose(config_name="config", overrides=overrides))
+    return compose_run_config(overrides)[0]
 
 
 def tiny_overrides(tmp: Path, name: str = "t") -> list[str]:
