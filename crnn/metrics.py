@@ -62,9 +62,3 @@ class SceneScores:
             "scenes": {s: v.as_dict() for s, v in sorted(self.by_scene.items())},
             "overall": self.overall.as_dict(),
         }
-
-
-def cer(label: str, pred: str) -> float:
-    s = TextScore()
-    s.add(label, pred)
-    return s.cer

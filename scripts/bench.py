@@ -29,6 +29,7 @@ from crnn.data.source import SynthSource
 from crnn.models.complexity import count_macs, count_params
 from crnn.models.crnn import CRNN, ModelConfig
 from crnn.settings import RunConfig, compose_run_config
+from crnn.timing import measure
 
 ROOT = Path(__file__).resolve().parents[1]
 PRESETS = ("tiny", "small", "base")
@@ -134,14 +135,7 @@ def infer_latency(preset: str, num_classes: int, hstride: int, width: int = 320,
         )
     ).eval()
     x = torch.zeros(1, 1, 32, width)
-    for _ in range(5):
-        m(x)
-    ts = []
-    for _ in range(reps):
-        t = time.perf_counter()
-        m(x)
-        ts.append(time.perf_counter() - t)
-    return float(np.median(ts) * 1000)
+    return measure(lambda: m(x), reps)["p50"]
 
 
 def fit_fraction(items: list[Item], charset, hstride: int) -> dict:

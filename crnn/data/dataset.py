@@ -251,9 +251,3 @@ def epoch_and_skip(step: int, batches_per_epoch: int) -> tuple[int, int]:
     if batches_per_epoch <= 0:
         raise ValueError("the training set yields no full batch; lower train.batch_size or add data")
     return divmod(step, batches_per_epoch)
-
-
-def frames_per_char(widths: list[int], labels: list[str], hstride: int) -> float:
-    """Mean output frames per character: how much room CTC has (used to choose hstride)."""
-    f = [output_length(w, hstride) / max(len(lbl), 1) for w, lbl in zip(widths, labels)]
-    return float(np.mean(f)) if f else math.nan
