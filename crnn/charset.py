@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 CHARSET_DIR = Path(__file__).resolve().parents[1] / "configs" / "charsets"
-OOV_POLICIES = ("skip", "drop")
+OOV_POLICIES = ("skip", "drop", "keep")
 
 
 class CharsetError(ValueError):
@@ -131,7 +131,9 @@ class LabelStats:
 
 
 class LabelFilter:
-    """Applies the out-of-alphabet policy: `skip` the sample, or `drop` the unknown characters."""
+    """Applies the out-of-alphabet policy: `skip` the sample, or `drop` the unknown characters (training);
+    `keep` the label as it is (evaluation: a character the model cannot emit is an error it makes, and
+    leaving it out would shrink the denominator)."""
 
     def __init__(self, charset: Charset, policy: str = "skip") -> None:
         if policy not in OOV_POLICIES:
@@ -148,6 +150,9 @@ class LabelFilter:
             self.stats.kept += 1
             return label
         self.stats.oov_chars.update(bad)
+        if self.policy == "keep":
+            self.stats.kept += 1
+            return label
         if self.policy == "skip":
             self.stats.skipped_oov += 1
             return None

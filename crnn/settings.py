@@ -127,6 +127,21 @@ class QuantizeConfig:
 
 
 @dataclass
+class EvalConfig:
+    """crnn.eval: every artifact on the test sets, per scene type; the regression gate's tolerances."""
+
+    artifacts: list[str] = field(default_factory=list)  # default: the experiment's trained/pruned/FP32/INT8
+    test_lmdb: list[str] = field(default_factory=list)  # default: <data.root>/test
+    batch_size: int = 32  # for throughput
+    latency_lines: int = 50  # lines per scene timed at batch 1
+    threads: int = 0  # 0: all cores
+    worst: int = 20  # worst lines per scene in the HTML report
+    cer_tolerance_points: float = 0.5  # gate: CER may rise this much per scene (points)
+    latency_tolerance: float = 0.5  # gate: latency ratio to FP32 ONNX may rise by this fraction
+    baseline: str = ""  # gate: the report.json to compare against
+
+
+@dataclass
 class RunConfig:
     name: str = "default"
     seed: int = 0
@@ -143,6 +158,7 @@ class RunConfig:
     prune: PruneConfig = field(default_factory=PruneConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
     quantize: QuantizeConfig = field(default_factory=QuantizeConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
 
     def stage_dir(self, stage: str) -> Path:
         return Path(self.runs_dir) / self.name / stage

@@ -70,3 +70,41 @@ def tiny_data(tmp_path_factory) -> Path:
 
     synth.run(compose_cfg(tiny_overrides(tmp)))
     return tmp
+
+
+@pytest.fixture(scope="session")
+def chain(tiny_data, tmp_path_factory):
+    """A tiny model trained, pruned, exported and quantized by the real stage CLIs."""
+    tmp = tmp_path_factory.mktemp("chain")
+    data = tiny_data / "data"
+    common = tiny_overrides(tmp, "c") + [f"data.root={data}"]
+    run_module(
+        "crnn.train",
+        common + ["train.max_steps=240", "train.val_every=240", "train.lr=0.003", "train.warmup_steps=20"],
+    )
+    run_module(
+        "crnn.prune",
+        common
+        + [
+            "prune.target_macs_ratio=0.4",
+            "prune.iterations=2",
+            "prune.finetune_steps=20",
+            "prune.final_finetune_steps=40",
+        ],
+    )
+    run_module("crnn.export", common + ["export.parity_widths=[16,100,700,2000]", "export.parity_lines=16"])
+    # the tiny model's own training lines as the check set: it reads them confidently, so INT8 agreement
+    # measures quantization, not a half-trained model's coin flips
+    run_module(
+        "crnn.quantize",
+        common
+        + [
+            f"data.val_lmdb=[{data}/train]",
+            "quantize.latency_reps=5",
+            "quantize.calibration_lines=64",
+            "quantize.batch_sizes=[1,4]",
+            "quantize.cer_budget_points=100",
+            "quantize.allow_none=true",
+        ],
+    )
+    return tmp / "runs" / "c"

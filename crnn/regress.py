@@ -1,0 +1,93 @@
+"""Regression gate: compare an evaluation report against a baseline and name every figure that got worse.
+
+    python -m crnn.regress experiment=demo eval.baseline=baselines/demo/report.json   (make regress)
+
+CER is compared per model and per scene in points (`eval.cer_tolerance_points`). Latency is never compared
+in milliseconds (machines differ, and this one is noisy): each model's p50 is taken as a ratio to the FP32
+ONNX model measured in the same run, and that ratio may not grow by more than `eval.latency_tolerance`.
+An INT8 model that is no longer faster than FP32 fails outright. Exit code 1 when anything regressed.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig
+
+from crnn.cli import StageError, stage_errors
+from crnn.settings import load_run_config
+
+
+def compare(baseline: dict, current: dict, cer_points: float, latency_tolerance: float) -> list[str]:
+    """Every figure of `current` that is worse than `baseline` beyond the tolerances, in words."""
+    problems = []
+    base = {m["name"]: m for m in baseline["models"]}
+    cur = {m["name"]: m for m in current["models"]}
+    for name in base:
+        if name not in cur:
+            problems.append(f"{name}: in the baseline but not evaluated now")
+    for name, m in cur.items():
+        b = base.get(name)
+        if b is None:
+            continue
+        for scene, bv in list(b["scenes"].items()) + [("overall", b["overall"])]:
+            cv = m["overall"] if scene == "overall" else m["scenes"].get(scene)
+            if cv is None:
+                problems.append(f"{name}: scene {scene} missing from the report")
+                continue
+            delta = 100 * (cv["cer"] - bv["cer"])
+            if delta > cer_points:
+                problems.append(
+                    f"{name}: CER {scene} {bv['cer'] * 100:.2f}% -> {cv['cer'] * 100:.2f}% "
+                    f"(+{delta:.2f} points > {cer_points})"
+                )
+        r_now, r_base = m.get("latency_ratio_to_fp32_onnx"), b.get("latency_ratio_to_fp32_onnx")
+        if r_now is not None and r_base is not None and r_now > r_base * (1 + latency_tolerance):
+            problems.append(
+                f"{name}: latency relative to FP32 ONNX {r_base:.2f} -> {r_now:.2f} "
+                f"(more than +{latency_tolerance:.0%})"
+            )
+        if "int8" in name and r_now is not None and r_now >= 1.0:
+            problems.append(f"{name}: INT8 is no longer faster than FP32 ONNX (ratio {r_now:.2f})")
+    return problems
+
+
+def run_gate(
+    report_path: Path, baseline_path: Path, cer_points: float, latency_tolerance: float
+) -> list[str]:
+    for p, what in ((report_path, "report (run make eval first)"), (baseline_path, "baseline")):
+        if not p.is_file():
+            raise StageError(f"{what} {p} does not exist")
+    try:
+        current, baseline = json.loads(report_path.read_text()), json.loads(baseline_path.read_text())
+    except json.JSONDecodeError as e:
+        raise StageError(f"unreadable report JSON: {e}") from None
+    return compare(baseline, current, cer_points, latency_tolerance)
+
+
+@hydra.main(config_path="../configs", config_name="config", version_base="1.3")
+def main(dcfg: DictConfig) -> None:
+    with stage_errors():
+        cfg = load_run_config(dcfg)
+        if not cfg.eval.baseline:
+            raise StageError("set eval.baseline=<report.json> (make regress BASELINE=...)")
+        report = cfg.stage_dir("eval") / "report.json"
+        problems = run_gate(
+            report, Path(cfg.eval.baseline), cfg.eval.cer_tolerance_points, cfg.eval.latency_tolerance
+        )
+    if problems:
+        print(f"[regress] {len(problems)} regression(s) against {cfg.eval.baseline}:")
+        for p in problems:
+            print(f"  - {p}")
+        sys.exit(1)
+    print(
+        f"[regress] no regression against {cfg.eval.baseline} (CER tolerance {cfg.eval.cer_tolerance_points} "
+        f"points per scene, latency ratio tolerance {cfg.eval.latency_tolerance:.0%})"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,187 @@
+"""The evaluation report in three forms: JSON for machines, Markdown for a README, one self-contained HTML
+page for people (plots and the worst lines per scene as inline images, nothing fetched from anywhere)."""
+
+from __future__ import annotations
+
+import base64
+import difflib
+import html
+import io
+import json
+from pathlib import Path
+
+import cv2
+import editdistance
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from crnn.data.lmdb_io import LmdbReader  # noqa: E402
+
+
+def to_markdown(report: dict) -> str:
+    models = report["models"]
+    scenes = sorted({s for m in models for s in m["scenes"]})
+    head = (
+        ["model", "format", "size MB", "params", "p50 / p95 ms"]
+        + [f"CER {s}" for s in scenes]
+        + ["CER all", "line acc", "lines/s", "peak RSS MB"]
+    )
+    out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for m in models:
+        row = [
+            m["name"],
+            m["format"],
+            f"{m['size_bytes'] / 1e6:.2f}",
+            f"{m['params'] / 1e6:.3f} M",
+            f"{m['latency_ms']['p50']:.2f} / {m['latency_ms']['p95']:.2f}",
+        ]
+        row += [f"{m['scenes'][s]['cer'] * 100:.2f}%" if s in m["scenes"] else "-" for s in scenes]
+        row += [
+            f"{m['overall']['cer'] * 100:.2f}%",
+            f"{m['overall']['acc'] * 100:.1f}%",
+            f"{m['throughput_lps']:.0f}",
+            f"{m['peak_rss_mb']:.0f}",
+        ]
+        out.append("| " + " | ".join(row) + " |")
+    mach = report["machine"]
+    sets = ", ".join(
+        f"{t['path']} ({t['n']} lines{', ' + t['error'] if t.get('error') else ''})"
+        for t in report["test_sets"]
+    )
+    out.append("")
+    out.append(
+        f"{mach['cpu']}, {mach['cores']} cores, {mach['threads']} threads; torch {mach['torch']}, "
+        f"onnxruntime {mach['onnxruntime']}. Latency: batch 1, image to text. Test sets: {sets}."
+    )
+    return "\n".join(out) + "\n"
+
+
+def _png(fig) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def _plots(report: dict) -> list[tuple[str, str]]:
+    models = report["models"]
+    scenes = sorted({s for m in models for s in m["scenes"]})
+    figs = []
+    fig, ax = plt.subplots(figsize=(8, 3.5))
+    width = 0.8 / max(len(models), 1)
+    for k, m in enumerate(models):
+        xs = [i + k * width for i in range(len(scenes))]
+        ax.bar(xs, [m["scenes"].get(s, {}).get("cer", 0) * 100 for s in scenes], width, label=m["name"])
+    ax.set_xticks([i + 0.4 - width / 2 for i in range(len(scenes))], scenes)
+    ax.set_ylabel("CER %")
+    ax.set_title("CER per scene type")
+    ax.legend(fontsize=8)
+    figs.append(("CER per scene type and model", _png(fig)))
+    fig, ax = plt.subplots(figsize=(8, 3.5))
+    names = [m["name"] for m in models]
+    p50 = [m["latency_ms"]["p50"] for m in models]
+    p95 = [m["latency_ms"]["p95"] for m in models]
+    ax.bar(names, p95, color="#c9d7ea", label="p95")
+    ax.bar(names, p50, color="#3b6ea5", label="p50")
+    ax.set_ylabel("ms per line (batch 1)")
+    ax.set_title("Latency")
+    ax.legend(fontsize=8)
+    figs.append(("Latency p50 and p95 per model", _png(fig)))
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    for m in models:
+        ax.scatter(m["size_bytes"] / 1e6, m["overall"]["cer"] * 100, s=40)
+        ax.annotate(m["name"], (m["size_bytes"] / 1e6, m["overall"]["cer"] * 100), fontsize=8)
+    ax.set_xlabel("size MB")
+    ax.set_ylabel("CER %")
+    ax.set_title("Size against CER")
+    figs.append(("Size against CER", _png(fig)))
+    return figs
+
+
+def _diff_html(label: str, pred: str) -> tuple[str, str]:
+    """Label and prediction with differing spans marked (deleted in red, inserted in green)."""
+    sm = difflib.SequenceMatcher(a=label, b=pred, autojunk=False)
+    a, b = [], []
+    for op, i1, i2, j1, j2 in sm.get_opcodes():
+        la, lb = html.escape(label[i1:i2]), html.escape(pred[j1:j2])
+        if op == "equal":
+            a.append(la)
+            b.append(lb)
+        else:
+            if la:
+                a.append(f"<del>{la}</del>")
+            if lb:
+                b.append(f"<ins>{lb}</ins>")
+    return "".join(a), "".join(b)
+
+
+def _line_image(cache: dict, path: str, index: int) -> str:
+    reader = cache.setdefault(path, LmdbReader(path))
+    img = reader.read(index).image
+    if img is None:
+        return ""
+    ok, buf = cv2.imencode(".png", img)
+    return base64.b64encode(buf.tobytes()).decode() if ok else ""
+
+
+def to_html(report: dict, lines: dict[str, list[dict]], worst: int) -> str:
+    parts = [
+        "<!doctype html><html><head><meta charset='utf-8'><title>crnn-toolkit evaluation</title><style>",
+        "body{font-family:sans-serif;margin:24px;max-width:1200px}"
+        "table{border-collapse:collapse;margin:8px 0}"
+        "td,th{border:1px solid #ccc;padding:3px 6px;font-size:13px}"
+        "del{background:#f6c6c6;text-decoration:none}"
+        "ins{background:#c8ecc8;text-decoration:none}img.line{max-height:32px;max-width:560px}"
+        "figure{display:inline-block;margin:8px}",
+        "</style></head><body>",
+        f"<h1>Evaluation: {html.escape(report['experiment'])}</h1>",
+    ]
+    md = to_markdown(report).splitlines()
+    rows = [r for r in md if r.startswith("|") and not r.startswith("|---")]
+    parts.append("<table>")
+    for k, r in enumerate(rows):
+        cells = [c.strip() for c in r.strip("|").split("|")]
+        tag = "th" if k == 0 else "td"
+        parts.append("<tr>" + "".join(f"<{tag}>{html.escape(c)}</{tag}>" for c in cells) + "</tr>")
+    parts.append("</table>")
+    parts.append(f"<p>{html.escape(md[-1])}</p>")
+    for title, b64 in _plots(report):
+        parts.append(
+            f"<figure><img class='plot' alt='{html.escape(title)}' src='data:image/png;base64,{b64}'>"
+            f"<figcaption>{html.escape(title)}</figcaption></figure>"
+        )
+    cache: dict = {}
+    for name, ls in lines.items():
+        parts.append(f"<h2>Worst lines: {html.escape(name)}</h2>")
+        by_scene: dict[str, list[dict]] = {}
+        for ln in ls:
+            by_scene.setdefault(ln["scene"], []).append(ln)
+        for scene, items in sorted(by_scene.items()):
+            scored = sorted(
+                items, key=lambda x: -editdistance.eval(x["label"], x["pred"]) / max(len(x["label"]), 1)
+            )
+            scored = [x for x in scored if x["label"] != x["pred"]][:worst]
+            parts.append(
+                f"<h3>{html.escape(scene)} ({len(scored)} shown)</h3><table><tr><th>image</th><th>label</th>"
+                "<th>prediction</th><th>CER</th></tr>"
+            )
+            for x in scored:
+                lab, pre = _diff_html(x["label"], x["pred"])
+                img = _line_image(cache, x["set"], x["index"])
+                c = editdistance.eval(x["label"], x["pred"]) / max(len(x["label"]), 1)
+                parts.append(
+                    f"<tr><td><img class='line' src='data:image/png;base64,{img}'></td><td>{lab}</td>"
+                    f"<td>{pre}</td><td>{c * 100:.0f}%</td></tr>"
+                )
+            parts.append("</table>")
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def write_reports(report: dict, lines: dict[str, list[dict]], out_dir: Path, worst: int = 20) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False))
+    (out_dir / "report.md").write_text(to_markdown(report))
+    (out_dir / "report.html").write_text(to_html(report, lines, worst), encoding="utf-8")

@@ -1,0 +1,155 @@
+"""Evaluation report, regression gate and the HTML page, on the real chain's artifacts."""
+
+import copy
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import lmdb
+import pytest
+
+from crnn.data.lmdb_io import LmdbReader, LmdbWriter, encode_image
+from crnn.regress import compare
+from tests.conftest import ROOT, run_module, tiny_overrides
+
+CHROMIUM = "/usr/bin/chromium"
+
+
+@pytest.fixture(scope="module")
+def evaluated(chain, tiny_data, tmp_path_factory):
+    """`crnn.eval` over the chain's four artifacts, with a foreign, an empty and an OOV test set added."""
+    tmp = tmp_path_factory.mktemp("eval")
+    env = lmdb.open(str(tmp / "foreign"))
+    with env.begin(write=True) as txn:
+        txn.put(b"label-000000001", b"x")
+    env.close()
+    with LmdbWriter(tmp / "empty"):
+        pass
+    src = LmdbReader(tiny_data / "data" / "test")
+    with LmdbWriter(tmp / "oov") as w:  # two lines whose labels hold letters the digit alphabet lacks
+        for i in (1, 2):
+            rec = src.read(i)
+            w.add(encode_image(rec.image), rec.label + "AB", scene=rec.scene)
+    runs = chain.parent
+    sets = [str(tiny_data / "data" / "test"), str(tmp / "foreign"), str(tmp / "empty"), str(tmp / "oov")]
+    over = tiny_overrides(runs.parent, "c") + [
+        f"data.root={tiny_data / 'data'}",
+        "eval.latency_lines=5",
+        f"eval.test_lmdb=[{','.join(sets)}]",
+    ]
+    run_module("crnn.eval", over)
+    return chain / "eval"
+
+
+def test_report_holds_every_key(evaluated):
+    r = json.loads((evaluated / "report.json").read_text())
+    assert {"cpu", "cores", "threads", "torch", "onnxruntime"} <= set(r["machine"])
+    names = [m["name"] for m in r["models"]]
+    assert names == ["trained", "pruned", "fp32_onnx"] + (["int8_onnx"] if "int8_onnx" in names else [])
+    for m in r["models"]:
+        assert {
+            "name",
+            "path",
+            "format",
+            "size_bytes",
+            "params",
+            "macs",
+            "latency_ms",
+            "throughput_lps",
+            "scenes",
+            "overall",
+            "peak_rss_mb",
+        } <= set(m)
+        assert {"p50", "p95", "p99"} <= set(m["latency_ms"])
+        assert set(m["scenes"]) == {"printed", "signboard", "handwritten", "blurry"}
+        for v in m["scenes"].values():
+            assert {"n", "cer", "acc", "latency_ms"} <= set(v) and {"p50", "p95"} <= set(v["latency_ms"])
+        assert {"n", "cer", "acc"} <= set(m["overall"])
+        assert m["overall"]["n"] == 32 + 2  # the test split and the two OOV lines, nothing dropped
+    sets = {Path(t["path"]).name: t for t in r["test_sets"]}
+    assert "num-samples" in sets["foreign"]["error"]
+    assert sets["empty"]["error"] == "empty test set"
+    assert sets["oov"]["labels"]["kept"] == 2 and set(sets["oov"]["labels"]["top_oov_chars"]) == {"A", "B"}
+    md = (evaluated / "report.md").read_text()
+    assert md.count("\n|") >= 5 and "CER printed" in md
+
+
+def test_gate_passes_equal_and_fails_worse(evaluated):
+    r = json.loads((evaluated / "report.json").read_text())
+    assert compare(r, r, 0.5, 0.5) == []
+    worse = copy.deepcopy(r)
+    worse["models"][0]["scenes"]["signboard"]["cer"] += 0.011  # +1.1 points
+    problems = compare(r, worse, 0.5, 0.5)
+    assert len(problems) == 1 and "signboard" in problems[0]
+    slower = copy.deepcopy(r)
+    for m in slower["models"]:
+        if m["name"] == "int8_onnx" or m is slower["models"][-1]:
+            m["name"] = "int8_onnx"
+            m["latency_ratio_to_fp32_onnx"] = 1.05
+    base = copy.deepcopy(slower)
+    base["models"][-1]["latency_ratio_to_fp32_onnx"] = 0.8
+    assert any("no longer faster" in p for p in compare(base, slower, 0.5, 0.5))
+    missing = copy.deepcopy(r)
+    missing["models"] = missing["models"][:1]
+    assert any("not evaluated now" in p for p in compare(r, missing, 0.5, 0.5))
+
+
+def test_regress_cli_exit_codes(evaluated, tmp_path, tiny_data):
+    r = json.loads((evaluated / "report.json").read_text())
+    worse = copy.deepcopy(r)
+    for m in worse["models"]:
+        m["overall"]["cer"] -= 0.02  # the baseline was better than what we have now
+    base = tmp_path / "baseline.json"
+    base.write_text(json.dumps(worse))
+    over = tiny_overrides(evaluated.parent.parent.parent, "c")
+    fail = subprocess.run(
+        [sys.executable, "-m", "crnn.regress", *over, f"eval.baseline={base}"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert fail.returncode == 1 and "overall" in fail.stdout
+    same = tmp_path / "same.json"
+    shutil.copy(evaluated / "report.json", same)
+    ok = subprocess.run(
+        [sys.executable, "-m", "crnn.regress", *over, f"eval.baseline={same}"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+
+
+def test_html_report_in_headless_chromium(evaluated, request):
+    from playwright.sync_api import sync_playwright
+
+    out = Path(request.config.rootpath) / "runs" / "test-output"
+    out.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM,
+            headless=True,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+            ],
+        )
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.goto((evaluated / "report.html").as_uri())
+        plots = page.locator("img.plot")
+        assert plots.count() == 3
+        for i in range(3):
+            assert plots.nth(i).evaluate("img => img.complete && img.naturalWidth > 100")
+        assert page.locator("h3").count() >= 4  # worst lines for each scene
+        assert page.locator("img.line").first.evaluate("img => img.naturalHeight > 0")
+        page.screenshot(path=str(out / "eval_report.png"), full_page=False)
+        browser.close()
+    assert (out / "eval_report.png").stat().st_size > 10_000
