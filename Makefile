@@ -72,8 +72,11 @@ BASELINE ?= baselines/$(EXP)/report.json
 regress: install
 	$(PY) -m crnn.regress experiment=$(EXP) eval.baseline=$(BASELINE) $(ARGS)
 
-compare serve:
-	@echo "'make $@' arrives with a later issue (see issues 4-5); nothing to do yet."; exit 2
+compare: install
+	$(PY) scripts/compare_runs.py --experiment $(EXP)
+
+serve:
+	@echo "'make $@' arrives with the serving issue (5); nothing to do yet."; exit 2
 
 mlflow-ui: install
 	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db --host 127.0.0.1 --port 5001

@@ -153,3 +153,39 @@ def test_html_report_in_headless_chromium(evaluated, request):
         page.screenshot(path=str(out / "eval_report.png"), full_page=False)
         browser.close()
     assert (out / "eval_report.png").stat().st_size > 10_000
+
+
+def test_compare_script_reads_two_runs_back(tmp_path):
+    import mlflow
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    mlflow.set_tracking_uri(uri)
+    exp = mlflow.create_experiment("cmp", artifact_location=(tmp_path / "art").as_uri())
+    for lr, cer in (("0.001", 0.031), ("0.003", 0.024)):
+        with mlflow.start_run(experiment_id=exp, run_name=f"train-lr{lr}"):
+            mlflow.set_tag("stage", "train")
+            mlflow.log_params({"cfg.train.lr": lr, "cfg.model.name": "tiny"})
+            mlflow.log_metrics({"val_cer": cer, "val_cer_printed": cer / 2, "throughput_img_s": 500.0})
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "scripts/compare_runs.py",
+            "--experiment",
+            "cmp",
+            "--tracking-uri",
+            uri,
+            "--out",
+            str(tmp_path / "out"),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    md = (tmp_path / "out" / "compare.md").read_text()
+    head = md.splitlines()[0]
+    assert "cfg.train.lr" in head and "cfg.model.name" not in head  # only the params that differ
+    assert "val_cer_printed" in head
+    assert "train-lr0.001" in md and "train-lr0.003" in md and "3.10%" in md and "2.40%" in md
+    assert (tmp_path / "out" / "compare.png").stat().st_size > 1000
