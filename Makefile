@@ -12,7 +12,7 @@ FONT_PACKAGES := fonts-noto-cjk fonts-wqy-zenhei fonts-wqy-microhei fonts-arphic
 	fonts-kaushanscript fonts-comic-neue fonts-dkg-handwriting fonts-breip fonts-femkeklaver
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help install fonts browser data samples train prune export quantize eval regress compare mlflow-ui serve \
+.PHONY: help install fonts browser tesseract data samples train prune export quantize eval regress compare mlflow-ui serve \
 	demo test lint bench clean
 
 help:
@@ -65,8 +65,16 @@ export: install
 quantize: export
 	$(PY) -m crnn.quantize experiment=$(EXP) $(ARGS)
 
-eval: install
-	$(PY) -m crnn.eval experiment=$(EXP) $(ARGS)
+PEERS ?=
+TESSERACT_PACKAGES := tesseract-ocr tesseract-ocr-chi-sim tesseract-ocr-eng
+tesseract:
+	@missing=$$(for p in $(TESSERACT_PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || echo $$p; done); \
+	if [ -n "$$missing" ]; then $(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; fi
+
+# make eval EXP=demo [PEERS=tesseract]
+eval: install $(if $(findstring tesseract,$(PEERS)),tesseract)
+	$(PY) -m crnn.eval experiment=$(EXP) $(if $(PEERS),'eval.peers=[$(PEERS)]') $(ARGS)
 
 BASELINE ?= baselines/$(EXP)/report.json
 regress: install
@@ -91,7 +99,7 @@ demo: install fonts
 	$(PY) -m crnn.eval experiment=demo $(ARGS) && \
 	echo "[demo] done in $$(( $$(date +%s) - start )) s"
 
-test: install fonts browser
+test: install fonts browser tesseract
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 lint: install

@@ -35,6 +35,7 @@ from crnn.data.preprocess import preprocess
 from crnn.models.checkpoint import git_commit, load_checkpoint
 from crnn.models.complexity import count_macs, count_params
 from crnn.models.crnn import CRNN, ModelConfig
+from crnn.peers import PEERS, PeerError, evaluate_tesseract
 from crnn.settings import EvalConfig, RunConfig, load_run_config
 from crnn.tracking import Tracker
 
@@ -241,6 +242,18 @@ def run(cfg: RunConfig) -> dict:
                 f"[eval] {name}: CER {res['overall']['cer'] * 100:.2f}%, "
                 f"p50 {res['latency_ms']['p50']:.2f} ms, "
                 f"{res['throughput_lps']:.0f} lines/s, peak RSS {res['peak_rss_mb']:.0f} MB"
+            )
+        for peer in e.peers:
+            if peer not in PEERS:
+                raise EvalError(f"eval.peers: unknown peer {peer!r}; known: {list(PEERS)}")
+            try:
+                res = evaluate_tesseract(test_paths, first.charset, first.spec)
+            except PeerError as err:
+                raise EvalError(str(err)) from None
+            models.append(res)
+            print(
+                f"[eval] {peer}: CER {res['overall']['cer'] * 100:.2f}%, "
+                f"p50 {res['latency_ms']['p50']:.1f} ms"
             )
         lines = {m["name"]: m.pop("_lines") for m in models}
         ref = next((m for m in models if m["name"] == "fp32_onnx"), None)

@@ -34,7 +34,7 @@ def to_markdown(report: dict) -> str:
             m["name"],
             m["format"],
             f"{m['size_bytes'] / 1e6:.2f}",
-            f"{m['params'] / 1e6:.3f} M",
+            f"{m['params'] / 1e6:.3f} M" if m["params"] else "-",
             f"{m['latency_ms']['p50']:.2f} / {m['latency_ms']['p95']:.2f}",
         ]
         row += [f"{m['scenes'][s]['cer'] * 100:.2f}%" if s in m["scenes"] else "-" for s in scenes]
@@ -42,7 +42,7 @@ def to_markdown(report: dict) -> str:
             f"{m['overall']['cer'] * 100:.2f}%",
             f"{m['overall']['acc'] * 100:.1f}%",
             f"{m['throughput_lps']:.0f}",
-            f"{m['peak_rss_mb']:.0f}",
+            f"{m['peak_rss_mb']:.0f}" if m["peak_rss_mb"] is not None else "-",
         ]
         out.append("| " + " | ".join(row) + " |")
     mach = report["machine"]

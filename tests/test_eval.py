@@ -189,3 +189,15 @@ def test_compare_script_reads_two_runs_back(tmp_path):
     assert "val_cer_printed" in head
     assert "train-lr0.001" in md and "train-lr0.003" in md and "3.10%" in md and "2.40%" in md
     assert (tmp_path / "out" / "compare.png").stat().st_size > 1000
+
+
+def test_tesseract_peer_on_the_same_test_set(tiny_data):
+    from crnn.charset import load_charset
+    from crnn.data.preprocess import InputSpec
+    from crnn.peers import evaluate_tesseract
+
+    r = evaluate_tesseract([str(tiny_data / "data" / "test")], load_charset("digits"), InputSpec())
+    assert r["overall"]["n"] == 32
+    assert set(r["scenes"]) == {"printed", "signboard", "handwritten", "blurry"}
+    assert 0.0 <= r["overall"]["cer"] < 1.0  # it reads digits, if not perfectly
+    assert r["latency_ms"]["p50"] > 0 and "tesseract" in r["format"]
