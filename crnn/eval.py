@@ -94,7 +94,7 @@ def open_test_sets(paths: list[str], charset, spec) -> tuple[list[LmdbLineDatase
     sets, records = [], []
     for p in paths:
         try:
-            ds = LmdbLineDataset([p], charset, spec, oov_policy="keep")
+            ds = LmdbLineDataset([p], charset, spec, oov_policy="keep", default_scene=Path(p).name)
         except (LmdbFormatError, OSError) as e:
             records.append({"path": p, "error": str(e), "n": 0})
             continue
@@ -213,6 +213,7 @@ def evaluate_artifact(name: str, path: str, test_paths: list[str], e_dict: dict,
         "overall": scores.overall.as_dict(),
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "_lines": lines,
+        "_latencies": all_lat,
     }
 
 
@@ -256,6 +257,7 @@ def run(cfg: RunConfig) -> dict:
                 f"p50 {res['latency_ms']['p50']:.1f} ms"
             )
         lines = {m["name"]: m.pop("_lines") for m in models}
+        latencies = {m["name"]: m.pop("_latencies", []) for m in models}
         ref = next((m for m in models if m["name"] == "fp32_onnx"), None)
         for m in models:
             m["latency_ratio_to_fp32_onnx"] = (
@@ -270,7 +272,7 @@ def run(cfg: RunConfig) -> dict:
         }
         from crnn.report import write_reports
 
-        write_reports(report, lines, out_dir, e.worst)
+        write_reports(report, lines, out_dir, e.worst, latencies)
         for m in models:
             tracker.log_metrics(
                 {

@@ -81,7 +81,7 @@ def evaluate_tesseract(test_paths: list[str], charset: Charset, spec, workers: i
     with mp.get_context("fork").Pool(workers or os.cpu_count() or 1) as pool:
         for path in test_paths:
             try:
-                ds = LmdbLineDataset([path], charset, spec, oov_policy="keep")
+                ds = LmdbLineDataset([path], charset, spec, oov_policy="keep", default_scene=Path(path).name)
             except Exception:
                 continue
             jobs, meta = [], []
@@ -121,6 +121,7 @@ def evaluate_tesseract(test_paths: list[str], charset: Charset, spec, workers: i
         "overall": scores.overall.as_dict(),
         "peak_rss_mb": None,  # a separate process per line: no single figure
         "_lines": lines,
+        "_latencies": lat_all,
     }
 
 

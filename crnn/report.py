@@ -65,7 +65,7 @@ def _png(fig) -> str:
     return base64.b64encode(buf.getvalue()).decode()
 
 
-def _plots(report: dict) -> list[tuple[str, str]]:
+def _plots(report: dict, latencies: dict[str, list[float]]) -> list[tuple[str, str]]:
     models = report["models"]
     scenes = sorted({s for m in models for s in m["scenes"]})
     figs = []
@@ -81,14 +81,13 @@ def _plots(report: dict) -> list[tuple[str, str]]:
     figs.append(("CER per scene type and model", _png(fig)))
     fig, ax = plt.subplots(figsize=(8, 3.5))
     names = [m["name"] for m in models]
-    p50 = [m["latency_ms"]["p50"] for m in models]
-    p95 = [m["latency_ms"]["p95"] for m in models]
-    ax.bar(names, p95, color="#c9d7ea", label="p95")
-    ax.bar(names, p50, color="#3b6ea5", label="p50")
-    ax.set_ylabel("ms per line (batch 1)")
-    ax.set_title("Latency")
-    ax.legend(fontsize=8)
-    figs.append(("Latency p50 and p95 per model", _png(fig)))
+    samples = [latencies.get(n) or [m["latency_ms"]["p50"]] for n, m in zip(names, models)]
+    ax.boxplot(samples, showfliers=True)
+    ax.set_xticks(range(1, len(names) + 1), names)
+    ax.set_yscale("log")
+    ax.set_ylabel("ms per line (batch 1, log)")
+    ax.set_title("Latency distribution")
+    figs.append(("Latency distribution per model", _png(fig)))
     fig, ax = plt.subplots(figsize=(6, 3.5))
     for m in models:
         ax.scatter(m["size_bytes"] / 1e6, m["overall"]["cer"] * 100, s=40)
@@ -126,7 +125,9 @@ def _line_image(cache: dict, path: str, index: int) -> str:
     return base64.b64encode(buf.tobytes()).decode() if ok else ""
 
 
-def to_html(report: dict, lines: dict[str, list[dict]], worst: int) -> str:
+def to_html(
+    report: dict, lines: dict[str, list[dict]], worst: int, latencies: dict[str, list[float]] | None = None
+) -> str:
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'><title>crnn-toolkit evaluation</title><style>",
         "body{font-family:sans-serif;margin:24px;max-width:1200px}"
@@ -147,7 +148,7 @@ def to_html(report: dict, lines: dict[str, list[dict]], worst: int) -> str:
         parts.append("<tr>" + "".join(f"<{tag}>{html.escape(c)}</{tag}>" for c in cells) + "</tr>")
     parts.append("</table>")
     parts.append(f"<p>{html.escape(md[-1])}</p>")
-    for title, b64 in _plots(report):
+    for title, b64 in _plots(report, latencies or {}):
         parts.append(
             f"<figure><img class='plot' alt='{html.escape(title)}' src='data:image/png;base64,{b64}'>"
             f"<figcaption>{html.escape(title)}</figcaption></figure>"
@@ -180,8 +181,14 @@ def to_html(report: dict, lines: dict[str, list[dict]], worst: int) -> str:
     return "\n".join(parts)
 
 
-def write_reports(report: dict, lines: dict[str, list[dict]], out_dir: Path, worst: int = 20) -> None:
+def write_reports(
+    report: dict,
+    lines: dict[str, list[dict]],
+    out_dir: Path,
+    worst: int = 20,
+    latencies: dict[str, list[float]] | None = None,
+) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False))
     (out_dir / "report.md").write_text(to_markdown(report))
-    (out_dir / "report.html").write_text(to_html(report, lines, worst), encoding="utf-8")
+    (out_dir / "report.html").write_text(to_html(report, lines, worst, latencies), encoding="utf-8")

@@ -110,3 +110,11 @@ def test_make_lmdb_on_a_folder_with_broken_files(tmp_path):
     r = LmdbReader(out)
     assert r.labels() == ["12", "2024-01-02"] and r.scenes() == ["printed", "printed"]
     assert r.widths() == [60, 80]
+
+
+def test_one_lmdb_per_scene_takes_the_folder_name(tmp_path):
+    path = tmp_path / "blurry"
+    with LmdbWriter(path) as w:
+        w.add(encode_image(_line()), "12")  # no scene- key, as other tools write them
+    ds = LmdbLineDataset([str(path)], Charset.from_string("0123456789"), InputSpec(), default_scene="blurry")
+    assert ds.scenes() == ["blurry"]

@@ -34,7 +34,9 @@ class Item:
 class LmdbLineDataset(Dataset):
     """One or more LMDBs as one dataset of (input, label, scene)."""
 
-    def __init__(self, paths: list[str], charset: Charset, spec: InputSpec, oov_policy: str = "skip") -> None:
+    def __init__(self, paths: list[str], charset: Charset, spec: InputSpec, oov_policy: str = "skip",
+                 default_scene: str | None = None) -> None:
+        """`default_scene` names the scene of lines whose LMDB has no `scene-` key (one LMDB per scene)."""
         if not paths:
             raise ValueError("no LMDB paths given")
         self.readers = [LmdbReader(p) for p in paths]
@@ -54,7 +56,7 @@ class LmdbLineDataset(Dataset):
                     continue
                 w = (resized_width(WIDTH_KEY_HEIGHT, width, spec) if width is not None
                      else max(spec.min_width, spec.height * max(len(kept), 1)))
-                self.entries.append((r_i, k + 1, kept, scene, w))
+                self.entries.append((r_i, k + 1, kept, scene or default_scene, w))
 
     @property
     def label_stats(self) -> LabelStats:
