@@ -152,12 +152,7 @@ def evaluate_artifact(name: str, path: str, test_paths: list[str], e_dict: dict,
         s, _ = score_dataset(backend, ds, e.batch_size, predictions=preds)
         t_total += time.perf_counter() - t0
         n_total += s.overall.n
-        for scene, sc in s.by_scene.items():
-            agg = scores.by_scene[scene]
-            for k in ("n", "edits", "chars", "correct", "ned_sum"):
-                setattr(agg, k, getattr(agg, k) + getattr(sc, k))
-        for k in ("n", "edits", "chars", "correct", "ned_sum"):
-            setattr(scores.overall, k, getattr(scores.overall, k) + getattr(s.overall, k))
+        scores.merge(s)
         for i, (r_i, idx, label, scene, _) in enumerate(ds.entries):
             lines.append(
                 {

@@ -28,6 +28,13 @@ class TextScore:
         self.correct += int(label == pred)
         self.ned_sum += d / max(len(label), len(pred), 1)
 
+    def merge(self, other: TextScore) -> None:
+        self.n += other.n
+        self.edits += other.edits
+        self.chars += other.chars
+        self.correct += other.correct
+        self.ned_sum += other.ned_sum
+
     @property
     def cer(self) -> float:
         if self.chars == 0:
@@ -56,6 +63,12 @@ class SceneScores:
     def add(self, label: str, pred: str, scene: str | None) -> None:
         self.by_scene[scene or "unknown"].add(label, pred)
         self.overall.add(label, pred)
+
+    def merge(self, other: SceneScores) -> None:
+        """Add another test set's counts (sums of edits and characters, so the CER stays a true ratio)."""
+        for scene, sc in other.by_scene.items():
+            self.by_scene[scene].merge(sc)
+        self.overall.merge(other.overall)
 
     def as_dict(self) -> dict:
         return {

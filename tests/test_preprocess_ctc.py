@@ -75,3 +75,12 @@ def test_cer_and_accuracy_on_hand_made_pairs():
     d = sc.as_dict()
     assert d["scenes"]["printed"]["cer"] == 0 and d["scenes"]["blurry"]["cer"] == 0.5
     assert d["overall"]["cer"] == 0.25
+
+
+def test_scores_of_two_sets_merge_as_sums():
+    a, b = SceneScores(), SceneScores()
+    a.add("1234567890", "1234567890", "printed")
+    b.add("12", "", "printed")
+    a.merge(b)
+    assert a.by_scene["printed"].cer == pytest.approx(2 / 12)  # not the mean of 0 and 1
+    assert a.overall.n == 2
