@@ -13,7 +13,7 @@ FONT_PACKAGES := fonts-noto-cjk fonts-wqy-zenhei fonts-wqy-microhei fonts-arphic
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: help install fonts browser tesseract data samples train prune export quantize eval regress compare mlflow-ui serve \
-	demo test lint bench clean
+	demo test lint bench bench-serve clean
 
 help:
 	@echo "make demo            install, render the demo data, train the demo model, print its figures"
@@ -83,8 +83,19 @@ regress: install
 compare: install
 	$(PY) scripts/compare_runs.py --experiment $(EXP)
 
-serve:
-	@echo "'make $@' arrives with the serving issue (5); nothing to do yet."; exit 2
+# make serve [MODEL=path.onnx] [PORT=5000] [WORKERS=1]: the bundled model once it exists, else the demo
+# chain's INT8 model, built on demand.
+DEMO_MODEL := runs/demo/quantize/model.int8.onnx
+BUNDLED_MODEL := models/crnn_zh_en.int8.onnx
+MODEL ?= $(if $(wildcard $(BUNDLED_MODEL)),$(BUNDLED_MODEL),$(DEMO_MODEL))
+PORT ?= 5000
+HOST ?= 127.0.0.1
+WORKERS ?= 1
+$(DEMO_MODEL):
+	$(MAKE) demo
+
+serve: install $(MODEL)
+	$(PY) -m crnn.serve --model $(MODEL) --host $(HOST) --port $(PORT) --workers $(WORKERS)
 
 mlflow-ui: install
 	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db --host 127.0.0.1 --port 5001
@@ -108,6 +119,10 @@ lint: install
 
 bench: install fonts
 	$(PY) scripts/bench.py $(ARGS)
+
+# Loopback load test of the service (bounded: 10,000 single-line requests, 200 pages).
+bench-serve: install $(MODEL)
+	$(PY) scripts/load_test.py --model $(MODEL) --workers $(WORKERS)
 
 clean:
 	rm -rf runs data mlruns .pytest_cache

@@ -80,7 +80,15 @@ def chain(tiny_data, tmp_path_factory):
     common = tiny_overrides(tmp, "c") + [f"data.root={data}"]
     run_module(
         "crnn.train",
-        common + ["train.max_steps=240", "train.val_every=240", "train.lr=0.003", "train.warmup_steps=20"],
+        # long enough to read its own 256 training lines well: the serving tests send those
+        common
+        + [
+            "train.max_steps=500",
+            "train.batch_size=32",
+            "train.val_every=500",
+            "train.lr=0.003",
+            "train.warmup_steps=20",
+        ],
     )
     run_module(
         "crnn.prune",

@@ -1,0 +1,58 @@
+"""Start the OCR service:  python -m crnn.serve --model runs/demo/quantize/model.int8.onnx [--port 5000]
+
+Binds 127.0.0.1 unless --host says otherwise; --workers N starts N processes, each with its own ONNX
+Runtime session (threads per session: --threads, default all cores divided among the workers).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from dataclasses import asdict
+
+import uvicorn
+
+from crnn.serve.app import ServeConfig
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", required=True, help="an ONNX file exported by crnn-toolkit (FP32 or INT8)")
+    ap.add_argument("--host", default="127.0.0.1")
+    ap.add_argument("--port", type=int, default=5000)
+    ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--threads", type=int, default=0, help="ONNX Runtime intra-op threads per worker")
+    ap.add_argument("--cache-entries", type=int, default=1024)
+    ap.add_argument("--max-upload-mb", type=float, default=10.0)
+    ap.add_argument("--max-megapixels", type=float, default=40.0)
+    a = ap.parse_args(argv)
+    if not os.path.isfile(a.model):
+        print(
+            f"error: model {a.model} does not exist (make demo builds runs/demo/quantize/model.int8.onnx)",
+            file=sys.stderr,
+        )
+        return 2
+    threads = a.threads or max(1, (os.cpu_count() or 1) // max(1, a.workers))
+    cfg = ServeConfig(
+        model=os.path.abspath(a.model),
+        threads=threads,
+        cache_entries=a.cache_entries,
+        max_upload_mb=a.max_upload_mb,
+        max_megapixels=a.max_megapixels,
+    )
+    os.environ["CRNN_SERVE_CONFIG"] = json.dumps(asdict(cfg))
+    uvicorn.run(
+        "crnn.serve.app:app_from_env",
+        factory=True,
+        host=a.host,
+        port=a.port,
+        workers=a.workers,
+        log_level="warning",
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

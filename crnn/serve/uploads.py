@@ -1,0 +1,51 @@
+"""Turning untrusted upload bytes into a grayscale image, or a 4xx with a reason.
+
+Limits are checked before the full decode: the byte size first, then the pixel count from the header alone
+(Pillow reads only the header on open), so a 20-byte PNG that claims 100,000 x 100,000 pixels never
+allocates them. Only raster formats are accepted: an SVG or HTML file is not an image here.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+ALLOWED_FORMATS = {"PNG", "JPEG", "BMP", "TIFF", "WEBP", "GIF"}
+
+
+@dataclass
+class UploadError(Exception):
+    status: int
+    message: str
+
+
+def decode_upload(data: bytes, max_bytes: int, max_pixels: int, min_side: int = 8) -> np.ndarray:
+    if not data:
+        raise UploadError(400, "the file is empty")
+    if len(data) > max_bytes:
+        raise UploadError(413, f"the file is {len(data) / 1e6:.1f} MB; the limit is {max_bytes / 1e6:.0f} MB")
+    try:
+        img = Image.open(io.BytesIO(data))
+    except Image.DecompressionBombError:
+        limit = f"{max_pixels / 1e6:.0f} MP"
+        raise UploadError(413, f"the image claims more pixels than the {limit} limit") from None
+    except (UnidentifiedImageError, OSError, ValueError):
+        raise UploadError(415, "not a supported image (PNG, JPEG, BMP, TIFF, WebP or GIF)") from None
+    if img.format not in ALLOWED_FORMATS:
+        raise UploadError(415, f"{img.format} images are not accepted")
+    w, h = img.size
+    if w * h > max_pixels:
+        raise UploadError(
+            413, f"the image is {w}x{h} = {w * h / 1e6:.0f} MP; the limit is {max_pixels / 1e6:.0f} MP"
+        )
+    if min(w, h) < min_side:
+        raise UploadError(422, f"the image is {w}x{h}; a text line needs at least {min_side} px on each side")
+    try:
+        img.load()
+        gray = np.asarray(img.convert("L"))
+    except (OSError, ValueError, SyntaxError):
+        raise UploadError(400, "the image is truncated or corrupt") from None
+    return np.ascontiguousarray(gray)
