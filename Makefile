@@ -73,7 +73,7 @@ tesseract:
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; fi
 
 # make eval EXP=demo [PEERS=tesseract]
-eval: install $(if $(findstring tesseract,$(PEERS)),tesseract)
+eval: install $(if $(findstring tesseract,$(PEERS)$(ARGS)),tesseract)
 	$(PY) -m crnn.eval experiment=$(EXP) $(if $(PEERS),'eval.peers=[$(PEERS)]') $(ARGS)
 
 BASELINE ?= baselines/$(EXP)/report.json
