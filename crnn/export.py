@@ -28,48 +28,18 @@ import torch
 from omegaconf import DictConfig
 
 from crnn.charset import Charset
-from crnn.cli import StageError, stage_errors
+from crnn.cli import stage_errors
 from crnn.ctc import greedy_decode
 from crnn.data.lmdb_io import LmdbReader
 from crnn.data.preprocess import InputSpec, pad_batch, preprocess
-from crnn.inference import OnnxBackend
 from crnn.models.checkpoint import Checkpoint, git_commit, load_checkpoint, sha256_file
-from crnn.models.crnn import CRNN, output_length
+from crnn.models.crnn import CRNN
 from crnn.models.fuse import fuse_model
+from crnn.models.geometry import output_length
+from crnn.onnx_model import FORMAT, ExportError, OnnxBackend, read_metadata, set_metadata  # noqa: F401
 from crnn.settings import ExportConfig, RunConfig, load_run_config
 from crnn.timing import measure
 from crnn.tracking import Tracker
-
-FORMAT = "crnn-toolkit/onnx/v1"
-REQUIRED_KEYS = ("format", "charset", "input_spec", "model_config", "lineage")
-
-
-class ExportError(StageError):
-    """An ONNX file that is missing, unreadable, foreign, or failed its checks."""
-
-
-def read_metadata(path: str | Path) -> dict[str, str]:
-    """The toolkit's metadata of an ONNX file; a clear error for a missing, truncated or foreign file."""
-    p = Path(path)
-    if not p.is_file():
-        raise ExportError(f"ONNX file {p} does not exist")
-    try:
-        model = onnx.load(str(p), load_external_data=False)
-    except Exception as e:  # protobuf DecodeError and friends
-        raise ExportError(f"{p} is not a readable ONNX file ({type(e).__name__})") from None
-    meta = {m.key: m.value for m in model.metadata_props}
-    missing = [k for k in REQUIRED_KEYS if k not in meta]
-    if missing or meta.get("format") != FORMAT:
-        raise ExportError(
-            f"{p} is not a crnn-toolkit model (metadata lacks {missing or ['format=' + FORMAT]})"
-        )
-    return meta
-
-
-def set_metadata(model: onnx.ModelProto, meta: dict[str, str]) -> None:
-    del model.metadata_props[:]
-    for k, v in meta.items():
-        model.metadata_props.add(key=k, value=v)
 
 
 def metadata_for(ck: Checkpoint, lineage: dict) -> dict[str, str]:

@@ -7,27 +7,14 @@ quantization and evaluation all score models with `score_dataset`, so their CERs
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-from typing import Protocol
-
 import numpy as np
 import torch
 
 from crnn.charset import Charset
-from crnn.ctc import Decoded, decode
 from crnn.data.dataset import LmdbLineDataset, eval_batches
-from crnn.data.preprocess import InputSpec, pad_batch
+from crnn.data.preprocess import InputSpec
 from crnn.metrics import SceneScores
-from crnn.models.crnn import output_length
-
-
-class Backend(Protocol):
-    charset: Charset
-    spec: InputSpec
-    hstride: int
-
-    def logits(self, batch: np.ndarray) -> np.ndarray: ...
+from crnn.onnx_model import Backend, OnnxBackend, recognize  # noqa: F401  (one home, re-exported)
 
 
 class TorchBackend:
@@ -42,38 +29,6 @@ class TorchBackend:
     @torch.no_grad()
     def logits(self, batch: np.ndarray) -> np.ndarray:
         return self.model(torch.from_numpy(batch).to(self.device)).float().cpu().numpy()
-
-
-class OnnxBackend:
-    """An ONNX Runtime session over a file whose metadata holds charset, input spec and stride."""
-
-    def __init__(self, path: str | Path, threads: int = 0) -> None:
-        import onnxruntime as ort
-
-        from crnn.export import read_metadata
-
-        meta = read_metadata(path)
-        self.path = Path(path)
-        self.charset = Charset.from_string(meta["charset"])
-        self.spec = InputSpec(**json.loads(meta["input_spec"]))
-        self.hstride = int(json.loads(meta["model_config"])["hstride"])
-        so = ort.SessionOptions()
-        if threads:
-            so.intra_op_num_threads = threads
-            so.inter_op_num_threads = 1
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        self.session = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-        self.input_name = self.session.get_inputs()[0].name
-
-    def logits(self, batch: np.ndarray) -> np.ndarray:
-        return self.session.run(None, {self.input_name: batch})[0]
-
-
-def recognize(backend: Backend, inputs: list[np.ndarray], method: str = "greedy") -> list[Decoded]:
-    """Preprocessed (1, H, W) inputs -> decoded lines, in one padded batch."""
-    batch, widths = pad_batch(inputs)
-    lengths = np.array([output_length(int(w), backend.hstride) for w in widths])
-    return decode(backend.logits(batch), backend.charset, lengths, method)
 
 
 def score_dataset(

@@ -21,7 +21,7 @@ from crnn.charset import Charset, LabelFilter, LabelStats
 from crnn.data.lmdb_io import WIDTH_KEY_HEIGHT, LmdbReader
 from crnn.data.preprocess import InputSpec, pad_batch, preprocess, resized_width
 from crnn.data.source import SynthSource
-from crnn.models.crnn import output_length
+from crnn.models.geometry import output_length
 
 
 @dataclass

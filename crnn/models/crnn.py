@@ -13,6 +13,8 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import nn
 
+from crnn.models.geometry import output_length
+
 # After which conv layer a pool follows (0-based), for the 7-layer CRNN of Shi et al. 2016.
 DEFAULT_POOL_AFTER = (0, 1, 3, 5, 6)
 
@@ -87,11 +89,6 @@ class CRNN(nn.Module):
 
     def output_length(self, width: int) -> int:
         return output_length(width, self.cfg.hstride)
-
-
-def output_length(width: int, hstride: int) -> int:
-    """Frames for an input `width` px wide (ceil-mode pools)."""
-    return -(-int(width) // hstride)
 
 
 def build_model(cfg: ModelConfig) -> CRNN:

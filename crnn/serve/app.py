@@ -26,7 +26,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from crnn import __version__
 from crnn.data.preprocess import cleanup, preprocess
-from crnn.export import read_metadata
+from crnn.onnx_model import read_metadata
 from crnn.serve.engine import Engine
 from crnn.serve.segment import MODES, split
 from crnn.serve.uploads import UploadError, decode_upload

@@ -18,8 +18,8 @@ import numpy as np
 
 from crnn.ctc import greedy_decode
 from crnn.data.preprocess import pad_batch, preprocess
-from crnn.inference import OnnxBackend
-from crnn.models.crnn import output_length
+from crnn.models.geometry import output_length
+from crnn.onnx_model import OnnxBackend
 
 
 @dataclass
