@@ -58,6 +58,32 @@ def run_module(
     return proc
 
 
+CHROMIUM = "/usr/bin/chromium"  # Debian's, installed by `make browser`; Playwright downloads nothing
+
+
+def launch_chromium(playwright):
+    """Headless Debian Chromium with the flags this closed network needs (no background connections)."""
+    return playwright.chromium.launch(
+        executable_path=CHROMIUM,
+        headless=True,
+        args=[
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+        ],
+    )
+
+
+def browser_output_dir(request) -> Path:
+    """Where browser tests keep their screenshots: runs/test-output/ in the repository."""
+    out = Path(request.config.rootpath) / "runs" / "test-output"
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
 def read_summary(tmp: Path, name: str = "t") -> dict:
     return json.loads((tmp / "runs" / name / "train" / "summary.json").read_text())
 

@@ -12,9 +12,7 @@ import pytest
 
 from crnn.data.lmdb_io import LmdbReader, LmdbWriter, encode_image
 from crnn.regress import compare
-from tests.conftest import ROOT, run_module, tiny_overrides
-
-CHROMIUM = "/usr/bin/chromium"
+from tests.conftest import ROOT, browser_output_dir, launch_chromium, run_module, tiny_overrides
 
 
 @pytest.fixture(scope="module")
@@ -127,21 +125,9 @@ def test_regress_cli_exit_codes(evaluated, tmp_path, tiny_data):
 def test_html_report_in_headless_chromium(evaluated, request):
     from playwright.sync_api import sync_playwright
 
-    out = Path(request.config.rootpath) / "runs" / "test-output"
-    out.mkdir(parents=True, exist_ok=True)
+    out = browser_output_dir(request)
     with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=CHROMIUM,
-            headless=True,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--no-first-run",
-            ],
-        )
+        browser = launch_chromium(p)
         page = browser.new_page(viewport={"width": 1280, "height": 900})
         page.goto((evaluated / "report.html").as_uri())
         plots = page.locator("img.plot")

@@ -8,7 +8,6 @@ import subprocess
 import sys
 import time
 import zlib
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -17,9 +16,7 @@ import requests
 
 from crnn.data.lmdb_io import LmdbReader
 from crnn.serve.segment import segment_lines
-from tests.conftest import ROOT
-
-CHROMIUM = "/usr/bin/chromium"
+from tests.conftest import ROOT, browser_output_dir, launch_chromium
 
 
 def _free_port() -> int:
@@ -216,25 +213,13 @@ def test_page_mode_finds_ten_lines_in_order(server, lines):
 def test_web_page_in_headless_chromium(server, lines, request):
     from playwright.sync_api import sync_playwright
 
-    out = Path(request.config.rootpath) / "runs" / "test-output"
-    out.mkdir(parents=True, exist_ok=True)
+    out = browser_output_dir(request)
     img_path = out / "upload_line.png"
     img_path.write_bytes(_png(lines[3].image))
     expected = _ocr(server, img_path.read_bytes(), mode="auto").json()["text"]
     assert expected and expected[0]  # a line the model reads
     with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=CHROMIUM,
-            headless=True,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--no-first-run",
-            ],
-        )
+        browser = launch_chromium(p)
         context = browser.new_context(viewport={"width": 1100, "height": 700})
         context.grant_permissions(["clipboard-read", "clipboard-write"], origin=server)
         page = context.new_page()
