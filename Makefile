@@ -12,7 +12,7 @@ FONT_PACKAGES := fonts-noto-cjk fonts-wqy-zenhei fonts-wqy-microhei fonts-arphic
 	fonts-kaushanscript fonts-comic-neue fonts-dkg-handwriting fonts-breip fonts-femkeklaver
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help install fonts browser tesseract data samples train prune export quantize eval regress compare mlflow-ui serve \
+.PHONY: help install fonts browser tesseract data samples train prune export quantize eval regress compare mlflow-ui model serve \
 	demo test lint bench bench-serve clean
 
 help:
@@ -83,7 +83,7 @@ regress: install
 compare: install
 	$(PY) scripts/compare_runs.py --experiment $(EXP)
 
-# make serve [MODEL=path.onnx] [PORT=5000] [WORKERS=1]: the bundled model once it exists, else the demo
+# make serve [MODEL=path.onnx] [PORT=5000] [WORKERS=1] [BATCH_MAX=16 (micro-batching)]: the bundled model once it exists, else the demo
 # chain's INT8 model, built on demand.
 DEMO_MODEL := runs/demo/quantize/model.int8.onnx
 BUNDLED_MODEL := models/crnn_zh_en.int8.onnx
@@ -94,8 +94,12 @@ WORKERS ?= 1
 $(DEMO_MODEL):
 	$(MAKE) demo
 
+# The default model, built when missing (the Dockerfile bakes it into the image).
+model: install $(MODEL)
+
+BATCH_MAX ?= 0
 serve: install $(MODEL)
-	$(PY) -m crnn.serve --model $(MODEL) --host $(HOST) --port $(PORT) --workers $(WORKERS)
+	$(PY) -m crnn.serve --model $(MODEL) --host $(HOST) --port $(PORT) --workers $(WORKERS) --batch-max $(BATCH_MAX)
 
 mlflow-ui: install
 	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db --host 127.0.0.1 --port 5001
@@ -120,9 +124,15 @@ lint: install
 bench: install fonts
 	$(PY) scripts/bench.py $(ARGS)
 
-# Loopback load test of the service (bounded: 10,000 single-line requests, 200 pages).
-bench-serve: install $(MODEL)
+# Loopback load test of the service (bounded: 10,000 single-line requests, 200 pages, then micro-batching
+# on a second server), and the article's clean-up measured in page mode on pages of test lines.
+PAGE_LMDB ?= $(if $(findstring zh_en,$(MODEL)),data/zh_en/test,data/demo/test)
+data/%/test:
+	$(MAKE) data EXP=$*
+
+bench-serve: install $(MODEL) $(PAGE_LMDB)
 	$(PY) scripts/load_test.py --model $(MODEL) --workers $(WORKERS)
+	$(PY) scripts/page_cleanup.py --model $(MODEL) --lmdb $(PAGE_LMDB)
 
 clean:
 	rm -rf runs data mlruns .pytest_cache

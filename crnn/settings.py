@@ -70,9 +70,11 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda
     amp: bool = True  # mixed precision on CUDA only
     threads: int = 0  # torch intra-op threads (0: leave as is)
+    keep_heap: bool = True  # CPU: keep freed memory instead of page-faulting it back each step (crnn.memory)
     val_batch_size: int = 128
     val_max_lines: int = 0  # 0: the whole validation set
     bucket_pool: int = 50
+    stream_pool: int = 1  # data.train=synth: batches rendered together and regrouped by width (1: off)
 
 
 @dataclass

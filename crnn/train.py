@@ -41,6 +41,7 @@ from crnn.data.dataset import (
 from crnn.data.lmdb_io import LmdbReader
 from crnn.data.source import SynthSource
 from crnn.inference import TorchBackend, score_dataset
+from crnn.memory import keep_freed_memory
 from crnn.metrics import SceneScores
 from crnn.models.checkpoint import Checkpoint, git_commit, load_checkpoint, save_checkpoint, sha256_file
 from crnn.models.complexity import count_macs, count_params
@@ -177,6 +178,7 @@ def build_train_loader(
             start_step=start_step,
             rank=dist_info.rank,
             world=dist_info.world,
+            pool_batches=t.stream_pool,
         )
         loader = DataLoader(
             stream,
@@ -321,6 +323,8 @@ def train(cfg: RunConfig) -> dict:
         device = torch.device("cuda", dist_info.local_rank)
     if t.threads:
         torch.set_num_threads(t.threads)
+    if t.keep_heap and device.type == "cpu":
+        keep_freed_memory()
     torch.manual_seed(cfg.seed)
     out_dir = cfg.stage_dir("train")
     last_path, best_path = out_dir / "last.pt", out_dir / "best.pt"

@@ -76,7 +76,7 @@ def post(session: requests.Session, url: str, data: bytes, mode: str) -> tuple[f
     return (time.perf_counter() - t) * 1000, r.status_code
 
 
-def load(url: str, payloads: list[bytes], concurrency: int, mode: str) -> dict:
+def load(url: str, payloads: list[bytes], concurrency: int, mode: str, keep_ms: bool = False) -> dict:
     local = threading.local()
 
     def one(data: bytes) -> tuple[float, int]:
@@ -90,7 +90,7 @@ def load(url: str, payloads: list[bytes], concurrency: int, mode: str) -> dict:
     wall = time.perf_counter() - t0
     ms = np.array([r[0] for r in res])
     ok = sum(1 for r in res if r[1] == 200)
-    return {
+    out = {
         "concurrency": concurrency,
         "requests": len(res),
         "ok": ok,
@@ -98,7 +98,45 @@ def load(url: str, payloads: list[bytes], concurrency: int, mode: str) -> dict:
         "p95_ms": float(np.percentile(ms, 95)),
         "p99_ms": float(np.percentile(ms, 99)),
         "throughput_rps": len(res) / wall,
+        "wall_s": wall,
     }
+    if keep_ms:
+        out["_ms"] = ms
+    return out
+
+
+def start_server(model: str, workers: int, extra: list[str]) -> tuple[subprocess.Popen, str, float]:
+    """crnn.serve on a free loopback port: process, base URL, seconds to the first healthy answer."""
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    t0 = time.perf_counter()
+    cmd = [
+        sys.executable,
+        "-m",
+        "crnn.serve",
+        "--model",
+        model,
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+    ]
+    proc = subprocess.Popen(cmd + extra, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    while True:
+        try:
+            if requests.get(base + "/health", timeout=1).ok:
+                return proc, base, time.perf_counter() - t0
+        except requests.ConnectionError:
+            pass
+        if time.perf_counter() - t0 > 60 or proc.poll() is not None:
+            proc.kill()
+            raise RuntimeError(f"server did not start: {' '.join(cmd + extra)}")
+        time.sleep(0.02)
+
+
+def stop(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    proc.wait(timeout=20)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -106,64 +144,50 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", default="runs/demo/quantize/model.int8.onnx")
     ap.add_argument("--requests", type=int, default=10000, help="single-line requests in all (bounded)")
     ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--batch-max", type=int, default=16, help="micro-batching setting compared at the end")
+    ap.add_argument("--batch-wait-ms", type=float, default=2.0)
     a = ap.parse_args(argv)
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "crnn.serve",
-            "--model",
-            a.model,
-            "--port",
-            str(port),
-            "--workers",
-            str(a.workers),
-        ],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
     try:
-        while True:
-            try:
-                if requests.get(base + "/health", timeout=1).ok:
-                    break
-            except requests.ConnectionError:
-                pass
-            if time.perf_counter() - t0 > 60 or proc.poll() is not None:
-                print("error: server did not start", file=sys.stderr)
-                return 2
-            time.sleep(0.02)
-        startup = time.perf_counter() - t0
-        rss_start = rss_mb(proc.pid)
-        url = base + "/ocr"
+        proc, base, startup = start_server(a.model, a.workers, [])
+    except RuntimeError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    url = base + "/ocr"
+    counter = 0
+    rss_trace: list[tuple[int, float]] = []
+    try:
+        rss_trace.append((0, rss_mb(proc.pid)))
         n = a.requests
         shares = {1: n // 5, 4: n * 2 // 5, 16: n - n // 5 - n * 2 // 5}
-        counter = 0
         out = {
             "model": a.model,
             "workers": a.workers,
             "cores": os.cpu_count(),
             "startup_s": startup,
-            "rss_start_mb": rss_start,
+            "rss_start_mb": rss_trace[0][1],
             "single_line": [],
         }
         for conc, k in shares.items():
-            payloads = [line_image(counter + i) for i in range(k)]
-            counter += k
-            load(url, payloads[: min(50, k)], conc, "line")  # warm-up, not counted
-            out["single_line"].append(load(url, payloads, conc, "line"))
+            load(url, [line_image(10**8 + counter + i) for i in range(min(50, k))], conc, "line")  # warm-up
+            counter += min(50, k)
+            parts = []
+            for lo in range(0, k, 1000):  # resident memory after every 1,000 requests
+                chunk = [line_image(counter + i) for i in range(min(1000, k - lo))]
+                parts.append(load(url, chunk, conc, "line", keep_ms=True))
+                counter += len(chunk)
+                rss_trace.append((counter, rss_mb(proc.pid)))
+            out["single_line"].append(merge_loads(parts))
             print(f"[serve-bench] single line, concurrency {conc}: {out['single_line'][-1]}")
         out["pages_10_lines"] = load(url, [page_image(i) for i in range(200)], 4, "page")
+        counter += 200
+        rss_trace.append((counter, rss_mb(proc.pid)))
         print(f"[serve-bench] 10-line pages: {out['pages_10_lines']}")
         same = line_image(10**7)
         s = requests.Session()
         miss = post(s, url, same, "line")[0]
         hits = [post(s, url, same, "line")[0] for _ in range(200)]
         fresh = [post(s, url, line_image(2 * 10**7 + i), "line")[0] for i in range(200)]
+        counter += 401
         out["cache"] = {
             "first_ms": miss,
             "hit_p50_ms": float(np.median(hits)),
@@ -171,13 +195,55 @@ def main(argv: list[str] | None = None) -> int:
             "speedup": float(np.median(fresh) / np.median(hits)),
         }
         out["rss_end_mb"] = rss_mb(proc.pid)
-        out["total_requests"] = counter + 200 + 401 + 150
+        rss_trace.append((counter, out["rss_end_mb"]))
+        out["total_requests"] = counter
+        out["rss_trace"] = rss_trace
     finally:
-        proc.terminate()
-        proc.wait(timeout=20)
+        stop(proc)
+    # the same single-line loads on a server with micro-batching, in the same run so the ratio is fair
+    proc, base, _ = start_server(
+        a.model, a.workers, ["--batch-max", str(a.batch_max), "--batch-wait-ms", str(a.batch_wait_ms)]
+    )
+    try:
+        out["micro_batching"] = {"batch_max": a.batch_max, "batch_wait_ms": a.batch_wait_ms, "loads": []}
+        for conc in (1, 16):
+            k = 2000
+            load(base + "/ocr", [line_image(3 * 10**7 + i) for i in range(50)], conc, "line")
+            r = load(
+                base + "/ocr", [line_image(4 * 10**7 + conc * 10**5 + i) for i in range(k)], conc, "line"
+            )
+            off = next(x for x in out["single_line"] if x["concurrency"] == conc)
+            r["throughput_ratio_vs_off"] = r["throughput_rps"] / off["throughput_rps"]
+            out["micro_batching"]["loads"].append(r)
+            print(f"[serve-bench] micro-batching, concurrency {conc}: {r}")
+    finally:
+        stop(proc)
     dest = ROOT / "runs" / "bench"
     dest.mkdir(parents=True, exist_ok=True)
     (dest / "serve.json").write_text(json.dumps(out, indent=2))
+    text = to_markdown(out)
+    (dest / "serve.md").write_text(text)
+    print(text)
+    return 0
+
+
+def merge_loads(parts: list[dict]) -> dict:
+    """One load's figures from its chunks: percentiles over all latencies, throughput over the summed wall."""
+    ms = np.concatenate([p.pop("_ms") for p in parts])
+    wall = sum(p["wall_s"] for p in parts)
+    return {
+        "concurrency": parts[0]["concurrency"],
+        "requests": int(ms.size),
+        "ok": sum(p["ok"] for p in parts),
+        "p50_ms": float(np.percentile(ms, 50)),
+        "p95_ms": float(np.percentile(ms, 95)),
+        "p99_ms": float(np.percentile(ms, 99)),
+        "throughput_rps": ms.size / wall,
+        "wall_s": wall,
+    }
+
+
+def to_markdown(out: dict) -> str:
     md = [
         "| what | value |",
         "|---|---|",
@@ -201,10 +267,16 @@ def main(argv: list[str] | None = None) -> int:
         f"| resident memory, start → after {out['total_requests']} requests | {out['rss_start_mb']:.0f} → "
         f"{out['rss_end_mb']:.0f} MB |"
     )
-    text = "\n".join(md) + "\n"
-    (dest / "serve.md").write_text(text)
-    print(text)
-    return 0
+    trace = ", ".join(f"{n}: {mb:.0f}" for n, mb in out["rss_trace"])
+    md.append(f"| resident memory by requests served (MB) | {trace} |")
+    mb = out["micro_batching"]
+    for r in mb["loads"]:
+        md.append(
+            f"| micro-batching (max {mb['batch_max']} lines, {mb['batch_wait_ms']:g} ms), concurrency "
+            f"{r['concurrency']} | p50 {r['p50_ms']:.2f} / p95 {r['p95_ms']:.2f} ms, "
+            f"{r['throughput_rps']:.0f} lines/s ({r['throughput_ratio_vs_off']:.2f}x of off) |"
+        )
+    return "\n".join(md) + "\n"
 
 
 if __name__ == "__main__":

@@ -186,6 +186,18 @@ def test_synthetic_stream_trains_and_is_independent_of_worker_count(tiny_data, t
     assert [i.label for i in b3] == [i.label for i in again]
     lengths = [len(i.label) for i in b3]
     assert max(lengths) - min(lengths) <= max(6, max(lengths) // 2)  # one target length per batch
+    # pooled: the lines of batches 4..7 regrouped by width, each batch a pure function of its index
+    pooled = SynthBatchStream(factory, InputSpec(), batch_size=4, pool_batches=4)
+    got = [pooled.batch_items(g) for g in (5, 4, 7, 6)]
+    fresh = SynthBatchStream(factory, InputSpec(), batch_size=4, pool_batches=4).batch_items(7)
+    assert [i.label for i in fresh] == [i.label for i in got[2]]
+    raw = [it.label for g in range(4, 8) for it in s.raw_batch(g)]
+    assert sorted(it.label for b in got for it in b) == sorted(raw)  # the same lines, none lost or repeated
+    for b in got:
+        w = [it.x.shape[-1] for it in b]
+        assert w == sorted(w)
+    spans = sorted((b[0].x.shape[-1], b[-1].x.shape[-1]) for b in got)
+    assert all(a[1] <= b[0] for a, b in zip(spans, spans[1:]))  # batches do not overlap in width
     data = tiny_data / "data"
     run_module(
         "crnn.train",
@@ -196,6 +208,7 @@ def test_synthetic_stream_trains_and_is_independent_of_worker_count(tiny_data, t
             "train.max_steps=6",
             "train.val_every=6",
             "train.num_workers=2",
+            "train.stream_pool=3",
         ],
     )
     assert read_summary(tmp_path, "stream")["steps"] == 6

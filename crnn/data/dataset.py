@@ -144,25 +144,30 @@ class SynthBatchStream(IterableDataset):
 
     Global batch g = step * world + rank is a pure function of (seed, g), so the stream is the same whatever
     the number of workers, and a resumed run starts at its step. All lines of a batch share a target length,
-    which groups them by width.
+    which groups them roughly by width. With `pool_batches` K > 1, the lines of K consecutive batches are
+    rendered together, sorted by width and cut into K batches (in a shuffled order): the same lines, far
+    less padding (a zh_en batch was 45 % useful pixels alone, 79 % pooled by 12). Each worker renders every
+    pool it touches, so with K > 1 one loader worker is the cheapest (it renders ~4x faster than a CPU trains).
     """
 
     def __init__(self, source_factory, spec: InputSpec, batch_size: int, start_step: int = 0, rank: int = 0,
-                 world: int = 1, length_ranges: list[list[float]] | None = None) -> None:
+                 world: int = 1, length_ranges: list[list[float]] | None = None, pool_batches: int = 1) -> None:
         self.source_factory = source_factory
         self.spec = spec
         self.batch_size = batch_size
         self.start_step = start_step
         self.rank, self.world = rank, world
         self.length_ranges = length_ranges
+        self.pool_batches = max(1, pool_batches)
         self._source: SynthSource | None = None
+        self._pool: tuple[int, list[list[Item]]] | None = None
 
     def source(self) -> SynthSource:
         if self._source is None:
             self._source = self.source_factory()
         return self._source
 
-    def batch_items(self, g: int) -> list[Item]:
+    def raw_batch(self, g: int) -> list[Item]:
         src = self.source()
         rng = random.Random(f"stream-batch:{src.seed}:{g}")
         target = src.corpus.target_length(rng)
@@ -172,6 +177,19 @@ class SynthBatchStream(IterableDataset):
             s = src.sample(g * self.batch_size + j, target_len=t)
             items.append(Item(preprocess(s.image, self.spec), s.label, s.scene))
         return items
+
+    def batch_items(self, g: int) -> list[Item]:
+        k = self.pool_batches
+        if k == 1:
+            return self.raw_batch(g)
+        c = g // k
+        if self._pool is None or self._pool[0] != c:
+            lines = [it for b in range(c * k, c * k + k) for it in self.raw_batch(b)]
+            order = sorted(range(len(lines)), key=lambda i: (lines[i].x.shape[-1], i))
+            batches = [[lines[i] for i in order[j : j + self.batch_size]] for j in range(0, len(order), self.batch_size)]
+            random.Random(f"stream-pool:{self.source().seed}:{c}").shuffle(batches)
+            self._pool = (c, batches)
+        return self._pool[1][g % k]
 
     def __iter__(self) -> Iterator[list[Item]]:
         info = get_worker_info()

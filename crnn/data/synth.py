@@ -109,6 +109,10 @@ def run(cfg: RunConfig, force: bool = False) -> dict[str, dict]:
     with tracker.run(run_name="data", tags={"stage": "data", "git_commit": git_commit()}):
         tracker.log_params({"charset": cfg.charset, "corpus": asdict(cfg.corpus), "data": asdict(cfg.data)})
         for name, split in cfg.data.splits.items():
+            if name == "train" and cfg.data.train == "synth":
+                # rendered on the fly by the loader workers; the split only names its seed and fonts
+                print("[data] train: data.train=synth, rendered on the fly while training, nothing written")
+                continue
             metas[name] = write_split(cfg, name, split, force)
             if not metas[name].get("reused"):
                 tracker.log_metrics({f"{name}_lines_per_s": metas[name]["lines_per_s"],

@@ -27,6 +27,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cache-entries", type=int, default=1024)
     ap.add_argument("--max-upload-mb", type=float, default=10.0)
     ap.add_argument("--max-megapixels", type=float, default=40.0)
+    ap.add_argument(
+        "--batch-max",
+        type=int,
+        default=0,
+        help="micro-batch the lines of concurrent requests, at most this many per model call (0: off)",
+    )
+    ap.add_argument("--batch-wait-ms", type=float, default=2.0, help="how long a request waits for others")
     a = ap.parse_args(argv)
     if not os.path.isfile(a.model):
         print(
@@ -41,6 +48,8 @@ def main(argv: list[str] | None = None) -> int:
         cache_entries=a.cache_entries,
         max_upload_mb=a.max_upload_mb,
         max_megapixels=a.max_megapixels,
+        batch_max=a.batch_max,
+        batch_wait_ms=a.batch_wait_ms,
     )
     os.environ["CRNN_SERVE_CONFIG"] = json.dumps(asdict(cfg))
     uvicorn.run(

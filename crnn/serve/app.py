@@ -15,7 +15,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal, get_args
 
 import cv2
 import numpy as np
@@ -28,10 +28,12 @@ from crnn import __version__
 from crnn.data.preprocess import cleanup, preprocess
 from crnn.onnx_model import read_metadata
 from crnn.serve.engine import Engine
-from crnn.serve.segment import MODES, split
+from crnn.serve.segment import CLEANUPS, MODES, split
 from crnn.serve.uploads import UploadError, decode_upload
 
 STATIC = Path(__file__).resolve().parent / "static"
+Mode = Literal["line", "page", "auto"]  # crnn.serve.segment.MODES, spelled out for the OpenAPI schema
+Cleanup = Literal["none", "rectify", "equalize", "binarize", "article"]  # crnn.serve.segment.CLEANUPS
 BUCKETS_MS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000)
 
 
@@ -43,6 +45,8 @@ class ServeConfig:
     max_upload_mb: float = 10.0
     max_megapixels: float = 40.0
     max_files: int = 32
+    batch_max: int = 0  # micro-batching of concurrent requests (lines per model call; 0: off)
+    batch_wait_ms: float = 2.0
 
     @classmethod
     def from_env(cls) -> ServeConfig:
@@ -96,6 +100,15 @@ class Metrics:
             "# TYPE crnn_lines_total counter",
             f"crnn_lines_total {s.lines}",
         ]
+        if engine.batcher is not None:
+            b = engine.batcher.stats
+            out += [
+                "# HELP crnn_batch_calls_total Model calls made by the micro-batcher.",
+                "# TYPE crnn_batch_calls_total counter",
+                f"crnn_batch_calls_total {b.calls}",
+                "# TYPE crnn_batch_lines_total counter",
+                f"crnn_batch_lines_total {b.items}",
+            ]
         return "\n".join(out) + "\n"
 
 
@@ -105,7 +118,15 @@ def _png_b64(img: np.ndarray) -> str:
 
 
 def create_app(cfg: ServeConfig) -> FastAPI:
-    engine = Engine(cfg.model, threads=cfg.threads, cache_entries=cfg.cache_entries)
+    if get_args(Mode) != MODES or get_args(Cleanup) != CLEANUPS:
+        raise RuntimeError("the API's mode/cleanup options are out of step with crnn.serve.segment")
+    engine = Engine(
+        cfg.model,
+        threads=cfg.threads,
+        cache_entries=cfg.cache_entries,
+        batch_max=cfg.batch_max,
+        batch_wait_ms=cfg.batch_wait_ms,
+    )
     meta = read_metadata(cfg.model)
     metrics = Metrics()
     app = FastAPI(
@@ -141,15 +162,15 @@ def create_app(cfg: ServeConfig) -> FastAPI:
         metrics.observe(request.url.path, response.status_code, (time.perf_counter() - t0) * 1000)
         return response
 
-    def run_one(data: bytes, mode: str, preview: bool) -> dict:
+    def run_one(data: bytes, mode: str, preview: bool, clean: str) -> dict:
         t0 = time.perf_counter()
-        options = {"mode": mode, "preview": preview}
+        options = {"mode": mode, "preview": preview, "cleanup": clean}
         key = engine.cache_key(data, options)
         hit = engine.cache_get(key)
         if hit is not None:
             return {**hit, "cached": True, "time_cost_ms": round((time.perf_counter() - t0) * 1000, 3)}
         gray = decode_upload(data, max_bytes, max_pixels)
-        crops = split(gray, mode)
+        crops = split(gray, mode, clean)
         t1 = time.perf_counter()
         lines = engine.recognize([c for c, _ in crops], [b for _, b in crops])
         t2 = time.perf_counter()
@@ -158,6 +179,7 @@ def create_app(cfg: ServeConfig) -> FastAPI:
             "text": [ln.text for ln in lines],
             "lines": [{"text": ln.text, "confidence": ln.confidence, "box": ln.box} for ln in lines],
             "mode": mode,
+            "cleanup": clean,
             "time_cost_ms": round((t2 - t0) * 1000, 3),
             "preprocess_time_ms": round((t1 - t0) * 1000, 3),
             "model_infer_time_ms": round((t2 - t1) * 1000, 3),
@@ -174,23 +196,22 @@ def create_app(cfg: ServeConfig) -> FastAPI:
     @app.post("/ocr")
     def ocr(
         file: Annotated[UploadFile, File()],
-        mode: Annotated[str, Form()] = "auto",
-        preview: Annotated[int, Form()] = 0,
+        mode: Annotated[Mode, Form()] = "auto",
+        preview: Annotated[int, Form(ge=0, le=1)] = 0,
+        cleanup: Annotated[Cleanup, Form()] = "none",
     ) -> JSONResponse:
-        if mode not in MODES:
-            return error(422, f"mode must be one of {list(MODES)}")
         data = file.file.read(max_bytes + 1)
         try:
-            return JSONResponse(run_one(data, mode, bool(preview)))
+            return JSONResponse(run_one(data, mode, bool(preview), cleanup))
         except UploadError as e:
             return error(e.status, e.message)
 
     @app.post("/ocr/batch")
     def ocr_batch(
-        files: Annotated[list[UploadFile], File()], mode: Annotated[str, Form()] = "auto"
+        files: Annotated[list[UploadFile], File()],
+        mode: Annotated[Mode, Form()] = "auto",
+        cleanup: Annotated[Cleanup, Form()] = "none",
     ) -> JSONResponse:
-        if mode not in MODES:
-            return error(422, f"mode must be one of {list(MODES)}")
         if len(files) > cfg.max_files:
             return error(413, f"{len(files)} files; at most {cfg.max_files} per batch")
         t0 = time.perf_counter()
@@ -200,7 +221,7 @@ def create_app(cfg: ServeConfig) -> FastAPI:
                 results.append(
                     {
                         "filename": os.path.basename(f.filename or ""),
-                        **run_one(f.file.read(max_bytes + 1), mode, False),
+                        **run_one(f.file.read(max_bytes + 1), mode, False, cleanup),
                     }
                 )
             except UploadError as e:

@@ -1,5 +1,6 @@
 """The serving engine: one ONNX Runtime session per process, the shared preprocessing and CTC decoder, the
-lines of a request recognised together, and an LRU cache of results keyed by the upload's SHA-256.
+lines of a request recognised together (and, as an option, with those of concurrent requests), and an LRU
+cache of results keyed by the upload's SHA-256.
 
 Everything the engine needs (alphabet, input spec, stride) is read from the ONNX file's metadata, so any
 exported model (FP32 or INT8) serves as it is.
@@ -20,6 +21,7 @@ from crnn.ctc import greedy_decode
 from crnn.data.preprocess import pad_batch, preprocess
 from crnn.models.geometry import output_length
 from crnn.onnx_model import OnnxBackend
+from crnn.serve.batcher import MicroBatcher
 
 
 @dataclass
@@ -43,6 +45,8 @@ class Engine:
     threads: int = 0
     cache_entries: int = 1024
     bucket_px: int = 64  # lines are batched with others of a width within this many pixels
+    batch_max: int = 0  # micro-batching of concurrent requests: at most this many lines per call (0: off)
+    batch_wait_ms: float = 2.0  # and a request waits at most this long for others to join
     stats: EngineStats = field(default_factory=EngineStats)
 
     def __post_init__(self) -> None:
@@ -53,6 +57,9 @@ class Engine:
         self._cache: OrderedDict[str, dict] = OrderedDict()
         self._lock = threading.Lock()
         self.backend.logits(np.zeros((1, 1, self.spec.height, 64), np.float32))  # warm-up
+        self.batcher = (
+            MicroBatcher(self.infer, self.batch_max, self.batch_wait_ms) if self.batch_max > 0 else None
+        )
         self.load_seconds = time.perf_counter() - t0
 
     @property
@@ -60,12 +67,18 @@ class Engine:
         return Path(self.model_path).name
 
     def recognize(self, crops: list[np.ndarray], boxes: list[list[int]]) -> list[LineResult]:
-        """Recognise line crops; lines of similar width go through the model together."""
+        """Recognise line crops: alone, or with the lines of concurrent requests when micro-batching is on."""
         if not crops:
             return []
         inputs = [preprocess(c, self.spec) for c in crops]
+        decoded = self.batcher.submit(inputs) if self.batcher is not None else self.infer(inputs)
+        self.stats.lines += len(crops)
+        return [LineResult(text, conf, box) for (text, conf), box in zip(decoded, boxes)]
+
+    def infer(self, inputs: list[np.ndarray]) -> list[tuple[str, float]]:
+        """Text and confidence per preprocessed line; lines of similar width go through the model together."""
         order = sorted(range(len(inputs)), key=lambda i: inputs[i].shape[-1])
-        results: list[LineResult | None] = [None] * len(inputs)
+        results: list[tuple[str, float]] = [("", 0.0)] * len(inputs)
         start = 0
         while start < len(order):
             end = start + 1
@@ -78,10 +91,13 @@ class Engine:
             batch, widths = pad_batch([inputs[i] for i in idx])
             lengths = np.array([output_length(int(w), self.backend.hstride) for w in widths])
             for i, d in zip(idx, greedy_decode(self.backend.logits(batch), self.charset, lengths)):
-                results[i] = LineResult(d.text, round(d.confidence, 4), boxes[i])
+                results[i] = (d.text, round(d.confidence, 4))
             start = end
-        self.stats.lines += len(crops)
-        return [r for r in results if r is not None]
+        return results
+
+    def close(self) -> None:
+        if self.batcher is not None:
+            self.batcher.close()
 
     # -- cache --
     @staticmethod
