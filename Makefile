@@ -12,7 +12,7 @@ FONT_PACKAGES := fonts-noto-cjk fonts-wqy-zenhei fonts-wqy-microhei fonts-arphic
 	fonts-kaushanscript fonts-comic-neue fonts-dkg-handwriting fonts-breip fonts-femkeklaver
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help install fonts browser tesseract data samples train prune export quantize eval regress compare mlflow-ui model serve \
+.PHONY: help install fonts browser tesseract data samples train prune export quantize eval regress compare mlflow-ui ship model serve \
 	demo test lint bench bench-serve clean
 
 help:
@@ -93,6 +93,10 @@ HOST ?= 127.0.0.1
 WORKERS ?= 1
 $(DEMO_MODEL):
 	$(MAKE) demo
+
+# Copy an experiment's INT8 + FP32 models into models/ with a model card written from its reports.
+ship: install
+	$(PY) scripts/ship_model.py experiment=$(EXP) $(if $(wildcard configs/experiment/$(EXP).notes.md),+notes=configs/experiment/$(EXP).notes.md) $(ARGS)
 
 # The default model, built when missing (the Dockerfile bakes it into the image).
 model: install $(MODEL)

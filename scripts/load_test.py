@@ -145,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--requests", type=int, default=10000, help="single-line requests in all (bounded)")
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--batch-max", type=int, default=16, help="micro-batching setting compared at the end")
-    ap.add_argument("--batch-wait-ms", type=float, default=2.0)
+    ap.add_argument("--batch-wait-ms", type=float, nargs="+", default=[0.0, 2.0], help="each compared")
     a = ap.parse_args(argv)
     try:
         proc, base, startup = start_server(a.model, a.workers, [])
@@ -200,24 +200,24 @@ def main(argv: list[str] | None = None) -> int:
         out["rss_trace"] = rss_trace
     finally:
         stop(proc)
-    # the same single-line loads on a server with micro-batching, in the same run so the ratio is fair
-    proc, base, _ = start_server(
-        a.model, a.workers, ["--batch-max", str(a.batch_max), "--batch-wait-ms", str(a.batch_wait_ms)]
-    )
-    try:
-        out["micro_batching"] = {"batch_max": a.batch_max, "batch_wait_ms": a.batch_wait_ms, "loads": []}
-        for conc in (1, 16):
-            k = 2000
-            load(base + "/ocr", [line_image(3 * 10**7 + i) for i in range(50)], conc, "line")
-            r = load(
-                base + "/ocr", [line_image(4 * 10**7 + conc * 10**5 + i) for i in range(k)], conc, "line"
-            )
-            off = next(x for x in out["single_line"] if x["concurrency"] == conc)
-            r["throughput_ratio_vs_off"] = r["throughput_rps"] / off["throughput_rps"]
-            out["micro_batching"]["loads"].append(r)
-            print(f"[serve-bench] micro-batching, concurrency {conc}: {r}")
-    finally:
-        stop(proc)
+    # the same single-line loads on servers with micro-batching, in the same run so the ratios are fair
+    out["micro_batching"] = {"batch_max": a.batch_max, "loads": []}
+    for wait in a.batch_wait_ms:
+        proc, base, _ = start_server(
+            a.model, a.workers, ["--batch-max", str(a.batch_max), "--batch-wait-ms", str(wait)]
+        )
+        try:
+            for conc in (1, 16):
+                load(base + "/ocr", [line_image(3 * 10**7 + i) for i in range(50)], conc, "line")
+                payloads = [line_image(4 * 10**7 + conc * 10**5 + i) for i in range(2000)]
+                r = load(base + "/ocr", payloads, conc, "line")
+                off = next(x for x in out["single_line"] if x["concurrency"] == conc)
+                r["throughput_ratio_vs_off"] = r["throughput_rps"] / off["throughput_rps"]
+                r["batch_wait_ms"] = wait
+                out["micro_batching"]["loads"].append(r)
+                print(f"[serve-bench] micro-batching, wait {wait} ms, concurrency {conc}: {r}")
+        finally:
+            stop(proc)
     dest = ROOT / "runs" / "bench"
     dest.mkdir(parents=True, exist_ok=True)
     (dest / "serve.json").write_text(json.dumps(out, indent=2))
@@ -272,7 +272,7 @@ def to_markdown(out: dict) -> str:
     mb = out["micro_batching"]
     for r in mb["loads"]:
         md.append(
-            f"| micro-batching (max {mb['batch_max']} lines, {mb['batch_wait_ms']:g} ms), concurrency "
+            f"| micro-batching (max {mb['batch_max']} lines, wait {r['batch_wait_ms']:g} ms), concurrency "
             f"{r['concurrency']} | p50 {r['p50_ms']:.2f} / p95 {r['p95_ms']:.2f} ms, "
             f"{r['throughput_rps']:.0f} lines/s ({r['throughput_ratio_vs_off']:.2f}x of off) |"
         )
