@@ -111,7 +111,7 @@ def main(argv: list[str]) -> int:
         "",
         "## Alphabet and data",
         "",
-        f"- Alphabet `{cfg.charset}`: {len(charset.chars)} characters (`configs/charsets/`) and the CTC blank.",
+        f"- Alphabet `{cfg.charset}`: {len(charset.chars)} characters (configs/charsets/) and the CTC blank.",
         f"- Training: {lines_seen:,} lines seen ({train['steps']:,} steps of {cfg.train.batch_size}), "
         + (
             "rendered on the fly by the synthetic renderer (`data.train=synth`), never repeated"
