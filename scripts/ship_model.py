@@ -4,11 +4,11 @@
 
 Copies runs/<name>/quantize/model.int8.onnx and runs/<name>/export/model.onnx to
 models/crnn_<name>.int8.onnx and models/crnn_<name>.onnx (refusing if together they pass +max_mb, 15 by
-default), the evaluation report to models/crnn_<name>.eval.{json,md}, and writes models/README.md: data,
-alphabet, steps, hardware, training time, figures per scene type beside the targets, the learning curve,
-and the known weaknesses from the notes file. Every number comes from a report or from MLflow; the
-training time is summed from the training run's metric timestamps, leaving out gaps over 10 minutes
-(between sessions), because a run resumed across sessions has no single wall time.
+default; +out=DIR writes elsewhere), the evaluation report to models/crnn_<name>.eval.{json,md}, and
+writes models/README.md: data, alphabet, steps, hardware, training time, figures per scene type beside
+the targets, the learning curve, and the known weaknesses from the notes file. Every number comes from a
+report or from MLflow; the training time is summed from the training run's metric timestamps, leaving out
+gaps over 10 minutes (between sessions), because a run resumed across sessions has no single wall time.
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ def pct(x: float) -> str:
 
 
 def main(argv: list[str]) -> int:
-    cfg, own = compose_run_config(argv, extras=("notes", "max_mb"))
+    cfg, own = compose_run_config(argv, extras=("notes", "max_mb", "out"))
     run = ROOT / cfg.runs_dir / cfg.name
     train = _json(run / "train" / "summary.json")
     prune = _json(run / "prune" / "report.json") if (run / "prune" / "report.json").is_file() else None
@@ -76,7 +76,7 @@ def main(argv: list[str]) -> int:
         training_history(uri, train["mlflow_run_id"]) if train.get("mlflow_run_id") else (0, [], {})
     )
 
-    dest = ROOT / "models"
+    dest = ROOT / own.get("out", "models")
     dest.mkdir(exist_ok=True)
     out_int8, out_fp32 = dest / f"crnn_{cfg.name}.int8.onnx", dest / f"crnn_{cfg.name}.onnx"
     shutil.copyfile(int8, out_int8)

@@ -187,3 +187,26 @@ def test_tesseract_peer_on_the_same_test_set(tiny_data):
     assert set(r["scenes"]) == {"printed", "signboard", "handwritten", "blurry"}
     assert 0.0 <= r["overall"]["cer"] < 1.0  # it reads digits, if not perfectly
     assert r["latency_ms"]["p50"] > 0 and "tesseract" in r["format"]
+
+
+def test_ship_writes_models_and_a_model_card(evaluated, tmp_path):
+    runs = evaluated.parent.parent
+    over = tiny_overrides(runs.parent, "c")
+    ship = [sys.executable, str(ROOT / "scripts" / "ship_model.py"), *over]
+    too_small = subprocess.run(ship + ["+max_mb=0.01"], capture_output=True, text=True, cwd=ROOT)
+    assert too_small.returncode == 2 and "at most 0.01 MB" in too_small.stderr
+    notes = tmp_path / "notes.md"
+    notes.write_text("Reads digits only.")
+    done = subprocess.run(
+        ship + [f"+out={tmp_path / 'models'}", f"+notes={notes}"], capture_output=True, text=True, cwd=ROOT
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    out = tmp_path / "models"
+    int8 = out / "crnn_c.int8.onnx"
+    assert int8.read_bytes() == (evaluated.parent / "quantize" / "model.int8.onnx").read_bytes()
+    assert (out / "crnn_c.onnx").is_file() and (out / "crnn_c.eval.json").is_file()
+    card = (out / "README.md").read_text()
+    report = json.loads((evaluated / "report.json").read_text())
+    int8_row = next(m for m in report["models"] if m["name"] == "int8_onnx")
+    assert f"{int8_row['scenes']['printed']['cer'] * 100:.2f}%" in card
+    assert "Reads digits only." in card and "## Known weaknesses" in card
