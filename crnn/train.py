@@ -164,7 +164,8 @@ def build_train_loader(
     t = cfg.train
     if cfg.data.train == "synth":
         split = cfg.data.splits.get("train")
-        seed = split.seed if split else cfg.seed
+        # the run's seed shifts the stream, so fine-tuning rounds (which bump it) see lines training did not
+        seed = (split.seed if split else 0) + 7919 * cfg.seed
 
         def factory() -> SynthSource:
             return SynthSource(
@@ -280,6 +281,8 @@ def finetune(
     if steps <= 0:
         return []
     device = next(model.parameters()).device
+    if cfg.train.keep_heap and device.type == "cpu":
+        keep_freed_memory()
     charset = load_charset(cfg.charset)
     collate = Collate(charset, model.cfg.hstride)
     sub = replace(
