@@ -18,6 +18,7 @@ class SplitConfig:
     seed: int = 0
     balanced: bool = False  # scenes in turn (val/test) instead of by recipe weight (train)
     exclude_fonts: list[str] = field(default_factory=list)  # fonts kept out of this split
+    recrop_p: float = 0.0  # share of lines re-cut around their ink with new margins (training augmentation)
 
 
 @dataclass

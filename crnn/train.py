@@ -169,7 +169,12 @@ def build_train_loader(
 
         def factory() -> SynthSource:
             return SynthSource(
-                cfg.corpus, cfg.render, charset, seed=seed, exclude_fonts=split.exclude_fonts if split else ()
+                cfg.corpus,
+                cfg.render,
+                charset,
+                seed=seed,
+                exclude_fonts=split.exclude_fonts if split else (),
+                recrop_p=split.recrop_p if split else 0.0,
             )
 
         stream = SynthBatchStream(

@@ -9,7 +9,7 @@ from crnn.charset import load_charset
 from crnn.config import from_dict
 from crnn.data.corpus import CorpusConfig
 from crnn.data.fonts import covers, font_coverage, load_font
-from crnn.data.render import SCENES, LineRenderer, RenderConfig
+from crnn.data.render import SCENES, LineRenderer, RenderConfig, recrop
 from crnn.data.source import SynthSource
 from tests.conftest import CONFIGS
 
@@ -67,6 +67,29 @@ def test_renderer_is_deterministic_and_counts(render_cfg):
         sa, sb = a.sample(i, balanced=True), b.sample(i, balanced=True)
         assert sa.label == sb.label and np.array_equal(sa.image, sb.image)
     assert a.stats.rendered == 8 and sorted(a.stats.by_scene) == sorted(SCENES)
+
+
+def test_recrop_frames_the_ink_anew_and_loses_none(render_cfg):
+    cs = load_charset("digits")
+    plain = SynthSource(CorpusConfig(kinds={"date": 1}), render_cfg, cs, seed=3)
+    cut = SynthSource(CorpusConfig(kinds={"date": 1}), render_cfg, cs, seed=3, recrop_p=1.0)
+    rng = random.Random(0)
+    changed = 0
+    for i in range(12):
+        a, b = plain.sample(i, balanced=True), cut.sample(i, balanced=True)
+        assert a.label == b.label and b.image.shape[0] == render_cfg.height
+        changed += int(a.image.shape != b.image.shape or not np.array_equal(a.image, b.image))
+        # the same line drawn again with its box: the box holds the ink, and a cut with zero margins keeps it
+        img, (top, bottom, left, right) = plain.renderer.render_with_box(
+            a.label, a.scene, rng, np.random.default_rng(i)
+        )
+        assert 0 <= top < bottom <= img.shape[0] and 0 <= left < right <= img.shape[1]
+        tight = recrop(img, (top, bottom, left, right), 32, np.random.default_rng(0), margin=(0.0, 0.0))
+        assert tight.shape[0] == 32 and tight.shape[1] >= 4
+    assert changed >= 10  # margins drawn at random: nearly every line is framed differently
+    # with recrop_p 0 the stream is the plain one, draw for draw
+    again = SynthSource(CorpusConfig(kinds={"date": 1}), render_cfg, cs, seed=3, recrop_p=0.0)
+    assert np.array_equal(again.sample(5, balanced=True).image, plain.sample(5, balanced=True).image)
 
 
 def test_excluded_fonts_are_not_used(render_cfg):

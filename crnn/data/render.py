@@ -85,6 +85,14 @@ class LineRenderer:
 
     def render(self, text: str, scene: str, rng: random.Random, nrng: np.random.Generator) -> np.ndarray | None:
         """A uint8 grayscale line of height `cfg.height` showing `text`, or None if no font covers it."""
+        out = self.render_with_box(text, scene, rng, nrng)
+        return None if out is None else out[0]
+
+    def render_with_box(
+        self, text: str, scene: str, rng: random.Random, nrng: np.random.Generator
+    ) -> tuple[np.ndarray, tuple[int, int, int, int]] | None:
+        """The line and its ink box (top, bottom, left, right) in it, before the scene's geometric faults
+        (a degree or two of rotation or perspective moves it by a pixel or so)."""
         recipe = self.cfg.scenes[scene]
         spec = self.pick_font(scene, text, rng)
         if spec is None:
@@ -95,8 +103,35 @@ class LineRenderer:
         img = _degrade(img, recipe, nrng)
         img = np.clip(img, 0, 255).astype(np.uint8)
         h, w = img.shape
-        out_w = max(1, int(round(w * self.cfg.height / h)))
-        return cv2.resize(img, (out_w, self.cfg.height), interpolation=cv2.INTER_AREA)
+        f = self.cfg.height / h
+        out_w = max(1, int(round(w * f)))
+        rows, cols = np.flatnonzero(mask.max(axis=1) > 64), np.flatnonzero(mask.max(axis=0) > 64)
+        if rows.size and cols.size:
+            box = (int(rows[0] * f), int(np.ceil((rows[-1] + 1) * f)), int(cols[0] * f), int(np.ceil((cols[-1] + 1) * f)))
+        else:
+            box = (0, self.cfg.height, 0, out_w)
+        return cv2.resize(img, (out_w, self.cfg.height), interpolation=cv2.INTER_AREA), box
+
+
+def recrop(
+    img: np.ndarray, box: tuple[int, int, int, int], height: int, nrng: np.random.Generator,
+    margin: tuple[float, float] = (0.0, 0.4),
+) -> np.ndarray:
+    """The line cut again around its ink with new margins (a fraction of the ink height on each side) and
+    scaled back to `height`: text as a detector, a page segmenter or a user's own crop frames it, larger
+    and placed differently than the renderer's line box."""
+    top, bottom, left, right = box
+    band = max(1, bottom - top)
+    h, w = img.shape[:2]
+    y0 = max(0, int(top - nrng.uniform(*margin) * band))
+    y1 = min(h, int(np.ceil(bottom + nrng.uniform(*margin) * band)))
+    x0 = max(0, int(left - nrng.uniform(*margin) * band))
+    x1 = min(w, int(np.ceil(right + nrng.uniform(*margin) * band)))
+    crop = img[y0:y1, x0:x1]
+    if crop.shape[0] < 4 or crop.shape[1] < 4:
+        return img
+    out_w = max(1, int(round(crop.shape[1] * height / crop.shape[0])))
+    return cv2.resize(crop, (out_w, height), interpolation=cv2.INTER_LINEAR)
 
 
 def _draw_mask(

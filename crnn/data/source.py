@@ -13,7 +13,7 @@ import numpy as np
 
 from crnn.charset import Charset
 from crnn.data.corpus import Corpus, CorpusConfig
-from crnn.data.render import LineRenderer, RenderConfig
+from crnn.data.render import LineRenderer, RenderConfig, recrop
 
 
 @dataclass
@@ -35,8 +35,9 @@ class SourceStats:
 
 class SynthSource:
     def __init__(self, corpus_cfg: CorpusConfig, render_cfg: RenderConfig, charset: Charset, seed: int,
-                 exclude_fonts: list[str] | tuple[str, ...] = ()) -> None:
+                 exclude_fonts: list[str] | tuple[str, ...] = (), recrop_p: float = 0.0) -> None:
         self.seed = seed
+        self.recrop_p = recrop_p  # share of lines cut again around their ink (crnn.data.render.recrop)
         self.corpus = Corpus(corpus_cfg, charset, seed=seed)
         self.renderer = LineRenderer(render_cfg, exclude_fonts=exclude_fonts)
         self.scenes = self.renderer.scene_names
@@ -56,8 +57,11 @@ class SynthSource:
         nrng = np.random.default_rng([self.seed & 0xFFFFFFFF, index, 7])
         for attempt in range(10):
             text = self.corpus.line(index, target_len=target_len, attempt=attempt)
-            img = self.renderer.render(text, scene, rng, nrng)
-            if img is not None:
+            out = self.renderer.render_with_box(text, scene, rng, nrng)
+            if out is not None:
+                img = out[0]
+                if self.recrop_p > 0 and nrng.random() < self.recrop_p:
+                    img = recrop(img, out[1], self.renderer.cfg.height, nrng)
                 self.stats.rendered += 1
                 self.stats.by_scene[scene] = self.stats.by_scene.get(scene, 0) + 1
                 return SynthSample(img, text, scene)

@@ -36,7 +36,7 @@ _worker_fmt = "png"
 def _init_worker(cfg: RunConfig, split: SplitConfig, fmt: str) -> None:
     global _worker_source, _worker_fmt
     _worker_source = SynthSource(cfg.corpus, cfg.render, load_charset(cfg.charset), seed=split.seed,
-                                 exclude_fonts=split.exclude_fonts)
+                                 exclude_fonts=split.exclude_fonts, recrop_p=split.recrop_p)
     _worker_fmt = fmt
 
 
