@@ -138,6 +138,46 @@ def infer_latency(preset: str, num_classes: int, hstride: int, width: int = 320,
     return measure(lambda: m(x), reps)["p50"]
 
 
+def onnx_latency(preset: str, num_classes: int, width: int, threads: int, reps: int = 100) -> float:
+    """p50 ms of the exported FP32 graph at batch 1 (what serving runs); weights do not change the time."""
+    import tempfile
+
+    import onnxruntime as ort
+
+    from crnn.export import export_onnx
+
+    pc = load(["model=" + preset]).model
+    mc = ModelConfig(
+        channels=pc.channels,
+        pool_after=pc.pool_after,
+        hstride=pc.hstride,
+        lstm_hidden=pc.lstm_hidden,
+        lstm_layers=pc.lstm_layers,
+        num_classes=num_classes,
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "m.onnx"
+        export_onnx(CRNN(mc), path, 17, {})
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = threads
+        sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+        x = np.zeros((1, 1, 32, width), np.float32)
+        return measure(lambda: sess.run(None, {"image": x}), reps)["p50"]
+
+
+def preset_table(width: int = 360) -> dict:
+    """zh_en presets side by side: what one line costs to serve, what a training step costs."""
+    zh = load([])
+    n = load_charset(zh.charset).num_classes
+    return {
+        p: {
+            "onnx_fp32_ms_1thread": onnx_latency(p, n, width, 1),
+            "onnx_fp32_ms_2threads": onnx_latency(p, n, width, 2),
+        }
+        for p in PRESETS
+    }
+
+
 def fit_fraction(items: list[Item], charset, hstride: int) -> dict:
     ok = [ctc_frames_needed(charset.encode(it.label)) <= -(-it.x.shape[-1] // hstride) for it in items]
     fpc = [(-(-it.x.shape[-1] // hstride)) / max(len(it.label), 1) for it in items]
@@ -147,7 +187,15 @@ def fit_fraction(items: list[Item], charset, hstride: int) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="fewer lines and shorter timings")
+    ap.add_argument("--presets-only", action="store_true", help="only the zh_en preset latency table")
     a = ap.parse_args()
+    if a.presets_only:
+        table = preset_table()
+        print("| preset (zh_en, 3873 classes) | ONNX FP32 ms, 32x360, 1 thread | 2 threads |")
+        print("|---|---:|---:|")
+        for k, v in table.items():
+            print(f"| {k} | {v['onnx_fp32_ms_1thread']:.2f} | {v['onnx_fp32_ms_2threads']:.2f} |")
+        return
     n_lines, secs, n_items = (600, 4.0, 384) if a.quick else (3000, 20.0, 1024)
     workers = os.cpu_count() or 1
     torch.set_num_threads(workers)
@@ -193,6 +241,7 @@ def main() -> None:
         }
         print(f"[bench] hstride {hs}: {out['hstride'][hs]}")
 
+    out["presets"] = preset_table()
     dest = ROOT / "runs" / "bench"
     dest.mkdir(parents=True, exist_ok=True)
     (dest / "foundation.json").write_text(json.dumps(out, indent=2))
@@ -232,6 +281,13 @@ def to_markdown(out: dict) -> str:
             f"| {k} | {v['lines_that_fit'] * 100:.2f}% | {v['frames_per_char_p5']:.2f} | "
             f"{v['train_img_per_s']:.0f} | {v['macs_32x320'] / 1e6:.0f} M | {v['infer_ms_32x320']:.2f} |"
         )
+    lines += [
+        "",
+        "| preset (zh_en, 3873 classes) | ONNX FP32 ms, 32x360, 1 thread | 2 threads |",
+        "|---|---:|---:|",
+    ]
+    for k, v in out.get("presets", {}).items():
+        lines.append(f"| {k} | {v['onnx_fp32_ms_1thread']:.2f} | {v['onnx_fp32_ms_2threads']:.2f} |")
     return "\n".join(lines) + "\n"
 
 
