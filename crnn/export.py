@@ -157,9 +157,13 @@ def run(cfg: RunConfig, e: ExportConfig) -> dict:
     images = [im for im, _ in images_labels]
     fused = fuse_model(model) if e.fuse else model
     gap = fusion_gap(model, fused, images, ck.input_spec) if e.fuse else 0.0
-    if gap > 1e-4:
+    # Folding BN into the conv is exact in algebra; in float32 its rounding grows with the logits'
+    # magnitude (2.7e-4 on the zh_en model), while a wrong fold differs by whole units: the ONNX parity
+    # tolerance separates the two.
+    if gap > e.parity_atol:
         raise ExportError(
-            f"fused model differs from the unfused one by {gap:.2e} (> 1e-4) on validation lines"
+            f"fused model differs from the unfused one by {gap:.2e} (> export.parity_atol "
+            f"{e.parity_atol}) on validation lines"
         )
     tracker = Tracker(cfg.mlflow)
     input_sha = sha256_file(source)

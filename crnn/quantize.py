@@ -6,7 +6,8 @@ Candidates (each after onnxruntime's `quant_pre_process`):
   dynamic_all  dynamic INT8 on every op: the article's recipe, kept for the record (ONNX Runtime's integer
                convolution path is slow on CPU, so expect it to lose);
   dynamic_rnn  dynamic INT8 on LSTM/MatMul/Gemm only;
-  static_qdq   static QDQ INT8, per-channel weights, calibrated on lines of the training LMDB;
+  static_qdq   static QDQ INT8, per-channel weights, calibrated on training lines
+               (the LMDB, or the synthetic stream);
   static_qdq_rnn  static_qdq, then dynamic INT8 on the LSTM, which static QDQ leaves in FP32 (the
                LSTM's weights are most of a small model's file).
 Every candidate and the FP32 reference are measured in the same run: file size, latency p50/p95 at each
@@ -33,7 +34,8 @@ from tqdm import tqdm
 
 from crnn.cli import StageError, stage_errors
 from crnn.data.dataset import LmdbLineDataset
-from crnn.data.preprocess import InputSpec, pad_batch
+from crnn.data.preprocess import InputSpec, pad_batch, preprocess
+from crnn.data.source import SynthSource, train_stream_source
 from crnn.export import read_metadata, set_metadata
 from crnn.inference import OnnxBackend, score_dataset
 from crnn.models.checkpoint import git_commit, sha256_file
@@ -48,23 +50,27 @@ class QuantizeError(StageError):
     pass
 
 
-class LmdbCalibrationReader:
+class CalibrationReader:
     """Feeds calibration batches (grouped by width) of preprocessed training lines to the calibrator."""
 
-    def __init__(
-        self, dataset: LmdbLineDataset, n: int, batch_size: int = 16, input_name: str = "image"
-    ) -> None:
-        widths = dataset.widths()
-        step = max(1, len(widths) // max(n, 1))
-        chosen = sorted(range(0, len(widths), step)[:n], key=lambda i: widths[i])
-        self.batches = []
-        for k in range(0, len(chosen), batch_size):
-            xs = [dataset[i].x for i in chosen[k : k + batch_size]]
-            xs = [x for x in xs if x is not None]
-            if xs:
-                self.batches.append({input_name: pad_batch(xs)[0]})
-        self.lines = sum(b[input_name].shape[0] for b in self.batches)
+    def __init__(self, xs: list[np.ndarray], batch_size: int = 16, input_name: str = "image") -> None:
+        xs = sorted((x for x in xs if x is not None), key=lambda x: x.shape[-1])
+        self.batches = [
+            {input_name: pad_batch(xs[k : k + batch_size])[0]} for k in range(0, len(xs), batch_size)
+        ]
+        self.lines = len(xs)
         self._it = iter(self.batches)
+
+    @classmethod
+    def from_lmdb(cls, dataset: LmdbLineDataset, n: int) -> CalibrationReader:
+        """n lines spread evenly over the training LMDB."""
+        step = max(1, len(dataset) // max(n, 1))
+        return cls([dataset[i].x for i in range(0, len(dataset), step)[:n]])
+
+    @classmethod
+    def from_synth(cls, source: SynthSource, n: int, spec: InputSpec) -> CalibrationReader:
+        """n lines of the synthetic training stream (`data.train=synth` has no training LMDB)."""
+        return cls([preprocess(source.sample(i).image, spec) for i in range(n)])
 
     def get_next(self):
         return next(self._it, None)
@@ -74,7 +80,7 @@ class LmdbCalibrationReader:
 
 
 def build_candidate(
-    name: str, pre: Path, dest: Path, qc: QuantizeConfig, calib: LmdbCalibrationReader | None
+    name: str, pre: Path, dest: Path, qc: QuantizeConfig, calib: CalibrationReader | None
 ) -> None:
     from onnxruntime.quantization import (
         CalibrationMethod,
@@ -198,8 +204,12 @@ def run(cfg: RunConfig, qc: QuantizeConfig) -> dict:
         raise QuantizeError(f"validation set {cfg.data.val_paths()} holds no usable line")
     calib = None
     if any(c.startswith("static") for c in qc.candidates):
-        train = LmdbLineDataset(cfg.data.train_paths(), charset, spec, cfg.oov_policy)
-        calib = LmdbCalibrationReader(train, qc.calibration_lines)
+        if cfg.data.train == "synth":
+            source_lines = train_stream_source(cfg, charset)
+            calib = CalibrationReader.from_synth(source_lines, qc.calibration_lines, spec)
+        else:
+            train = LmdbLineDataset(cfg.data.train_paths(), charset, spec, cfg.oov_policy)
+            calib = CalibrationReader.from_lmdb(train, qc.calibration_lines)
         if calib.lines == 0:
             raise QuantizeError(
                 f"calibration set is empty: no readable line in {cfg.data.train_paths()} "

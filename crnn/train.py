@@ -39,7 +39,7 @@ from crnn.data.dataset import (
     epoch_and_skip,
 )
 from crnn.data.lmdb_io import LmdbReader
-from crnn.data.source import SynthSource
+from crnn.data.source import SynthSource, train_stream_source
 from crnn.inference import TorchBackend, score_dataset
 from crnn.memory import keep_freed_memory
 from crnn.metrics import SceneScores
@@ -163,19 +163,9 @@ def build_train_loader(
 ):
     t = cfg.train
     if cfg.data.train == "synth":
-        split = cfg.data.splits.get("train")
-        # the run's seed shifts the stream, so fine-tuning rounds (which bump it) see lines training did not
-        seed = (split.seed if split else 0) + 7919 * cfg.seed
 
         def factory() -> SynthSource:
-            return SynthSource(
-                cfg.corpus,
-                cfg.render,
-                charset,
-                seed=seed,
-                exclude_fonts=split.exclude_fonts if split else (),
-                recrop_p=split.recrop_p if split else 0.0,
-            )
+            return train_stream_source(cfg, charset)
 
         stream = SynthBatchStream(
             factory,

@@ -197,3 +197,23 @@ def test_empty_calibration_set_is_an_error(tmp_path, tiny_data, chain):
     proc = _stage("crnn.quantize", over, tmp_path)
     assert proc.returncode == 2 and "calibration set is empty" in proc.stderr, proc.stderr
     assert not (tmp_path / "runs" / "bad" / "quantize" / "model.int8.onnx").exists()
+
+
+def test_synthetic_training_stream_calibrates_static_quantization():
+    """`data.train=synth` runs have no training LMDB: calibration draws from the stream training saw."""
+    from crnn.data.source import train_stream_source
+    from crnn.quantize import CalibrationReader
+    from tests.conftest import compose_cfg
+
+    cfg = compose_cfg(["experiment=zh_en"])
+    charset = load_charset(cfg.charset)
+    calib = CalibrationReader.from_synth(train_stream_source(cfg, charset), 20, cfg.input)
+    batches = []
+    while (b := calib.get_next()) is not None:
+        batches.append(b["image"])
+    assert calib.lines == 20 and sum(b.shape[0] for b in batches) == 20
+    assert all(b.shape[1:3] == (1, cfg.input.height) for b in batches)
+    widths = [b.shape[-1] for b in batches]
+    assert widths == sorted(widths)  # grouped by width: little padding in what the calibrator sees
+    calib.rewind()
+    assert calib.get_next()["image"].shape == batches[0].shape

@@ -7,6 +7,7 @@ two produce the same kind of data from the same config.
 from __future__ import annotations
 
 import random
+from typing import TYPE_CHECKING
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -14,6 +15,9 @@ import numpy as np
 from crnn.charset import Charset
 from crnn.data.corpus import Corpus, CorpusConfig
 from crnn.data.render import LineRenderer, RenderConfig, recrop
+
+if TYPE_CHECKING:
+    from crnn.settings import RunConfig
 
 
 @dataclass
@@ -68,3 +72,18 @@ class SynthSource:
             self.stats.no_font += 1
         raise RuntimeError(f"scene {scene!r}: no configured font could draw 10 corpus lines in a row; "
                            "check render.scenes.*.fonts against the alphabet")
+
+
+def train_stream_source(cfg: RunConfig, charset: Charset) -> SynthSource:
+    """The synthetic source behind `data.train=synth`: the train split's fonts and re-crop share, seeded by
+    split seed and run seed (fine-tuning rounds bump the run seed and so see lines training did not).
+    Training and INT8 calibration both draw from it, so calibration sees the distribution the model learnt."""
+    split = cfg.data.splits.get("train")
+    return SynthSource(
+        cfg.corpus,
+        cfg.render,
+        charset,
+        seed=(split.seed if split else 0) + 7919 * cfg.seed,
+        exclude_fonts=split.exclude_fonts if split else (),
+        recrop_p=split.recrop_p if split else 0.0,
+    )
