@@ -16,6 +16,7 @@ import json
 import math
 import time
 from dataclasses import asdict, dataclass, field, replace
+from functools import partial
 
 import hydra
 import numpy as np
@@ -39,7 +40,7 @@ from crnn.data.dataset import (
     epoch_and_skip,
 )
 from crnn.data.lmdb_io import LmdbReader
-from crnn.data.source import SynthSource, train_stream_source
+from crnn.data.source import train_stream_source
 from crnn.inference import TorchBackend, score_dataset
 from crnn.memory import keep_freed_memory
 from crnn.metrics import SceneScores
@@ -163,12 +164,8 @@ def build_train_loader(
 ):
     t = cfg.train
     if cfg.data.train == "synth":
-
-        def factory() -> SynthSource:
-            return train_stream_source(cfg, charset)
-
         stream = SynthBatchStream(
-            factory,
+            partial(train_stream_source, cfg, charset),
             cfg.input,
             t.batch_size,
             start_step=start_step,

@@ -13,14 +13,16 @@ import torch
 from crnn.charset import load_charset
 from crnn.data.lmdb_io import LmdbReader
 from crnn.data.preprocess import InputSpec, pad_batch, preprocess
+from crnn.data.source import train_stream_source
 from crnn.export import read_metadata
 from crnn.models.checkpoint import load_checkpoint
 from crnn.models.complexity import count_macs
 from crnn.models.crnn import CRNN, ModelConfig
 from crnn.models.fuse import fuse_model, is_fused
 from crnn.prune import PruneError, conv_blocks, prune_to_widths, widths_for_target
+from crnn.quantize import CalibrationReader
 from crnn.settings import PruneConfig
-from tests.conftest import ROOT, tiny_overrides
+from tests.conftest import ROOT, compose_cfg, tiny_overrides
 
 CFG = ModelConfig(channels=[16, 32, 48, 48, 64, 64, 80], lstm_hidden=32, lstm_layers=2, num_classes=20)
 
@@ -201,10 +203,6 @@ def test_empty_calibration_set_is_an_error(tmp_path, tiny_data, chain):
 
 def test_synthetic_training_stream_calibrates_static_quantization():
     """`data.train=synth` runs have no training LMDB: calibration draws from the stream training saw."""
-    from crnn.data.source import train_stream_source
-    from crnn.quantize import CalibrationReader
-    from tests.conftest import compose_cfg
-
     cfg = compose_cfg(["experiment=zh_en"])
     charset = load_charset(cfg.charset)
     calib = CalibrationReader.from_synth(train_stream_source(cfg, charset), 20, cfg.input)

@@ -7,8 +7,8 @@ two produce the same kind of data from the same config.
 from __future__ import annotations
 
 import random
-from typing import TYPE_CHECKING
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
