@@ -74,16 +74,25 @@ def ink_mask(gray: np.ndarray) -> np.ndarray:
     return ink.astype(np.uint8)
 
 
+def rect_tilt(rect_angle: float) -> float:
+    """The tilt in (-45, 45] degrees of a `cv2.minAreaRect` angle, in any OpenCV's convention.
+
+    OpenCV before 4.5.1 reports [-90, 0), later ones (0, 90]: a page tilted by -5 degrees comes back as 85
+    or -95 depending on the version and on which side it calls the width. A rectangle's sides lie every 90
+    degrees, so the side nearest horizontal is the angle modulo 90, whichever side is longer.
+    """
+    tilt = rect_angle % 90.0
+    return tilt - 90.0 if tilt > 45.0 else tilt
+
+
 def deskew(gray: np.ndarray, max_deg: float = 10.0) -> tuple[np.ndarray, float]:
+    """The image rotated so its ink's minimum-area rectangle is level, and the rotation applied (degrees,
+    counter-clockwise); unchanged when the tilt is under 0.3 degrees or over `max_deg` (not a tilt)."""
     ink = ink_mask(gray)
     pts = cv2.findNonZero(ink)
     if pts is None or len(pts) < 50:
         return gray, 0.0
-    (_, _), (w, h), angle = cv2.minAreaRect(pts)
-    if w < h:
-        angle -= 90.0
-    if angle < -45:
-        angle += 90
+    angle = rect_tilt(cv2.minAreaRect(pts)[2])
     if abs(angle) < 0.3 or abs(angle) > max_deg:
         return gray, 0.0
     hh, ww = gray.shape
