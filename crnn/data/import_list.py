@@ -1,7 +1,9 @@
 """Build an LMDB from a folder of images and a `path<TAB>label` list (PaddleOCR's format).
 
 Bad lines (no tab, empty path or label, a path that leaves the folder), missing files and images that do
-not decode are skipped and counted; the summary says how many of each and names the first few.
+not decode are skipped and counted; the summary says how many of each and names the first few. Images
+are checked and measured as training reads them (`lmdb_io.decode_image`, i.e. `crnn.data.image_io`,
+the decoder serving uses too), so the stored width follows the EXIF orientation.
 """
 
 from __future__ import annotations
@@ -29,12 +31,19 @@ class ImportSummary:
             self.examples.append(f"{kind}: {what}")
 
     def as_dict(self) -> dict:
-        return {"lines": self.lines, "written": self.written, "bad_line": self.bad_line,
-                "missing_file": self.missing_file, "unreadable_image": self.unreadable_image,
-                "examples": self.examples}
+        return {
+            "lines": self.lines,
+            "written": self.written,
+            "bad_line": self.bad_line,
+            "missing_file": self.missing_file,
+            "unreadable_image": self.unreadable_image,
+            "examples": self.examples,
+        }
 
 
-def import_list(root: str | Path, list_file: str | Path, out: str | Path, scene: str | None = None) -> ImportSummary:
+def import_list(
+    root: str | Path, list_file: str | Path, out: str | Path, scene: str | None = None
+) -> ImportSummary:
     root = Path(root).resolve()
     summary = ImportSummary()
     text = Path(list_file).read_text(encoding="utf-8", errors="replace")
@@ -59,7 +68,7 @@ def import_list(root: str | Path, list_file: str | Path, out: str | Path, scene:
                 summary.note("missing_file", f"line {n}: {rel}")
                 continue
             data = path.read_bytes()
-            img = decode_image(data)
+            img = decode_image(data)  # None when unreadable
             if img is None or min(img.shape) < 2:
                 summary.note("unreadable_image", f"line {n}: {rel}")
                 continue

@@ -16,6 +16,8 @@ import cv2
 import lmdb
 import numpy as np
 
+from crnn.data import image_io
+from crnn.data.image_io import ImageDecodeError
 
 WIDTH_KEY_HEIGHT = 32  # the `width-` key is the width at this height
 
@@ -34,14 +36,18 @@ def encode_image(img: np.ndarray, fmt: str = "png") -> bytes:
 
 
 def decode_image(data: bytes | None) -> np.ndarray | None:
-    """Grayscale uint8 image, or None if the bytes are not a readable image."""
+    """Grayscale uint8 image, or None if the bytes are not a readable image.
+
+    Decoded by `crnn.data.image_io`, as the server decodes uploads, so a line trains as it is served
+    (EXIF orientation, 16-bit depth and transparency handled alike).
+    """
     if not data:
         return None
-    arr = np.frombuffer(data, np.uint8)
-    img = cv2.imdecode(arr, cv2.IMREAD_GRAYSCALE)
-    if img is None or img.size == 0:
+    try:
+        img = image_io.decode_image(data)
+    except ImageDecodeError:
         return None
-    return img
+    return img if img.size else None
 
 
 class LmdbWriter:

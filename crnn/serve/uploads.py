@@ -2,16 +2,17 @@
 
 Limits are checked before the full decode: the byte size first, then the pixel count from the header alone
 (Pillow reads only the header on open), so a 20-byte PNG that claims 100,000 x 100,000 pixels never
-allocates them. Only raster formats are accepted: an SVG or HTML file is not an image here.
+allocates them. Only raster formats are accepted: an SVG or HTML file is not an image here. The pixels are
+decoded by `crnn.data.image_io`, the decoder of the training data, so an upload reads as it trained.
 """
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+
+from crnn.data.image_io import ImageDecodeError, ImageTooLargeError, open_image, to_array
 
 ALLOWED_FORMATS = {"PNG", "JPEG", "BMP", "TIFF", "WEBP", "GIF"}
 
@@ -23,16 +24,18 @@ class UploadError(Exception):
 
 
 def decode_upload(data: bytes, max_bytes: int, max_pixels: int, min_side: int = 8) -> np.ndarray:
+    """Grayscale uint8 pixels of an upload, decoded as training data is (`crnn.data.image_io`), or an
+    UploadError with the 4xx status and the reason."""
     if not data:
         raise UploadError(400, "the file is empty")
     if len(data) > max_bytes:
         raise UploadError(413, f"the file is {len(data) / 1e6:.1f} MB; the limit is {max_bytes / 1e6:.0f} MB")
     try:
-        img = Image.open(io.BytesIO(data))
-    except Image.DecompressionBombError:
+        img = open_image(data)
+    except ImageTooLargeError:
         limit = f"{max_pixels / 1e6:.0f} MP"
         raise UploadError(413, f"the image claims more pixels than the {limit} limit") from None
-    except (UnidentifiedImageError, OSError, ValueError):
+    except ImageDecodeError:
         raise UploadError(415, "not a supported image (PNG, JPEG, BMP, TIFF, WebP or GIF)") from None
     if img.format not in ALLOWED_FORMATS:
         raise UploadError(415, f"{img.format} images are not accepted")
@@ -44,8 +47,6 @@ def decode_upload(data: bytes, max_bytes: int, max_pixels: int, min_side: int = 
     if min(w, h) < min_side:
         raise UploadError(422, f"the image is {w}x{h}; a text line needs at least {min_side} px on each side")
     try:
-        img.load()
-        gray = np.asarray(img.convert("L"))
-    except (OSError, ValueError, SyntaxError):
+        return to_array(img)
+    except ImageDecodeError:
         raise UploadError(400, "the image is truncated or corrupt") from None
-    return np.ascontiguousarray(gray)
