@@ -27,6 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cache-entries", type=int, default=1024)
     ap.add_argument("--max-upload-mb", type=float, default=10.0)
     ap.add_argument("--max-megapixels", type=float, default=40.0)
+    ap.add_argument("--max-files", type=int, default=32, help="images per /ocr/batch request")
     ap.add_argument(
         "--batch-max",
         type=int,
@@ -48,6 +49,7 @@ def main(argv: list[str] | None = None) -> int:
         cache_entries=a.cache_entries,
         max_upload_mb=a.max_upload_mb,
         max_megapixels=a.max_megapixels,
+        max_files=a.max_files,
         batch_max=a.batch_max,
         batch_wait_ms=a.batch_wait_ms,
     )

@@ -4,6 +4,11 @@ The article's response fields are kept (`success`, `text`, `time_cost_ms`, `prep
 `model_infer_time_ms`), so `curl -F "file=@test.jpg" http://127.0.0.1:5000/ocr` works as it documents. Every
 failure is a JSON `{"success": false, "error": ...}` with a 4xx status; nothing the client sends is used as
 a path.
+
+Upload limits act while the body streams in, before Starlette spools it to a temporary file: each upload
+route has a byte limit (`crnn.serve.uploads.BodyLimit`: a larger Content-Length is refused before any of
+the body is read, a chunked body as soon as it passes the limit) and part limits (FastAPI's `form_limits`:
+the multipart parser stops at the first file or field too many). Both answer 413.
 """
 
 from __future__ import annotations
@@ -23,18 +28,21 @@ from fastapi import FastAPI, File, Form, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.formparsers import MultiPartException
 
 from crnn import __version__
 from crnn.data.preprocess import cleanup, preprocess
 from crnn.onnx_model import read_metadata
 from crnn.serve.engine import Engine
 from crnn.serve.segment import CLEANUPS, MODES, split
-from crnn.serve.uploads import UploadError, decode_upload
+from crnn.serve.uploads import BodyLimit, UploadError, decode_upload
 
 STATIC = Path(__file__).resolve().parent / "static"
 Mode = Literal["line", "page", "auto"]  # crnn.serve.segment.MODES, spelled out for the OpenAPI schema
 Cleanup = Literal["none", "rectify", "equalize", "binarize", "article"]  # crnn.serve.segment.CLEANUPS
 BUCKETS_MS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000)
+FORM_SLACK = 64 << 10  # bytes of multipart headers and small fields allowed around the images
+MAX_FIELDS = 8  # non-file form fields per request (the API has at most three)
 
 
 @dataclass
@@ -137,8 +145,13 @@ def create_app(cfg: ServeConfig) -> FastAPI:
     max_bytes = int(cfg.max_upload_mb * 1e6)
     max_pixels = int(cfg.max_megapixels * 1e6)
 
+    body_limits = {"/ocr": max_bytes + FORM_SLACK, "/ocr/batch": cfg.max_files * max_bytes + FORM_SLACK}
+
     def error(status: int, message: str) -> JSONResponse:
         return JSONResponse({"success": False, "error": message}, status_code=status)
+
+    note = f" ({cfg.max_upload_mb:g} MB per image, {cfg.max_files} images per batch)"
+    app.add_middleware(BodyLimit, limits=body_limits, note=note)
 
     @app.exception_handler(RequestValidationError)
     async def on_validation(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -149,7 +162,9 @@ def create_app(cfg: ServeConfig) -> FastAPI:
         )
 
     @app.exception_handler(StarletteHTTPException)
-    async def on_http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def on_http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if _is_part_limit(exc):  # Starlette reports a part too many as a 400
+            return error(413, f"{exc.detail} ({request.url.path} takes at most {cfg.max_files} images)")
         return error(exc.status_code, str(exc.detail))
 
     @app.middleware("http")
@@ -193,7 +208,7 @@ def create_app(cfg: ServeConfig) -> FastAPI:
         engine.cache_put(key, body)
         return body
 
-    @app.post("/ocr")
+    @app.post("/ocr", form_limits={"max_files": 1, "max_fields": MAX_FIELDS})
     def ocr(
         file: Annotated[UploadFile, File()],
         mode: Annotated[Mode, Form()] = "auto",
@@ -206,14 +221,15 @@ def create_app(cfg: ServeConfig) -> FastAPI:
         except UploadError as e:
             return error(e.status, e.message)
 
-    @app.post("/ocr/batch")
+    @app.post(
+        "/ocr/batch",
+        form_limits={"max_files": cfg.max_files, "max_fields": MAX_FIELDS},
+    )
     def ocr_batch(
         files: Annotated[list[UploadFile], File()],
         mode: Annotated[Mode, Form()] = "auto",
         cleanup: Annotated[Cleanup, Form()] = "none",
     ) -> JSONResponse:
-        if len(files) > cfg.max_files:
-            return error(413, f"{len(files)} files; at most {cfg.max_files} per batch")
         t0 = time.perf_counter()
         results = []
         for f in files:
@@ -261,6 +277,11 @@ def create_app(cfg: ServeConfig) -> FastAPI:
         return FileResponse(STATIC / "index.html", media_type="text/html")
 
     return app
+
+
+def _is_part_limit(exc: StarletteHTTPException) -> bool:
+    """Whether Starlette's multipart parser stopped at a file or field over `form_limits`."""
+    return isinstance(exc.__context__, MultiPartException) and str(exc.detail).startswith("Too many")
 
 
 def app_from_env() -> FastAPI:

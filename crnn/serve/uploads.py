@@ -4,6 +4,9 @@ Limits are checked before the full decode: the byte size first, then the pixel c
 (Pillow reads only the header on open), so a 20-byte PNG that claims 100,000 x 100,000 pixels never
 allocates them. Only raster formats are accepted: an SVG or HTML file is not an image here. The pixels are
 decoded by `crnn.data.image_io`, the decoder of the training data, so an upload reads as it trained.
+
+Before any of that, `BodyLimit` (ASGI middleware) refuses a request body over its route's limit while it
+streams in, so an oversize upload is never spooled to disk.
 """
 
 from __future__ import annotations
@@ -11,6 +14,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from starlette.datastructures import Headers
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from crnn.data.image_io import ImageDecodeError, ImageTooLargeError, open_image, to_array
 
@@ -50,3 +56,45 @@ def decode_upload(data: bytes, max_bytes: int, max_pixels: int, min_side: int = 
         return to_array(img)
     except ImageDecodeError:
         raise UploadError(400, "the image is truncated or corrupt") from None
+
+
+class BodyTooLarge(HTTPException):
+    """Raised from `receive` once a body passes its route's limit. An HTTPException, so FastAPI's body
+    parsing passes it on to the app's handler (JSON 413) instead of calling it a malformed body (400)."""
+
+    def __init__(self, path: str, limit: int, note: str) -> None:
+        super().__init__(413, f"the request body is over the {limit / 1e6:.1f} MB {path} accepts{note}")
+
+
+class BodyLimit:
+    """Pure ASGI middleware: refuses a request body over its route's byte limit while it streams in.
+
+    Starlette spools a multipart upload to a temporary file before the endpoint runs, so a limit checked
+    in the endpoint comes after the whole body was read and stored. Here a Content-Length over the limit
+    is refused before any of the body is read, and a body without one (chunked) as soon as the bytes
+    received pass the limit. `limits` maps a path to its byte limit; other paths are passed through.
+    """
+
+    def __init__(self, app: ASGIApp, limits: dict[str, int], note: str = "") -> None:
+        self.app, self.limits, self.note = app, limits, note
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        limit = self.limits.get(scope["path"]) if scope["type"] == "http" else None
+        if limit is None:
+            await self.app(scope, receive, send)
+            return
+        too_large = BodyTooLarge(scope["path"], limit, self.note)
+        declared = Headers(scope=scope).get("content-length", "")
+        received = 0
+
+        async def counted() -> Message:
+            nonlocal received
+            if declared.isdigit() and int(declared) > limit:
+                raise too_large
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > limit:
+                raise too_large
+            return message
+
+        await self.app(scope, counted, send)
