@@ -100,8 +100,8 @@ def test_ocr_line_answers_like_the_article_and_caches(server, lines):
     again = _ocr(server, data, mode="line").json()
     assert again["cached"] is True and again["text"] == body["text"]
     m = requests.get(server + "/metrics", timeout=5).text
-    assert 'crnn_requests_total{path="/ocr",status="200"}' in m and "crnn_cache_hits_total 1" in m
-    assert "crnn_request_latency_ms_bucket" in m
+    assert 'crnn_requests_total{route="/ocr",status="200"}' in m and "crnn_cache_hits_total 1.0" in m
+    assert 'crnn_request_latency_seconds_bucket{le="0.001",route="/ocr"}' in m
 
 
 def test_batch_with_one_bad_file(server, lines):

@@ -24,7 +24,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--port", type=int, default=5000)
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--threads", type=int, default=0, help="ONNX Runtime intra-op threads per worker")
-    ap.add_argument("--cache-entries", type=int, default=1024)
+    ap.add_argument(
+        "--cache-mb", type=float, default=64.0, help="result cache limit, MB of stored answers (0: off)"
+    )
     ap.add_argument("--max-upload-mb", type=float, default=10.0)
     ap.add_argument("--max-megapixels", type=float, default=40.0)
     ap.add_argument("--max-files", type=int, default=32, help="images per /ocr/batch request")
@@ -46,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg = ServeConfig(
         model=os.path.abspath(a.model),
         threads=threads,
-        cache_entries=a.cache_entries,
+        cache_mb=a.cache_mb,
         max_upload_mb=a.max_upload_mb,
         max_megapixels=a.max_megapixels,
         max_files=a.max_files,

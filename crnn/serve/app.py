@@ -16,7 +16,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,21 +25,23 @@ import cv2
 import numpy as np
 from fastapi import FastAPI, File, Form, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse
+from fastapi.responses import FileResponse, JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.formparsers import MultiPartException
 
 from crnn import __version__
 from crnn.data.preprocess import cleanup, preprocess
 from crnn.onnx_model import read_metadata
+from crnn.serve.cache import ResultCache
 from crnn.serve.engine import Engine
+from crnn.serve.metrics import MetricsMiddleware, ServeMetrics
 from crnn.serve.segment import CLEANUPS, MODES, split
 from crnn.serve.uploads import BodyLimit, UploadError, decode_upload
 
 STATIC = Path(__file__).resolve().parent / "static"
 Mode = Literal["line", "page", "auto"]  # crnn.serve.segment.MODES, spelled out for the OpenAPI schema
 Cleanup = Literal["none", "rectify", "equalize", "binarize", "article"]  # crnn.serve.segment.CLEANUPS
-BUCKETS_MS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000)
 FORM_SLACK = 64 << 10  # bytes of multipart headers and small fields allowed around the images
 MAX_FIELDS = 8  # non-file form fields per request (the API has at most three)
 
@@ -49,7 +50,7 @@ MAX_FIELDS = 8  # non-file form fields per request (the API has at most three)
 class ServeConfig:
     model: str
     threads: int = 0
-    cache_entries: int = 1024
+    cache_mb: float = 64.0  # the result cache's limit in MB of stored answers (0: off)
     max_upload_mb: float = 10.0
     max_megapixels: float = 40.0
     max_files: int = 32
@@ -64,62 +65,6 @@ class ServeConfig:
         return cls(**json.loads(raw))
 
 
-class Metrics:
-    """Prometheus text exposition, kept by hand: requests by status, a latency histogram, cache counters."""
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.by_status: dict[tuple[str, int], int] = {}
-        self.buckets = [0] * (len(BUCKETS_MS) + 1)
-        self.count, self.total_ms = 0, 0.0
-
-    def observe(self, path: str, status: int, ms: float) -> None:
-        with self.lock:
-            self.by_status[(path, status)] = self.by_status.get((path, status), 0) + 1
-            self.count += 1
-            self.total_ms += ms
-            for i, b in enumerate(BUCKETS_MS):
-                if ms <= b:
-                    self.buckets[i] += 1
-            self.buckets[-1] += 1
-
-    def render(self, engine: Engine) -> str:
-        out = [
-            "# HELP crnn_requests_total Requests by path and status.",
-            "# TYPE crnn_requests_total counter",
-        ]
-        for (path, status), n in sorted(self.by_status.items()):
-            out.append(f'crnn_requests_total{{path="{path}",status="{status}"}} {n}')
-        out += [
-            "# HELP crnn_request_latency_ms Request latency in milliseconds.",
-            "# TYPE crnn_request_latency_ms histogram",
-        ]
-        for b, n in zip(BUCKETS_MS, self.buckets):
-            out.append(f'crnn_request_latency_ms_bucket{{le="{b}"}} {n}')
-        out.append(f'crnn_request_latency_ms_bucket{{le="+Inf"}} {self.buckets[-1]}')
-        out.append(f"crnn_request_latency_ms_sum {self.total_ms:.3f}")
-        out.append(f"crnn_request_latency_ms_count {self.count}")
-        s = engine.stats
-        out += [
-            "# TYPE crnn_cache_hits_total counter",
-            f"crnn_cache_hits_total {s.cache_hits}",
-            "# TYPE crnn_cache_misses_total counter",
-            f"crnn_cache_misses_total {s.cache_misses}",
-            "# TYPE crnn_lines_total counter",
-            f"crnn_lines_total {s.lines}",
-        ]
-        if engine.batcher is not None:
-            b = engine.batcher.stats
-            out += [
-                "# HELP crnn_batch_calls_total Model calls made by the micro-batcher.",
-                "# TYPE crnn_batch_calls_total counter",
-                f"crnn_batch_calls_total {b.calls}",
-                "# TYPE crnn_batch_lines_total counter",
-                f"crnn_batch_lines_total {b.items}",
-            ]
-        return "\n".join(out) + "\n"
-
-
 def _png_b64(img: np.ndarray) -> str:
     ok, buf = cv2.imencode(".png", img)
     return base64.b64encode(buf.tobytes()).decode() if ok else ""
@@ -131,12 +76,12 @@ def create_app(cfg: ServeConfig) -> FastAPI:
     engine = Engine(
         cfg.model,
         threads=cfg.threads,
-        cache_entries=cfg.cache_entries,
         batch_max=cfg.batch_max,
         batch_wait_ms=cfg.batch_wait_ms,
     )
     meta = read_metadata(cfg.model)
-    metrics = Metrics()
+    cache = ResultCache(int(cfg.cache_mb * 1e6))
+    metrics = ServeMetrics(cache, engine)
     app = FastAPI(
         title="crnn-toolkit OCR",
         version=__version__,
@@ -152,6 +97,7 @@ def create_app(cfg: ServeConfig) -> FastAPI:
 
     note = f" ({cfg.max_upload_mb:g} MB per image, {cfg.max_files} images per batch)"
     app.add_middleware(BodyLimit, limits=body_limits, note=note)
+    app.add_middleware(MetricsMiddleware, metrics=metrics, routes=app.routes)  # outermost: sees every 413
 
     @app.exception_handler(RequestValidationError)
     async def on_validation(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -167,21 +113,15 @@ def create_app(cfg: ServeConfig) -> FastAPI:
             return error(413, f"{exc.detail} ({request.url.path} takes at most {cfg.max_files} images)")
         return error(exc.status_code, str(exc.detail))
 
-    @app.middleware("http")
-    async def count(request: Request, call_next):
-        t0 = time.perf_counter()
-        try:
-            response = await call_next(request)
-        except Exception as e:  # a bug must not kill the worker or leak a traceback
-            response = error(500, f"internal error: {type(e).__name__}")
-        metrics.observe(request.url.path, response.status_code, (time.perf_counter() - t0) * 1000)
-        return response
+    @app.exception_handler(Exception)
+    async def on_bug(_: Request, exc: Exception) -> JSONResponse:  # no traceback leaks to the client
+        return error(500, f"internal error: {type(exc).__name__}")
 
     def run_one(data: bytes, mode: str, preview: bool, clean: str) -> dict:
         t0 = time.perf_counter()
         options = {"mode": mode, "preview": preview, "cleanup": clean}
-        key = engine.cache_key(data, options)
-        hit = engine.cache_get(key)
+        key = ResultCache.key(data, options)
+        hit = cache.get(key)
         if hit is not None:
             return {**hit, "cached": True, "time_cost_ms": round((time.perf_counter() - t0) * 1000, 3)}
         gray = decode_upload(data, max_bytes, max_pixels)
@@ -205,7 +145,7 @@ def create_app(cfg: ServeConfig) -> FastAPI:
             x = preprocess(gray, engine.spec)[0]
             model_view = np.clip((x * engine.spec.std + engine.spec.mean) * 255, 0, 255).astype(np.uint8)
             body["preview"] = {"original": _png_b64(shown), "preprocessed": _png_b64(model_view)}
-        engine.cache_put(key, body)
+        cache.put(key, body)
         return body
 
     @app.post("/ocr", form_limits={"max_files": 1, "max_fields": MAX_FIELDS})
@@ -269,8 +209,8 @@ def create_app(cfg: ServeConfig) -> FastAPI:
         }
 
     @app.get("/metrics")
-    def prom() -> PlainTextResponse:
-        return PlainTextResponse(metrics.render(engine), media_type="text/plain; version=0.0.4")
+    def prom() -> Response:
+        return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/")
     def index() -> FileResponse:
