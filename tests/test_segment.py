@@ -1,10 +1,15 @@
 """Page segmentation on drawn pages: deskew straightens tilts of either sign and no line is lost."""
 
+import json
+
 import cv2
 import numpy as np
 import pytest
+import requests
 
-from crnn.serve.segment import deskew, rect_tilt, segment_lines
+from crnn.serve.segment import PAGE_CLEANUPS, deskew, rect_tilt, segment_lines, split
+from tests.conftest import ROOT
+from tests.test_serve import start_server
 
 TEXTS = ("Invoice 2024-07 total 1,234.50", "Shipped to 88 Harbour Road", "Call 555-0100 for help")
 
@@ -65,3 +70,57 @@ def test_deskew_straightens_both_signs(tilt):
 )
 def test_rect_tilt_reads_either_opencv_convention(rect_angle, tilt):
     assert rect_tilt(rect_angle) == pytest.approx(tilt)
+
+
+def test_one_name_per_clean_up_idea():
+    """Line clean-up (the model's input spec) and page clean-up (the server's option) are named apart; the
+    page options are the line ones plus the page-only steps, and the spec field stays `cleanup` (it is in
+    every shipped model's metadata)."""
+    from crnn.data.preprocess import LINE_CLEANUPS, InputSpec, clean_line
+    from crnn.serve.segment import PAGE_CLEANUPS
+
+    assert LINE_CLEANUPS == ("none", "equalize", "binarize")
+    assert set(PAGE_CLEANUPS) == {*LINE_CLEANUPS, "rectify", "article"}
+    page = _page()
+    assert clean_line(page, "none") is page
+    assert set(np.unique(clean_line(page, "binarize"))) <= {0, 255}
+    spec = InputSpec(cleanup="binarize")
+    assert InputSpec(**spec.as_dict()) == spec
+    with pytest.raises(ValueError, match="input.cleanup"):
+        InputSpec(cleanup="rectify")  # a page step is not a line clean-up
+
+
+def test_page_clean_up_options_split_a_page():
+    page = _page()
+    for option in PAGE_CLEANUPS:
+        crops = split(page, "page", option)
+        assert len(crops) == 3, option
+    assert set(np.unique(split(page, "page", "article")[0][0])) <= {0, 255}  # article binarises each line
+    with pytest.raises(ValueError, match="sharpen"):
+        split(page, "page", "sharpen")
+
+
+@pytest.fixture(scope="module")
+def server():
+    proc, base = start_server(ROOT / "models" / "crnn_zh_en.int8.onnx", "--threads", "1")
+    yield base
+    proc.terminate()
+    proc.wait(timeout=20)
+
+
+def test_the_http_field_keeps_its_public_name(server):
+    schema = requests.get(server + "/openapi.json", timeout=5).json()
+    assert "cleanup" in json.dumps(schema["components"]["schemas"])
+    png = cv2.imencode(".png", _page())[1].tobytes()
+    for option in PAGE_CLEANUPS:
+        r = requests.post(
+            server + "/ocr",
+            files={"file": ("p.png", png)},
+            data={"mode": "page", "cleanup": option},
+            timeout=30,
+        )
+        assert r.status_code == 200 and r.json()["cleanup"] == option and len(r.json()["text"]) == 3
+    bad = requests.post(
+        server + "/ocr", files={"file": ("p.png", png)}, data={"cleanup": "sharpen"}, timeout=30
+    )
+    assert bad.status_code == 422 and "cleanup" in bad.json()["error"]

@@ -1,9 +1,11 @@
 """The one function that turns an image into the model's input; training, evaluation and serving call it.
 
 Grayscale, resize to the model's height keeping the aspect ratio, clamp the width, normalise to
-(x/255 - mean)/std (the article's [-0.5, 0.5] by default). The article's document clean-up (histogram
-equalisation, adaptive threshold) is an optional step here, switched by `InputSpec.cleanup`, so that a model
-trained with it is served with it: the spec travels inside every checkpoint and ONNX file.
+(x/255 - mean)/std (the article's [-0.5, 0.5] by default). The article's document clean-up of a line
+(`clean_line`: histogram equalisation, adaptive threshold) is an optional step here, switched by
+`InputSpec.cleanup`, so that a model trained with it is served with it: the spec travels inside every
+checkpoint and ONNX file (so that field keeps its name). Page-level clean-up (perspective correction) is the
+server's, in `crnn.serve.segment`.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from dataclasses import asdict, dataclass
 import cv2
 import numpy as np
 
-CLEANUPS = ("none", "equalize", "binarize")
+LINE_CLEANUPS = ("none", "equalize", "binarize")  # the modes of `clean_line`, and of InputSpec.cleanup
 
 
 @dataclass(frozen=True)
@@ -27,8 +29,8 @@ class InputSpec:
     cleanup: str = "none"
 
     def __post_init__(self) -> None:
-        if self.cleanup not in CLEANUPS:
-            raise ValueError(f"input.cleanup must be one of {CLEANUPS}, got {self.cleanup!r}")
+        if self.cleanup not in LINE_CLEANUPS:
+            raise ValueError(f"input.cleanup must be one of {LINE_CLEANUPS}, got {self.cleanup!r}")
         if self.channels != 1:
             raise ValueError("only grayscale models (input.channels=1) are supported")
 
@@ -48,8 +50,9 @@ def to_gray(img: np.ndarray) -> np.ndarray:
     raise ValueError(f"expected a grayscale, BGR or BGRA image, got shape {img.shape}")
 
 
-def cleanup(gray: np.ndarray, mode: str) -> np.ndarray:
-    """The article's document clean-up; measured per scene type before anyone turns it on by default."""
+def clean_line(gray: np.ndarray, mode: str) -> np.ndarray:
+    """The article's document clean-up of a grayscale line (one of LINE_CLEANUPS); measured per scene type
+    before anyone turns it on by default."""
     if mode == "none":
         return gray
     eq = cv2.equalizeHist(gray)
@@ -69,7 +72,7 @@ def preprocess(img: np.ndarray, spec: InputSpec) -> np.ndarray:
         raise ValueError("empty image")
     if img.dtype != np.uint8:
         raise ValueError(f"expected a uint8 image, got {img.dtype}")
-    gray = cleanup(to_gray(img), spec.cleanup)
+    gray = clean_line(to_gray(img), spec.cleanup)
     h, w = gray.shape
     new_w = resized_width(h, w, spec)
     interp = cv2.INTER_AREA if h > spec.height else cv2.INTER_LINEAR

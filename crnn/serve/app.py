@@ -31,17 +31,17 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.formparsers import MultiPartException
 
 from crnn import __version__
-from crnn.data.preprocess import cleanup, preprocess
+from crnn.data.preprocess import clean_line, preprocess
 from crnn.onnx_model import read_metadata
 from crnn.serve.cache import ResultCache
 from crnn.serve.engine import Engine
 from crnn.serve.metrics import MetricsMiddleware, ServeMetrics
-from crnn.serve.segment import CLEANUPS, MODES, split
+from crnn.serve.segment import MODES, PAGE_CLEANUPS, split
 from crnn.serve.uploads import BodyLimit, UploadError, decode_upload
 
 STATIC = Path(__file__).resolve().parent / "static"
 Mode = Literal["line", "page", "auto"]  # crnn.serve.segment.MODES, spelled out for the OpenAPI schema
-Cleanup = Literal["none", "rectify", "equalize", "binarize", "article"]  # crnn.serve.segment.CLEANUPS
+PageCleanup = Literal["none", "equalize", "binarize", "rectify", "article"]  # segment.PAGE_CLEANUPS
 FORM_SLACK = 64 << 10  # bytes of multipart headers and small fields allowed around the images
 MAX_FIELDS = 8  # non-file form fields per request (the API has at most three)
 
@@ -71,7 +71,7 @@ def _png_b64(img: np.ndarray) -> str:
 
 
 def create_app(cfg: ServeConfig) -> FastAPI:
-    if get_args(Mode) != MODES or get_args(Cleanup) != CLEANUPS:
+    if get_args(Mode) != MODES or get_args(PageCleanup) != PAGE_CLEANUPS:
         raise RuntimeError("the API's mode/cleanup options are out of step with crnn.serve.segment")
     engine = Engine(
         cfg.model,
@@ -117,15 +117,15 @@ def create_app(cfg: ServeConfig) -> FastAPI:
     async def on_bug(_: Request, exc: Exception) -> JSONResponse:  # no traceback leaks to the client
         return error(500, f"internal error: {type(exc).__name__}")
 
-    def run_one(data: bytes, mode: str, preview: bool, clean: str) -> dict:
+    def run_one(data: bytes, mode: str, preview: bool, page_cleanup: str) -> dict:
         t0 = time.perf_counter()
-        options = {"mode": mode, "preview": preview, "cleanup": clean}
+        options = {"mode": mode, "preview": preview, "cleanup": page_cleanup}
         key = ResultCache.key(data, options)
         hit = cache.get(key)
         if hit is not None:
             return {**hit, "cached": True, "time_cost_ms": round((time.perf_counter() - t0) * 1000, 3)}
         gray = decode_upload(data, max_bytes, max_pixels)
-        crops = split(gray, mode, clean)
+        crops = split(gray, mode, page_cleanup)
         t1 = time.perf_counter()
         lines = engine.recognize([c for c, _ in crops], [b for _, b in crops])
         t2 = time.perf_counter()
@@ -134,14 +134,14 @@ def create_app(cfg: ServeConfig) -> FastAPI:
             "text": [ln.text for ln in lines],
             "lines": [{"text": ln.text, "confidence": ln.confidence, "box": ln.box} for ln in lines],
             "mode": mode,
-            "cleanup": clean,
+            "cleanup": page_cleanup,
             "time_cost_ms": round((t2 - t0) * 1000, 3),
             "preprocess_time_ms": round((t1 - t0) * 1000, 3),
             "model_infer_time_ms": round((t2 - t1) * 1000, 3),
             "cached": False,
         }
         if preview:
-            shown = cleanup(gray, engine.spec.cleanup)
+            shown = clean_line(gray, engine.spec.cleanup)  # what the model's own line clean-up makes of it
             x = preprocess(gray, engine.spec)[0]
             model_view = np.clip((x * engine.spec.std + engine.spec.mean) * 255, 0, 255).astype(np.uint8)
             body["preview"] = {"original": _png_b64(shown), "preprocessed": _png_b64(model_view)}
@@ -153,11 +153,11 @@ def create_app(cfg: ServeConfig) -> FastAPI:
         file: Annotated[UploadFile, File()],
         mode: Annotated[Mode, Form()] = "auto",
         preview: Annotated[int, Form(ge=0, le=1)] = 0,
-        cleanup: Annotated[Cleanup, Form()] = "none",
+        page_cleanup: Annotated[PageCleanup, Form(alias="cleanup")] = "none",
     ) -> JSONResponse:
         data = file.file.read(max_bytes + 1)
         try:
-            return JSONResponse(run_one(data, mode, bool(preview), cleanup))
+            return JSONResponse(run_one(data, mode, bool(preview), page_cleanup))
         except UploadError as e:
             return error(e.status, e.message)
 
@@ -168,7 +168,7 @@ def create_app(cfg: ServeConfig) -> FastAPI:
     def ocr_batch(
         files: Annotated[list[UploadFile], File()],
         mode: Annotated[Mode, Form()] = "auto",
-        cleanup: Annotated[Cleanup, Form()] = "none",
+        page_cleanup: Annotated[PageCleanup, Form(alias="cleanup")] = "none",
     ) -> JSONResponse:
         t0 = time.perf_counter()
         results = []
@@ -177,7 +177,7 @@ def create_app(cfg: ServeConfig) -> FastAPI:
                 results.append(
                     {
                         "filename": os.path.basename(f.filename or ""),
-                        **run_one(f.file.read(max_bytes + 1), mode, False, cleanup),
+                        **run_one(f.file.read(max_bytes + 1), mode, False, page_cleanup),
                     }
                 )
             except UploadError as e:

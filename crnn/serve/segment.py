@@ -5,10 +5,11 @@ ink's minimum-area rectangle), find text rows by horizontal projection, merge ro
 gaps, and cut each line's horizontal extent from its column projection. Good for documents and screenshots
 with lines that do not overlap; it is not a general text detector.
 
-The article's clean-up is an option (`cleanup=`): `rectify` finds the page's outline in a photo and warps
-it flat (perspective correction from the page contour); `equalize` and `binarize` apply the shared
-`crnn.data.preprocess.cleanup` to each line crop; `article` does all three. `scripts/page_cleanup.py`
-measures what each does to line finding and CER.
+The article's clean-up is a page option (PAGE_CLEANUPS, the server's form field `cleanup=`): the line
+clean-ups (`crnn.data.preprocess.LINE_CLEANUPS`: `equalize`, `binarize`) apply `clean_line` to each line
+crop; `rectify` finds the page's outline in a photo and warps it flat (perspective correction from the page
+contour); `article` does all three. `scripts/page_cleanup.py` measures what each does to line finding and
+CER.
 """
 
 from __future__ import annotations
@@ -16,10 +17,17 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from crnn.data.preprocess import cleanup as line_cleanup
+from crnn.data.preprocess import LINE_CLEANUPS, clean_line
 
 MODES = ("line", "page", "auto")
-CLEANUPS = ("none", "rectify", "equalize", "binarize", "article")
+# page option -> (rectify the page first?, clean-up of each line): the line clean-ups plus the page steps
+PAGE_STEPS: dict[str, tuple[bool, str]] = {
+    **{mode: (False, mode) for mode in LINE_CLEANUPS},
+    "rectify": (True, "none"),
+    "article": (True, "binarize"),
+}
+PAGE_CLEANUPS = tuple(PAGE_STEPS)
+CLEANUPS = PAGE_CLEANUPS  # old name, still imported by scripts/page_cleanup.py
 
 
 def order_corners(pts: np.ndarray) -> np.ndarray:
@@ -149,16 +157,17 @@ def segment_lines(gray: np.ndarray, min_height: int = 6) -> list[tuple[np.ndarra
     return out
 
 
-def split(gray: np.ndarray, mode: str, cleanup: str = "none") -> list[tuple[np.ndarray, list[int]]]:
+def split(gray: np.ndarray, mode: str, page_cleanup: str = "none") -> list[tuple[np.ndarray, list[int]]]:
     """The crops to recognise: the whole image (line), its lines (page), or page when it has several lines.
 
-    With `cleanup` other than none, boxes are in the rectified page when the page outline was found.
+    With a `page_cleanup` that rectifies, boxes are in the rectified page when the page outline was found.
     """
     if mode not in MODES:
-        raise ValueError(f"mode must be one of {MODES}")
-    if cleanup not in CLEANUPS:
-        raise ValueError(f"cleanup must be one of {CLEANUPS}")
-    if cleanup in ("rectify", "article") and mode != "line":
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    if page_cleanup not in PAGE_STEPS:
+        raise ValueError(f"cleanup must be one of {PAGE_CLEANUPS}, got {page_cleanup!r}")
+    flatten, per_line = PAGE_STEPS[page_cleanup]
+    if flatten and mode != "line":
         gray, _ = rectify(gray)
     whole = [(gray, [0, 0, gray.shape[1], gray.shape[0]])]
     if mode == "line":
@@ -166,7 +175,6 @@ def split(gray: np.ndarray, mode: str, cleanup: str = "none") -> list[tuple[np.n
     else:
         lines = segment_lines(gray)
         crops = lines if mode == "page" or len(lines) >= 2 else whole
-    per_line = {"equalize": "equalize", "binarize": "binarize", "article": "binarize"}.get(cleanup)
-    if per_line:
-        crops = [(line_cleanup(c, per_line), b) for c, b in crops]
+    if per_line != "none":
+        crops = [(clean_line(c, per_line), b) for c, b in crops]
     return crops
