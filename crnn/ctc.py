@@ -15,6 +15,9 @@ import numpy as np
 from crnn.charset import Charset
 
 
+DECODERS = ("greedy", "beam")
+
+
 @dataclass
 class Decoded:
     text: str
@@ -101,4 +104,4 @@ def decode(
         return greedy_decode(logits, charset, lengths)
     if method == "beam":
         return beam_decode(logits, charset, lengths, beam_width)
-    raise ValueError(f"decoder must be 'greedy' or 'beam', got {method!r}")
+    raise ValueError(f"decoder must be one of {DECODERS}, got {method!r}")

@@ -31,7 +31,6 @@ from omegaconf import DictConfig
 from crnn.cli import StageError, stage_errors
 from crnn.data.dataset import LmdbLineDataset
 from crnn.data.lmdb_io import LmdbFormatError
-from crnn.data.preprocess import preprocess
 from crnn.models.checkpoint import git_commit, load_checkpoint
 from crnn.models.complexity import count_macs, count_params
 from crnn.models.crnn import CRNN, ModelConfig
@@ -113,7 +112,8 @@ def open_test_sets(paths: list[str], charset, spec) -> tuple[list[LmdbLineDatase
 
 
 def _backend(path: Path, threads: int):
-    from crnn.inference import OnnxBackend, TorchBackend
+    from crnn.inference import TorchBackend
+    from crnn.onnx_model import OnnxBackend
 
     if path.suffix == ".onnx":
         return OnnxBackend(path, threads=threads)
@@ -126,7 +126,7 @@ def _backend(path: Path, threads: int):
 
 def _model_config(path: Path) -> ModelConfig:
     if path.suffix == ".onnx":
-        from crnn.export import read_metadata
+        from crnn.onnx_model import read_metadata
 
         return ModelConfig(**json.loads(read_metadata(path)["model_config"]))
     return load_checkpoint(path).model_config
@@ -135,13 +135,15 @@ def _model_config(path: Path) -> ModelConfig:
 def evaluate_artifact(name: str, path: str, test_paths: list[str], e_dict: dict, threads: int) -> dict:
     """Runs in a fresh process: scores, latencies, throughput and peak memory of one artifact."""
     from crnn.config import from_dict
-    from crnn.inference import recognize, score_dataset
+    from crnn.inference import score_dataset
     from crnn.metrics import SceneScores
+    from crnn.predictor import Predictor
     from crnn.timing import measure
 
     e = from_dict(EvalConfig, e_dict)
     p = Path(path)
     backend = _backend(p, threads)
+    predictor = Predictor(backend, decoder=e.decoder, beam_width=e.beam_width)
     sets, _ = open_test_sets(test_paths, backend.charset, backend.spec)
     scores = SceneScores()
     lines, per_scene_lat, all_lat = [], {}, []
@@ -149,7 +151,7 @@ def evaluate_artifact(name: str, path: str, test_paths: list[str], e_dict: dict,
     for ds in sets:
         preds: dict[int, str] = {}
         t0 = time.perf_counter()
-        s, _ = score_dataset(backend, ds, e.batch_size, predictions=preds)
+        s, _ = score_dataset(predictor, ds, e.batch_size, predictions=preds)
         t_total += time.perf_counter() - t0
         n_total += s.overall.n
         scores.merge(s)
@@ -176,9 +178,7 @@ def evaluate_artifact(name: str, path: str, test_paths: list[str], e_dict: dict,
                 img = ds.readers[r_i].read(idx).image
                 if img is None:
                     continue
-                stats = measure(
-                    lambda img=img: recognize(backend, [preprocess(img, backend.spec)]), reps=3, warmup=1
-                )
+                stats = measure(lambda img=img: predictor([img]), reps=3, warmup=1)
                 times.append(stats["p50"])
             per_scene_lat.setdefault(scene, []).extend(times)
             all_lat.extend(times)
@@ -195,6 +195,7 @@ def evaluate_artifact(name: str, path: str, test_paths: list[str], e_dict: dict,
         "latency_ms": {"p50": pct(all_lat, 50), "p95": pct(all_lat, 95), "p99": pct(all_lat, 99)},
         "throughput_lps": n_total / t_total if t_total else 0.0,
         "throughput_batch": e.batch_size,
+        "decoder": e.decoder,
         "scenes": {
             s: {
                 **sc.as_dict(),

@@ -29,14 +29,14 @@ from omegaconf import DictConfig
 
 from crnn.charset import Charset
 from crnn.cli import stage_errors
-from crnn.ctc import greedy_decode
 from crnn.data.lmdb_io import LmdbReader
 from crnn.data.preprocess import InputSpec, pad_batch, preprocess
+from crnn.inference import TorchBackend
 from crnn.models.checkpoint import Checkpoint, git_commit, load_checkpoint, sha256_file
 from crnn.models.crnn import CRNN
 from crnn.models.fuse import fuse_model
-from crnn.models.geometry import output_length
-from crnn.onnx_model import FORMAT, ExportError, OnnxBackend, read_metadata, set_metadata  # noqa: F401
+from crnn.onnx_model import FORMAT, WIDTHS_INPUT, ExportError, OnnxBackend, read_metadata, set_metadata  # noqa: F401
+from crnn.predictor import Predictor
 from crnn.settings import ExportConfig, RunConfig, load_run_config
 from crnn.timing import measure
 from crnn.tracking import Tracker
@@ -54,18 +54,26 @@ def metadata_for(ck: Checkpoint, lineage: dict) -> dict[str, str]:
 
 
 def export_onnx(model: CRNN, dest: Path, opset: int, meta: dict[str, str]) -> None:
-    x = torch.zeros(1, 1, model.cfg.height, 128)
+    """Two inputs, `image` (N, 1, H, W) right-padded and `widths` (N,) int64, the lines' true widths in
+    pixels: the conv columns past a line are masked and its LSTM gets `sequence_lens`, so a line decodes
+    the same alone or in any batch (crnn.predictor)."""
+    x = torch.zeros(2, 1, model.cfg.height, 128)
+    widths = torch.tensor([128, 96], dtype=torch.long)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(
             model.eval(),
-            (x,),
+            (x, widths),
             str(dest),
             dynamo=False,
             opset_version=opset,
-            input_names=["image"],
+            input_names=["image", WIDTHS_INPUT],
             output_names=["logits"],
-            dynamic_axes={"image": {0: "batch", 3: "width"}, "logits": {0: "batch", 1: "frames"}},
+            dynamic_axes={
+                "image": {0: "batch", 3: "width"},
+                WIDTHS_INPUT: {0: "batch"},
+                "logits": {0: "batch", 1: "frames"},
+            },
             do_constant_folding=True,
         )
     m = onnx.load(str(dest))
@@ -110,19 +118,20 @@ def parity(
     widths: list[int],
     batch_size: int = 16,
 ) -> dict:
-    """Max |logit diff| and decode agreement of ONNX Runtime against PyTorch at each width."""
-    backend = OnnxBackend(onnx_path)
+    """Max |logit diff| and decode agreement of ONNX Runtime against PyTorch at each width, both read
+    through the predictor's own batch call (same padding, widths and decoder)."""
+    torch_reader = Predictor(TorchBackend(reference, charset, spec))
+    onnx_reader = Predictor(OnnxBackend(onnx_path))
     per_width = {}
     for w in widths:
         worst, same, n = 0.0, 0, 0
         for k in range(0, len(images), batch_size):
             xs = [at_width(img, spec, w) for img in images[k : k + batch_size]]
             batch, widths_ = pad_batch(xs)
-            ref = reference(torch.from_numpy(batch)).numpy()
-            got = backend.logits(batch)
+            ref = torch_reader.backend.logits(batch, widths_)
+            got = onnx_reader.backend.logits(batch, widths_)
             worst = max(worst, float(np.abs(ref - got).max()))
-            lengths = np.array([output_length(int(x), reference.cfg.hstride) for x in widths_])
-            a, b = greedy_decode(ref, charset, lengths), greedy_decode(got, charset, lengths)
+            a, b = torch_reader.read_batch(xs), onnx_reader.read_batch(xs)
             same += sum(x.text == y.text for x, y in zip(a, b))
             n += len(xs)
         per_width[w] = {"max_abs_diff": worst, "same_decodes": same, "lines": n}
@@ -131,14 +140,31 @@ def parity(
 
 @torch.no_grad()
 def fusion_gap(model: CRNN, fused: CRNN, images: list[np.ndarray], spec: InputSpec) -> float:
-    batch, _ = pad_batch([preprocess(img, spec) for img in images])
-    x = torch.from_numpy(batch)
-    return float((model(x) - fused(x)).abs().max())
+    batch, widths = pad_batch([preprocess(img, spec) for img in images])
+    x, w = torch.from_numpy(batch), torch.from_numpy(widths)
+    return float((model(x, w) - fused(x, w)).abs().max())
 
 
 def default_source(cfg: RunConfig) -> Path:
+    """The pruned model when it was pruned from the current trained checkpoint, else the trained one.
+
+    Picked by lineage, not by which file exists: after a retrain, an old pruned.pt would otherwise ship
+    a model that no longer matches the experiment. A pruned file from another checkpoint is refused."""
+    trained = cfg.stage_dir("train") / "best.pt"
     pruned = cfg.stage_dir("prune") / "pruned.pt"
-    return pruned if pruned.is_file() else cfg.stage_dir("train") / "best.pt"
+    if not pruned.is_file():
+        return trained
+    if not trained.is_file():
+        return pruned
+    came_from = load_checkpoint(pruned).lineage.get("source_sha256", "")
+    current = sha256_file(trained)
+    if came_from != current:
+        raise ExportError(
+            f"{pruned} was pruned from a checkpoint with sha256 {came_from[:12] or '(unrecorded)'}..., but "
+            f"{trained} is now {current[:12]}...: run `make prune` again, or export the trained model with "
+            f"export.source={trained}"
+        )
+    return pruned
 
 
 def run(cfg: RunConfig, e: ExportConfig) -> dict:
@@ -247,9 +273,13 @@ def run(cfg: RunConfig, e: ExportConfig) -> dict:
 def eager_vs_onnx(model: CRNN, onnx_path: Path, spec: InputSpec, width: int = 320, reps: int = 50) -> dict:
     """Unfused PyTorch eager (what training produced) against the exported file, same input, one run."""
     x = np.random.default_rng(0).uniform(-0.5, 0.5, (1, 1, spec.height, width)).astype(np.float32)
+    w = np.array([width], dtype=np.int64)
     backend = OnnxBackend(onnx_path)
-    xt = torch.from_numpy(x)
-    return {"eager": measure(lambda: model(xt), reps), "onnx": measure(lambda: backend.logits(x), reps)}
+    xt, wt = torch.from_numpy(x), torch.from_numpy(w)
+    return {
+        "eager": measure(lambda: model(xt, wt), reps),
+        "onnx": measure(lambda: backend.logits(x, w), reps),
+    }
 
 
 @hydra.main(config_path="../configs", config_name="config", version_base="1.3")

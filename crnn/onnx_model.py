@@ -1,25 +1,23 @@
-"""ONNX models without PyTorch: the file's metadata, an ONNX Runtime backend, and line recognition.
+"""ONNX models without PyTorch: the file's metadata and an ONNX Runtime backend for `crnn.predictor`.
 
-The serving path imports only this (plus preprocessing and the CTC decoder), so a server process never
-loads PyTorch; the export, quantize and eval stages use the same pieces.
+The serving path imports only this (plus the predictor, preprocessing and the CTC decoder), so a server
+process never loads PyTorch; the export, quantize and eval stages use the same pieces.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Protocol
 
 import numpy as np
 import onnx
 
 from crnn.charset import Charset
 from crnn.cli import StageError
-from crnn.ctc import Decoded, decode
-from crnn.data.preprocess import InputSpec, pad_batch
-from crnn.models.geometry import output_length
+from crnn.data.preprocess import InputSpec
 
 FORMAT = "crnn-toolkit/onnx/v1"
+WIDTHS_INPUT = "widths"  # (N,) int64: each line's true width in pixels inside the padded batch
 REQUIRED_KEYS = ("format", "charset", "input_spec", "model_config", "lineage")
 
 
@@ -51,14 +49,6 @@ def set_metadata(model: onnx.ModelProto, meta: dict[str, str]) -> None:
         model.metadata_props.add(key=k, value=v)
 
 
-class Backend(Protocol):
-    charset: Charset
-    spec: InputSpec
-    hstride: int
-
-    def logits(self, batch: np.ndarray) -> np.ndarray: ...
-
-
 class OnnxBackend:
     """An ONNX Runtime session over a file whose metadata holds charset, input spec and stride."""
 
@@ -76,14 +66,14 @@ class OnnxBackend:
             so.inter_op_num_threads = 1
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         self.session = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-        self.input_name = self.session.get_inputs()[0].name
+        names = [i.name for i in self.session.get_inputs()]
+        self.input_name = names[0]
+        # Files exported before the width input existed read their padding; the predictor batches them
+        # by exact width only.
+        self.takes_widths = WIDTHS_INPUT in names
 
-    def logits(self, batch: np.ndarray) -> np.ndarray:
-        return self.session.run(None, {self.input_name: batch})[0]
-
-
-def recognize(backend: Backend, inputs: list[np.ndarray], method: str = "greedy") -> list[Decoded]:
-    """Preprocessed (1, H, W) inputs -> decoded lines, in one padded batch."""
-    batch, widths = pad_batch(inputs)
-    lengths = np.array([output_length(int(w), backend.hstride) for w in widths])
-    return decode(backend.logits(batch), backend.charset, lengths, method)
+    def logits(self, batch: np.ndarray, widths: np.ndarray) -> np.ndarray:
+        feed = {self.input_name: batch}
+        if self.takes_widths:
+            feed[WIDTHS_INPUT] = np.asarray(widths, dtype=np.int64)
+        return self.session.run(None, feed)[0]

@@ -127,6 +127,8 @@ class QuantizeConfig:
     threads: list[int] = field(default_factory=lambda: [1, 0])  # 0: all cores
     val_max_lines: int = 0
     allow_none: bool = False  # if no candidate qualifies: keep FP32 and exit 0 instead of failing
+    require_batch_invariance: bool = True  # a line must read the same alone as in a batch
+    batch_invariance_atol: float = 1e-4  # max |logit change| allowed between the two
 
 
 @dataclass
@@ -136,6 +138,8 @@ class EvalConfig:
     artifacts: list[str] = field(default_factory=list)  # default: the experiment's trained/pruned/FP32/INT8
     test_lmdb: list[str] = field(default_factory=list)  # default: <data.root>/test
     batch_size: int = 32  # for throughput
+    decoder: str = "greedy"  # greedy | beam (CTC prefix beam search)
+    beam_width: int = 10
     latency_lines: int = 50  # lines per scene timed at batch 1
     threads: int = 0  # 0: all cores
     worst: int = 20  # worst lines per scene in the HTML report

@@ -137,8 +137,8 @@ def chain(tiny_data, tmp_path_factory):
             "quantize.latency_reps=5",
             "quantize.calibration_lines=64",
             "quantize.batch_sizes=[1,4]",
-            "quantize.cer_budget_points=100",
-            "quantize.allow_none=true",
+            "quantize.threads=[1]",  # a grid without "all cores" (it once raised KeyError)
+            "quantize.allow_none=true",  # a noisy machine may time every candidate slower
         ],
     )
     return tmp / "runs" / "c"

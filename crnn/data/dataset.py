@@ -8,75 +8,18 @@ are dropped in `collate` and counted in every batch, and the training loop sums 
 
 from __future__ import annotations
 
-import math
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-import numpy as np
 import torch
-from torch.utils.data import Dataset, IterableDataset, Sampler, get_worker_info
+from torch.utils.data import IterableDataset, Sampler, get_worker_info
 
-from crnn.charset import Charset, LabelFilter, LabelStats
-from crnn.data.lmdb_io import WIDTH_KEY_HEIGHT, LmdbReader
-from crnn.data.preprocess import InputSpec, pad_batch, preprocess, resized_width
+from crnn.charset import Charset
+from crnn.data.lines import Item, LmdbLineDataset, eval_batches  # noqa: F401  (re-exported)
+from crnn.data.preprocess import InputSpec, pad_batch, preprocess
 from crnn.data.source import SynthSource
 from crnn.models.geometry import output_length
-
-
-@dataclass
-class Item:
-    x: np.ndarray | None  # (1, H, W) model input, None if the image was unreadable
-    label: str
-    scene: str | None
-
-
-class LmdbLineDataset(Dataset):
-    """One or more LMDBs as one dataset of (input, label, scene)."""
-
-    def __init__(self, paths: list[str], charset: Charset, spec: InputSpec, oov_policy: str = "skip",
-                 default_scene: str | None = None) -> None:
-        """`default_scene` names the scene of lines whose LMDB has no `scene-` key (one LMDB per scene)."""
-        if not paths:
-            raise ValueError("no LMDB paths given")
-        self.readers = [LmdbReader(p) for p in paths]
-        self.spec = spec
-        self.label_filter = LabelFilter(charset, oov_policy)
-        self.missing_labels = 0
-        # (reader, index, label, scene, width-at-model-height)
-        self.entries: list[tuple[int, int, str, str | None, int]] = []
-        for r_i, reader in enumerate(self.readers):
-            labels, scenes, widths = reader.labels(), reader.scenes(), reader.widths()
-            for k, (label, scene, width) in enumerate(zip(labels, scenes, widths)):
-                if label is None:
-                    self.missing_labels += 1
-                    continue
-                kept = self.label_filter(label)
-                if kept is None:
-                    continue
-                w = (resized_width(WIDTH_KEY_HEIGHT, width, spec) if width is not None
-                     else max(spec.min_width, spec.height * max(len(kept), 1)))
-                self.entries.append((r_i, k + 1, kept, scene or default_scene, w))
-
-    @property
-    def label_stats(self) -> LabelStats:
-        return self.label_filter.stats
-
-    def widths(self) -> list[int]:
-        return [e[4] for e in self.entries]
-
-    def scenes(self) -> list[str | None]:
-        return [e[3] for e in self.entries]
-
-    def __len__(self) -> int:
-        return len(self.entries)
-
-    def __getitem__(self, i: int) -> Item:
-        r_i, idx, label, scene, _ = self.entries[i]
-        rec = self.readers[r_i].read(idx)
-        if rec.image is None:
-            return Item(None, label, scene)
-        return Item(preprocess(rec.image, self.spec), label, scene)
 
 
 class BucketBatchSampler(Sampler[list[int]]):
@@ -202,7 +145,8 @@ class SynthBatchStream(IterableDataset):
 
 @dataclass
 class Batch:
-    images: torch.Tensor  # (N, 1, H, W)
+    images: torch.Tensor  # (N, 1, H, W), right-padded
+    widths: torch.Tensor  # true width of each line in pixels (the model masks and packs past it)
     input_lengths: torch.Tensor  # frames per line
     targets: torch.Tensor  # concatenated class ids
     target_lengths: torch.Tensor
@@ -247,11 +191,13 @@ class Collate:
             scenes.append(it.scene)
             lens.append(t)
         if not xs:
-            return Batch(torch.zeros(0, 1, 1, 1), torch.zeros(0, dtype=torch.long), torch.zeros(0, dtype=torch.long),
+            return Batch(torch.zeros(0, 1, 1, 1), torch.zeros(0, dtype=torch.long),
+                         torch.zeros(0, dtype=torch.long), torch.zeros(0, dtype=torch.long),
                          torch.zeros(0, dtype=torch.long), [], [], skipped)
-        images, _ = pad_batch(xs)
+        images, widths = pad_batch(xs)
         return Batch(
             images=torch.from_numpy(images),
+            widths=torch.from_numpy(widths),
             input_lengths=torch.tensor(lens, dtype=torch.long),
             targets=torch.tensor([i for e in ids for i in e], dtype=torch.long),
             target_lengths=torch.tensor([len(e) for e in ids], dtype=torch.long),
@@ -259,12 +205,6 @@ class Collate:
             scenes=scenes,
             skipped=skipped,
         )
-
-
-def eval_batches(widths: list[int], batch_size: int) -> list[list[int]]:
-    """Validation batches sorted by width (fast, deterministic)."""
-    order = sorted(range(len(widths)), key=lambda i: widths[i])
-    return [order[k : k + batch_size] for k in range(0, len(order), batch_size)]
 
 
 def epoch_and_skip(step: int, batches_per_epoch: int) -> tuple[int, int]:

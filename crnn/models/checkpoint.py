@@ -7,9 +7,7 @@ the old file or the new one, never half of one.
 
 from __future__ import annotations
 
-import hashlib
 import os
-import subprocess
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +16,7 @@ import torch
 
 from crnn.charset import Charset
 from crnn.data.preprocess import InputSpec
+from crnn.lineage import git_commit, sha256_file  # noqa: F401  (re-exported)
 from crnn.models.crnn import CRNN, ModelConfig
 
 FORMAT = "crnn-toolkit/checkpoint/v1"
@@ -97,33 +96,3 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         )
     except (KeyError, TypeError) as e:
         raise CheckpointError(f"{path}: checkpoint lacks or has a bad field ({e})") from None
-
-
-def sha256_file(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def git_commit() -> str:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=5,
-            cwd=Path(__file__).resolve().parent,
-        )
-        commit = out.stdout.strip() if out.returncode == 0 else "unknown"
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True,
-            text=True,
-            timeout=5,
-            cwd=Path(__file__).resolve().parent,
-        ).stdout.strip()
-        return commit + ("-dirty" if dirty and commit != "unknown" else "")
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"

@@ -62,6 +62,12 @@ class ConvBNReLU(nn.Sequential):
         )
 
 
+def mask_columns(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """Zero the columns of (N, C, H, W) `x` at or past each row's length."""
+    cols = torch.arange(x.shape[-1], device=x.device)
+    return x * (cols[None, :] < lengths[:, None]).to(x.dtype)[:, None, None, :]
+
+
 class CRNN(nn.Module):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
@@ -75,16 +81,50 @@ class CRNN(nn.Module):
                 layers.append(nn.MaxPool2d(pool, pool, ceil_mode=True))
             cin = cout
         self.features = nn.Sequential(*layers)
+        # Which entries of `features` are conv blocks (masked after) and which pools halve the width.
+        self._conv_at = [i for i, m in enumerate(layers) if isinstance(m, ConvBNReLU)]
+        self._wide_pool_at = [
+            i for i, m in enumerate(layers) if isinstance(m, nn.MaxPool2d) and m.kernel_size[1] == 2
+        ]
         self.rnn = nn.LSTM(
             cin, cfg.lstm_hidden, num_layers=cfg.lstm_layers, bidirectional=True, batch_first=True
         )
         self.classifier = nn.Linear(2 * cfg.lstm_hidden, cfg.num_classes)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(N, 1, H, W) normalised images -> (N, T, C) logits, T = ceil(W / hstride)."""
-        f = self.features(x)  # (N, C, 1, T)
-        f = f.squeeze(2).transpose(1, 2)  # (N, T, C)
-        f, _ = self.rnn(f)
+    def forward(self, x: torch.Tensor, widths: torch.Tensor | None = None) -> torch.Tensor:
+        """(N, 1, H, W) normalised images -> (N, T, C) logits, T = ceil(W / hstride).
+
+        `widths` (N,) are the lines' true widths in pixels inside a right-padded batch. With them a line
+        reads exactly as it reads alone: after every conv block the columns past the line's width are set
+        to zero (what the conv's own zero padding shows a line that is alone; ReLU outputs are >= 0, so
+        ceil-mode max pools see the same maxima), and the BiLSTM runs over each line's true frames only
+        (packed sequences; ONNX LSTM `sequence_lens`), so its backward direction never reads padding.
+        Frames past a line's length are not meant to be read (the decoder cuts them off).
+        """
+        if widths is None:
+            return self.head(self.features(x).squeeze(2).transpose(1, 2), None)
+        lengths = widths
+        x = mask_columns(x, lengths)  # whatever the batch was padded with, the first conv sees zeros
+        conv_at, wide_pool_at = set(self._conv_at), set(self._wide_pool_at)
+        for i, layer in enumerate(self.features):
+            x = layer(x)
+            if i in wide_pool_at:
+                lengths = torch.div(lengths + 1, 2, rounding_mode="floor")
+            elif i in conv_at:
+                x = mask_columns(x, lengths)
+        return self.head(x.squeeze(2).transpose(1, 2), lengths)
+
+    def head(self, f: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
+        """(N, T, C) features -> logits, the BiLSTM seeing `lengths` frames of each line (all when None)."""
+        if lengths is None:
+            f, _ = self.rnn(f)
+        else:
+            packed = nn.utils.rnn.pack_padded_sequence(
+                f, lengths.cpu(), batch_first=True, enforce_sorted=False
+            )
+            f, _ = nn.utils.rnn.pad_packed_sequence(
+                self.rnn(packed)[0], batch_first=True, total_length=f.shape[1]
+            )
         return self.classifier(f)
 
     def output_length(self, width: int) -> int:

@@ -1,6 +1,7 @@
-"""The serving engine: one ONNX Runtime session per process, the shared preprocessing and CTC decoder, the
-lines of a request recognised together (and, as an option, with those of concurrent requests), and an LRU
-cache of results keyed by the upload's SHA-256.
+"""The serving engine: one ONNX Runtime session per process read through the shared predictor
+(preprocessing, width-bucketed batches with true widths, CTC decoding), the lines of a request recognised
+together (and, as an option, with those of concurrent requests), and an LRU cache of results keyed by the
+upload's SHA-256. A line's answer does not depend on what it was batched with.
 
 Everything the engine needs (alphabet, input spec, stride) is read from the ONNX file's metadata, so any
 exported model (FP32 or INT8) serves as it is.
@@ -17,10 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from crnn.ctc import greedy_decode
-from crnn.data.preprocess import pad_batch, preprocess
-from crnn.models.geometry import output_length
+from crnn.data.preprocess import preprocess
 from crnn.onnx_model import OnnxBackend
+from crnn.predictor import Predictor
 from crnn.serve.batcher import MicroBatcher
 
 
@@ -45,6 +45,8 @@ class Engine:
     threads: int = 0
     cache_entries: int = 1024
     bucket_px: int = 64  # lines are batched with others of a width within this many pixels
+    max_lines_per_call: int = 32  # bounds one model call's memory (a page's lines go in several)
+    decoder: str = "greedy"  # greedy | beam
     batch_max: int = 0  # micro-batching of concurrent requests: at most this many lines per call (0: off)
     batch_wait_ms: float = 2.0  # and a request waits at most this long for others to join
     stats: EngineStats = field(default_factory=EngineStats)
@@ -52,11 +54,14 @@ class Engine:
     def __post_init__(self) -> None:
         t0 = time.perf_counter()
         self.backend = OnnxBackend(self.model_path, threads=self.threads)
+        self.predictor = Predictor(
+            self.backend, decoder=self.decoder, bucket_px=self.bucket_px, max_batch=self.max_lines_per_call
+        )
         self.spec = self.backend.spec
         self.charset = self.backend.charset
         self._cache: OrderedDict[str, dict] = OrderedDict()
         self._lock = threading.Lock()
-        self.backend.logits(np.zeros((1, 1, self.spec.height, 64), np.float32))  # warm-up
+        self.predictor.read_inputs([np.zeros((1, self.spec.height, 64), np.float32)])  # warm-up
         self.batcher = (
             MicroBatcher(self.infer, self.batch_max, self.batch_wait_ms) if self.batch_max > 0 else None
         )
@@ -76,24 +81,8 @@ class Engine:
         return [LineResult(text, conf, box) for (text, conf), box in zip(decoded, boxes)]
 
     def infer(self, inputs: list[np.ndarray]) -> list[tuple[str, float]]:
-        """Text and confidence per preprocessed line; lines of similar width go through the model together."""
-        order = sorted(range(len(inputs)), key=lambda i: inputs[i].shape[-1])
-        results: list[tuple[str, float]] = [("", 0.0)] * len(inputs)
-        start = 0
-        while start < len(order):
-            end = start + 1
-            while (
-                end < len(order)
-                and inputs[order[end]].shape[-1] - inputs[order[start]].shape[-1] <= self.bucket_px
-            ):
-                end += 1
-            idx = order[start:end]
-            batch, widths = pad_batch([inputs[i] for i in idx])
-            lengths = np.array([output_length(int(w), self.backend.hstride) for w in widths])
-            for i, d in zip(idx, greedy_decode(self.backend.logits(batch), self.charset, lengths)):
-                results[i] = (d.text, round(d.confidence, 4))
-            start = end
-        return results
+        """Text and confidence per preprocessed line (the predictor batches lines of similar width)."""
+        return [(d.text, round(d.confidence, 4)) for d in self.predictor.read_inputs(inputs)]
 
     def close(self) -> None:
         if self.batcher is not None:

@@ -1,0 +1,109 @@
+"""The one way to read text lines: preprocess -> model -> CTC decode, whatever the backend.
+
+Evaluation, export parity, quantization, serving, the command line and the tests all read lines through a
+`Predictor`, the way docTR's predictors are one object. It sorts lines by width, cuts them into batches of
+similar width (at most `max_batch` lines per model call, which bounds the memory of a page's call) and hands
+the backend each line's true width, so the model masks and packs past it: a line reads the same alone or in
+any batch. A backend whose model has no width input (files exported before it existed) only ever sees
+lines of one exact width together, which keeps that promise at some cost in speed.
+
+This module imports neither PyTorch nor ONNX Runtime: backends come from `crnn.onnx_model` (ONNX Runtime)
+and `crnn.inference` (PyTorch).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from crnn.charset import Charset
+from crnn.ctc import DECODERS, Decoded, decode
+from crnn.data.preprocess import InputSpec, pad_batch, preprocess
+from crnn.models.geometry import output_length
+
+
+class Backend(Protocol):
+    """A model that maps a right-padded batch and its lines' true widths to (N, T, C) logits."""
+
+    charset: Charset
+    spec: InputSpec
+    hstride: int
+    takes_widths: bool  # False: the model reads its padding, so only equal widths may share a call
+
+    def logits(self, batch: np.ndarray, widths: np.ndarray) -> np.ndarray: ...
+
+
+@dataclass
+class Predictor:
+    backend: Backend
+    decoder: str = "greedy"  # greedy | beam (CTC prefix beam search)
+    beam_width: int = 10
+    bucket_px: int = 64  # lines whose widths differ by at most this share a model call
+    max_batch: int = 64  # lines per model call
+
+    def __post_init__(self) -> None:
+        if self.decoder not in DECODERS:
+            raise ValueError(f"decoder must be one of {DECODERS}, got {self.decoder!r}")
+        if self.max_batch < 1:
+            raise ValueError(f"max_batch must be at least 1, got {self.max_batch}")
+
+    @property
+    def charset(self) -> Charset:
+        return self.backend.charset
+
+    @property
+    def spec(self) -> InputSpec:
+        return self.backend.spec
+
+    def __call__(self, images: list[np.ndarray]) -> list[Decoded]:
+        """Decoded text of each uint8 line image (grayscale, BGR or BGRA), in input order."""
+        return self.read_inputs([preprocess(img, self.spec) for img in images])
+
+    def read_inputs(self, inputs: list[np.ndarray]) -> list[Decoded]:
+        """Decoded text of each preprocessed (1, H, W) input, in input order."""
+        out: list[Decoded | None] = [None] * len(inputs)
+        for idx in self.batches([x.shape[-1] for x in inputs]):
+            for i, d in zip(idx, self.read_batch([inputs[i] for i in idx])):
+                out[i] = d
+        return out  # type: ignore[return-value]
+
+    def read_batch(self, inputs: list[np.ndarray]) -> list[Decoded]:
+        """One model call over `inputs`, as they come (the caller chose the batch)."""
+        batch, widths = pad_batch(inputs)
+        logits = self.backend.logits(batch, widths)
+        lengths = np.array([output_length(int(w), self.backend.hstride) for w in widths])
+        return decode(logits, self.charset, lengths, self.decoder, self.beam_width)
+
+    def batches(self, widths: list[int]) -> list[list[int]]:
+        """Indices grouped by width: sorted, within `bucket_px` (exact for width-blind models), at most
+        `max_batch` per group."""
+        tolerance = self.bucket_px if self.backend.takes_widths else 0
+        order = sorted(range(len(widths)), key=lambda i: widths[i])
+        groups: list[list[int]] = []
+        for i in order:
+            g = groups[-1] if groups else None
+            if g is None or len(g) >= self.max_batch or widths[i] - widths[g[0]] > tolerance:
+                groups.append([i])
+            else:
+                g.append(i)
+        return groups
+
+
+def batch_invariance_gap(backend: Backend, inputs: list[np.ndarray], extra_px: int = 64) -> float:
+    """Max |logit difference| over each line's own frames between reading it alone and reading it in one
+    padded batch with all of `inputs` and a line `extra_px` wider than the widest (random pixels).
+
+    0 up to float rounding for a model that sees true widths; a model that reads its padding, or INT8
+    whose activation scale is computed per call (dynamic quantization), differ."""
+    h = inputs[0].shape[-2]
+    wide = np.random.default_rng(0).uniform(-0.5, 0.5, (1, h, max(x.shape[-1] for x in inputs) + extra_px))
+    batch, widths = pad_batch([*inputs, wide.astype(np.float32)])
+    together = backend.logits(batch, widths)
+    worst = 0.0
+    for i, x in enumerate(inputs):
+        alone = backend.logits(x[None], np.array([x.shape[-1]], dtype=np.int64))[0]
+        t = output_length(x.shape[-1], backend.hstride)
+        worst = max(worst, float(np.abs(alone[:t] - together[i, :t]).max()))
+    return worst
