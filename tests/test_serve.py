@@ -1,6 +1,7 @@
 """The OCR service for real: a uvicorn server on 127.0.0.1, real HTTP, bad uploads, page mode, the web page
 in headless Chromium."""
 
+import json
 import os
 import socket
 import struct
@@ -15,6 +16,7 @@ import cv2
 import numpy as np
 import pytest
 import requests
+from prometheus_client.parser import text_string_to_metric_families
 
 from crnn.data.lmdb_io import LmdbReader
 from crnn.data.pages import compose_page, photograph
@@ -23,6 +25,12 @@ from crnn.serve.batcher import MicroBatcher
 from crnn.serve.engine import Engine
 from crnn.serve.segment import find_page, rectify, segment_lines
 from tests.conftest import ROOT, browser_output_dir, launch_chromium
+
+# The tiny test model reads its training lines whole at CER ~0.03 but as page mode's crops at ~0.4 (0.3-0.7
+# over pages of other lines): a loose bound, yet one that a page read out of order (~1.0) or empty (1.0)
+# fails.
+PAGE_CER = 0.6
+BATCH_WAIT_MS = 30_000  # the micro-batcher waits for every line of the test (they arrive within ms)
 
 
 def _free_port() -> int:
@@ -68,6 +76,12 @@ def _png(img: np.ndarray) -> bytes:
 @pytest.fixture(scope="module")
 def lines(tiny_data):
     r = LmdbReader(tiny_data / "data" / "train")  # lines the test model was trained on, so it reads them
+    return [r.read(i) for i in range(1, 11)]
+
+
+@pytest.fixture(scope="module")
+def held_out(tiny_data):
+    r = LmdbReader(tiny_data / "data" / "test")  # lines the test model never saw
     return [r.read(i) for i in range(1, 11)]
 
 
@@ -177,7 +191,7 @@ def _page(lines) -> tuple[np.ndarray, list[tuple[int, int]]]:
     return compose_page([rec.image for rec in lines])
 
 
-def test_page_mode_finds_ten_lines_in_order(server, chain, lines):
+def test_page_mode_finds_ten_lines_in_order(server, lines):
     page, bands = _page(lines)
     found = segment_lines(page)
     assert len(found) == 10
@@ -187,17 +201,16 @@ def test_page_mode_finds_ten_lines_in_order(server, chain, lines):
         assert y0 <= c <= y1
     body = _ocr(server, _png(page), mode="page").json()
     assert body["success"] and len(body["text"]) == 10
-    # the engine's own batched recognition of those crops, back in page order (the test model is too small
-    # to read them all right, and padding within a width bucket can flip a weak model's guess, so the exact
-    # reference is the same batch, and the single-line answers only agree closely)
-    engine = Engine(str(chain / "export" / "model.onnx"), threads=1)
-    assert body["text"] == [r.text for r in engine.recognize([c for c, _ in found], [b for _, b in found])]
     assert [ln["box"] for ln in body["lines"]] == [b for _, b in found]
+    # against the truth, not against the same code: the rendered lines' labels, in page order (PAGE_CER)
+    truth = TextScore()
+    for rec, text in zip(lines, body["text"]):
+        truth.add(rec.label, text)
+    print(f"page mode CER against the labels: {truth.cer:.3f}")
+    assert truth.cer < PAGE_CER
+    # a line reads the same alone as in its page's batch, whatever it was batched with
     singles = [_ocr(server, _png(crop), mode="line").json()["text"][0] for crop, _ in found]
-    agree = TextScore()
-    for a, b in zip(singles, body["text"]):
-        agree.add(a, b)
-    assert agree.cer < 0.1
+    assert singles == body["text"]
     auto = _ocr(server, _png(page)).json()
     assert auto["mode"] == "auto" and len(auto["text"]) == 10
 
@@ -218,30 +231,34 @@ def test_perspective_correction_finds_the_page_and_its_lines(server, lines):
     assert bad.status_code == 422 and "cleanup" in bad.json()["error"]
 
 
-def test_micro_batching_gives_the_same_answers(chain, lines):
-    """Concurrent requests share model calls and each still gets its own lines back."""
+def test_micro_batching_gives_the_same_answers(chain, held_out):
+    """Concurrent requests share one model call and each still gets its own lines back, read as each line
+    reads alone. Held-out lines: a model reading its own training lines is too sure of itself to show a
+    batch changing an answer. The batcher takes all the lines at once (batch_max = their number, a wait far
+    longer than the requests take to arrive), so the number of calls does not depend on timing."""
     model = chain / "export" / "model.onnx"
-    crops = [rec.image for rec in lines]
-    alone = Engine(str(model), threads=1).recognize(crops, [[0, 0, 0, 0]] * len(crops))
-    engine = Engine(str(model), threads=1, batch_max=8, batch_wait_ms=20)
+    crops = [rec.image for rec in held_out]
+    single = Engine(str(model), threads=1)
+    alone = [single.recognize([c], [[0, 0, 0, 0]])[0].text for c in crops]
+    engine = Engine(str(model), threads=1, batch_max=len(crops), batch_wait_ms=BATCH_WAIT_MS)
     try:
         with ThreadPoolExecutor(len(crops)) as pool:
             got = list(pool.map(lambda c: engine.recognize([c], [[0, 0, 0, 0]])[0].text, crops))
-        assert got == [r.text for r in alone]
-        assert engine.batcher.stats.items == len(crops)
-        assert engine.batcher.stats.calls < len(crops)  # some requests rode together
+        assert got == alone
+        assert (engine.batcher.stats.calls, engine.batcher.stats.items) == (1, len(crops))
     finally:
         engine.close()
-    proc, base = start_server(model, "--batch-max", "8", "--batch-wait-ms", "20")
+    proc, base = start_server(model, "--batch-max", str(len(crops)), "--batch-wait-ms", str(BATCH_WAIT_MS))
     try:
         with ThreadPoolExecutor(len(crops)) as pool:
             bodies = list(pool.map(lambda c: _ocr(base, _png(c), mode="line").json(), crops))
-        assert [b["text"][0] for b in bodies] == [r.text for r in alone]
-        prom = requests.get(base + "/metrics", timeout=5).text
-        calls = int(
-            next(ln.split()[-1] for ln in prom.splitlines() if ln.startswith("crnn_batch_calls_total"))
-        )
-        assert 1 <= calls <= len(crops)
+        assert [b["text"][0] for b in bodies] == alone
+        prom = {
+            s.name: s.value
+            for f in text_string_to_metric_families(requests.get(base + "/metrics", timeout=5).text)
+            for s in f.samples
+        }
+        assert (prom["crnn_batch_calls_total"], prom["crnn_batch_lines_total"]) == (1, len(crops))
     finally:
         proc.terminate()
         proc.wait(timeout=20)
@@ -275,8 +292,13 @@ def test_web_page_in_headless_chromium(server, lines, request):
 
 
 def test_schemathesis_finds_no_server_error(server, tmp_path):
-    """Generated requests from /openapi.json (valid and invalid ones): never a 5xx; invalid ones rejected."""
+    """Generated requests from /openapi.json (valid and invalid ones): never a 5xx; invalid ones rejected.
+    A 413 is a rejection too: a form with more parts than the API takes is refused as too large."""
     st = Path(sys.executable).with_name("st")
+    rejected = ["400", "401", "403", "404", "405", "406", "409", "413", "415", "422", "428", "429"]
+    (tmp_path / "schemathesis.toml").write_text(
+        f"[checks.negative_data_rejection]\nexpected-statuses = {json.dumps(rejected)}\n"
+    )
     r = subprocess.run(
         [
             str(st),
