@@ -42,6 +42,7 @@ class Predictor:
     beam_width: int = 10
     bucket_px: int = 64  # lines whose widths differ by at most this share a model call
     max_batch: int = 64  # lines per model call
+    max_logits_mb: float = 32.0  # and at most this much float32 output per call (N x T x classes)
 
     def __post_init__(self) -> None:
         if self.decoder not in DECODERS:
@@ -80,11 +81,20 @@ class Predictor:
         """Indices grouped by width: sorted, within `bucket_px` (exact for width-blind models), at most
         `max_batch` per group."""
         tolerance = self.bucket_px if self.backend.takes_widths else 0
+        # a call's logits are N x frames(widest) x classes floats: on a 3,873-class model 32 lines of
+        # 800 px are 99 MB, which ONNX Runtime's arena then keeps for the life of the process
+        frame_budget = self.max_logits_mb * 2**20 / (4 * self.charset.num_classes)
         order = sorted(range(len(widths)), key=lambda i: widths[i])
         groups: list[list[int]] = []
         for i in order:
             g = groups[-1] if groups else None
-            if g is None or len(g) >= self.max_batch or widths[i] - widths[g[0]] > tolerance:
+            frames = output_length(widths[i], self.backend.hstride) * (len(g) + 1) if g else 0
+            if (
+                g is None
+                or len(g) >= self.max_batch
+                or widths[i] - widths[g[0]] > tolerance
+                or frames > frame_budget
+            ):
                 groups.append([i])
             else:
                 g.append(i)

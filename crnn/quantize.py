@@ -6,15 +6,18 @@ Candidates (each after onnxruntime's `quant_pre_process`):
   dynamic_all  dynamic INT8 on every op: the article's recipe, kept for the record (ONNX Runtime's integer
                convolution path is slow on CPU, so expect it to lose);
   dynamic_rnn  dynamic INT8 on LSTM/MatMul/Gemm only;
-  static_qdq   static QDQ INT8, per-channel weights, calibrated on training lines
+  static_qdq   static QDQ INT8, per-channel 7-bit weights (`quantize.reduce_range`: full 8-bit U8S8
+               saturates on AVX2 CPUs without VNNI), calibrated on training lines
                (the LMDB, or the synthetic stream);
   static_qdq_rnn  static_qdq, then dynamic INT8 on the LSTM, which static QDQ leaves in FP32 (the
                LSTM's weights are most of a small model's file).
 Every candidate and the FP32 reference are measured in the same run: file size, latency p50/p95 at each
 batch size and thread count, validation CER per scene. A candidate qualifies when it is faster than FP32
-at batch 1 (all threads) and its CER is within `quantize.cer_budget_points` of FP32 on every scene and
-overall. If none qualifies, the report says so, FP32 stays the model, and the stage exits non-zero unless
-`quantize.allow_none=true`.
+at the selection key (the smallest batch at the most threads measured), its CER is within
+`quantize.cer_budget_points` of FP32 on every scene and overall, and it reads a line the same alone as in
+a batch (`quantize.require_batch_invariance`: dynamic INT8 computes activation scales per call, over the
+whole batch, so it cannot). If none qualifies, the report says so, FP32 stays the model, and the stage
+exits non-zero unless `quantize.allow_none=true`.
 """
 
 from __future__ import annotations
@@ -117,6 +120,7 @@ def build_candidate(
             activation_type=QuantType.QUInt8,
             weight_type=QuantType.QInt8,
             calibrate_method=methods[qc.calibration_method],
+            reduce_range=qc.reduce_range,
         )
         if name == "static_qdq_rnn":
             staged = dest.with_suffix(".qdq.onnx")

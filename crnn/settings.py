@@ -9,6 +9,7 @@ from crnn.config import from_dict, to_container
 from crnn.data.corpus import CorpusConfig
 from crnn.data.preprocess import InputSpec
 from crnn.data.render import RenderConfig
+from crnn.models.crnn import ModelConfig
 from crnn.tracking import MlflowConfig
 
 
@@ -41,16 +42,6 @@ class DataConfig:
 
     def val_paths(self) -> list[str]:
         return list(self.val_lmdb) or [str(self.split_path("val"))]
-
-
-@dataclass
-class ModelSection:
-    channels: list[int] = field(default_factory=lambda: [32, 64, 128, 128, 256, 256, 256])
-    pool_after: list[int] = field(default_factory=lambda: [0, 1, 3, 5, 6])
-    hstride: int = 4
-    lstm_hidden: int = 128
-    lstm_layers: int = 2
-    name: str = "small"
 
 
 @dataclass
@@ -128,6 +119,7 @@ class QuantizeConfig:
     val_max_lines: int = 0
     allow_none: bool = False  # if no candidate qualifies: keep FP32 and exit 0 instead of failing
     require_batch_invariance: bool = True  # a line must read the same alone as in a batch
+    reduce_range: bool = True  # 7-bit weights: U8S8 kernels saturate on AVX2 CPUs without VNNI
     batch_invariance_atol: float = 1e-4  # max |logit change| allowed between the two
 
 
@@ -157,7 +149,9 @@ class RunConfig:
     oov_policy: str = "skip"
     runs_dir: str = "runs"
     input: InputSpec = field(default_factory=InputSpec)
-    model: ModelSection = field(default_factory=ModelSection)
+    # configs/model/*.yaml; num_classes comes from the alphabet and height from input.height when the model
+    # is built (crnn.train_utils.model_config_for), so neither is set in the config
+    model: ModelConfig = field(default_factory=ModelConfig)
     corpus: CorpusConfig = field(default_factory=CorpusConfig)
     render: RenderConfig = field(default_factory=RenderConfig)
     data: DataConfig = field(default_factory=DataConfig)
@@ -168,14 +162,30 @@ class RunConfig:
     quantize: QuantizeConfig = field(default_factory=QuantizeConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
 
+    def __post_init__(self) -> None:
+        if self.model.num_classes:
+            raise ValueError(
+                f"model.num_classes={self.model.num_classes}: the number of classes comes from the alphabet "
+                f"(charset={self.charset}); remove the key"
+            )
+        if self.model.height != self.input.height:
+            raise ValueError(
+                f"model.height={self.model.height} differs from input.height={self.input.height}: the model "
+                "reads lines of the input height; set input.height only"
+            )
+
     def stage_dir(self, stage: str) -> Path:
         return Path(self.runs_dir) / self.name / stage
 
 
 def load_run_config(cfg) -> RunConfig:
-    """DictConfig -> RunConfig; Hydra's own `hydra` node is not ours and is dropped."""
+    """DictConfig -> RunConfig; Hydra's own `hydra` node is not ours and is dropped. The model's height is
+    the input's unless the config names one (and then they must agree)."""
     d = to_container(cfg)
     d.pop("hydra", None)
+    model, spec = d.get("model"), d.get("input") or {}
+    if isinstance(model, dict) and "height" not in model:
+        d["model"] = {**model, "height": spec.get("height", InputSpec.height)}
     return from_dict(RunConfig, d)
 
 

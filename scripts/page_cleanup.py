@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
                 file=sys.stderr,
             )
             return 2
-    engine = Engine(a.model, threads=1, cache_entries=0)
+    engine = Engine(a.model, threads=1)
     items = pages(a.lmdb, a.pages, a.lines, a.seed)
     rows = [measure(engine, items, kind, c) for kind in ("scan", "photo") for c in CLEANUPS]
     out = {"model": a.model, "lmdb": a.lmdb, "lines_per_page": a.lines, "rows": rows}

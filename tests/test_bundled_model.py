@@ -41,7 +41,7 @@ def held_out():
 def test_reads_held_out_lines_as_its_card_says(held_out):
     report = json.loads((MODELS / "crnn_zh_en.eval.json").read_text())
     int8 = next(m for m in report["models"] if m["name"] == "int8_onnx")
-    engine = Engine(str(INT8), threads=1, cache_entries=0)
+    engine = Engine(str(INT8), threads=1)
     got = engine.recognize([s.image for s in held_out], [[0, 0, 0, 0]] * len(held_out))
     scores = SceneScores()
     for s, r in zip(held_out, got):
