@@ -118,6 +118,18 @@ def test_ocr_line_answers_like_the_article_and_caches(server, lines):
     assert 'crnn_request_latency_seconds_bucket{le="0.001",route="/ocr"}' in m
 
 
+def test_the_decoder_is_chosen_per_request(server, lines):
+    """Beam search is reachable through the API; on a confident line it reads what greedy reads, and
+    the two answers are cached apart."""
+    data = _png(lines[1].image)
+    greedy = _ocr(server, data, mode="line").json()
+    beam = _ocr(server, data, mode="line", decoder="beam").json()
+    assert (greedy["decoder"], beam["decoder"]) == ("greedy", "beam")
+    assert beam["cached"] is False and beam["text"] == greedy["text"]
+    r = _ocr(server, data, mode="line", decoder="viterbi")
+    assert r.status_code == 422 and r.json()["success"] is False
+
+
 def test_batch_with_one_bad_file(server, lines):
     files = [
         ("files", ("a.png", _png(lines[1].image), "image/png")),

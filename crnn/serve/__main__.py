@@ -37,6 +37,12 @@ def main(argv: list[str] | None = None) -> int:
         help="micro-batch the lines of concurrent requests, at most this many per model call (0: off)",
     )
     ap.add_argument("--batch-wait-ms", type=float, default=2.0, help="how long a request waits for others")
+    ap.add_argument(
+        "--decoder",
+        choices=["greedy", "beam"],
+        default="greedy",
+        help="default CTC decoder (a request may choose with the form field 'decoder')",
+    )
     a = ap.parse_args(argv)
     if not os.path.isfile(a.model):
         print(
@@ -54,6 +60,7 @@ def main(argv: list[str] | None = None) -> int:
         max_files=a.max_files,
         batch_max=a.batch_max,
         batch_wait_ms=a.batch_wait_ms,
+        decoder=a.decoder,
     )
     os.environ["CRNN_SERVE_CONFIG"] = json.dumps(asdict(cfg))
     uvicorn.run(

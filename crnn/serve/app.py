@@ -31,6 +31,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.formparsers import MultiPartException
 
 from crnn import __version__
+from crnn.ctc import DECODERS
 from crnn.data.preprocess import clean_line, preprocess
 from crnn.onnx_model import read_metadata
 from crnn.serve.cache import ResultCache
@@ -42,6 +43,7 @@ from crnn.serve.uploads import BodyLimit, UploadError, decode_upload
 STATIC = Path(__file__).resolve().parent / "static"
 Mode = Literal["line", "page", "auto"]  # crnn.serve.segment.MODES, spelled out for the OpenAPI schema
 PageCleanup = Literal["none", "equalize", "binarize", "rectify", "article"]  # segment.PAGE_CLEANUPS
+Decoder = Literal["greedy", "beam"]  # crnn.ctc.DECODERS
 FORM_SLACK = 64 << 10  # bytes of multipart headers and small fields allowed around the images
 MAX_FIELDS = 8  # non-file form fields per request (the API has at most three)
 
@@ -56,6 +58,7 @@ class ServeConfig:
     max_files: int = 32
     batch_max: int = 0  # micro-batching of concurrent requests (lines per model call; 0: off)
     batch_wait_ms: float = 2.0
+    decoder: str = "greedy"  # the default CTC decoder; a request may ask for the other (form field)
 
     @classmethod
     def from_env(cls) -> ServeConfig:
@@ -71,13 +74,14 @@ def _png_b64(img: np.ndarray) -> str:
 
 
 def create_app(cfg: ServeConfig) -> FastAPI:
-    if get_args(Mode) != MODES or get_args(PageCleanup) != PAGE_CLEANUPS:
+    if get_args(Mode) != MODES or get_args(PageCleanup) != PAGE_CLEANUPS or get_args(Decoder) != DECODERS:
         raise RuntimeError("the API's mode/cleanup options are out of step with crnn.serve.segment")
     engine = Engine(
         cfg.model,
         threads=cfg.threads,
         batch_max=cfg.batch_max,
         batch_wait_ms=cfg.batch_wait_ms,
+        decoder=cfg.decoder,
     )
     meta = read_metadata(cfg.model)
     cache = ResultCache(int(cfg.cache_mb * 1e6))
@@ -117,9 +121,10 @@ def create_app(cfg: ServeConfig) -> FastAPI:
     async def on_bug(_: Request, exc: Exception) -> JSONResponse:  # no traceback leaks to the client
         return error(500, f"internal error: {type(exc).__name__}")
 
-    def run_one(data: bytes, mode: str, preview: bool, page_cleanup: str) -> dict:
+    def run_one(data: bytes, mode: str, preview: bool, page_cleanup: str, decoder: str | None) -> dict:
         t0 = time.perf_counter()
-        options = {"mode": mode, "preview": preview, "cleanup": page_cleanup}
+        decoder = decoder or cfg.decoder
+        options = {"mode": mode, "preview": preview, "cleanup": page_cleanup, "decoder": decoder}
         key = ResultCache.key(data, options)
         hit = cache.get(key)
         if hit is not None:
@@ -127,7 +132,7 @@ def create_app(cfg: ServeConfig) -> FastAPI:
         gray = decode_upload(data, max_bytes, max_pixels)
         crops = split(gray, mode, page_cleanup)
         t1 = time.perf_counter()
-        lines = engine.recognize([c for c, _ in crops], [b for _, b in crops])
+        lines = engine.recognize([c for c, _ in crops], [b for _, b in crops], decoder)
         t2 = time.perf_counter()
         body = {
             "success": True,
@@ -135,6 +140,7 @@ def create_app(cfg: ServeConfig) -> FastAPI:
             "lines": [{"text": ln.text, "confidence": ln.confidence, "box": ln.box} for ln in lines],
             "mode": mode,
             "cleanup": page_cleanup,
+            "decoder": decoder,
             "time_cost_ms": round((t2 - t0) * 1000, 3),
             "preprocess_time_ms": round((t1 - t0) * 1000, 3),
             "model_infer_time_ms": round((t2 - t1) * 1000, 3),
@@ -154,10 +160,11 @@ def create_app(cfg: ServeConfig) -> FastAPI:
         mode: Annotated[Mode, Form()] = "auto",
         preview: Annotated[int, Form(ge=0, le=1)] = 0,
         page_cleanup: Annotated[PageCleanup, Form(alias="cleanup")] = "none",
+        decoder: Annotated[Decoder | None, Form()] = None,
     ) -> JSONResponse:
         data = file.file.read(max_bytes + 1)
         try:
-            return JSONResponse(run_one(data, mode, bool(preview), page_cleanup))
+            return JSONResponse(run_one(data, mode, bool(preview), page_cleanup, decoder))
         except UploadError as e:
             return error(e.status, e.message)
 
@@ -169,6 +176,7 @@ def create_app(cfg: ServeConfig) -> FastAPI:
         files: Annotated[list[UploadFile], File()],
         mode: Annotated[Mode, Form()] = "auto",
         page_cleanup: Annotated[PageCleanup, Form(alias="cleanup")] = "none",
+        decoder: Annotated[Decoder | None, Form()] = None,
     ) -> JSONResponse:
         t0 = time.perf_counter()
         results = []
@@ -177,7 +185,7 @@ def create_app(cfg: ServeConfig) -> FastAPI:
                 results.append(
                     {
                         "filename": os.path.basename(f.filename or ""),
-                        **run_one(f.file.read(max_bytes + 1), mode, False, page_cleanup),
+                        **run_one(f.file.read(max_bytes + 1), mode, False, page_cleanup, decoder),
                     }
                 )
             except UploadError as e:
