@@ -14,7 +14,6 @@ import numpy as np
 
 from crnn.charset import Charset
 
-
 DECODERS = ("greedy", "beam")
 
 

@@ -3,9 +3,11 @@ export, quantization and evaluation, so their CERs are comparable. Imports no Py
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
-from crnn.data.lines import LmdbLineDataset, eval_batches
+from crnn.data.lines import LmdbLineDataset
 from crnn.metrics import SceneScores
 from crnn.predictor import Backend, Predictor
 
@@ -21,13 +23,16 @@ def score_dataset(
     Pass a dict as `predictions` to receive each line's text by dataset index."""
     if not isinstance(predictor, Predictor):
         predictor = Predictor(predictor)
+    # the predictor's own grouping (width buckets, exact widths for width-blind models, the logits
+    # budget): over the widths the set records to read lines in order, then over the true input widths
+    predictor = replace(predictor, max_batch=batch_size)
     scores = SceneScores()
     skipped = {"corrupt": 0}
     widths = dataset.widths()
     keep = None
     if max_lines and max_lines < len(widths):  # a seeded random subset: every scene keeps its share
         keep = set(np.random.default_rng(0).choice(len(widths), max_lines, replace=False).tolist())
-    for idx in eval_batches(widths, batch_size):
+    for idx in predictor.batches(widths):
         if keep is not None:
             idx = [i for i in idx if i in keep]
         items = [(i, dataset[i]) for i in idx]
@@ -39,7 +44,7 @@ def score_dataset(
             else:
                 good.append((i, it))
         if good:
-            for (i, it), d in zip(good, predictor.read_batch([it.x for _, it in good])):
+            for (i, it), d in zip(good, predictor.read_inputs([it.x for _, it in good])):
                 scores.add(it.label, d.text, it.scene)
                 if predictions is not None:
                     predictions[i] = d.text

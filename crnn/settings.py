@@ -9,7 +9,7 @@ from crnn.config import from_dict, to_container
 from crnn.data.corpus import CorpusConfig
 from crnn.data.preprocess import InputSpec
 from crnn.data.render import RenderConfig
-from crnn.models.crnn import ModelConfig
+from crnn.models.config import ModelConfig
 from crnn.tracking import MlflowConfig
 
 

@@ -85,7 +85,7 @@ def check_against_onnx(model: CRNN, path: Path, spec: InputSpec) -> float:
         x = rng.uniform(-0.5, 0.5, (1, 1, spec.height, w)).astype(np.float32)
         ref = backend.logits(x, np.array([w]))
         with torch.no_grad():
-            got = model(torch.from_numpy(x)).numpy()
+            got = model(torch.from_numpy(x), torch.tensor([w])).numpy()
         worst = max(worst, float(np.abs(ref - got).max()))
     return worst
 
@@ -114,8 +114,6 @@ def main() -> None:
     ck = Checkpoint(model.cfg, model.state_dict(), Charset.from_string(meta["charset"]), spec, lineage)
     save_checkpoint(ck, args.out)
     print(f"{args.out}: rebuilt from {args.onnx}; max |logit diff| vs the ONNX file {gap:.1e}")
-
-
 
 
 if __name__ == "__main__":

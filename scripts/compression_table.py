@@ -42,7 +42,7 @@ def main(argv: list[str]) -> None:
 
     def add(name: str, path: Path, backend, mc: ModelConfig, params: int) -> None:
         scores, _ = score_dataset(backend, val, 64)
-        lat = measure(lambda: backend.logits(x), reps)
+        lat = measure(lambda: backend.logits(x, np.array([x.shape[-1]])), reps)
         rows.append(
             {
                 "name": name,

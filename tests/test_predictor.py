@@ -3,7 +3,6 @@ model, the FP32 ONNX and the INT8 ONNX; ONNX-only code imports without PyTorch; 
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from pathlib import Path
@@ -171,4 +170,4 @@ def test_selection_key_follows_the_configured_grid():
 
     assert selection_key(QuantizeConfig(threads=[1], batch_sizes=[1, 8])) == "b1_t1"
     assert selection_key(QuantizeConfig(threads=[0, 1], batch_sizes=[4, 8])) == f"b4_t{os.cpu_count() or 1}"
-    assert json.dumps(selection_key(QuantizeConfig()))
+    assert selection_key(QuantizeConfig(threads=[2, 1], batch_sizes=[32, 1])) == "b1_t2"

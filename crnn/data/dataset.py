@@ -16,7 +16,7 @@ import torch
 from torch.utils.data import IterableDataset, Sampler, get_worker_info
 
 from crnn.charset import Charset
-from crnn.data.lines import Item, LmdbLineDataset, eval_batches  # noqa: F401  (re-exported)
+from crnn.data.lines import Item, LmdbLineDataset  # noqa: F401  (re-exported)
 from crnn.data.preprocess import InputSpec, pad_batch, preprocess
 from crnn.data.source import SynthSource
 from crnn.models.geometry import output_length

@@ -79,9 +79,3 @@ class LmdbLineDataset:
         if rec.image is None:
             return Item(None, label, scene)
         return Item(preprocess(rec.image, self.spec), label, scene)
-
-
-def eval_batches(widths: list[int], batch_size: int) -> list[list[int]]:
-    """Validation batches sorted by width (fast, deterministic)."""
-    order = sorted(range(len(widths)), key=lambda i: widths[i])
-    return [order[k : k + batch_size] for k in range(0, len(order), batch_size)]

@@ -7,52 +7,11 @@ width, so the output has ceil(W / hstride) frames.
 
 from __future__ import annotations
 
-import math
-from dataclasses import asdict, dataclass, field
-
 import torch
 from torch import nn
 
+from crnn.models.config import DEFAULT_POOL_AFTER, ModelConfig  # noqa: F401  (re-exported)
 from crnn.models.geometry import output_length
-
-# After which conv layer a pool follows (0-based), for the 7-layer CRNN of Shi et al. 2016.
-DEFAULT_POOL_AFTER = (0, 1, 3, 5, 6)
-
-
-@dataclass
-class ModelConfig:
-    channels: list[int] = field(default_factory=lambda: [32, 64, 128, 128, 256, 256, 256])
-    pool_after: list[int] = field(default_factory=lambda: list(DEFAULT_POOL_AFTER))
-    hstride: int = 4
-    lstm_hidden: int = 128
-    lstm_layers: int = 2
-    num_classes: int = 0  # alphabet size + 1 (blank); set from the charset
-    height: int = 32
-    name: str = "small"
-
-    def validate(self) -> None:
-        n_pools = len(self.pool_after)
-        if self.height != 2**n_pools:
-            raise ValueError(f"model.height={self.height} must be 2**len(pool_after)={2**n_pools}")
-        if self.hstride not in [2**k for k in range(n_pools + 1)]:
-            raise ValueError(f"model.hstride must be a power of two up to {2**n_pools}, got {self.hstride}")
-        if any(c <= 0 for c in self.channels):
-            raise ValueError(f"model.channels must be positive, got {self.channels}")
-        if any(not 0 <= p < len(self.channels) for p in self.pool_after):
-            raise ValueError(f"model.pool_after indices must be within the {len(self.channels)} conv layers")
-        if self.num_classes < 2:
-            raise ValueError("model.num_classes must be set from the alphabet (>= 2)")
-
-    def as_dict(self) -> dict:
-        return asdict(self)
-
-    def pools(self) -> list[tuple[int, int] | None]:
-        """Per conv layer: its pool kernel (kh, kw) or None."""
-        n_wide = int(math.log2(self.hstride))
-        out: list[tuple[int, int] | None] = [None] * len(self.channels)
-        for k, idx in enumerate(self.pool_after):
-            out[idx] = (2, 2) if k < n_wide else (2, 1)
-        return out
 
 
 class ConvBNReLU(nn.Sequential):
@@ -60,6 +19,17 @@ class ConvBNReLU(nn.Sequential):
         super().__init__(
             nn.Conv2d(cin, cout, 3, 1, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)
         )
+
+
+def check_widths(widths: torch.Tensor, batch: int, batch_width: int) -> None:
+    """One width per line, each in 1..W of its padded batch (skipped while tracing for ONNX)."""
+    if torch.jit.is_tracing() or torch.compiler.is_compiling():
+        return
+    if widths.shape != (batch,):
+        raise ValueError(f"widths must have shape ({batch},), one per line, got {tuple(widths.shape)}")
+    lo, hi = int(widths.min()), int(widths.max())
+    if lo < 1 or hi > batch_width:
+        raise ValueError(f"widths must lie in 1..{batch_width} (the batch's width), got {lo}..{hi}")
 
 
 def mask_columns(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
@@ -103,6 +73,7 @@ class CRNN(nn.Module):
         """
         if widths is None:
             return self.head(self.features(x).squeeze(2).transpose(1, 2), None)
+        check_widths(widths, x.shape[0], x.shape[-1])
         lengths = widths
         x = mask_columns(x, lengths)  # whatever the batch was padded with, the first conv sees zeros
         conv_at, wide_pool_at = set(self._conv_at), set(self._wide_pool_at)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from crnn.ctc import DECODERS
 from crnn.data.preprocess import preprocess
 from crnn.onnx_model import OnnxBackend
 from crnn.predictor import Predictor
@@ -58,7 +59,7 @@ class Engine:
         )
         self.spec = self.backend.spec
         self.charset = self.backend.charset
-        self.beam = replace(self.predictor, decoder="beam")
+        self.by_decoder = {d: replace(self.predictor, decoder=d) for d in DECODERS}
         self.predictor.read_inputs([np.zeros((1, self.spec.height, 64), np.float32)])  # warm-up
         self.batcher = (
             MicroBatcher(self.infer, self.batch_max, self.batch_wait_ms) if self.batch_max > 0 else None
@@ -78,9 +79,7 @@ class Engine:
             return []
         inputs = [preprocess(c, self.spec) for c in crops]
         if decoder not in (None, self.predictor.decoder):
-            if decoder != "beam":
-                raise ValueError(f"decoder must be 'greedy' or 'beam', got {decoder!r}")
-            decoded = [(d.text, round(d.confidence, 4)) for d in self.beam.read_inputs(inputs)]
+            decoded = [(d.text, round(d.confidence, 4)) for d in self.by_decoder[decoder].read_inputs(inputs)]
         elif self.batcher is not None:
             decoded = self.batcher.submit(inputs)
         else:
