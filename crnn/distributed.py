@@ -6,11 +6,23 @@ anything. gloo on CPU, nccl on CUDA.
 
 from __future__ import annotations
 
+import gc
 import os
 from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+
+# Imported before any process group exists, on purpose. Its functions take `group=group.WORLD` as a default
+# argument, evaluated when the module is first imported; DistributedDataParallel imports it, so imported
+# after `init_process_group` those defaults hold the world process group for the rest of the process. Then
+# `destroy_process_group` cannot free it: the gloo group and its threads (gloo_tcp_loop, pt_gloo_runloop)
+# live on until the interpreter's own shutdown frees the module, where the group's destructor joins its
+# threads and frees tensors while Python is half torn down. That was the rank-0 SIGABRT ("terminate called
+# without an active exception") a busy CI machine hit after training had finished. Imported here first,
+# the defaults are None and the group dies inside `teardown`.
+if dist.is_available():
+    import torch.distributed.nn.functional  # noqa: F401
 
 
 @dataclass
@@ -47,7 +59,12 @@ def barrier(info: DistInfo) -> None:
 
 
 def teardown(info: DistInfo) -> None:
+    """End the process group once every rank is done with it: the DDP wrapper must already be gone (it
+    holds the group), no rank may still be inside a collective (the barrier), and the group's threads are
+    joined here, while the interpreter is whole, rather than at exit."""
     if info.enabled and dist.is_initialized():
+        gc.collect()  # a DDP wrapper caught in a reference cycle would keep the group alive
+        dist.barrier()
         dist.destroy_process_group()
 
 
