@@ -86,8 +86,9 @@ compare: install
 # make serve [MODEL=path.onnx] [PORT=5000] [WORKERS=1] [BATCH_MAX=16 (micro-batching)]: the bundled model once it exists, else the demo
 # chain's INT8 model, built on demand.
 DEMO_MODEL := runs/demo/quantize/model.int8.onnx
-BUNDLED_MODEL := models/crnn_zh_en.int8.onnx
-MODEL ?= $(if $(wildcard $(BUNDLED_MODEL)),$(BUNDLED_MODEL),$(DEMO_MODEL))
+# The bundled INT8 file when a recipe qualified on the machine that quantized it, else the bundled FP32.
+BUNDLED_MODEL := $(firstword $(wildcard models/crnn_zh_en.int8.onnx models/crnn_zh_en.onnx))
+MODEL ?= $(if $(BUNDLED_MODEL),$(BUNDLED_MODEL),$(DEMO_MODEL))
 PORT ?= 5000
 HOST ?= 127.0.0.1
 WORKERS ?= 1

@@ -77,8 +77,9 @@ def machine_info(threads: int) -> dict:
 
 def experiment_artifacts(cfg: RunConfig) -> list[tuple[str, Path]]:
     run = Path(cfg.runs_dir) / cfg.name
-    if cfg.eval.artifacts:
-        return [(Path(a).stem, Path(a)) for a in cfg.eval.artifacts]
+    if cfg.eval.artifacts:  # "path" (named by its stem) or "name=path"
+        named = [a.split("=", 1) if "=" in a else (Path(a).stem, a) for a in cfg.eval.artifacts]
+        return [(name, Path(path)) for name, path in named]
     found = [(name, run / rel) for name, rel in STANDARD_ARTIFACTS if (run / rel).is_file()]
     if not found:
         raise EvalError(

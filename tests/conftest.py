@@ -16,6 +16,12 @@ ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"
 
 
+def bundled_model() -> Path:
+    """The model `make serve` serves by default: the bundled INT8 file when one qualified, else FP32."""
+    int8 = ROOT / "models" / "crnn_zh_en.int8.onnx"
+    return int8 if int8.is_file() else ROOT / "models" / "crnn_zh_en.onnx"
+
+
 def compose_cfg(overrides: list[str]) -> RunConfig:
     return compose_run_config(overrides)[0]
 

@@ -11,10 +11,10 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from crnn.serve.cache import ResultCache
-from tests.conftest import ROOT
+from tests.conftest import bundled_model
 from tests.test_serve import start_server
 
-BUNDLED = ROOT / "models" / "crnn_zh_en.int8.onnx"
+BUNDLED = bundled_model()
 CACHE_MB = 2
 
 

@@ -13,10 +13,10 @@ from PIL import Image
 from crnn.data.image_io import ImageDecodeError, decode_image
 from crnn.data.import_list import import_list
 from crnn.data.lmdb_io import WIDTH_KEY_HEIGHT, LmdbReader, LmdbWriter
-from tests.conftest import ROOT
+from tests.conftest import bundled_model
 from tests.test_serve import start_server
 
-BUNDLED = ROOT / "models" / "crnn_zh_en.int8.onnx"
+BUNDLED = bundled_model()
 ORIENTATION = 0x0112
 
 

@@ -59,11 +59,11 @@ def test_a_line_reads_the_same_alone_and_padded_in_a_batch(chain, tiny_data, kin
     assert alone == together
 
 
-@pytest.mark.parametrize("name", ["crnn_zh_en.onnx", "crnn_zh_en.int8.onnx"])
-def test_the_bundled_model_reads_a_line_the_same_in_any_batch(name):
+@pytest.mark.parametrize("path", sorted(BUNDLED.glob("crnn_zh_en*.onnx")), ids=lambda p: p.name)
+def test_the_bundled_model_reads_a_line_the_same_in_any_batch(path):
     cfg = compose_cfg(["experiment=zh_en"])
-    backend = OnnxBackend(BUNDLED / name)
-    assert backend.takes_widths, f"{name} was exported without the widths input"
+    backend = OnnxBackend(path)
+    assert backend.takes_widths, f"{path.name} was exported without the widths input"
     split = cfg.data.splits["test"]
     source = SynthSource(cfg.corpus, cfg.render, load_charset(cfg.charset), seed=split.seed)
     images = [source.sample(i, balanced=True).image for i in range(16)]
@@ -171,3 +171,14 @@ def test_selection_key_follows_the_configured_grid():
     assert selection_key(QuantizeConfig(threads=[1], batch_sizes=[1, 8])) == "b1_t1"
     assert selection_key(QuantizeConfig(threads=[0, 1], batch_sizes=[4, 8])) == f"b4_t{os.cpu_count() or 1}"
     assert selection_key(QuantizeConfig(threads=[2, 1], batch_sizes=[32, 1])) == "b1_t2"
+
+
+def test_engine_serves_either_decoder_whatever_its_default(chain, tiny_data):
+    from crnn.serve.engine import Engine
+
+    images = _held_out_lines(tiny_data, 4)
+    boxes = [[0, 0, 0, 0]] * len(images)
+    engine = Engine(str(chain / "export" / "model.onnx"), threads=1, decoder="beam")
+    beam = [r.text for r in engine.recognize(images, boxes)]
+    greedy = [r.text for r in engine.recognize(images, boxes, "greedy")]
+    assert len(beam) == len(greedy) == 4 and sum(a == b for a, b in zip(beam, greedy)) >= 3

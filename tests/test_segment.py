@@ -8,7 +8,7 @@ import pytest
 import requests
 
 from crnn.serve.segment import PAGE_CLEANUPS, deskew, rect_tilt, segment_lines, split
-from tests.conftest import ROOT
+from tests.conftest import bundled_model
 from tests.test_serve import start_server
 
 TEXTS = ("Invoice 2024-07 total 1,234.50", "Shipped to 88 Harbour Road", "Call 555-0100 for help")
@@ -102,7 +102,7 @@ def test_page_clean_up_options_split_a_page():
 
 @pytest.fixture(scope="module")
 def server():
-    proc, base = start_server(ROOT / "models" / "crnn_zh_en.int8.onnx", "--threads", "1")
+    proc, base = start_server(bundled_model(), "--threads", "1")
     yield base
     proc.terminate()
     proc.wait(timeout=20)

@@ -17,10 +17,10 @@ import pytest
 import requests
 
 from crnn.serve.app import ServeConfig
-from tests.conftest import ROOT
+from tests.conftest import bundled_model
 from tests.test_serve import start_server
 
-BUNDLED = ROOT / "models" / "crnn_zh_en.int8.onnx"
+BUNDLED = bundled_model()
 BOUNDARY = "test-boundary-7f3a"
 MAX_FILES = ServeConfig.max_files  # the server below runs with the default
 WAIT_S = 10  # a server that rejects while streaming answers in milliseconds
