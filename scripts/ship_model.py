@@ -63,11 +63,14 @@ def main(argv: list[str]) -> int:
     export = _json(run / "export" / "report.json")
     shipped_pruned = Path(export["source"]).name == "pruned.pt"
     int8, fp32 = run / "quantize" / "model.int8.onnx", run / "export" / "model.onnx"
-    for p in (int8, fp32):
-        if not p.is_file():
-            raise StageError(f"{p} does not exist: run make quantize EXP={cfg.name}")
+    if not fp32.is_file():
+        raise StageError(f"{fp32} does not exist: run make export EXP={cfg.name}")
+    if not int8.is_file() and quant.get("chosen"):
+        raise StageError(f"{int8} does not exist: run make quantize EXP={cfg.name}")
+    has_int8 = int8.is_file()  # no INT8 when no recipe qualified: FP32 alone is shipped and served
+    shipped = [int8, fp32] if has_int8 else [fp32]
     max_mb = float(own.get("max_mb", 15))
-    total_mb = (int8.stat().st_size + fp32.stat().st_size) / 1e6
+    total_mb = sum(p.stat().st_size for p in shipped) / 1e6
     if total_mb > max_mb:
         raise StageError(
             f"the two models take {total_mb:.1f} MB together; at most {max_mb} MB may be shipped"
@@ -81,13 +84,18 @@ def main(argv: list[str]) -> int:
     dest = ROOT / own.get("out", "models")
     dest.mkdir(exist_ok=True)
     out_int8, out_fp32 = dest / f"crnn_{cfg.name}.int8.onnx", dest / f"crnn_{cfg.name}.onnx"
-    shutil.copyfile(int8, out_int8)
+    if has_int8:
+        shutil.copyfile(int8, out_int8)
+    else:
+        out_int8.unlink(missing_ok=True)  # an older INT8 file would be served instead of this model
     shutil.copyfile(fp32, out_fp32)
     shutil.copyfile(run / "eval" / "report.json", dest / f"crnn_{cfg.name}.eval.json")
     shutil.copyfile(run / "eval" / "report.md", dest / f"crnn_{cfg.name}.eval.md")
 
+    shipped_out = [out_int8, out_fp32] if has_int8 else [out_fp32]
     models = {m["name"]: m for m in ev["models"]}
-    chosen = models.get("int8_onnx") or ev["models"][-1]
+    chosen = models.get("int8_onnx" if has_int8 else "fp32_onnx") or ev["models"][-1]
+    served = "INT8" if has_int8 else "FP32"
     charset = load_charset(cfg.charset)
     splits = cfg.data.splits
     heldout = (
@@ -103,12 +111,12 @@ def main(argv: list[str]) -> int:
         + ("trained, pruned, exported" if shipped_pruned else "trained, exported")
         + " and quantized by this toolkit's own stages "
         f"(`experiment={cfg.name}`; exported from `{export['source']}`). "
-        "`make serve` uses the INT8 file by default.",
+        f"`make serve` uses the {served} file by default"
+        + ("." if has_int8 else f" (no INT8 recipe qualified: {quant.get('decision', '')})."),
         "",
         "| file | size | sha256 |",
         "|---|---|---|",
-        f"| `{out_int8.name}` | {out_int8.stat().st_size / 1e6:.2f} MB | `{sha256(out_int8)[:16]}…` |",
-        f"| `{out_fp32.name}` | {out_fp32.stat().st_size / 1e6:.2f} MB | `{sha256(out_fp32)[:16]}…` |",
+        *[f"| `{p.name}` | {p.stat().st_size / 1e6:.2f} MB | `{sha256(p)[:16]}…` |" for p in shipped_out],
         "",
         "Everything a server needs (alphabet, input spec, stride, lineage) is in each file's ONNX metadata.",
         "",
@@ -167,14 +175,14 @@ def main(argv: list[str]) -> int:
         row.append(pct(m["overall"]["cer"]))
         md.append("| " + " | ".join(row) + " |")
     md.append(
-        "| **target (INT8)** | ≤ 15 (both) | ≤ 10 (p95, served) | "
+        f"| **target ({served})** | ≤ 15 (shipped) | ≤ 10 (p95, served) | "
         + " | ".join(f"≤ {TARGETS[s] * 100:.0f}%" for s in SCENES)
         + " | |"
     )
     met = [s for s in SCENES if s in chosen["scenes"] and chosen["scenes"][s]["cer"] <= TARGETS[s]]
     md += [
         "",
-        f"Targets met by the INT8 model: {', '.join(met) if met else 'none yet'} "
+        f"Targets met by the {served} model: {', '.join(met) if met else 'none yet'} "
         f"(of {', '.join(SCENES)}). Latency: batch 1, decoded image to text, "
         f"{ev['machine'].get('threads', '?')} threads.",
         "",
@@ -185,7 +193,7 @@ def main(argv: list[str]) -> int:
         md.append("")
     md += ["## Known weaknesses", "", notes, ""]
     (dest / "README.md").write_text("\n".join(md))
-    print(f"[ship] {out_int8} + {out_fp32} ({total_mb:.1f} MB), model card {dest / 'README.md'}")
+    print(f"[ship] {' + '.join(map(str, shipped_out))} ({total_mb:.1f} MB), model card {dest / 'README.md'}")
     return 0
 
 
