@@ -5,23 +5,31 @@ import signal
 import subprocess
 import sys
 import time
+from contextlib import closing
+from dataclasses import replace
 
 import pytest
 import torch
 
 from crnn.charset import load_charset
+from crnn.data.dataset import SynthBatchStream
+from crnn.data.preprocess import InputSpec
+from crnn.data.source import SynthSource
 from crnn.models.checkpoint import CheckpointError, load_checkpoint
-from tests.conftest import ROOT, read_summary, run_module, tiny_overrides
+from crnn.settings import TrainConfig
+from crnn.train import train
+from crnn.train_utils import amp_dtype_for, train_data
+from tests.conftest import ROOT, compose_cfg, read_summary, run_module, tiny_overrides
 
 
 def _weights(path):
     return load_checkpoint(path).state_dict
 
 
-def test_tiny_model_overfits_64_fixed_samples(tiny_data, tmp_path):
+def test_tiny_model_overfits_32_fixed_samples(tiny_data, tmp_path):
     data = tiny_data / "data"
     over = tiny_overrides(tmp_path, "overfit") + [
-        f"data.train_lmdb=[{data}/test]",
+        f"data.train_lmdb=[{data}/test]",  # the 32-line test split, one batch of 32 per step
         f"data.val_lmdb=[{data}/test]",
         "train.max_steps=150",
         "train.val_every=150",
@@ -32,6 +40,7 @@ def test_tiny_model_overfits_64_fixed_samples(tiny_data, tmp_path):
     ]
     run_module("crnn.train", over)
     s = read_summary(tmp_path, "overfit")
+    assert s["labels"]["kept"] == 32
     assert s["loss_first"] > 0
     assert s["loss_last"] < 0.2 * s["loss_first"], (s["loss_first"], s["loss_last"])
     ck = load_checkpoint(tmp_path / "runs/overfit/train/best.pt")
@@ -170,12 +179,22 @@ def test_bad_checkpoint_is_a_clear_error(tmp_path):
 
 
 def test_synthetic_stream_trains_and_is_independent_of_worker_count(tiny_data, tmp_path):
-    from crnn.data.dataset import SynthBatchStream
-    from crnn.data.preprocess import InputSpec
-    from crnn.data.source import SynthSource
-    from tests.conftest import compose_cfg
+    cfg = compose_cfg(
+        tiny_overrides(tmp_path) + ["data.train=synth", "train.batch_size=4", "train.stream_pool=3"]
+    )
+    charset = load_charset(cfg.charset)
 
-    cfg = compose_cfg(tiny_overrides(tmp_path))
+    def first_batches(workers: int, start: int, n: int = 5) -> list:
+        with_workers = replace(cfg, train=replace(cfg.train, num_workers=workers))
+        data = train_data(with_workers, charset, cfg.model.hstride, start)
+        with closing(data.batches(start)) as batches:
+            return [next(batches) for _ in range(n)]
+
+    alone, shared = first_batches(0, 2), first_batches(2, 2)  # from step 2: pools cut mid-way
+    for a, b in zip(alone, shared, strict=True):
+        assert a.labels == b.labels
+        assert torch.equal(a.images, b.images) and torch.equal(a.widths, b.widths)
+    assert len({tuple(b.labels) for b in alone}) == 5  # five different batches, not one repeated
 
     def factory():
         return SynthSource(cfg.corpus, cfg.render, load_charset(cfg.charset), seed=9)
@@ -214,12 +233,82 @@ def test_synthetic_stream_trains_and_is_independent_of_worker_count(tiny_data, t
     assert read_summary(tmp_path, "stream")["steps"] == 6
 
 
+def _train_in_process(tmp_path, name, data, extra=()):
+    over = tiny_overrides(tmp_path, name) + [
+        f"data.root={data}",
+        "train.keep_heap=false",
+        "train.max_steps=2",
+        "train.val_every=2",
+        "train.val_max_lines=4",
+        *extra,
+    ]
+    return train(compose_cfg(over))
+
+
+def test_resume_refuses_a_checkpoint_with_another_input_spec(tiny_data, tmp_path):
+    data = tiny_data / "data"
+    _train_in_process(tmp_path, "spec", data)
+    with pytest.raises(ValueError, match=r"input\.mean: checkpoint 0\.5, config 0\.4") as e:
+        _train_in_process(
+            tmp_path, "spec", data, ["train.resume=true", "train.max_steps=4", "input.mean=0.4"]
+        )
+    assert "last.pt" in str(e.value)
+    with pytest.raises(ValueError, match=r"model\.hstride: checkpoint 4, config 8"):
+        _train_in_process(
+            tmp_path, "spec", data, ["train.resume=true", "train.max_steps=4", "model.hstride=8"]
+        )
+    s = _train_in_process(
+        tmp_path, "spec", data, ["train.resume=true", "train.max_steps=4"]
+    )  # unchanged: goes on
+    assert s["steps"] == 4
+
+
+def test_init_from_refuses_another_input_spec_but_takes_another_alphabet(tiny_data, tmp_path):
+    data = tiny_data / "data"
+    _train_in_process(tmp_path, "src", data)
+    src = f"train.init_from={tmp_path}/runs/src/train/best.pt"
+    with pytest.raises(ValueError, match=r"input\.cleanup: checkpoint 'none', config 'equalize'"):
+        _train_in_process(tmp_path, "ft", data, [src, "input.cleanup=equalize"])
+    with pytest.raises(ValueError, match=r"input\.std: checkpoint 1\.0, config 0\.5"):
+        _train_in_process(tmp_path, "ft", data, [src, "input.std=0.5"])
+    alpha = tmp_path / "alpha.txt"
+    alpha.write_text("".join(c + "\n" for c in "0123456789AB"), encoding="utf-8")
+    s = _train_in_process(tmp_path, "ft", data, [src, f"charset={alpha}"])
+    assert s["transfer"]["new_chars"] == 2
+
+
+def test_training_and_fine_tuning_pick_the_same_autocast_dtype():
+    cuda, cpu = torch.device("cuda"), torch.device("cpu")
+    assert amp_dtype_for(TrainConfig(amp=True), cuda, bf16_supported=True) == torch.bfloat16
+    assert amp_dtype_for(TrainConfig(amp=True), cuda, bf16_supported=False) == torch.float16
+    assert amp_dtype_for(TrainConfig(amp=False), cuda, bf16_supported=True) is None
+    assert amp_dtype_for(TrainConfig(amp=True), cpu) is None
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="autocast dtypes need a CUDA device")
+def test_finetune_autocasts_with_the_configured_dtype(tiny_data, tmp_path, monkeypatch):
+    """On a GPU without bfloat16 training autocasts to float16; fine-tuning must too (it forced bfloat16)."""
+    from crnn.models.config import ModelConfig
+    from crnn.models.crnn import CRNN
+    from crnn.train import finetune
+
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+    cfg = compose_cfg(tiny_overrides(tmp_path) + [f"data.root={tiny_data / 'data'}", "train.device=cuda"])
+    model = CRNN(ModelConfig(**{**cfg.model.as_dict(), "num_classes": load_charset(cfg.charset).num_classes}))
+    model.cuda()
+    seen = []
+    model.classifier.register_forward_hook(lambda m, i, o: seen.append(o.dtype))
+    finetune(model, cfg, 2, 1e-4, "ft")
+    assert seen and set(seen) == {torch.float16}
+
+
 @pytest.mark.slow
 def test_ddp_two_processes_keep_weights_equal(tiny_data, tmp_path):
     data = tiny_data / "data"
     run_module(
         "crnn.train",
-        tiny_overrides(tmp_path, "ddp") + [f"data.root={data}", "train.max_steps=8", "train.val_every=8"],
+        tiny_overrides(tmp_path, "ddp")
+        + [f"data.root={data}", "train.max_steps=8", "train.val_every=8", "train.val_max_lines=16"],
         prefix=[sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m"],
     )
     s = read_summary(tmp_path, "ddp")

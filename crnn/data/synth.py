@@ -16,7 +16,6 @@ import shutil
 import sys
 import time
 from dataclasses import asdict
-from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig
@@ -53,10 +52,28 @@ def _render_chunk(args: tuple[int, int, bool]) -> tuple[list[tuple[bytes, str, s
     return out, {"no_font": src.stats.no_font - before_no_font}
 
 
-def split_fingerprint(cfg: RunConfig, split: SplitConfig) -> str:
-    payload = {"split": asdict(split), "charset": load_charset(cfg.charset).fingerprint(),
-               "corpus": asdict(cfg.corpus), "render": asdict(cfg.render), "format": cfg.data.image_format}
+def _digest(payload: dict) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def split_fingerprint(cfg: RunConfig, split: SplitConfig) -> str:
+    """What decides a rendered split's lines: the split (size, seed, balance, excluded fonts, re-crop share),
+    the alphabet, the corpus and render recipes, and the stored image format."""
+    return _digest({"split": asdict(split), "charset": load_charset(cfg.charset).fingerprint(),
+                    "corpus": asdict(cfg.corpus), "render": asdict(cfg.render),
+                    "format": cfg.data.image_format})
+
+
+def stream_fingerprint(cfg: RunConfig) -> str:
+    """What decides the lines of the on-the-fly training stream (data.train=synth, built by
+    crnn.data.source.train_stream_source): the train split's seed, excluded fonts and re-crop share, the run
+    seed, the alphabet, and the corpus and render recipes. The split's size does not matter (the stream is
+    endless)."""
+    split = cfg.data.splits.get("train") or SplitConfig(seed=0)
+    return _digest({"stream": {"seed": split.seed, "exclude_fonts": list(split.exclude_fonts),
+                               "recrop_p": split.recrop_p, "run_seed": cfg.seed},
+                    "charset": load_charset(cfg.charset).fingerprint(),
+                    "corpus": asdict(cfg.corpus), "render": asdict(cfg.render)})
 
 
 def write_split(cfg: RunConfig, name: str, split: SplitConfig, force: bool = False) -> dict:

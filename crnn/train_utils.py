@@ -1,0 +1,362 @@
+"""The training stage's helpers (crnn.train): device and precision, the model to start from, training data,
+the learning-rate schedule, lineage, and the checkpoints a run writes and resumes from.
+
+crnn.train holds the loop, validation and the stage's entry point; everything here is a plain function of
+its arguments, so each piece can be read (and tested) on its own.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field, replace
+from functools import partial
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader
+from torch.utils.data.distributed import DistributedSampler
+
+from crnn import distributed
+from crnn.charset import Charset
+from crnn.data.dataset import (
+    Batch,
+    BucketBatchSampler,
+    Collate,
+    LmdbLineDataset,
+    ShuffledIndices,
+    SynthBatchStream,
+    epoch_and_skip,
+)
+from crnn.data.lmdb_io import LmdbReader
+from crnn.data.preprocess import InputSpec
+from crnn.data.source import train_stream_source
+from crnn.data.synth import stream_fingerprint
+from crnn.lineage import git_commit, sha256_file
+from crnn.models.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from crnn.models.config import ModelConfig
+from crnn.models.crnn import CRNN
+from crnn.settings import RunConfig, TrainConfig
+
+# The input-spec fields that change what a model sees; a checkpoint and the config must agree on them.
+SPEC_FIELDS = ("height", "channels", "mean", "std", "cleanup")
+
+
+@dataclass
+class TrainState:
+    """Where a run stands; saved in last.pt so a resumed run continues exactly."""
+
+    step: int = 0
+    best_cer: float = math.inf
+    best_step: int = -1
+    mlflow_run_id: str | None = None
+    skipped: dict[str, int] = field(default_factory=lambda: {"corrupt": 0, "too_long": 0, "empty_label": 0})
+
+    def count_skipped(self, batch: Batch) -> None:
+        for k, v in batch.skipped.items():
+            self.skipped[k] = self.skipped.get(k, 0) + v
+
+
+# ---------------------------------------------------------------------------------------------- device
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("train.device=cuda but no CUDA device is visible")
+    return torch.device(name)
+
+
+def amp_dtype_for(
+    t: TrainConfig, device: torch.device, bf16_supported: bool | None = None
+) -> torch.dtype | None:
+    """The autocast dtype of training and fine-tuning alike: None (full precision) unless `train.amp` on
+    CUDA; then bfloat16 where the GPU has it, else float16 (which needs the gradient scaler)."""
+    if not t.amp or device.type != "cuda":
+        return None
+    if bf16_supported is None:
+        bf16_supported = torch.cuda.is_bf16_supported()
+    return torch.bfloat16 if bf16_supported else torch.float16
+
+
+def make_scheduler(opt: torch.optim.Optimizer, t: TrainConfig) -> torch.optim.lr_scheduler.LRScheduler:
+    """Linear warm-up then cosine decay to 2 % of `t.lr` at `t.max_steps` (or one-cycle)."""
+    if t.schedule == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(
+            opt,
+            max_lr=t.lr,
+            total_steps=max(t.max_steps, 1),
+            pct_start=min(0.3, max(t.warmup_steps, 1) / max(t.max_steps, 1)),
+        )
+    if t.schedule != "cosine":
+        raise ValueError(f"train.schedule must be cosine or onecycle, got {t.schedule!r}")
+
+    def factor(step: int) -> float:
+        if step < t.warmup_steps:
+            return (step + 1) / max(t.warmup_steps, 1)
+        progress = (step - t.warmup_steps) / max(t.max_steps - t.warmup_steps, 1)
+        return 0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+
+    return torch.optim.lr_scheduler.LambdaLR(opt, factor)
+
+
+# ----------------------------------------------------------------------------------- the model to start
+
+
+def model_config_for(cfg: RunConfig, charset: Charset) -> ModelConfig:
+    """The config's model (crnn.models.crnn.ModelConfig, the one description) with the alphabet's classes."""
+    return replace(cfg.model, num_classes=charset.num_classes)
+
+
+def spec_mismatches(ckpt: InputSpec, cfg: InputSpec) -> list[str]:
+    return [
+        f"input.{f}: checkpoint {getattr(ckpt, f)!r}, config {getattr(cfg, f)!r}"
+        for f in SPEC_FIELDS
+        if getattr(ckpt, f) != getattr(cfg, f)
+    ]
+
+
+def check_resume(ck: Checkpoint, path: Path, cfg: RunConfig, charset: Charset) -> None:
+    """A resumed run must see what it saw before: same alphabet, input spec and model."""
+    if ck.charset != charset:
+        raise ValueError(f"{path} was trained on another alphabet than charset={cfg.charset}")
+    wanted = model_config_for(cfg, charset).as_dict()
+    diffs = spec_mismatches(ck.input_spec, cfg.input) + [
+        f"model.{k}: checkpoint {v!r}, config {wanted[k]!r}"
+        for k, v in ck.model_config.as_dict().items()
+        if wanted.get(k) != v
+    ]
+    if diffs:
+        raise ValueError(
+            f"train.resume=true: {path} was trained with another setup than the config asks for ("
+            + "; ".join(diffs)
+            + "); set the config back to the checkpoint's values or start a new run (another name)"
+        )
+
+
+def check_init_from(src: Checkpoint, path: str, cfg: RunConfig) -> None:
+    """Fine-tuning keeps the source's architecture and may change the alphabet, not what the model sees."""
+    diffs = spec_mismatches(src.input_spec, cfg.input)
+    if src.model_config.hstride != cfg.model.hstride:
+        diffs.append(f"model.hstride: checkpoint {src.model_config.hstride}, config {cfg.model.hstride}")
+    if diffs:
+        raise ValueError(
+            f"train.init_from={path} reads its input differently from the config ("
+            + "; ".join(diffs)
+            + "); set input.* (and model.hstride) to the checkpoint's values to fine-tune from it"
+        )
+
+
+def transfer_from(src: Checkpoint, charset: Charset) -> tuple[CRNN, dict]:
+    """A model with the source's architecture and weights, its classifier mapped onto `charset`.
+
+    Rows of characters both alphabets share (and the blank) are copied; new characters keep their fresh
+    initialisation. Returns the model and what was kept, for the log.
+    """
+    model = CRNN(replace(src.model_config, num_classes=charset.num_classes))
+    state = {k: v for k, v in src.state_dict.items() if not k.startswith("classifier.")}
+    model.load_state_dict(state, strict=False)
+    old_w, old_b = src.state_dict["classifier.weight"], src.state_dict["classifier.bias"]
+    old_index = {c: i + 1 for i, c in enumerate(src.charset.chars)}
+    rows = [(0, 0)] + [(i + 1, old_index[c]) for i, c in enumerate(charset.chars) if c in old_index]
+    with torch.no_grad():
+        for new, old in rows:
+            model.classifier.weight[new] = old_w[old]
+            model.classifier.bias[new] = old_b[old]
+    shared = len(rows) - 1
+    return model, {
+        "shared_chars": shared,
+        "new_chars": len(charset.chars) - shared,
+        "dropped_chars": len(src.charset.chars) - shared,
+    }
+
+
+def initial_model(
+    cfg: RunConfig, charset: Charset, last_path: Path, say: Callable[[str], None]
+) -> tuple[CRNN, Checkpoint | None, dict]:
+    """The model a run starts from: last.pt (train.resume), train.init_from (fine-tuning) or a fresh one.
+    Returns the model, the checkpoint to resume from (or None) and what init_from transferred."""
+    t = cfg.train
+    if t.resume and last_path.is_file():
+        ck = load_checkpoint(last_path)
+        check_resume(ck, last_path, cfg, charset)
+        return ck.build_model(), ck, {}
+    if t.resume:
+        say(
+            f"train.resume=true but {last_path} does not exist: starting "
+            + ("from init_from" if t.init_from else "a new run")
+        )
+    if t.init_from:
+        src = load_checkpoint(t.init_from)
+        check_init_from(src, t.init_from, cfg)
+        model, transfer = transfer_from(src, charset)
+        return model, None, transfer
+    return CRNN(model_config_for(cfg, charset)), None, {}
+
+
+# ------------------------------------------------------------------------------------------ training data
+
+
+@dataclass
+class TrainData:
+    """The training batches of one process, across epochs, in the order an uninterrupted run sees them."""
+
+    dataset: LmdbLineDataset | None  # None: the synthetic stream (data.train=synth)
+    loader_for: Callable[[int, int], Iterable[Batch]]  # (epoch, batches to skip) -> that epoch's batches
+    per_epoch: int | None  # batches per epoch; None: endless
+
+    def batches(self, start_step: int) -> Iterator[Batch]:
+        """Batches from `start_step` on (close the generator to stop its loader workers)."""
+        if self.per_epoch is None:  # the stream starts at its step by itself
+            yield from self.loader_for(0, 0)
+            return
+        epoch, skip = epoch_and_skip(start_step, self.per_epoch)
+        while True:
+            yield from self.loader_for(epoch, skip)
+            epoch, skip = epoch + 1, 0
+
+
+def synth_train_data(
+    cfg: RunConfig, charset: Charset, dist_info, collate: Collate, start_step: int
+) -> TrainData:
+    t = cfg.train
+    stream = SynthBatchStream(
+        partial(train_stream_source, cfg, charset),
+        cfg.input,
+        t.batch_size,
+        start_step=start_step,
+        rank=dist_info.rank,
+        world=dist_info.world,
+        pool_batches=t.stream_pool,
+    )
+    loader = DataLoader(
+        stream,
+        batch_size=None,
+        collate_fn=collate,
+        num_workers=t.num_workers,
+        persistent_workers=False,
+        prefetch_factor=4 if t.num_workers else None,
+    )
+    return TrainData(None, lambda epoch, skip: loader, None)
+
+
+def lmdb_train_data(cfg: RunConfig, charset: Charset, dist_info, collate: Collate) -> TrainData:
+    t, paths = cfg.train, cfg.data.train_paths()
+    ds = LmdbLineDataset(paths, charset, cfg.input, cfg.oov_policy)
+    if len(ds) == 0:
+        raise ValueError(
+            f"training data {paths} holds no usable line (label stats: {ds.label_stats.as_dict()})"
+        )
+    if dist_info.enabled:
+        base = DistributedSampler(
+            ds, num_replicas=dist_info.world, rank=dist_info.rank, shuffle=True, seed=cfg.seed, drop_last=True
+        )
+    else:
+        base = ShuffledIndices(len(ds), cfg.seed)
+    sampler = BucketBatchSampler(base, ds.widths(), t.batch_size, seed=cfg.seed, pool_batches=t.bucket_pool)
+
+    def loader_for(epoch: int, skip: int) -> DataLoader:
+        sampler.set_epoch(epoch, skip)
+        return DataLoader(ds, batch_sampler=sampler, collate_fn=collate, num_workers=t.num_workers)
+
+    return TrainData(ds, loader_for, len(sampler))
+
+
+def train_data(
+    cfg: RunConfig,
+    charset: Charset,
+    hstride: int,
+    start_step: int = 0,
+    dist_info: distributed.DistInfo | None = None,
+) -> TrainData:
+    """This process's share of the training data (LMDBs, or the synthetic stream), from `start_step` on."""
+    dist_info = dist_info or distributed.DistInfo()
+    collate = Collate(charset, hstride)
+    if cfg.data.train == "synth":
+        return synth_train_data(cfg, charset, dist_info, collate, start_step)
+    if cfg.data.train != "lmdb":
+        raise ValueError(f"data.train must be lmdb or synth, got {cfg.data.train!r}")
+    return lmdb_train_data(cfg, charset, dist_info, collate)
+
+
+def lmdb_fingerprint(paths: list[str]) -> str:
+    """Hash of each training LMDB's size and labels: changes when the data does, cheap to compute."""
+    h = hashlib.sha256()
+    for p in paths:
+        reader = LmdbReader(p)
+        h.update(f"{reader.num_samples}".encode())
+        for label in reader.labels():
+            h.update((label or "\x00").encode("utf-8"))
+    return h.hexdigest()[:16]
+
+
+def data_fingerprint(cfg: RunConfig) -> str:
+    """What the run trains on: the LMDBs' labels, or everything that decides the synthetic stream's lines."""
+    if cfg.data.train == "synth":
+        return stream_fingerprint(cfg)
+    return lmdb_fingerprint(cfg.data.train_paths())
+
+
+def lineage_for(cfg: RunConfig) -> dict:
+    t = cfg.train
+    return {
+        "stage": "train",
+        "data_fingerprint": data_fingerprint(cfg),
+        "git_commit": git_commit(),
+        "source_sha256": sha256_file(t.init_from) if t.init_from else "",
+        "config_name": cfg.name,
+    }
+
+
+# ------------------------------------------------------------------------------------------- checkpoints
+
+
+def snapshot(model: CRNN, charset: Charset, spec: InputSpec, lineage: dict, step: int) -> Checkpoint:
+    """The bundle later stages read (best.pt): model, alphabet, input spec and lineage at `step`."""
+    return Checkpoint(
+        model_config=model.cfg,
+        state_dict={k: v.detach().cpu() for k, v in model.state_dict().items()},
+        charset=charset,
+        input_spec=spec,
+        lineage=dict(lineage, step=step),
+    )
+
+
+def save_last(
+    path: Path,
+    ck: Checkpoint,
+    opt: torch.optim.Optimizer,
+    sched: torch.optim.lr_scheduler.LRScheduler,
+    state: TrainState,
+) -> None:
+    """`ck` plus what an exact resume needs: optimizer, scheduler, step, best so far, RNG, MLflow run."""
+    ck.train_state = {
+        "optimizer": opt.state_dict(),
+        "scheduler": sched.state_dict(),
+        "step": state.step,
+        "best_cer": state.best_cer,
+        "best_step": state.best_step,
+        "mlflow_run_id": state.mlflow_run_id or "",
+        "skipped": state.skipped,
+        "torch_rng": torch.get_rng_state(),
+    }
+    save_checkpoint(ck, path)
+
+
+def restore_last(
+    ck: Checkpoint, opt: torch.optim.Optimizer, sched: torch.optim.lr_scheduler.LRScheduler
+) -> TrainState:
+    """The counterpart of `save_last`: loads optimizer, scheduler and RNG, returns where the run stood."""
+    ts = ck.train_state or {}
+    opt.load_state_dict(ts["optimizer"])
+    sched.load_state_dict(ts["scheduler"])
+    torch.set_rng_state(ts["torch_rng"])
+    return TrainState(
+        step=int(ts["step"]),
+        best_cer=float(ts["best_cer"]),
+        best_step=int(ts["best_step"]),
+        mlflow_run_id=ts.get("mlflow_run_id") or None,
+        skipped=dict(ts["skipped"]),
+    )
