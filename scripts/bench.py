@@ -102,7 +102,7 @@ def train_rate(
     for done, b in enumerate(batches[:warmup] + batches):
         if done == warmup:
             t0, imgs = time.perf_counter(), 0
-        logits = model(b.images)
+        logits = model(b.images, b.widths)  # each line read at its true width, as training does
         lp = F.log_softmax(logits, -1).transpose(0, 1)
         loss = F.ctc_loss(lp, b.targets, b.input_lengths, b.target_lengths, zero_infinity=True)
         opt.zero_grad()

@@ -1,4 +1,5 @@
 import random
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -8,7 +9,7 @@ from PIL import Image, ImageDraw
 from crnn.charset import load_charset
 from crnn.config import from_dict
 from crnn.data.corpus import CorpusConfig
-from crnn.data.fonts import covers, font_coverage, load_font
+from crnn.data.fonts import covers, load_font
 from crnn.data.render import SCENES, LineRenderer, RenderConfig, recrop
 from crnn.data.source import SynthSource
 from tests.conftest import CONFIGS
@@ -26,24 +27,46 @@ def _glyph(spec, ch: str) -> np.ndarray:
     return np.asarray(img)
 
 
+def _picked_font(src: SynthSource, index: int, scene: str, attempt: int):
+    """The font SynthSource.sample picked for line `index`, its draws replayed up to `attempt` (the texts
+    before it found no font)."""
+    rng = random.Random(f"render:{src.seed}:{index}")
+    for a in range(attempt):
+        assert src.renderer.pick_font(scene, src.corpus.line(index, attempt=a), rng) is None
+    return src.renderer.pick_font(scene, src.corpus.line(index, attempt=attempt), rng)
+
+
+def _drawn_with_only(spec, render_cfg: RenderConfig, src: SynthSource, index: int, scene: str, text: str):
+    """Line `index` drawn again by a renderer that knows no font but `spec` (same degradation draws)."""
+    recipe = replace(render_cfg.scenes[scene], fonts=[spec.name])
+    solo = LineRenderer(replace(render_cfg, scenes={scene: recipe}))
+    nrng = np.random.default_rng([src.seed & 0xFFFFFFFF, index, 7])
+    return solo.render_with_box(text, scene, random.Random(0), nrng)[0]
+
+
 @pytest.mark.parametrize("scene", SCENES)
 def test_each_scene_renders_its_label(render_cfg, scene):
     cs = load_charset("zh_en")
     src = SynthSource(CorpusConfig(), render_cfg, cs, seed=3)
     for i in range(12):
+        no_font = src.stats.no_font
         s = src.sample(i, scene=scene)
+        attempt = src.stats.no_font - no_font  # texts no font of the scene could draw, replaced by the next
         assert s.scene == scene
         assert s.image.dtype == np.uint8 and s.image.shape[0] == render_cfg.height
         assert s.image.shape[1] >= 4
-        assert s.label == src.corpus.line(i) or s.label  # a redraw may take the next attempt's text
+        assert s.label == src.corpus.line(i, attempt=attempt)
         assert not cs.oov(s.label)
         assert float(s.image.std()) > 3.0  # there is ink on the ground, not a flat image
-        # the font drawn with has a real glyph for every character of the label (no tofu)
-        rng = random.Random(f"render:{src.seed}:{i}")
-        spec = src.renderer.pick_font(scene, s.label, rng)
-        assert spec is not None and covers(spec, s.label)
-        cmap = font_coverage(spec.path, spec.index)
-        assert all(ord(c) in cmap for c in s.label if c != " ")
+        # the font picked for the line is the one it was drawn with: a renderer with no other font
+        # draws the same image ...
+        spec = _picked_font(src, i, scene, attempt)
+        assert spec is not None
+        assert np.array_equal(_drawn_with_only(spec, render_cfg, src, i, scene, s.label), s.image)
+        # ... draws every character of the label as a glyph of its own, not as its .notdef box (no tofu)
+        notdef = _glyph(spec, "\uffff")
+        for ch in set(s.label) - {" "}:
+            assert not np.array_equal(_glyph(spec, ch), notdef), (spec.name, ch)
 
 
 def test_coverage_check_rejects_missing_glyphs(render_cfg):
