@@ -31,23 +31,30 @@ def log_softmax(logits: np.ndarray) -> np.ndarray:
 
 
 def greedy_decode(logits: np.ndarray, charset: Charset, lengths: np.ndarray | None = None) -> list[Decoded]:
-    """Best path: argmax per frame, merge repeats, remove blanks."""
+    """Best path: argmax per frame, merge repeats, remove blanks.
+
+    Line by line, over the line's own frames: a full (N, T, C) log-softmax makes several temporaries the
+    size of the logits (14 MB each for a 10-line page on a 3,873-class model), which a server's allocator
+    then keeps; only the best class's log-probability per frame is needed."""
     if logits.ndim != 3:
         raise ValueError(f"expected (N, T, C) logits, got shape {logits.shape}")
     n, t, _ = logits.shape
-    best = logits.argmax(axis=-1)
-    logp = log_softmax(logits.astype(np.float32, copy=False))
-    best_logp = np.take_along_axis(logp, best[..., None], axis=-1)[..., 0]
     out = []
     for i in range(n):
         ti = t if lengths is None else int(min(t, lengths[i]))
-        path = best[i, :ti]
+        frames = logits[i, :ti].astype(np.float32, copy=False)
+        path = frames.argmax(axis=-1)
         keep = np.ones(ti, dtype=bool)
         if ti:
             keep[1:] = path[1:] != path[:-1]
         keep &= path != 0
         ids = path[keep].tolist()
-        conf = float(math.exp(best_logp[i, :ti][keep].mean())) if ids else 1.0
+        conf = 1.0
+        if ids:
+            kept = frames[keep]
+            # the best class is the max: its log-softmax is -log(sum(exp(x - max)))
+            best_logp = -np.log(np.exp(kept - kept.max(axis=-1, keepdims=True)).sum(axis=-1))
+            conf = float(math.exp(best_logp.mean()))
         out.append(Decoded(charset.decode(ids), conf, ids))
     return out
 

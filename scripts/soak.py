@@ -1,6 +1,6 @@
 """Memory soak of the server: many requests, single lines and pages mixed, resident memory traced.
 
-    python scripts/soak.py --model models/crnn_zh_en.int8.onnx [--requests 100000] [--concurrency 4]
+    python scripts/soak.py [--model models/crnn_zh_en.onnx] [--requests 100000] [--concurrency 4]
 
 Unique images (a counter drawn in each) so the cache stores every answer and never answers for the model:
 the cache's byte bound, ONNX Runtime's arena and the allocator are what the trace shows. One page
@@ -72,15 +72,17 @@ def verdict(trace: list[dict], limit_mb: float) -> dict:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", default=str(ROOT / "models" / "crnn_zh_en.int8.onnx"))
+    served = [ROOT / "models" / f for f in ("crnn_zh_en.int8.onnx", "crnn_zh_en.onnx")]
+    ap.add_argument("--model", default=str(next((p for p in served if p.is_file()), served[-1])))
     ap.add_argument("--requests", type=int, default=100_000)
     ap.add_argument("--concurrency", type=int, default=4)
     ap.add_argument("--page-every", type=int, default=10, help="one 10-line page per this many requests")
     ap.add_argument("--sample-every", type=int, default=2000)
     ap.add_argument("--limit-mb", type=float, default=200.0)
     ap.add_argument("--out", default=str(ROOT / "runs" / "bench"))
+    ap.add_argument("--server-args", default="", help="passed to crnn.serve, e.g. '--batch-max 16'")
     a = ap.parse_args()
-    proc, base, startup = start_server(a.model, 1, [])
+    proc, base, startup = start_server(a.model, 1, a.server_args.split())
     try:
         t0 = time.perf_counter()
         trace = soak(base + "/ocr", proc.pid, a.requests, a.concurrency, a.page_every, a.sample_every)
@@ -105,7 +107,7 @@ def main() -> int:
     rows = "\n".join(f"| {t['requests']} | {t['rss_mb']:.1f} |" for t in trace)
     md = (
         f"# Soak: {a.requests} requests (1 page of 10 lines per {a.page_every}), concurrency "
-        f"{a.concurrency}, {Path(a.model).name}\n\n"
+        f"{a.concurrency}, {Path(a.model).name} {a.server_args}\n\n"
         f"RSS start {v['start_mb']:.1f} MB, middle {v['middle_mb']:.1f} MB, end {v['end_mb']:.1f} MB, peak "
         f"{v['peak_mb']:.1f} MB (limit {a.limit_mb:.0f}); second half: growth "
         f"{v['second_half_growth_mb']:+.1f} MB, range {v['second_half_range_mb']:.1f} MB; "

@@ -41,7 +41,7 @@ class Engine:
     threads: int = 0
     bucket_px: int = 64  # lines are batched with others of a width within this many pixels
     max_lines_per_call: int = 32  # bounds one model call's memory (a page's lines go in several)
-    max_logits_mb: float = 16.0  # and so does this: a call's output is lines x frames x classes floats
+    max_logits_mb: float = 4.0  # and so does this: a call's output is lines x frames x classes floats
     decoder: str = "greedy"  # greedy | beam
     batch_max: int = 0  # micro-batching of concurrent requests: at most this many lines per call (0: off)
     batch_wait_ms: float = 2.0  # and a request waits at most this long for others to join
