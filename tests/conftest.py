@@ -50,7 +50,7 @@ def tiny_overrides(tmp: Path, name: str = "t") -> list[str]:
 def run_module(
     module: str,
     overrides: list[str],
-    timeout: float = 300,
+    timeout: float = 900,  # a 500-step fixture takes 5+ min on a busy 2-core machine
     env: dict | None = None,
     prefix: list[str] | None = None,
 ) -> subprocess.CompletedProcess:

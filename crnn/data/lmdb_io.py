@@ -8,7 +8,6 @@ and counted, never a crash.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
