@@ -12,7 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from crnn.serve.cache import ResultCache
 from tests.conftest import bundled_model
-from tests.test_serve import start_server
+from tests.test_serve import ocr_preview, start_server
 
 BUNDLED = bundled_model()
 CACHE_MB = 2
@@ -48,14 +48,7 @@ def _noisy_png(seed: int, side: int = 600) -> bytes:
 
 
 def _ocr(base: str, data: bytes) -> dict:
-    r = requests.post(
-        base + "/ocr",
-        files={"file": ("x.png", data, "image/png")},
-        data={"mode": "line", "preview": "1"},
-        timeout=30,
-    )
-    assert r.status_code == 200, r.text
-    return r.json()
+    return ocr_preview(base, data)
 
 
 def test_scanning_random_urls_does_not_grow_the_label_set(server):

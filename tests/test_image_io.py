@@ -7,14 +7,13 @@ import io
 import cv2
 import numpy as np
 import pytest
-import requests
 from PIL import Image
 
 from crnn.data.image_io import ImageDecodeError, decode_image
 from crnn.data.import_list import import_list
 from crnn.data.lmdb_io import WIDTH_KEY_HEIGHT, LmdbReader, LmdbWriter
 from tests.conftest import bundled_model
-from tests.test_serve import start_server
+from tests.test_serve import ocr_preview, start_server
 
 BUNDLED = bundled_model()
 ORIENTATION = 0x0112
@@ -53,14 +52,7 @@ def _through_lmdb(tmp_path, data: bytes) -> np.ndarray:
 def _through_server(base: str, data: bytes) -> np.ndarray:
     """The image the server decoded: its preview of the original (the bundled model's spec has no clean-up,
     so the preview is the decoded upload itself, sent back as PNG)."""
-    r = requests.post(
-        base + "/ocr",
-        files={"file": ("x.img", data, "application/octet-stream")},
-        data={"mode": "line", "preview": "1"},
-        timeout=30,
-    )
-    assert r.status_code == 200, r.text
-    body = r.json()
+    body = ocr_preview(base, data, "x.img", "application/octet-stream")
     png = base64.b64decode(body["preview"]["original"])
     img = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_UNCHANGED)
     assert body["lines"][0]["box"] == [0, 0, img.shape[1], img.shape[0]]

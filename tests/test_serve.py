@@ -89,6 +89,18 @@ def _ocr(base, data: bytes, **form):
     return requests.post(base + "/ocr", files={"file": ("x.png", data, "image/png")}, data=form, timeout=30)
 
 
+def ocr_preview(base: str, data: bytes, filename: str = "x.png", mime: str = "image/png") -> dict:
+    """One line read with `preview=1`: the answer, with the image as the server decoded it."""
+    r = requests.post(
+        base + "/ocr",
+        files={"file": (filename, data, mime)},
+        data={"mode": "line", "preview": "1"},
+        timeout=30,
+    )
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
 def test_health_metrics_and_page(server):
     h = requests.get(server + "/health", timeout=5).json()
     assert h["success"] and h["model"] == "model.onnx" and h["alphabet_size"] == 19
