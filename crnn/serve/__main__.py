@@ -25,7 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--threads", type=int, default=0, help="ONNX Runtime intra-op threads per worker")
     ap.add_argument(
-        "--cache-mb", type=float, default=64.0, help="result cache limit, MB of stored answers (0: off)"
+        "--cache-mb", type=float, default=16.0, help="result cache limit, MB of stored answers (0: off)"
     )
     ap.add_argument("--max-upload-mb", type=float, default=10.0)
     ap.add_argument("--max-megapixels", type=float, default=40.0)

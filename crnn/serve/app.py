@@ -52,7 +52,7 @@ MAX_FIELDS = 8  # non-file form fields per request (the API has at most three)
 class ServeConfig:
     model: str
     threads: int = 0
-    cache_mb: float = 64.0  # the result cache's limit in MB of stored answers (0: off)
+    cache_mb: float = 16.0  # the result cache's limit in MB of stored answers (0: off); ~25k line answers
     max_upload_mb: float = 10.0
     max_megapixels: float = 40.0
     max_files: int = 32
