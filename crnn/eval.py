@@ -220,7 +220,7 @@ def run(cfg: RunConfig) -> dict:
     missing = [str(p) for _, p in artifacts if not p.is_file()]
     if missing:
         raise EvalError(f"artifact(s) not found: {missing}")
-    test_paths = list(e.test_lmdb) or [str(cfg.data.split_path("test"))]
+    test_paths = list(e.test_sets) or [str(cfg.data.split_path("test"))]
     threads = e.threads or os.cpu_count() or 1
     first = _backend(artifacts[0][1], threads)
     _, records = open_test_sets(test_paths, first.charset, first.spec)

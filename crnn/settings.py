@@ -128,7 +128,12 @@ class EvalConfig:
     """crnn.eval: every artifact on the test sets, per scene type; the regression gate's tolerances."""
 
     artifacts: list[str] = field(default_factory=list)  # default: the experiment's trained/pruned/FP32/INT8
-    test_lmdb: list[str] = field(default_factory=list)  # default: <data.root>/test
+    # LMDBs or labelled image folders (labels.tsv per category subfolder); default: <data.root>/test
+    test_sets: list[str] = field(default_factory=list)
+    # text normalisation before scoring, per scene or category (glob keys; exact name first, then globs
+    # in order): rules of crnn.textnorm, applied to label and prediction alike
+    normalize: dict[str, list[str]] = field(default_factory=dict)
+    out_dir: str = "eval"  # report folder under runs/<name>/
     batch_size: int = 32  # for throughput
     decoder: str = "greedy"  # greedy | beam (CTC prefix beam search)
     beam_width: int = 10

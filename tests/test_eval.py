@@ -35,7 +35,7 @@ def evaluated(chain, tiny_data, tmp_path_factory):
     over = tiny_overrides(runs.parent, "c") + [
         f"data.root={tiny_data / 'data'}",
         "eval.latency_lines=5",
-        f"eval.test_lmdb=[{','.join(sets)}]",
+        f"eval.test_sets=[{','.join(sets)}]",
     ]
     run_module("crnn.eval", over)
     return chain / "eval"
