@@ -9,6 +9,7 @@ from crnn.config import from_dict, to_container
 from crnn.data.corpus import CorpusConfig
 from crnn.data.preprocess import InputSpec
 from crnn.data.render import RenderConfig
+from crnn.data.train_augment import AugmentConfig
 from crnn.models.config import ModelConfig
 from crnn.tracking import MlflowConfig
 
@@ -67,6 +68,7 @@ class TrainConfig:
     val_max_lines: int = 0  # 0: the whole validation set
     bucket_pool: int = 50
     stream_pool: int = 1  # data.train=synth: batches rendered together and regrouped by width (1: off)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)  # training lines only, never validation
 
 
 @dataclass

@@ -21,9 +21,11 @@ from torch.utils.data.distributed import DistributedSampler
 from crnn import distributed
 from crnn.charset import Charset
 from crnn.data.dataset import (
+    AugmentedLines,
     Batch,
     BucketBatchSampler,
     Collate,
+    EpochKeyedBatches,
     LmdbLineDataset,
     ShuffledIndices,
     SynthBatchStream,
@@ -33,6 +35,7 @@ from crnn.data.lmdb_io import LmdbReader
 from crnn.data.preprocess import InputSpec
 from crnn.data.source import train_stream_source
 from crnn.data.synth import stream_fingerprint
+from crnn.data.train_augment import line_augmenter
 from crnn.lineage import git_commit, sha256_file
 from crnn.models.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from crnn.models.config import ModelConfig
@@ -230,6 +233,7 @@ def synth_train_data(
         rank=dist_info.rank,
         world=dist_info.world,
         pool_batches=t.stream_pool,
+        augment=line_augmenter(t.augment, cfg.input.height, cfg.seed),
     )
     loader = DataLoader(
         stream,
@@ -256,10 +260,15 @@ def lmdb_train_data(cfg: RunConfig, charset: Charset, dist_info, collate: Collat
     else:
         base = ShuffledIndices(len(ds), cfg.seed)
     sampler = BucketBatchSampler(base, ds.widths(), t.batch_size, seed=cfg.seed, pool_batches=t.bucket_pool)
+    # with train.augment: the workers get (epoch, index) keys and augment each line as a function of them
+    augment = line_augmenter(t.augment, cfg.input.height, cfg.seed)
+    lines, batches = (
+        (ds, sampler) if augment is None else (AugmentedLines(ds, augment), EpochKeyedBatches(sampler))
+    )
 
     def loader_for(epoch: int, skip: int) -> DataLoader:
         sampler.set_epoch(epoch, skip)
-        return DataLoader(ds, batch_sampler=sampler, collate_fn=collate, num_workers=t.num_workers)
+        return DataLoader(lines, batch_sampler=batches, collate_fn=collate, num_workers=t.num_workers)
 
     return TrainData(ds, loader_for, len(sampler))
 

@@ -1,5 +1,6 @@
 """Training and validation data: LMDB datasets, width-grouped batches, the on-the-fly synthetic stream, and
-the collate step that guards CTC.
+the collate step that guards CTC. Training lines (LMDB or stream) may be augmented on the fly
+(`train.augment`, crnn.data.train_augment), keyed by (epoch, index); validation lines never are.
 
 Nothing here loses data silently: labels outside the alphabet follow the OOV policy and are counted when the
 dataset opens; unreadable images and labels longer than the model's output can hold (the CTC NaN trap)
@@ -19,6 +20,7 @@ from crnn.charset import Charset
 from crnn.data.lines import Item, LmdbLineDataset  # noqa: F401  (re-exported)
 from crnn.data.preprocess import InputSpec, pad_batch, preprocess
 from crnn.data.source import SynthSource
+from crnn.data.train_augment import LineAugmenter
 from crnn.models.geometry import output_length
 
 
@@ -30,8 +32,9 @@ class BucketBatchSampler(Sampler[list[int]]):
     shuffled. `skip` drops the first batches of the epoch, which is how a resumed run continues mid-epoch.
     """
 
-    def __init__(self, base: Sampler[int], widths: list[int], batch_size: int, seed: int,
-                 pool_batches: int = 50) -> None:
+    def __init__(
+        self, base: Sampler[int], widths: list[int], batch_size: int, seed: int, pool_batches: int = 50
+    ) -> None:
         self.base = base
         self.widths = widths
         self.batch_size = batch_size
@@ -64,6 +67,44 @@ class BucketBatchSampler(Sampler[list[int]]):
         yield from self.batches()[self.skip :]
 
 
+class EpochKeyedBatches(Sampler[list[tuple[int, int]]]):
+    """A BucketBatchSampler's batches with the epoch beside each index: what `AugmentedLines` needs in a
+    loader worker to augment a line as a pure function of (seed, epoch, index). The epoch is read when
+    iteration starts, after `set_epoch`, so a resumed run keys its lines as the uninterrupted one did."""
+
+    def __init__(self, batches: BucketBatchSampler) -> None:
+        self.batches = batches
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        epoch = self.batches.epoch
+        for batch in self.batches:
+            yield [(epoch, i) for i in batch]
+
+
+class AugmentedLines:
+    """The training view of an LmdbLineDataset: line `i` of epoch `e` decoded, augmented with key (e, i)
+    (crnn.data.train_augment), then preprocessed as everywhere else. Items are fetched by (epoch, index)
+    keys from `EpochKeyedBatches`; validation and evaluation read the LmdbLineDataset itself."""
+
+    def __init__(self, lines: LmdbLineDataset, augment: LineAugmenter) -> None:
+        self.lines = lines
+        self.augment = augment
+
+    def __len__(self) -> int:
+        return len(self.lines)
+
+    def __getitem__(self, key: tuple[int, int]) -> Item:
+        epoch, i = key
+        r_i, idx, label, scene, _ = self.lines.entries[i]
+        rec = self.lines.readers[r_i].read(idx)
+        if rec.image is None:
+            return Item(None, label, scene)
+        return Item(preprocess(self.augment(rec.image, (epoch, i)), self.lines.spec), label, scene)
+
+
 class ShuffledIndices(Sampler[int]):
     """A seeded permutation per epoch (the single-process counterpart of DistributedSampler)."""
 
@@ -90,11 +131,23 @@ class SynthBatchStream(IterableDataset):
     which groups them roughly by width. With `pool_batches` K > 1, the lines of K consecutive batches are
     rendered together, sorted by width and cut into K batches (in a shuffled order): the same lines, far
     less padding (a zh_en batch was 45 % useful pixels alone, 79 % pooled by 12). Each worker renders every
-    pool it touches, so with K > 1 one loader worker is the cheapest (it renders ~4x faster than a CPU trains).
+    pool it touches, so with K > 1 one loader worker is the cheapest (it renders ~4x faster than a CPU
+    trains).
+    With `augment`, each rendered line is augmented with key (0, sample index) before preprocessing.
     """
 
-    def __init__(self, source_factory, spec: InputSpec, batch_size: int, start_step: int = 0, rank: int = 0,
-                 world: int = 1, length_ranges: list[list[float]] | None = None, pool_batches: int = 1) -> None:
+    def __init__(
+        self,
+        source_factory,
+        spec: InputSpec,
+        batch_size: int,
+        start_step: int = 0,
+        rank: int = 0,
+        world: int = 1,
+        length_ranges: list[list[float]] | None = None,
+        pool_batches: int = 1,
+        augment: LineAugmenter | None = None,
+    ) -> None:
         self.source_factory = source_factory
         self.spec = spec
         self.batch_size = batch_size
@@ -102,6 +155,7 @@ class SynthBatchStream(IterableDataset):
         self.rank, self.world = rank, world
         self.length_ranges = length_ranges
         self.pool_batches = max(1, pool_batches)
+        self.augment = augment
         self._source: SynthSource | None = None
         self._pool: tuple[int, list[list[Item]]] | None = None
 
@@ -117,8 +171,10 @@ class SynthBatchStream(IterableDataset):
         items = []
         for j in range(self.batch_size):
             t = max(1, int(round(target * rng.uniform(0.8, 1.25))))
-            s = src.sample(g * self.batch_size + j, target_len=t)
-            items.append(Item(preprocess(s.image, self.spec), s.label, s.scene))
+            index = g * self.batch_size + j
+            s = src.sample(index, target_len=t)
+            img = self.augment(s.image, (0, index)) if self.augment is not None else s.image
+            items.append(Item(preprocess(img, self.spec), s.label, s.scene))
         return items
 
     def batch_items(self, g: int) -> list[Item]:
@@ -129,7 +185,10 @@ class SynthBatchStream(IterableDataset):
         if self._pool is None or self._pool[0] != c:
             lines = [it for b in range(c * k, c * k + k) for it in self.raw_batch(b)]
             order = sorted(range(len(lines)), key=lambda i: (lines[i].x.shape[-1], i))
-            batches = [[lines[i] for i in order[j : j + self.batch_size]] for j in range(0, len(order), self.batch_size)]
+            batches = [
+                [lines[i] for i in order[j : j + self.batch_size]]
+                for j in range(0, len(order), self.batch_size)
+            ]
             random.Random(f"stream-pool:{self.source().seed}:{c}").shuffle(batches)
             self._pool = (c, batches)
         return self._pool[1][g % k]
@@ -191,9 +250,16 @@ class Collate:
             scenes.append(it.scene)
             lens.append(t)
         if not xs:
-            return Batch(torch.zeros(0, 1, 1, 1), torch.zeros(0, dtype=torch.long),
-                         torch.zeros(0, dtype=torch.long), torch.zeros(0, dtype=torch.long),
-                         torch.zeros(0, dtype=torch.long), [], [], skipped)
+            return Batch(
+                torch.zeros(0, 1, 1, 1),
+                torch.zeros(0, dtype=torch.long),
+                torch.zeros(0, dtype=torch.long),
+                torch.zeros(0, dtype=torch.long),
+                torch.zeros(0, dtype=torch.long),
+                [],
+                [],
+                skipped,
+            )
         images, widths = pad_batch(xs)
         return Batch(
             images=torch.from_numpy(images),
