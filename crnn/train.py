@@ -234,6 +234,11 @@ def evaluate(
     return {"val": scores.as_dict(), "val_skipped": skipped}
 
 
+def validation_set(cfg: RunConfig, charset: Charset) -> LmdbLineDataset:
+    """The validation lines as stored: `train.augment` is for training lines only, never these."""
+    return LmdbLineDataset(cfg.data.val_paths(), charset, cfg.input, cfg.oov_policy)
+
+
 def val_metrics(result: dict) -> dict[str, float]:
     v = result["val"]
     metrics = {f"val_cer_{s}": r["cer"] for s, r in v["scenes"].items()}
@@ -399,7 +404,7 @@ def run_training(cfg: RunConfig, dist_info: distributed.DistInfo, device: torch.
     if dist_info.enabled:
         parts.forward = DDP(model)
     data = train_data(cfg, charset, model.cfg.hstride, state.step, dist_info)
-    val = LmdbLineDataset(cfg.data.val_paths(), charset, cfg.input, cfg.oov_policy)
+    val = validation_set(cfg, charset)
     tracker = Tracker(cfg.mlflow if dist_info.is_main else replace(cfg.mlflow, enabled=False))
     run = Run(cfg, charset, dist_info, parts, state, tracker, lineage_for(cfg), val)
     tags = {"stage": "train", "git_commit": run.lineage["git_commit"], "model": model.cfg.name}
