@@ -30,6 +30,8 @@ def background(kind: str, h: int, w: int, level: float, rng: np.random.Generator
         if rng.random() < 0.4:
             x = int(rng.uniform(0, w))
             bg[:, x : x + 1] = ink  # a margin line
+    elif kind == "bubble":
+        bg = bubble(h, w, level, rng)
     else:  # flat
         bg = np.full((h, w), level, np.float32)
     return bg
@@ -138,3 +140,147 @@ def jpeg(img: np.ndarray, rng: np.random.Generator, min_q: int, max_q: int) -> n
     u8 = np.clip(img, 0, 255).astype(np.uint8)
     ok, buf = cv2.imencode(".jpg", u8, [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(min_q, max_q + 1))])
     return cv2.imdecode(buf, cv2.IMREAD_GRAYSCALE).astype(np.float32) if ok else img
+
+
+# -- looks of cameras, printers and scanners (the real-image recipes, configs/render/real.yaml) --
+# Mask functions take the ink coverage (uint8 0-255) and return a new one; image functions take the float32
+# or uint8 line and return a float32 one. None of them is called by the four original scene types.
+
+
+def squeeze(mask: np.ndarray, rng: np.random.Generator, lo: float, hi: float) -> np.ndarray:
+    """Glyphs condensed (or extended) horizontally by a factor in [lo, hi], as plate and receipt faces are."""
+    h, w = mask.shape
+    f = rng.uniform(lo, hi)
+    return cv2.resize(mask, (max(4, int(round(w * f))), h), interpolation=cv2.INTER_AREA)
+
+
+def curve(mask: np.ndarray, rng: np.random.Generator, amount: float) -> np.ndarray:
+    """The baseline bent into an arc (or an S) of up to `amount` of the height; the canvas grows by the bend,
+    so no ink leaves it."""
+    h, w = mask.shape
+    amp = rng.uniform(0.3, 1.0) * amount * h
+    pad = int(np.ceil(amp)) + 1
+    mask = cv2.copyMakeBorder(mask, pad, pad, 0, 0, cv2.BORDER_CONSTANT, value=0)
+    t = np.linspace(-1.0, 1.0, w, dtype=np.float32)
+    if rng.random() < 0.7:
+        dy = amp * (t**2 - 0.5) * 2.0 * rng.choice([-1.0, 1.0])  # an arc, as on a round sign or a bottle
+    else:
+        dy = amp * np.sin(np.pi * t * rng.uniform(0.5, 1.0) + rng.uniform(0, np.pi))
+    xs, ys = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h + 2 * pad, dtype=np.float32))
+    ys = ys + np.clip(dy, -pad + 1, pad - 1).astype(np.float32)[None, :]
+    return cv2.remap(mask, xs, ys, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+
+
+def dot_matrix(mask: np.ndarray, rng: np.random.Generator, pitch: float) -> np.ndarray:
+    """The strokes as an impact printer's needles leave them: round dots on a grid of `pitch` pixels where
+    the glyph has ink, dots slightly larger than half the pitch so that strokes read as dotted lines."""
+    h, w = mask.shape
+    p = max(2, int(round(pitch)))
+    oy, ox = int(rng.integers(0, p)), int(rng.integers(0, p))
+    # a needle fires where the glyph covers its cell: the cell's mean coverage, not a single sample
+    cells = cv2.resize(mask, (max(1, w // p), max(1, h // p)), interpolation=cv2.INTER_AREA)
+    on = cells > rng.uniform(70, 130)
+    dots = np.zeros_like(mask)
+    ys, xs = np.nonzero(on)
+    ys, xs = ys * p + oy, xs * p + ox
+    keep = (ys < h) & (xs < w)
+    dots[ys[keep], xs[keep]] = 255
+    r = max(1, int(round(p * rng.uniform(0.4, 0.6))))
+    disk = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
+    return cv2.GaussianBlur(cv2.dilate(dots, disk), (0, 0), max(0.5, p * 0.15))
+
+
+def fade_ink(mask: np.ndarray, rng: np.random.Generator, strength: float) -> np.ndarray:
+    """Faint, uneven ink: coverage lowered by a smooth random field (a worn ribbon, a cool thermal head,
+    fading paper), sometimes with thin vertical streaks where a thermal head's dot has died."""
+    h, w = mask.shape
+    field = 1.0 - strength * np.clip(0.5 + _low_freq(h, w, rng, 0.5, scale=rng.uniform(2, 6)), 0.0, 1.0)
+    if rng.random() < 0.3:
+        for x in rng.integers(0, w, int(rng.integers(1, 4))):
+            field[:, x : x + int(rng.integers(1, 3))] *= rng.uniform(0.0, 0.5)
+    return np.clip(mask.astype(np.float32) * field, 0, 255).astype(np.uint8)
+
+
+def photo_patch(photo: np.ndarray, h: int, w: int, rng: np.random.Generator) -> np.ndarray:
+    """A float32 (h, w) cut of a grayscale photograph at a random place and zoom (at most the photo's own
+    size), stretched if the line is wider than the photo."""
+    ph, pw = photo.shape
+    zoom = rng.uniform(0.3, 1.5)
+    ch = int(np.clip(h * zoom, 4, ph))
+    cw = int(np.clip(w * ch / max(h, 1), 4, pw))
+    y, x = int(rng.integers(0, ph - ch + 1)), int(rng.integers(0, pw - cw + 1))
+    crop = photo[y : y + ch, x : x + cw]
+    if rng.random() < 0.5:
+        crop = crop[:, ::-1]
+    return cv2.resize(crop, (w, h), interpolation=cv2.INTER_LINEAR).astype(np.float32)
+
+
+def plate_furniture(
+    img: np.ndarray, rng: np.random.Generator, frame_level: float, bolt_level: float
+) -> np.ndarray:
+    """A licence plate's rim (a thin frame just inside the edge, the car's body outside it) and two bolts
+    near the top edge; drawn on the ground before the text."""
+    img = np.array(img, dtype=np.float32, copy=True)
+    h, w = img.shape
+    inset = max(1, int(h * rng.uniform(0.0, 0.03)))
+    thick = max(1, int(round(h * rng.uniform(0.015, 0.04))))
+    if inset > 1:  # the car around the plate: a band of another level outside the frame
+        outside = rng.uniform(0, 255)
+        img[:inset, :], img[-inset:, :], img[:, :inset], img[:, -inset:] = outside, outside, outside, outside
+    cv2.rectangle(img, (inset, inset), (w - 1 - inset, h - 1 - inset), float(frame_level), thick)
+    r = max(1, int(h * rng.uniform(0.025, 0.045)))
+    cy = inset + thick + r + 1
+    for fx in (rng.uniform(0.18, 0.3), rng.uniform(0.7, 0.82)):
+        cv2.circle(img, (int(w * fx), cy), r, float(bolt_level), -1)
+    return img
+
+
+def binarize(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A bilevel scan: every pixel black or white, at a threshold drawn between the ground and the ink
+    (low thresholds thin the strokes and break them, high ones thicken them)."""
+    lo, hi = np.percentile(img, (2, 98))
+    t = lo + (hi - lo) * rng.uniform(0.4, 0.6)
+    return np.where(img > t, 255.0, 0.0).astype(np.float32)
+
+
+def speckle(img: np.ndarray, rng: np.random.Generator, density: float) -> np.ndarray:
+    """Dust and toner specks: small dark (and a few light) dots over the line, `density` of its pixels."""
+    h, w = img.shape
+    out = np.array(img, dtype=np.float32, copy=True)
+    n = int(rng.poisson(max(density, 0.0) * h * w))
+    if n == 0:
+        return out
+    lo, hi = float(np.percentile(out, 1)), float(np.percentile(out, 99))
+    ys, xs = rng.integers(0, h, n), rng.integers(0, w, n)
+    dark = rng.random(n) < 0.8
+    out[ys[dark], xs[dark]] = lo
+    out[ys[~dark], xs[~dark]] = hi
+    return out
+
+
+def resample_height(img: np.ndarray, rng: np.random.Generator, lo: int, hi: int) -> np.ndarray:
+    """The line as a small source image (`lo`-`hi` pixels tall, as a 94x24 plate crop or a small screen
+    font) scaled back up to its size: the blockiness and blur of upscaling."""
+    h, w = img.shape
+    th = int(rng.integers(lo, hi + 1))
+    if th >= h:
+        return img
+    tw = max(2, int(round(w * th / h)))
+    small = cv2.resize(img, (tw, th), interpolation=cv2.INTER_AREA)
+    interp = (cv2.INTER_LINEAR, cv2.INTER_CUBIC, cv2.INTER_NEAREST)[int(rng.choice(3, p=[0.6, 0.3, 0.1]))]
+    return cv2.resize(small, (w, h), interpolation=interp)
+
+
+def bubble(h: int, w: int, level: float, rng: np.random.Generator) -> np.ndarray:
+    """A chat bubble or UI panel of gray `level` with rounded corners, on a page of another level."""
+    page = level + rng.choice([-1.0, 1.0]) * rng.uniform(20, 90)
+    bg = np.full((h, w), np.clip(page, 0, 255), np.float32)
+    inset = max(1, int(h * rng.uniform(0.0, 0.06)))
+    r = max(2, int(h * rng.uniform(0.15, 0.45)))
+    x0, y0, x1, y1 = inset, inset, w - 1 - inset, h - 1 - inset
+    r = min(r, (y1 - y0) // 2, (x1 - x0) // 2)
+    cv2.rectangle(bg, (x0 + r, y0), (x1 - r, y1), float(level), -1)
+    cv2.rectangle(bg, (x0, y0 + r), (x1, y1 - r), float(level), -1)
+    for cx, cy in ((x0 + r, y0 + r), (x1 - r, y0 + r), (x0 + r, y1 - r), (x1 - r, y1 - r)):
+        cv2.circle(bg, (cx, cy), r, float(level), -1)
+    return bg

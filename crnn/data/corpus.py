@@ -89,6 +89,29 @@ class Corpus:
             self._faker = Faker("zh_CN")
         return self._faker
 
+    def for_scene(
+        self,
+        kinds: dict[str, float] | None = None,
+        lengths: list[list[float]] | None = None,
+        max_len: int = 0,
+    ) -> Corpus:
+        """This corpus with a scene's own text kinds, lengths and longest line (a recipe's `text`,
+        `text_lengths`, `text_max_len`); itself when the scene overrides nothing. The variant shares seed,
+        alphabet, Faker and stats, so line i of a scene is still a pure function of (seed, i)."""
+        if not kinds and not lengths and not max_len:
+            return self
+        cfg = CorpusConfig(
+            kinds=dict(kinds) if kinds else dict(self.cfg.kinds),
+            lengths=[list(r) for r in lengths] if lengths else self.cfg.lengths,
+            max_len=max_len or self.cfg.max_len,
+            freq_power=self.cfg.freq_power,
+            vocab_size=self.cfg.vocab_size,
+        )
+        variant = Corpus(cfg, self.charset, seed=self.seed)
+        variant.stats = self.stats
+        variant._faker = self._faker
+        return variant
+
     def words(self, lang: str) -> tuple[list[str], list[float]]:
         return _vocab(lang, self.cfg.vocab_size, self.cfg.freq_power, self.charset.as_string())
 
@@ -262,6 +285,337 @@ def gen_charset_random(c: Corpus, rng: random.Random, target: int) -> str:
     return "".join(rng.choice(c._chars) for _ in range(target))
 
 
+# -- text of the real-image recipes (configs/render/real.yaml) --
+
+PLATE_PROVINCES = "京津沪渝冀豫云辽黑湘皖鲁新苏浙赣鄂桂甘晋蒙陕吉闽贵粤青藏川宁琼"
+PLATE_LETTERS = "ABCDEFGHJKLMNPQRSTUVWXYZ"  # no I or O on Chinese plates
+
+
+def gen_plate(c: Corpus, rng: random.Random, target: int) -> str:
+    """A Chinese licence plate: province hanzi, issuing-office letter, then five letters and digits (six,
+    mostly digits, on green new-energy plates); a few special suffixes; the separator dot when it has one."""
+    head = rng.choice(PLATE_PROVINCES) + rng.choice(PLATE_LETTERS)
+    if rng.random() < 0.15:  # new energy: D (electric) or F (hybrid) and five digits, or the reverse
+        d = rng.choice("DF")
+        tail = d + _digits(rng, 5) if rng.random() < 0.7 else _digits(rng, 5) + d
+    else:
+        pool = PLATE_LETTERS + string.digits * 3
+        tail = "".join(rng.choice(pool) for _ in range(5))
+        if rng.random() < 0.05:
+            tail = tail[:4] + rng.choice("学警挂港澳")
+    sep = rng.choices(["·", " ", ""], weights=[0.6, 0.15, 0.25])[0]
+    return head + sep + tail
+
+
+RECEIPT_KEYS = [
+    "TOTAL",
+    "SUBTOTAL",
+    "SUB TOTAL",
+    "TOTAL QTY",
+    "GRAND TOTAL",
+    "NET TOTAL",
+    "TOTAL SALES",
+    "CASH",
+    "CHANGE",
+    "ROUNDING",
+    "ROUNDING ADJ",
+    "DISCOUNT",
+    "TAX",
+    "GST",
+    "VAT",
+    "SERVICE CHARGE",
+    "SVC CHG",
+    "AMOUNT",
+    "AMT",
+    "PRICE",
+    "QTY",
+    "BALANCE",
+    "PAID",
+    "TENDERED",
+    "CARD",
+    "VISA",
+    "MASTERCARD",
+    "DEBIT",
+    "CREDIT",
+    "DEPOSIT",
+    "TOTAL INCL. TAX",
+    "TOTAL EXCL. TAX",
+    "TOTAL AMOUNT",
+    "AMOUNT DUE",
+    "TIP",
+]
+RECEIPT_CODES = [
+    "INVOICE NO",
+    "RECEIPT NO",
+    "RECEIPT #",
+    "BILL NO",
+    "DOC NO",
+    "ORDER #",
+    "TABLE",
+    "CASHIER",
+    "TERMINAL ID",
+    "TRANS ID",
+    "REF NO",
+    "GST REG NO",
+    "TAX ID",
+    "VAT NO",
+    "REG NO",
+    "MEMBER NO",
+    "POS",
+    "STAFF",
+    "COUNTER",
+    "TEL",
+    "FAX",
+    "DATE",
+    "TIME",
+    "APPR CODE",
+    "BATCH NO",
+    "TRACE NO",
+    "CARD NO",
+]
+RECEIPT_SUFFIXES = [
+    "LTD",
+    "INC",
+    "CO.",
+    "LLC",
+    "MART",
+    "STORE",
+    "CAFE",
+    "RESTAURANT",
+    "TRADING",
+    "STREET",
+    "ROAD",
+]
+RECEIPT_UNITS = ["PCS", "PC", "EA", "KG", "G", "L", "ML", "BOX", "PKT", "BTL", "SET", "UNIT"]
+RECEIPT_FOOTERS = [
+    "THANK YOU",
+    "THANK YOU, PLEASE COME AGAIN",
+    "PLEASE COME AGAIN",
+    "GOODS SOLD ARE NOT RETURNABLE",
+    "KEEP THIS RECEIPT",
+    "CUSTOMER COPY",
+    "MERCHANT COPY",
+    "TAX INVOICE",
+    "CASH SALE",
+    "OFFICIAL RECEIPT",
+    "NO REFUND",
+    "HAVE A NICE DAY",
+    "SIGNATURE NOT REQUIRED",
+    "PRICES INCLUDE TAX",
+]
+RECEIPT_CURRENCIES = ["", "", "", "$", "RM", "USD", "EUR", "S$", "HK$", "¥", "RMB", "£", "€"]
+RECEIPT_ZH = [
+    "合计",
+    "小计",
+    "实收",
+    "应收",
+    "找零",
+    "单价",
+    "数量",
+    "金额",
+    "收银员",
+    "流水号",
+    "优惠",
+    "现金",
+    "微信支付",
+    "支付宝",
+    "会员卡号",
+    "交易时间",
+    "订单号",
+    "商品名称",
+    "谢谢惠顾",
+    "欢迎再次光临",
+    "发票",
+]
+
+
+def _money(rng: random.Random) -> str:
+    value = round(10 ** rng.uniform(-1, 4), 2)
+    body = f"{value:,.2f}" if value >= 1000 and rng.random() < 0.5 else f"{value:.2f}"
+    cur = rng.choice(RECEIPT_CURRENCIES)
+    return f"{cur}{rng.choice(['', ' '])}{body}" if cur else body
+
+
+def _code(rng: random.Random) -> str:
+    n = rng.randint(4, 12)
+    if rng.random() < 0.5:
+        return "".join(rng.choice(string.ascii_uppercase) for _ in range(rng.randint(1, 3))) + _digits(rng, n)
+    if rng.random() < 0.5:
+        return _digits(rng, n)
+    return f"{_digits(rng, rng.randint(4, 7))}-{rng.choice(string.ascii_uppercase)}"
+
+
+def gen_receipt(c: Corpus, rng: random.Random, target: int) -> str:
+    """A line of a till receipt or a ticket: item lines, totals, codes, dates, footers; mostly upper case."""
+    k = rng.random()
+    words = lambda n: " ".join(_pick_words(c, "en", rng, n, " ")).upper()  # noqa: E731
+    if k < 0.25:  # an item: name, quantity, unit price, amount, in one of the common layouts
+        name = words(rng.randint(4, 22))
+        qty = rng.randint(1, 12)
+        unit = f" {rng.choice(RECEIPT_UNITS)}" if rng.random() < 0.3 else ""
+        text = rng.choice(
+            [
+                f"{name} {_money(rng)}",
+                f"{qty} X {_money(rng)}",
+                f"{qty}{unit} X {_money(rng)} {_money(rng)}",
+                f"{name} {qty} {_money(rng)}",
+                f"{qty} {name}",
+                name,
+                f"{_digits(rng, rng.randint(6, 13))} {name}",
+            ]
+        )
+    elif k < 0.5:
+        sep = rng.choice([" ", ": ", " : ", ":", "  "])
+        text = (
+            f"{rng.choice(RECEIPT_KEYS)}{sep}{_money(rng)}"
+            if rng.random() < 0.8
+            else rng.choice(RECEIPT_KEYS)
+        )
+    elif k < 0.65:
+        key = rng.choice(RECEIPT_CODES)
+        sep = rng.choice([" ", ": ", " : ", ":", " # "])
+        if key in ("TEL", "FAX"):
+            value = gen_phone(c, rng, target)
+        elif key in ("DATE", "TIME"):
+            value = gen_date(c, rng, target)
+        elif key == "CARD NO":
+            value = "*" * rng.choice([4, 8, 12]) + _digits(rng, 4)
+        else:
+            value = _code(rng)
+        text = f"{key}{sep}{value}"
+    elif k < 0.73:
+        y, m, d = rng.randint(2000, 2035), rng.randint(1, 12), rng.randint(1, 28)
+        hh, mm = rng.randint(1, 12), rng.randint(0, 59)
+        text = rng.choice(
+            [
+                f"{d:02d}/{m:02d}/{y} {hh:02d}:{mm:02d} {rng.choice(['AM', 'PM'])}",
+                f"{d:02d}-{m:02d}-{y} {rng.randint(0, 23):02d}:{mm:02d}:{rng.randint(0, 59):02d}",
+                f"{hh}:{mm:02d} {rng.choice(['AM', 'PM'])}",
+                gen_date(c, rng, target),
+            ]
+        )
+    elif k < 0.8:
+        text = rng.choice(RECEIPT_FOOTERS)
+    elif k < 0.86:
+        w = _pick_words(c, "en", rng, 8, "") or ["shop"]
+        host = "".join(w[:2]).lower()
+        text = rng.choice(
+            [
+                f"WWW.{host}.COM",
+                f"{host}@{w[-1].lower()}.com",
+                f"https://{host}.com/{w[-1]}",
+                f"{host.upper()}@GMAIL.COM",
+            ]
+        )
+    elif k < 0.93:  # the shop: a name and a company or street suffix
+        text = f"{words(rng.randint(5, 20))} {rng.choice(RECEIPT_SUFFIXES)}"
+        if rng.random() < 0.3:
+            text = f"NO. {rng.randint(1, 300)}, {text}"
+    else:
+        key = rng.choice(RECEIPT_ZH)
+        value = rng.choice([_money(rng), _code(rng), gen_date(c, rng, target)])
+        text = f"{key}{rng.choice(['：', ':', ' '])}{value}"
+    if rng.random() < 0.2:
+        text = text.title() if rng.random() < 0.5 else text.capitalize()
+    return text
+
+
+def gen_sign(c: Corpus, rng: random.Random, target: int) -> str:
+    """Scene text: a word or a few (a shop sign, a label, a street name), often upper case, some numbers."""
+    k = rng.random()
+    if k < 0.55:
+        text = gen_en_words(c, rng, max(2, min(target, 24)))
+        r = rng.random()
+        text = text.upper() if r < 0.4 else text.title() if r < 0.7 else text
+    elif k < 0.85:
+        text = gen_zh_words(c, rng, max(2, min(target, 12)))
+        if rng.random() < 0.2:
+            text += f"{rng.randint(1, 999)}{rng.choice('号路楼层室')}"
+    else:
+        text = rng.choice(
+            [
+                f"[{rng.randint(0, 99):02d}]",
+                f"NO. {rng.randint(1, 999)}",
+                f"{rng.randint(1, 99)}%",
+                f"{rng.choice(string.ascii_uppercase)}{rng.randint(1, 99)}",
+                gen_phone(c, rng, target),
+                f"{rng.randint(1, 999)} {gen_en_words(c, rng, 8).upper()}",
+            ]
+        )
+    return text
+
+
+def gen_prose(c: Corpus, rng: random.Random, target: int) -> str:
+    """A line of printed English prose as a scanned journal shows it: sentence case, commas and full stops,
+    sometimes a reference, a number, a parenthesis, or a word hyphenated at the line's end."""
+    if rng.random() < 0.1:  # a reference-list line
+        words, _ = c.words("en")
+        names = ", ".join(
+            f"{rng.choice(string.ascii_uppercase)}. {rng.choice(words[:5000]).capitalize()}"
+            for _ in range(rng.randint(1, 3))
+        )
+        return f"[{rng.randint(1, 40)}] {names}, and"[:target]
+    parts = _pick_words(c, "en", rng, target + 8, " ")
+    out, n, start = [], 0, rng.random() < 0.4
+    for w in parts:
+        if start:
+            w = w.capitalize()
+            start = False
+        if rng.random() < 0.03:
+            w = f"({w}"
+            if rng.random() < 0.5:
+                w += ")"
+        if rng.random() < 0.02:
+            w = str(rng.randint(1, 2000))
+        r = rng.random()
+        if r < 0.07:
+            w += ","
+        elif r < 0.11:
+            w += "."
+            start = True
+        out.append(w)
+        n += len(w) + 1
+        if n >= target:
+            break
+    text = " ".join(out)
+    if len(text) > target and " " in text:
+        text = text[: text.rfind(" ", 0, target + 1)]
+    if rng.random() < 0.2 and len(out[-1]) > 5:  # a word broken at the line's end
+        last = text.split(" ")[-1]
+        cut = rng.randint(2, len(last) - 2)
+        text = text[: len(text) - len(last)] + last[:cut] + "-"
+    return text
+
+
+def gen_ui(c: Corpus, rng: random.Random, target: int) -> str:
+    """Text of a screen: buttons and menus, status lines, times, file names, chat messages."""
+    k = rng.random()
+    if k < 0.3:
+        return gen_mixed(c, rng, target) if rng.random() < 0.5 else gen_en_words(c, rng, target)
+    if k < 0.5:
+        return gen_zh_words(c, rng, target)
+    hh, mm = rng.randint(0, 23), rng.randint(0, 59)
+    words = _pick_words(c, "en", rng, 10, " ") or ["file"]
+    return rng.choice(
+        [
+            " ".join(words[:2]).capitalize(),
+            f"{hh}:{mm:02d}",
+            f"{hh % 12 or 12}:{mm:02d} {rng.choice(['AM', 'PM'])}",
+            f"{rng.randint(1, 99)} new messages",
+            f"{rng.randint(1, 99)} unread",
+            f"{rng.randint(1, 100)}%",
+            f"IMG_{_digits(rng, 4)}.JPG",
+            f"{words[0]}_{_digits(rng, 2)}.{rng.choice(['pdf', 'docx', 'png', 'txt'])}",
+            f"v{rng.randint(1, 12)}.{rng.randint(0, 20)}.{rng.randint(0, 9)}",
+            f"昨天 {hh}:{mm:02d}",
+            f"{rng.choice(['已读', '未读', '发送', '撤回', '下载完成', '正在输入'])}",
+            f"{words[0].capitalize()} {hh}:{mm:02d}",
+            f"{rng.randint(1, 999)} MB",
+            f"www.{words[0]}.com",
+        ]
+    )
+
+
 Generator = Callable[[Corpus, random.Random, int], str]
 GENERATORS: dict[str, Generator] = {
     "zh_words": gen_zh_words,
@@ -274,4 +628,9 @@ GENERATORS: dict[str, Generator] = {
     "phone": gen_phone,
     "id_number": gen_id_number,
     "number": gen_number,
+    "plate": gen_plate,
+    "receipt": gen_receipt,
+    "sign": gen_sign,
+    "prose": gen_prose,
+    "ui": gen_ui,
 }

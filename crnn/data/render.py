@@ -1,14 +1,21 @@
-"""Synthetic text lines of the four scene types of DESIGN.md, grayscale, at any height.
+"""Synthetic text lines of the scene types of DESIGN.md, grayscale, at any height.
 
-A scene type is a named `SceneRecipe` in config (configs/render/default.yaml): which fonts, which
-backgrounds, how much contrast, which degradations with what probability. `LineRenderer.render` draws one
-line and returns None when no font of the scene has every glyph of the text (the caller counts that).
+A scene type is a named `SceneRecipe` in config (configs/render/default.yaml: the four original scenes;
+configs/render/real.yaml: those four plus recipes for receipts, plates, scene photos, scans and screens):
+which fonts, which text, which backgrounds, how much contrast, which degradations with what probability.
+`LineRenderer.render` draws one line and returns None when no font of the scene has every glyph of the text
+(the caller counts that).
+
+The recipe fields after `jpeg_quality` came with the real-image recipes. Each is off by default and, when
+off, draws nothing from the random generators, so a recipe that does not use them renders exactly what it
+rendered before they existed (tests/test_recipes.py holds digests of the four original scenes).
 """
 
 from __future__ import annotations
 
+import glob
 import random
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from functools import lru_cache
 
 import cv2
@@ -16,7 +23,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from crnn.data import augment
-from crnn.data.fonts import FontBank, FontSpec, covers, load_font
+from crnn.data.fonts import FontBank, FontError, FontSpec, covers, load_font
 
 SCENES = ("printed", "signboard", "handwritten", "blurry")
 
@@ -54,6 +61,33 @@ class SceneRecipe:
     noise_sigma: float = 3.0
     jpeg_p: float = 0.0
     jpeg_quality: list[int] = field(default_factory=lambda: [15, 60])
+    # -- the real-image recipes' fields (configs/render/real.yaml); off by default, see the module doc --
+    # the scene's own corpus kinds, (low, high, weight) length ranges and longest line (empty or 0: the run's)
+    text: dict[str, float] = field(default_factory=dict)
+    text_lengths: list[list[float]] = field(default_factory=list)
+    text_max_len: int = 0
+    squeeze_p: float = 0.0  # condensed (or extended) glyphs
+    squeeze: list[float] = field(default_factory=lambda: [0.6, 0.9])  # width factor
+    curve_p: float = 0.0  # baseline bent into an arc or an S
+    curve: float = 0.12  # bend, relative to the line's height
+    dot_matrix_p: float = 0.0  # strokes as an impact printer's dots
+    dot_pitch: list[float] = field(default_factory=lambda: [0.08, 0.12])  # grid pitch, relative to font size
+    fade_p: float = 0.0  # faint, uneven ink (ribbon, thermal head, fading)
+    fade: float = 0.6
+    plate_p: float = 0.0  # a licence plate's frame and bolts around the text
+    source_height_p: float = 0.0  # the line made as a small image and scaled up (94x24 plates, small UI text)
+    source_height: list[int] = field(default_factory=lambda: [14, 24])  # that image's height in pixels
+    binarize_p: float = 0.0  # a bilevel scan
+    speckle_p: float = 0.0  # dust and toner specks
+    speckle: float = 0.002  # their density (share of pixels)
+    tight_p: float = 0.0  # crop to the ink box, margins touching the letters
+    tight_margin: list[float] = field(default_factory=lambda: [0.0, 0.1])  # margin, relative to ink height
+
+
+# Fields added with the real-image recipes. Left out of `render_identity` when at their defaults, so data
+# rendered before they existed keeps its fingerprint (crnn.data.synth), as it keeps its images.
+_RECIPE_FIELDS = [f.name for f in fields(SceneRecipe)]
+_LATER_SCENE_FIELDS = tuple(_RECIPE_FIELDS[_RECIPE_FIELDS.index("text") :])
 
 
 @dataclass
@@ -62,6 +96,39 @@ class RenderConfig:
     canvas_scale: float = 1.5  # font px = height * canvas_scale * font_scale; drawn large, then downsampled
     fonts: dict[str, dict] = field(default_factory=dict)  # name -> {path, index, style}
     scenes: dict[str, SceneRecipe] = field(default_factory=dict)
+    photos: list[str] = field(default_factory=list)  # globs of photographs for the `photo` background
+
+
+def render_identity(cfg: RenderConfig) -> dict:
+    """The render config as a plain dict for fingerprints: `asdict`, less the fields added with the
+    real-image recipes where they are at their defaults (so the four original scenes keep the fingerprint
+    they had, as they keep their images)."""
+    d = asdict(cfg)
+    if not d["photos"]:
+        del d["photos"]
+    defaults = asdict(SceneRecipe(fonts=[]))
+    for scene in d["scenes"].values():
+        for k in _LATER_SCENE_FIELDS:
+            if scene[k] == defaults[k]:
+                del scene[k]
+    return d
+
+
+@lru_cache(maxsize=8)
+def load_photos(patterns: tuple[str, ...], max_side: int = 1024) -> tuple[np.ndarray, ...]:
+    """The photographs matching `patterns`, grayscale, at most `max_side` pixels on their long side (read
+    once per process: decoding a 4000x3000 JPEG costs ~100 ms, a patch of it microseconds)."""
+    photos = []
+    for path in sorted({p for pat in patterns for p in glob.glob(pat)}):
+        img = cv2.imread(path, cv2.IMREAD_REDUCED_GRAYSCALE_2)
+        if img is None:
+            continue
+        f = max_side / max(img.shape)
+        if f < 1:
+            size = (int(img.shape[1] * f), int(img.shape[0] * f))
+            img = cv2.resize(img, size, interpolation=cv2.INTER_AREA)
+        photos.append(img)
+    return tuple(photos)
 
 
 class LineRenderer:
@@ -75,6 +142,15 @@ class LineRenderer:
         self.scene_fonts: dict[str, list[FontSpec]] = {
             name: self.bank.resolve(recipe.fonts, exclude=exclude_fonts) for name, recipe in cfg.scenes.items()
         }
+        self.photos: tuple[np.ndarray, ...] = ()
+        users = [n for n, r in cfg.scenes.items() if r.backgrounds.get("photo", 0) > 0]
+        if users:
+            self.photos = load_photos(tuple(cfg.photos))
+            if not self.photos:
+                raise FontError(
+                    f"scene(s) {users} draw on photographs but render.photos {cfg.photos} matches no image; "
+                    "run `make fonts` (installs the Debian wallpaper package with apt-get)"
+                )
 
     @property
     def scene_names(self) -> list[str]:
@@ -99,7 +175,8 @@ class LineRenderer:
             return None
         size = max(8, int(self.cfg.height * self.cfg.canvas_scale * nrng.uniform(*recipe.font_scale)))
         mask = _draw_mask(text, spec, size, recipe, nrng)
-        img = _compose_scene(mask, recipe, nrng)
+        mask = _shape_mask(mask, size, recipe, nrng)
+        img = _compose_scene(mask, recipe, nrng, self.photos)
         img = _degrade(img, recipe, nrng)
         img = np.clip(img, 0, 255).astype(np.uint8)
         h, w = img.shape
@@ -110,7 +187,11 @@ class LineRenderer:
             box = (int(rows[0] * f), int(np.ceil((rows[-1] + 1) * f)), int(cols[0] * f), int(np.ceil((cols[-1] + 1) * f)))
         else:
             box = (0, self.cfg.height, 0, out_w)
-        return cv2.resize(img, (out_w, self.cfg.height), interpolation=cv2.INTER_AREA), box
+        out = cv2.resize(img, (out_w, self.cfg.height), interpolation=cv2.INTER_AREA)
+        if _chance(nrng, recipe.tight_p):
+            out = recrop(out, box, self.cfg.height, nrng, margin=tuple(recipe.tight_margin))
+            box = (0, self.cfg.height, 0, out.shape[1])  # framed anew around the ink: the box is the line
+        return out, box
 
 
 def recrop(
@@ -196,7 +277,29 @@ def _reference_box(spec: FontSpec, size: int) -> tuple[int, int]:
     return box[1], box[3]
 
 
-def _compose_scene(mask: np.ndarray, r: SceneRecipe, nrng: np.random.Generator) -> np.ndarray:
+def _chance(nrng: np.random.Generator, p: float) -> bool:
+    """True with probability p; draws nothing when p is 0 (the real-image recipes' fields must not shift the
+    random streams of recipes that leave them off)."""
+    return p > 0 and nrng.random() < p
+
+
+def _shape_mask(mask: np.ndarray, size: int, r: SceneRecipe, nrng: np.random.Generator) -> np.ndarray:
+    """The real-image recipes' changes to the ink itself: condensed glyphs, a bent baseline, printer dots,
+    faint ink. Nothing is drawn from `nrng` for a recipe that uses none of them."""
+    if _chance(nrng, r.squeeze_p):
+        mask = augment.squeeze(mask, nrng, *r.squeeze)
+    if _chance(nrng, r.curve_p):
+        mask = augment.curve(mask, nrng, r.curve)
+    if _chance(nrng, r.dot_matrix_p):
+        mask = augment.dot_matrix(mask, nrng, size * nrng.uniform(*r.dot_pitch))
+    if _chance(nrng, r.fade_p):
+        mask = augment.fade_ink(mask, nrng, r.fade)
+    return mask
+
+
+def _compose_scene(
+    mask: np.ndarray, r: SceneRecipe, nrng: np.random.Generator, photos: tuple[np.ndarray, ...] = ()
+) -> np.ndarray:
     h, w = mask.shape
     bg_level = nrng.uniform(*r.bg_level)
     contrast = nrng.uniform(*r.contrast)
@@ -207,7 +310,15 @@ def _compose_scene(mask: np.ndarray, r: SceneRecipe, nrng: np.random.Generator) 
         bg_level, ink = 255.0 - bg_level, 255.0 - ink
     kinds = list(r.backgrounds)
     kind = kinds[int(nrng.choice(len(kinds), p=_normalised(r.backgrounds.values())))]
-    img = augment.background(kind, h, w, bg_level, nrng)
+    if kind == "photo":
+        # a photograph's texture around the ground level: its own mean moved to bg_level, its contrast
+        # scaled down so that the text's contrast still holds on average (a sign on a wall, a label on a box)
+        patch = augment.photo_patch(photos[int(nrng.integers(len(photos)))], h, w, nrng)
+        img = bg_level + (patch - float(patch.mean())) * nrng.uniform(0.15, 0.6)
+    else:
+        img = augment.background(kind, h, w, bg_level, nrng)
+    if _chance(nrng, r.plate_p):
+        img = augment.plate_furniture(img, nrng, ink, (ink + bg_level) / 2)
     if nrng.random() < r.stroke_jitter_p:
         mask = augment.stroke_jitter(mask, nrng)
     if nrng.random() < r.shadow_p:
@@ -239,8 +350,14 @@ def _degrade(img: np.ndarray, r: SceneRecipe, nrng: np.random.Generator) -> np.n
         img = augment.defocus(img, nrng, r.defocus_sigma)
     if nrng.random() < r.low_res_p:
         img = augment.low_resolution(img, nrng, r.low_res_scale)
+    if _chance(nrng, r.source_height_p):
+        img = augment.resample_height(img, nrng, *r.source_height)
     if r.noise_sigma > 0:
         img = augment.gaussian_noise(img, nrng, r.noise_sigma)
+    if _chance(nrng, r.binarize_p):
+        img = augment.binarize(img, nrng)
+    if _chance(nrng, r.speckle_p):
+        img = augment.speckle(img, nrng, r.speckle)
     if nrng.random() < r.jpeg_p:
         img = augment.jpeg(img, nrng, *r.jpeg_quality)
     return img

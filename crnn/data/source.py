@@ -45,6 +45,9 @@ class SynthSource:
         self.corpus = Corpus(corpus_cfg, charset, seed=seed)
         self.renderer = LineRenderer(render_cfg, exclude_fonts=exclude_fonts)
         self.scenes = self.renderer.scene_names
+        # a scene with its own text kinds (plates, receipts, ...) draws from its own view of the corpus
+        self.corpora = {s: self.corpus.for_scene(r.text, r.text_lengths, r.text_max_len)
+                        for s, r in render_cfg.scenes.items()}
         self.scene_weights = [render_cfg.scenes[s].weight for s in self.scenes]
         self.stats = SourceStats()
 
@@ -60,7 +63,7 @@ class SynthSource:
         rng = random.Random(f"render:{self.seed}:{index}")
         nrng = np.random.default_rng([self.seed & 0xFFFFFFFF, index, 7])
         for attempt in range(10):
-            text = self.corpus.line(index, target_len=target_len, attempt=attempt)
+            text = self.corpora[scene].line(index, target_len=target_len, attempt=attempt)
             out = self.renderer.render_with_box(text, scene, rng, nrng)
             if out is not None:
                 img = out[0]
