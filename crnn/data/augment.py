@@ -179,7 +179,7 @@ def dot_matrix(mask: np.ndarray, rng: np.random.Generator, pitch: float) -> np.n
     oy, ox = int(rng.integers(0, p)), int(rng.integers(0, p))
     # a needle fires where the glyph covers its cell: the cell's mean coverage, not a single sample
     cells = cv2.resize(mask, (max(1, w // p), max(1, h // p)), interpolation=cv2.INTER_AREA)
-    on = cells > rng.uniform(70, 130)
+    on = cells > rng.uniform(40, 90)
     dots = np.zeros_like(mask)
     ys, xs = np.nonzero(on)
     ys, xs = ys * p + oy, xs * p + ox

@@ -403,7 +403,7 @@ RECEIPT_FOOTERS = [
     "SIGNATURE NOT REQUIRED",
     "PRICES INCLUDE TAX",
 ]
-RECEIPT_CURRENCIES = ["", "", "", "$", "RM", "USD", "EUR", "S$", "HK$", "¥", "RMB", "£", "€"]
+RECEIPT_CURRENCIES = ["", "", "", "$", "RM", "USD", "EUR", "GBP", "S$", "HK$", "￥", "RMB"]
 RECEIPT_ZH = [
     "合计",
     "小计",
@@ -580,10 +580,9 @@ def gen_prose(c: Corpus, rng: random.Random, target: int) -> str:
     text = " ".join(out)
     if len(text) > target and " " in text:
         text = text[: text.rfind(" ", 0, target + 1)]
-    if rng.random() < 0.2 and len(out[-1]) > 5:  # a word broken at the line's end
-        last = text.split(" ")[-1]
-        cut = rng.randint(2, len(last) - 2)
-        text = text[: len(text) - len(last)] + last[:cut] + "-"
+    last = text.split(" ")[-1]
+    if rng.random() < 0.2 and len(last) > 5 and last.isalpha():  # a word broken at the line's end
+        text = text[: len(text) - len(last)] + last[: rng.randint(2, len(last) - 2)] + "-"
     return text
 
 

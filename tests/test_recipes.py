@@ -1,0 +1,183 @@
+"""The real-image recipes (configs/render/real.yaml): each new scene draws its label with a font that has
+every glyph of it, the same lines for the same seed, and the four original scenes render what they
+rendered before the recipes existed."""
+
+import hashlib
+import importlib.util
+import random
+import re
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import yaml
+from PIL import Image, ImageDraw
+
+from crnn.charset import load_charset
+from crnn.config import from_dict
+from crnn.data import augment
+from crnn.data.corpus import PLATE_LETTERS, PLATE_PROVINCES, Corpus, CorpusConfig
+from crnn.data.fonts import FontError, covers, load_font
+from crnn.data.render import SCENES, LineRenderer, RenderConfig, render_identity
+from crnn.data.source import SynthSource
+from tests.conftest import CONFIGS, ROOT, compose_cfg
+
+NEW_SCENES = ("receipt", "plate", "scene", "scan", "screen")
+
+# sha256 (first 16 hex) of labels, shapes and pixels of lines 0-2 of each original scene (default.yaml, zh_en,
+# default corpus, seed 5), computed on the renderer before the real-image recipes were added (commit 942ef5d).
+# A change here changes the synthetic test sets and the meaning of the regression gate: re-baseline first.
+OLD_SCENE_DIGESTS = {
+    "printed": "b9ecf0f29e3337b1",
+    "signboard": "f22d6a356f3bb470",
+    "handwritten": "5aae1510f13f0cfc",
+    "blurry": "520279a3424aa5d8",
+}
+
+
+@pytest.fixture(scope="module")
+def real_cfg() -> RenderConfig:
+    return compose_cfg(["render=real"]).render
+
+
+@pytest.fixture(scope="module")
+def real_src(real_cfg) -> SynthSource:
+    return SynthSource(CorpusConfig(), real_cfg, load_charset("zh_en"), seed=3)
+
+
+def _digest(src: SynthSource, scene: str, n: int = 3) -> str:
+    h = hashlib.sha256()
+    for i in range(n):
+        s = src.sample(i, scene=scene)
+        h.update(s.label.encode())
+        h.update(str(s.image.shape).encode())
+        h.update(s.image.tobytes())
+    return h.hexdigest()[:16]
+
+
+@pytest.mark.parametrize("config", ["default", "real"])
+def test_original_scenes_render_what_they_rendered(config):
+    if config == "default":
+        cfg = from_dict(RenderConfig, yaml.safe_load((CONFIGS / "render" / "default.yaml").read_text()))
+    else:
+        cfg = compose_cfg(["render=real"]).render
+    src = SynthSource(CorpusConfig(), cfg, load_charset("zh_en"), seed=5)
+    assert {s: _digest(src, s) for s in SCENES} == OLD_SCENE_DIGESTS
+
+
+def test_real_config_is_default_plus_new_scenes(real_cfg):
+    default = compose_cfg([]).render
+    assert list(real_cfg.scenes) == list(SCENES) + list(NEW_SCENES)
+    for s in SCENES:
+        assert real_cfg.scenes[s] == default.scenes[s]
+    assert not any(s.endswith(("_en", "_zh")) for s in real_cfg.scenes)  # those are realdev's category globs
+    # the fingerprint of data rendered with default.yaml does not see the new fields
+    ident = render_identity(default)
+    assert "photos" not in ident and "text" not in ident["scenes"]["printed"]
+    assert render_identity(real_cfg)["scenes"]["plate"]["text"] == {"plate": 1}
+
+
+def _glyph(spec, ch: str) -> np.ndarray:
+    font = load_font(spec.path, spec.index, 40)
+    img = Image.new("L", (60, 60), 0)
+    ImageDraw.Draw(img).text((5, 5), ch, font=font, fill=255)
+    return np.asarray(img)
+
+
+@pytest.mark.parametrize("scene", NEW_SCENES)
+def test_new_scene_draws_its_label_with_a_font_that_has_every_glyph(real_cfg, real_src, scene):
+    src = real_src
+    cs = src.corpus.charset
+    for i in range(4):
+        before = src.stats.no_font
+        s = src.sample(i, scene=scene)
+        attempt = src.stats.no_font - before
+        assert s.scene == scene and s.image.dtype == np.uint8 and s.image.shape[0] == real_cfg.height
+        assert s.label == src.corpora[scene].line(i, attempt=attempt)  # the scene's own text
+        assert not cs.oov(s.label)
+        assert float(s.image.std()) > 3.0
+        # replay the font draws: the picked font covers the label, and a renderer that knows only that
+        # font draws the same image (so the line was drawn with it)
+        rng = random.Random(f"render:{src.seed}:{i}")
+        for a in range(attempt):
+            assert src.renderer.pick_font(scene, src.corpora[scene].line(i, attempt=a), rng) is None
+        spec = src.renderer.pick_font(scene, s.label, rng)
+        assert spec is not None and covers(spec, s.label)
+        solo = LineRenderer(
+            replace(real_cfg, scenes={scene: replace(real_cfg.scenes[scene], fonts=[spec.name])})
+        )
+        nrng = np.random.default_rng([src.seed & 0xFFFFFFFF, i, 7])
+        assert np.array_equal(solo.render_with_box(s.label, scene, random.Random(0), nrng)[0], s.image)
+        notdef = _glyph(spec, "\uffff")
+        for ch in set(s.label) - {" "}:
+            assert not np.array_equal(_glyph(spec, ch), notdef), (spec.name, ch)
+
+
+@pytest.mark.parametrize("scene", NEW_SCENES)
+def test_new_scene_is_deterministic_for_a_seed(real_cfg, scene):
+    cs = load_charset("zh_en")
+    a, b, c = (SynthSource(CorpusConfig(), real_cfg, cs, seed=s) for s in (7, 7, 8))
+    for i in range(2):
+        sa, sb, sc = a.sample(i, scene=scene), b.sample(i, scene=scene), c.sample(i, scene=scene)
+        assert sa.label == sb.label and np.array_equal(sa.image, sb.image)
+        assert sa.label != sc.label or not np.array_equal(sa.image, sc.image)
+
+
+def test_scene_text_generators():
+    c = Corpus(CorpusConfig(), load_charset("zh_en"), seed=1)
+    assert c.for_scene({}, [], 0) is c
+    assert c.for_scene({"plate": 1}).stats is c.stats
+    plate = re.compile(f"^[{PLATE_PROVINCES}][{PLATE_LETTERS}][· ]?[0-9{PLATE_LETTERS}学警挂港澳]{{5,6}}$")
+    plates = c.for_scene({"plate": 1}, [[7, 9, 1]], 10)
+    for i in range(50):
+        assert plate.match(plates.line(i)), plates.line(i)
+    receipts = [c.for_scene({"receipt": 1}).line(i) for i in range(100)]
+    letters = "".join(ch for line in receipts for ch in line if ch.isascii() and ch.isalpha())
+    assert sum(ch.isupper() for ch in letters) > 0.7 * len(letters)  # mostly upper case
+    assert sum(bool(re.search(r"\d+\.\d\d", line)) for line in receipts) > 25  # amounts
+    prose = c.for_scene({"prose": 1}, [[60, 100, 1]], 100)
+    lengths = [len(prose.line(i)) for i in range(30)]
+    assert max(lengths) <= 100 and np.mean(lengths) > 50
+    assert prose.line(3) == c.for_scene({"prose": 1}, [[60, 100, 1]], 100).line(3)  # (seed, index) -> line
+    assert c.stats.retries == 0  # plates, receipts and prose fit the alphabet at the first draw
+
+
+def test_photo_scene_without_photographs_says_what_to_install(real_cfg):
+    with pytest.raises(FontError, match="make fonts"):
+        LineRenderer(replace(real_cfg, photos=["/nonexistent/*.jpg"]))
+
+
+def test_new_degradations_are_pure_and_keep_the_ink():
+    mask = np.zeros((48, 200), np.uint8)
+    for x in range(20, 190, 8):
+        mask[12:36, x : x + 3] = 255  # vertical strokes
+    img = 220.0 - mask.astype(np.float32) * 0.7
+    for fn in (
+        lambda r: augment.dot_matrix(mask, r, 5.0),
+        lambda r: augment.fade_ink(mask, r, 0.6),
+        lambda r: augment.curve(mask, r, 0.15),
+        lambda r: augment.squeeze(mask, r, 0.6, 0.8),
+        lambda r: augment.binarize(img, r),
+        lambda r: augment.speckle(img, r, 0.01),
+        lambda r: augment.resample_height(img, r, 12, 20),
+        lambda r: augment.plate_furniture(img, r, 255.0, 128.0),
+        lambda r: augment.background("bubble", 48, 200, 200.0, r),
+    ):
+        a, b = fn(np.random.default_rng(0)), fn(np.random.default_rng(0))
+        assert np.array_equal(a, b) and a.size > 0
+    dots = augment.dot_matrix(mask, np.random.default_rng(0), 4.0)
+    assert (dots > 128).sum() > 0 and (dots[:, :12] == 0).all()  # dots only where the glyph had ink
+    bent = augment.curve(mask, np.random.default_rng(1), 0.2)
+    ink = int((mask > 128).sum())
+    assert bent.shape[0] > mask.shape[0] and abs(int((bent > 128).sum()) - ink) < 0.1 * ink
+    assert set(np.unique(augment.binarize(img, np.random.default_rng(0)))) <= {0.0, 255.0}
+    assert augment.resample_height(img, np.random.default_rng(0), 12, 20).shape == img.shape
+
+
+def test_contact_sheets_show_the_new_recipes(tmp_path):
+    spec = importlib.util.spec_from_file_location("contact_sheet", ROOT / "scripts" / "contact_sheet.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    mod.main(["render=real", f"runs_dir={tmp_path}", "+rows=1"])
+    for scene in NEW_SCENES:
+        assert (tmp_path / "default" / "samples" / f"{scene}.png").is_file()
