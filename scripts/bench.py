@@ -184,11 +184,42 @@ def fit_fraction(items: list[Item], charset, hstride: int) -> dict:
     return {"lines_that_fit": float(np.mean(ok)), "frames_per_char_p5": float(np.percentile(fpc, 5))}
 
 
+def recipe_rates(overrides: list[str], n: int) -> dict:
+    """Renderer lines/s per scene recipe, one process (zh_en alphabet): `n` lines of each scene after a
+    warm-up that loads its fonts and photographs."""
+    cfg = load(overrides)
+    src = SynthSource(cfg.corpus, cfg.render, load_charset(cfg.charset), seed=123)
+    out = {}
+    for scene in src.scenes:
+        for i in range(20):
+            src.sample(10_000_000 + i, scene=scene)
+        t0, chars = time.perf_counter(), 0
+        for i in range(n):
+            chars += len(src.sample(i, scene=scene).label)
+        dt = time.perf_counter() - t0
+        out[scene] = {"lines_per_s": n / dt, "chars_per_s": chars / dt, "mean_chars": chars / n}
+        print(f"[bench] {scene}: {n / dt:.0f} lines/s, {chars / n:.1f} chars/line")
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="fewer lines and shorter timings")
     ap.add_argument("--presets-only", action="store_true", help="only the zh_en preset latency table")
+    ap.add_argument("--recipes", action="store_true", help="only renderer lines/s per scene of render=real")
     a = ap.parse_args()
+    if a.recipes:
+        rates = recipe_rates(["render=real"], 100 if a.quick else 500)
+        md = "| scene (render=real, zh_en, 1 process) | lines/s | chars/s | mean chars/line |\n"
+        md += "|---|---:|---:|---:|\n"
+        for k, v in rates.items():
+            md += f"| {k} | {v['lines_per_s']:.0f} | {v['chars_per_s']:.0f} | {v['mean_chars']:.1f} |\n"
+        dest = ROOT / "runs" / "bench"
+        dest.mkdir(parents=True, exist_ok=True)
+        (dest / "recipes.json").write_text(json.dumps(rates, indent=2))
+        (dest / "recipes.md").write_text(md)
+        print(md)
+        return
     if a.presets_only:
         table = preset_table()
         print("| preset (zh_en, 3873 classes) | ONNX FP32 ms, 32x360, 1 thread | 2 threads |")
