@@ -21,21 +21,28 @@ import os
 import platform
 import resource
 import time
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
 import hydra
 import numpy as np
 from omegaconf import DictConfig
+from tqdm import tqdm
 
 from crnn.cli import StageError, stage_errors
-from crnn.data.dataset import LmdbLineDataset
+from crnn.data.folder import FolderFormatError, FolderLineDataset, is_folder_set
+from crnn.data.lines import LmdbLineDataset
 from crnn.data.lmdb_io import LmdbFormatError
+from crnn.metrics import SceneScores
 from crnn.models.checkpoint import git_commit, load_checkpoint
 from crnn.models.complexity import count_macs, count_params
 from crnn.models.crnn import CRNN, ModelConfig
-from crnn.peers import PEERS, PeerError, evaluate_tesseract
+from crnn.peers import PEERS, PeerError, make_peer
+from crnn.scoring import score_dataset
 from crnn.settings import EvalConfig, RunConfig, load_run_config
+from crnn.textnorm import Normalizer
+from crnn.timing import measure
 from crnn.tracking import Tracker
 
 STANDARD_ARTIFACTS = (
@@ -89,21 +96,34 @@ def experiment_artifacts(cfg: RunConfig) -> list[tuple[str, Path]]:
     return found
 
 
-def open_test_sets(paths: list[str], charset, spec) -> tuple[list[LmdbLineDataset], list[dict]]:
+TestSet = LmdbLineDataset | FolderLineDataset
+
+
+def open_test_set(path: str, charset, spec) -> TestSet:
+    """An LMDB, or a folder of labelled images (categories = subfolders with labels.tsv)."""
+    if is_folder_set(path):
+        return FolderLineDataset(path, charset, spec)
+    return LmdbLineDataset([path], charset, spec, oov_policy="keep", default_scene=Path(path).name)
+
+
+def open_test_sets(paths: list[str], charset, spec) -> tuple[list[TestSet], list[dict]]:
     """The readable test sets, and a record of every one (its size, label stats, or its error)."""
     sets, records = [], []
     for p in paths:
         try:
-            ds = LmdbLineDataset([p], charset, spec, oov_policy="keep", default_scene=Path(p).name)
-        except (LmdbFormatError, OSError) as e:
+            ds = open_test_set(p, charset, spec)
+        except (LmdbFormatError, FolderFormatError, OSError) as e:
             records.append({"path": p, "error": str(e), "n": 0})
             continue
         records.append(
             {
                 "path": p,
+                "kind": "folder" if isinstance(ds, FolderLineDataset) else "lmdb",
                 "n": len(ds),
+                "scenes": sorted({s or "unknown" for s in ds.scenes()}),
                 "labels": ds.label_stats.as_dict(),
                 "missing_labels": ds.missing_labels,
+                **(ds.summary() if isinstance(ds, FolderLineDataset) else {}),
                 **({"error": "empty test set"} if len(ds) == 0 else {}),
             }
         )
@@ -133,85 +153,178 @@ def _model_config(path: Path) -> ModelConfig:
     return load_checkpoint(path).model_config
 
 
-def evaluate_artifact(name: str, path: str, test_paths: list[str], e_dict: dict, threads: int) -> dict:
-    """Runs in a fresh process: scores, latencies, throughput and peak memory of one artifact."""
-    from crnn.config import from_dict
-    from crnn.inference import score_dataset
-    from crnn.metrics import SceneScores
-    from crnn.predictor import Predictor
-    from crnn.timing import measure
+def _pct(xs: list[float], q: float) -> float:
+    return float(np.percentile(xs, q)) if xs else float("nan")
 
-    e = from_dict(EvalConfig, e_dict)
-    p = Path(path)
-    backend = _backend(p, threads)
-    predictor = Predictor(backend, decoder=e.decoder, beam_width=e.beam_width)
-    sets, _ = open_test_sets(test_paths, backend.charset, backend.spec)
-    scores = SceneScores()
-    lines, per_scene_lat, all_lat = [], {}, []
-    t_total, n_total = 0.0, 0
-    for ds in sets:
-        preds: dict[int, str] = {}
-        t0 = time.perf_counter()
-        s, _ = score_dataset(predictor, ds, e.batch_size, predictions=preds)
-        t_total += time.perf_counter() - t0
-        n_total += s.overall.n
-        scores.merge(s)
-        for i, (r_i, idx, label, scene, _) in enumerate(ds.entries):
-            lines.append(
-                {
-                    "set": str(ds.readers[r_i].path),
-                    "index": idx,
-                    "label": label,
-                    "scene": scene or "unknown",
-                    "pred": preds.get(i, ""),
-                }
-            )
-        # batch-1 latency from the decoded grayscale image to text (preprocessing + model + decoding)
-        by_scene: dict[str, list[int]] = {}
-        for i, entry in enumerate(ds.entries):
-            by_scene.setdefault(entry[3] or "unknown", []).append(i)
-        for scene, idxs in by_scene.items():
-            rng = np.random.default_rng(0)
-            chosen = rng.choice(idxs, min(e.latency_lines, len(idxs)), replace=False)
-            times = []
-            for i in chosen:
-                r_i, idx = ds.entries[i][0], ds.entries[i][1]
-                img = ds.readers[r_i].read(idx).image
-                if img is None:
-                    continue
-                stats = measure(lambda img=img: predictor([img]), reps=3, warmup=1)
-                times.append(stats["p50"])
-            per_scene_lat.setdefault(scene, []).extend(times)
-            all_lat.extend(times)
-    mc = _model_config(p)
-    pct = lambda xs, q: float(np.percentile(xs, q)) if xs else float("nan")  # noqa: E731
+
+def _line_records(ds: TestSet, preds: dict[int, str], norm: Normalizer) -> list[dict]:
+    """Every line with the text it was scored on (label and prediction normalised alike)."""
+    out = []
+    for i, (_, _, label, scene, _) in enumerate(ds.entries):
+        out.append(
+            {
+                **ds.source(i),
+                "label": norm(label, scene),
+                "scene": scene or "unknown",
+                "pred": norm(preds.get(i, ""), scene),
+            }
+        )
+    return out
+
+
+def _scene_latencies(ds: TestSet, read_one: Callable[[np.ndarray], object], n: int, color: bool) -> dict:
+    """Batch-1 milliseconds from the decoded image to text for up to `n` seeded lines per scene."""
+    by_scene: dict[str, list[int]] = {}
+    for i, entry in enumerate(ds.entries):
+        by_scene.setdefault(entry[3] or "unknown", []).append(i)
+    out: dict[str, list[float]] = {}
+    for scene, idxs in by_scene.items():
+        chosen = np.random.default_rng(0).choice(idxs, min(n, len(idxs)), replace=False)
+        times = []
+        for i in chosen:
+            img = ds.image(int(i), color=color)
+            if img is not None:
+                times.append(measure(lambda img=img: read_one(img), reps=3, warmup=1)["p50"])
+        out[scene] = times
+    return out
+
+
+def _set_summary(ds: TestSet, scores: SceneScores) -> dict:
+    cers = [v.cer for v in scores.by_scene.values()]
     return {
-        "name": name,
-        "path": str(p),
-        "format": "onnx" if p.suffix == ".onnx" else "torch",
-        "int8": "int8" in p.name or "quantize" in str(p.parent),
-        "size_bytes": p.stat().st_size,
-        "params": count_params(CRNN(mc)),
-        "macs": count_macs(mc),
-        "latency_ms": {"p50": pct(all_lat, 50), "p95": pct(all_lat, 95), "p99": pct(all_lat, 99)},
-        "throughput_lps": n_total / t_total if t_total else 0.0,
-        "throughput_batch": e.batch_size,
-        "decoder": e.decoder,
+        "path": str(ds.path),
+        "kind": "folder" if isinstance(ds, FolderLineDataset) else "lmdb",
+        **scores.overall.as_dict(),
+        "macro_cer": sum(cers) / len(cers) if cers else 0.0,  # categories differ a lot in size
+        "scenes": sorted(scores.by_scene),
+    }
+
+
+def _result(scores: SceneScores, lat: dict[str, list[float]], n: int, seconds: float, **info) -> dict:
+    """One model's (or peer's) entry of the report."""
+    all_lat = [t for ts in lat.values() for t in ts]
+    return {
+        **info,
+        "latency_ms": {"p50": _pct(all_lat, 50), "p95": _pct(all_lat, 95), "p99": _pct(all_lat, 99)},
+        "throughput_lps": n / seconds if seconds else 0.0,
         "scenes": {
             s: {
                 **sc.as_dict(),
-                "latency_ms": {
-                    "p50": pct(per_scene_lat.get(s, []), 50),
-                    "p95": pct(per_scene_lat.get(s, []), 95),
-                },
+                "latency_ms": {"p50": _pct(lat.get(s, []), 50), "p95": _pct(lat.get(s, []), 95)},
             }
             for s, sc in sorted(scores.by_scene.items())
         },
         "overall": scores.overall.as_dict(),
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "_lines": lines,
         "_latencies": all_lat,
     }
+
+
+def evaluate_artifact(name: str, path: str, test_paths: list[str], e_dict: dict, threads: int) -> dict:
+    """Runs in a fresh process: scores, latencies, throughput and peak memory of one artifact."""
+    from crnn.config import from_dict
+    from crnn.predictor import Predictor
+
+    e = from_dict(EvalConfig, e_dict)
+    norm = Normalizer(e.normalize)
+    p = Path(path)
+    backend = _backend(p, threads)
+    predictor = Predictor(backend, decoder=e.decoder, beam_width=e.beam_width)
+    sets, _ = open_test_sets(test_paths, backend.charset, backend.spec)
+    scores, lines, lat, per_set = SceneScores(), [], {}, []
+    t_total, n_total = 0.0, 0
+    for ds in sets:
+        preds: dict[int, str] = {}
+        t0 = time.perf_counter()
+        s, _ = score_dataset(predictor, ds, e.batch_size, predictions=preds, normalize=norm)
+        t_total += time.perf_counter() - t0
+        n_total += s.overall.n
+        scores.merge(s)
+        per_set.append(_set_summary(ds, s))
+        lines.extend(_line_records(ds, preds, norm))
+        for scene, ts in _scene_latencies(ds, lambda img: predictor([img]), e.latency_lines, False).items():
+            lat.setdefault(scene, []).extend(ts)
+    mc = _model_config(p)
+    res = _result(
+        scores,
+        lat,
+        n_total,
+        t_total,
+        name=name,
+        path=str(p),
+        format="onnx" if p.suffix == ".onnx" else "torch",
+        int8="int8" in p.name or "quantize" in str(p.parent),
+        size_bytes=p.stat().st_size,
+        params=count_params(CRNN(mc)),
+        macs=count_macs(mc),
+        throughput_batch=e.batch_size,
+        decoder=e.decoder,
+        sets=per_set,
+    )
+    res["_lines"] = lines
+    return res
+
+
+def evaluate_peer(name: str, test_paths: list[str], e_dict: dict, threads: int, charset, spec) -> dict:
+    """Runs in a fresh process: another recogniser on the same sets, scored and timed by the same rules
+    (same normalisation, batch-1 latency from the decoded image, seeded lines per scene). Peers read the
+    colour image where the set has one, as they were trained to."""
+    from crnn.config import from_dict
+
+    e = from_dict(EvalConfig, e_dict)
+    norm = Normalizer(e.normalize)
+    try:
+        peer = make_peer(name, charset, threads=threads)
+    except PeerError as err:
+        return {"name": name, "error": str(err)}
+    sets, _ = open_test_sets(test_paths, charset, spec)
+    scores, lines, lat, per_set = SceneScores(), [], {}, []
+    t_total, n_total = 0.0, 0
+    for ds in tqdm(sets, desc=f"eval {name}", unit="set"):
+        s, preds = SceneScores(norm), {}
+        t0 = time.perf_counter()
+        for i, (_, _, label, scene, _) in enumerate(ds.entries):
+            img = ds.image(i, color=True)
+            preds[i] = peer.read(img) if img is not None else ""
+            s.add(label, preds[i], scene)
+        t_total += time.perf_counter() - t0
+        n_total += s.overall.n
+        scores.merge(s)
+        per_set.append(_set_summary(ds, s))
+        lines.extend(_line_records(ds, preds, norm))
+        for scene, ts in _scene_latencies(ds, peer.read, e.latency_lines, True).items():
+            lat.setdefault(scene, []).extend(ts)
+    res = _result(
+        scores,
+        lat,
+        n_total,
+        t_total,
+        name=name,
+        int8=False,
+        params=0,
+        macs=0,
+        throughput_batch=1,
+        decoder="own",
+        sets=per_set,
+        **peer.info(),
+    )
+    res["_lines"] = lines
+    return res
+
+
+def run_peer(name: str, test_paths: list[str], e_dict: dict, threads: int, charset, spec) -> dict:
+    """`evaluate_peer` in a fresh process whose OpenMP thread limit is `threads` from its start: Tesseract
+    reads OMP_THREAD_LIMIT when libgomp loads, and PyTorch loads libgomp on import."""
+    old = os.environ.get("OMP_THREAD_LIMIT")
+    os.environ["OMP_THREAD_LIMIT"] = str(threads)
+    try:
+        with mp.get_context("spawn").Pool(1) as pool:
+            return pool.apply(evaluate_peer, (name, test_paths, e_dict, threads, charset, spec))
+    finally:
+        if old is None:
+            os.environ.pop("OMP_THREAD_LIMIT", None)
+        else:
+            os.environ["OMP_THREAD_LIMIT"] = old
 
 
 def run(cfg: RunConfig) -> dict:
@@ -222,11 +335,15 @@ def run(cfg: RunConfig) -> dict:
         raise EvalError(f"artifact(s) not found: {missing}")
     test_paths = list(e.test_sets) or [str(cfg.data.split_path("test"))]
     threads = e.threads or os.cpu_count() or 1
+    try:
+        Normalizer(e.normalize)
+    except ValueError as err:
+        raise EvalError(f"eval.normalize: {err}") from None
     first = _backend(artifacts[0][1], threads)
     _, records = open_test_sets(test_paths, first.charset, first.spec)
     if not any(r.get("n") for r in records):
         raise EvalError(f"no readable, non-empty test set among {test_paths}: {records}")
-    out_dir = cfg.stage_dir("eval")
+    out_dir = cfg.stage_dir(e.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     ctx = mp.get_context("spawn")
     models, t0 = [], time.perf_counter()
@@ -244,10 +361,9 @@ def run(cfg: RunConfig) -> dict:
         for peer in e.peers:
             if peer not in PEERS:
                 raise EvalError(f"eval.peers: unknown peer {peer!r}; known: {list(PEERS)}")
-            try:
-                res = evaluate_tesseract(test_paths, first.charset, first.spec)
-            except PeerError as err:
-                raise EvalError(str(err)) from None
+            res = run_peer(peer, test_paths, asdict(e), threads, first.charset, first.spec)
+            if "error" in res:
+                raise EvalError(res["error"])
             models.append(res)
             print(
                 f"[eval] {peer}: CER {res['overall']['cer'] * 100:.2f}%, "

@@ -7,6 +7,7 @@ let short lines dominate); an empty label with a non-empty prediction counts its
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import editdistance
@@ -54,13 +55,17 @@ class TextScore:
 
 
 class SceneScores:
-    """Scores per scene type plus the overall one."""
+    """Scores per scene type plus the overall one. `normalize(text, scene)` (crnn.textnorm.Normalizer)
+    is applied to label and prediction alike before they are compared."""
 
-    def __init__(self) -> None:
+    def __init__(self, normalize: Callable[[str, str | None], str] | None = None) -> None:
         self.by_scene: dict[str, TextScore] = defaultdict(TextScore)
         self.overall = TextScore()
+        self.normalize = normalize
 
     def add(self, label: str, pred: str, scene: str | None) -> None:
+        if self.normalize is not None:
+            label, pred = self.normalize(label, scene), self.normalize(pred, scene)
         self.by_scene[scene or "unknown"].add(label, pred)
         self.overall.add(label, pred)
 

@@ -16,16 +16,34 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 
+from crnn.data.image_io import ImageDecodeError, decode_image  # noqa: E402
 from crnn.data.lmdb_io import LmdbReader  # noqa: E402
 
 
+def _folder_scenes(report: dict) -> set[str]:
+    return {s for t in report["test_sets"] if t.get("kind") == "folder" for s in t.get("scenes", [])}
+
+
+def _set_name(path: str) -> str:
+    parts = Path(path).parts
+    return "/".join(parts[-2:]) if len(parts) > 1 else path
+
+
 def to_markdown(report: dict) -> str:
+    """The models table (synthetic scenes, one CER column per test set when there are several), then
+    one table per labelled folder: CER / line accuracy per category and model, as the issue tracker and
+    the model card show real-image figures."""
     models = report["models"]
-    scenes = sorted({s for m in models for s in m["scenes"]})
+    real = _folder_scenes(report)
+    scenes = sorted({s for m in models for s in m["scenes"]} - real)
+    sets = [t["path"] for t in report["test_sets"] if t.get("n")]
+    set_cols = [f"CER {_set_name(p)}" for p in sets] if len(sets) > 1 else []
     head = (
         ["model", "format", "size MB", "params", "p50 / p95 ms"]
         + [f"CER {s}" for s in scenes]
+        + set_cols
         + ["CER all", "line acc", "lines/s", "peak RSS MB"]
     )
     out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -38,24 +56,59 @@ def to_markdown(report: dict) -> str:
             f"{m['latency_ms']['p50']:.2f} / {m['latency_ms']['p95']:.2f}",
         ]
         row += [f"{m['scenes'][s]['cer'] * 100:.2f}%" if s in m["scenes"] else "-" for s in scenes]
+        if set_cols:
+            by_path = {x["path"]: x for x in m.get("sets", [])}
+            row += [f"{by_path[p]['cer'] * 100:.2f}%" if p in by_path else "-" for p in sets]
         row += [
             f"{m['overall']['cer'] * 100:.2f}%",
             f"{m['overall']['acc'] * 100:.1f}%",
             f"{m['throughput_lps']:.0f}",
-            f"{m['peak_rss_mb']:.0f}" if m["peak_rss_mb"] is not None else "-",
+            f"{m['peak_rss_mb']:.0f}" if m.get("peak_rss_mb") is not None else "-",
         ]
         out.append("| " + " | ".join(row) + " |")
+    for t in report["test_sets"]:
+        if t.get("kind") == "folder" and t.get("n"):
+            out += ["", *folder_table(report, t["path"])]
     mach = report["machine"]
-    sets = ", ".join(
+    listed = ", ".join(
         f"{t['path']} ({t['n']} lines{', ' + t['error'] if t.get('error') else ''})"
         for t in report["test_sets"]
     )
     out.append("")
     out.append(
         f"{mach['cpu']}, {mach['cores']} cores, {mach['threads']} threads; torch {mach['torch']}, "
-        f"onnxruntime {mach['onnxruntime']}. Latency: batch 1, image to text. Test sets: {sets}."
+        f"onnxruntime {mach['onnxruntime']}. Latency: batch 1, image to text. Test sets: {listed}."
     )
     return "\n".join(out) + "\n"
+
+
+def folder_table(report: dict, path: str) -> list[str]:
+    """Rows: categories, their macro average and all lines; cells: CER / exact-line accuracy."""
+    rec = next(t for t in report["test_sets"] if t["path"] == path)
+    models = [m for m in report["models"] if any(x["path"] == path for x in m.get("sets", []))]
+    cats = rec.get("scenes", [])
+    head = ["category", "n"] + [f"{m['name']} CER / acc" for m in models]
+    out = [f"Real lines: `{path}` (CER / exact-line accuracy, normalised per category)", ""]
+    out += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for c in cats:
+        n = next((m["scenes"][c]["n"] for m in models if c in m["scenes"]), 0)
+        cells = [
+            f"{m['scenes'][c]['cer']:.3f} / {m['scenes'][c]['acc']:.2f}" if c in m["scenes"] else "-"
+            for m in models
+        ]
+        out.append("| " + " | ".join([c, str(n), *cells]) + " |")
+    summ = [next(x for x in m["sets"] if x["path"] == path) for m in models]
+    rows = [
+        ["macro", str(len(cats)), *(f"{x['macro_cer']:.3f} / -" for x in summ)],
+        ["all", str(rec["n"]), *(f"{x['cer']:.3f} / {x['acc']:.2f}" for x in summ)],
+    ]
+    out += ["| " + " | ".join(r) + " |" for r in rows]
+    lat = [
+        "{:.1f}".format(np.nanmean([m["scenes"][c]["latency_ms"]["p50"] for c in cats if c in m["scenes"]]))
+        for m in models
+    ]
+    out.append("| " + " | ".join(["p50 ms / line (mean over categories)", "", *lat]) + " |")
+    return out
 
 
 def _png(fig) -> str:
@@ -116,9 +169,15 @@ def _diff_html(label: str, pred: str) -> tuple[str, str]:
     return "".join(a), "".join(b)
 
 
-def _line_image(cache: dict, path: str, index: int) -> str:
-    reader = cache.setdefault(path, LmdbReader(path))
-    img = reader.read(index).image
+def _line_image(cache: dict, line: dict) -> str:
+    if "file" in line:  # a labelled folder's image, shown in colour as it is
+        try:
+            img = decode_image(Path(line["file"]).read_bytes(), color=True)
+        except (OSError, ImageDecodeError):
+            return ""
+    else:
+        reader = cache.setdefault(line["set"], LmdbReader(line["set"]))
+        img = reader.read(line["index"]).image
     if img is None:
         return ""
     ok, buf = cv2.imencode(".png", img)
@@ -170,7 +229,7 @@ def to_html(
             )
             for x in scored:
                 lab, pre = _diff_html(x["label"], x["pred"])
-                img = _line_image(cache, x["set"], x["index"])
+                img = _line_image(cache, x)
                 c = editdistance.eval(x["label"], x["pred"]) / max(len(x["label"]), 1)
                 parts.append(
                     f"<tr><td><img class='line' src='data:image/png;base64,{img}'></td><td>{lab}</td>"

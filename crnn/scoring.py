@@ -3,10 +3,12 @@ export, quantization and evaluation, so their CERs are comparable. Imports no Py
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 
 import numpy as np
 
+from crnn.data.folder import FolderLineDataset
 from crnn.data.lines import LmdbLineDataset
 from crnn.metrics import SceneScores
 from crnn.predictor import Backend, Predictor
@@ -14,19 +16,21 @@ from crnn.predictor import Backend, Predictor
 
 def score_dataset(
     predictor: Predictor | Backend,
-    dataset: LmdbLineDataset,
+    dataset: LmdbLineDataset | FolderLineDataset,
     batch_size: int = 64,
     max_lines: int = 0,
     predictions: dict[int, str] | None = None,
+    normalize: Callable[[str, str | None], str] | None = None,
 ) -> tuple[SceneScores, dict]:
     """CER per scene type; an unreadable line scores as an empty prediction (never a smaller denominator).
-    Pass a dict as `predictions` to receive each line's text by dataset index."""
+    Pass a dict as `predictions` to receive each line's text by dataset index; `normalize(text, scene)`
+    is applied to label and prediction before scoring (crnn.textnorm)."""
     if not isinstance(predictor, Predictor):
         predictor = Predictor(predictor)
     # the predictor's own grouping (width buckets, exact widths for width-blind models, the logits
     # budget): over the widths the set records to read lines in order, then over the true input widths
     predictor = replace(predictor, max_batch=batch_size)
-    scores = SceneScores()
+    scores = SceneScores(normalize)
     skipped = {"corrupt": 0}
     widths = dataset.widths()
     keep = None

@@ -178,15 +178,22 @@ def test_compare_script_reads_two_runs_back(tmp_path):
 
 
 def test_tesseract_peer_on_the_same_test_set(tiny_data):
+    """The peer path of the stage (its own process): same sets, same scoring, one OpenMP thread."""
+    from dataclasses import asdict
+
     from crnn.charset import load_charset
     from crnn.data.preprocess import InputSpec
-    from crnn.peers import evaluate_tesseract
+    from crnn.eval import run_peer
+    from crnn.settings import EvalConfig
 
-    r = evaluate_tesseract([str(tiny_data / "data" / "test")], load_charset("digits"), InputSpec())
-    assert r["overall"]["n"] == 32
+    e = asdict(EvalConfig(latency_lines=3))
+    r = run_peer("tesseract", [str(tiny_data / "data" / "test")], e, 1, load_charset("digits"), InputSpec())
+    assert "error" not in r, r.get("error")
+    assert r["overall"]["n"] == 32 and r["sets"][0]["n"] == 32
     assert set(r["scenes"]) == {"printed", "signboard", "handwritten", "blurry"}
     assert 0.0 <= r["overall"]["cer"] < 1.0  # it reads digits, if not perfectly
     assert r["latency_ms"]["p50"] > 0 and "tesseract" in r["format"]
+    assert len(r["_lines"]) == 32
 
 
 def test_ship_writes_models_and_a_model_card(evaluated, tmp_path):

@@ -73,6 +73,20 @@ class LmdbLineDataset:
     def __len__(self) -> int:
         return len(self.entries)
 
+    @property
+    def path(self) -> str:
+        return ", ".join(str(r.path) for r in self.readers)
+
+    def image(self, i: int, color: bool = False) -> np.ndarray | None:
+        """The stored image as decoded (grayscale: LMDBs hold what training reads), None if unreadable."""
+        r_i, idx = self.entries[i][:2]
+        return self.readers[r_i].read(idx).image
+
+    def source(self, i: int) -> dict:
+        """Where line `i` came from, for the report's worst lines."""
+        r_i, idx = self.entries[i][:2]
+        return {"set": str(self.readers[r_i].path), "index": idx}
+
     def __getitem__(self, i: int) -> Item:
         r_i, idx, label, scene, _ = self.entries[i]
         rec = self.readers[r_i].read(idx)
