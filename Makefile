@@ -9,10 +9,16 @@ STAMP := $(VENV)/.installed
 FONT_PACKAGES := fonts-noto-cjk fonts-wqy-zenhei fonts-wqy-microhei fonts-arphic-ukai fonts-arphic-uming \
 	fonts-arphic-gkai00mp fonts-arphic-gbsn00lp fonts-cwtex-fs fonts-cwtex-kai fonts-cwtex-ming \
 	fonts-cwtex-heib fonts-lxgw-wenkai fonts-dejavu-core fonts-liberation fonts-dancingscript \
-	fonts-kaushanscript fonts-comic-neue fonts-dkg-handwriting fonts-breip fonts-femkeklaver
+	fonts-kaushanscript fonts-comic-neue fonts-dkg-handwriting fonts-breip fonts-femkeklaver \
+	fonts-courier-prime fonts-inconsolata fonts-urw-base35 fonts-freefont-ttf fonts-noto-mono \
+	fonts-dejavu-extra fonts-unifont fonts-dotgothic16 fonts-3270 fonts-ocr-b fonts-gnutypewriter \
+	fonts-b612 fonts-opendin fonts-routed-gothic fonts-smiley-sans fonts-roboto-unhinted fonts-open-sans \
+	fonts-lobster fonts-comfortaa fonts-cantarell \
+	lomiri-wallpapers-16.04
+# (the last: 15 CC-BY/CC-BY-SA/CC0 photographs, the scene recipe's backgrounds in configs/render/real.yaml)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help install fonts browser tesseract data samples train prune export quantize eval regress compare mlflow-ui ship model serve \
+.PHONY: help install fonts browser tesseract ppocr eval-real regress-real data samples train prune export quantize eval regress compare mlflow-ui ship model serve \
 	demo test lint bench bench-serve clean
 
 help:
@@ -72,9 +78,43 @@ tesseract:
 	if [ -n "$$missing" ]; then $(SUDO) apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; fi
 
-# make eval EXP=demo [PEERS=tesseract]
-eval: install $(if $(findstring tesseract,$(PEERS)$(ARGS)),tesseract)
+# PP-OCRv4's recognizer as a peer: rapidocr-onnxruntime ships its ONNX files in the wheel (Apache-2.0).
+# Without its dependencies: it names opencv-python, which would shadow our opencv-python-headless (one cv2).
+PPOCR_STAMP := $(VENV)/.ppocr
+$(PPOCR_STAMP): $(STAMP)
+	$(PY) -m pip install -q --no-deps rapidocr-onnxruntime==1.4.4
+	$(PY) -m pip install -q pyclipper shapely PyYAML six
+	@touch $(PPOCR_STAMP)
+ppocr: $(PPOCR_STAMP)
+
+# make eval EXP=demo [PEERS=tesseract,ppocr]
+PEER_DEPS = $(if $(findstring tesseract,$(PEERS)$(ARGS)),tesseract) $(if $(findstring ppocr,$(PEERS)$(ARGS)),ppocr)
+eval: install $(PEER_DEPS)
 	$(PY) -m crnn.eval experiment=$(EXP) $(if $(PEERS),'eval.peers=[$(PEERS)]') $(ARGS)
+
+# Real labelled lines (evaluation only, never training): every artifact of EXP (or MODELS=name=path,...)
+# plus PP-OCRv4 and Tesseract, on the synthetic test set and $(REALDEV), one thread each -> runs/<EXP>/eval_real/
+REALDEV ?= ../shared/realdev
+REAL_PEERS ?= ppocr,tesseract
+MODELS ?=
+comma := ,
+QUOTED_MODELS = $(subst $(eval) ,$(comma),$(foreach m,$(subst $(comma), ,$(MODELS)),'$(m)'))
+eval-real: install $(if $(REAL_PEERS),tesseract ppocr)
+	@if [ ! -d "$(REALDEV)" ]; then echo "[eval-real] $(REALDEV) is absent: no real labelled lines to evaluate on (set REALDEV=<folder of <category>/labels.tsv>)"; exit 0; fi; \
+	$(PY) -m crnn.eval experiment=$(EXP) eval.out_dir=eval_real eval.threads=1 \
+		'eval.test_sets=[$${data.root}/test,$(REALDEV)]' $(if $(REAL_PEERS),'eval.peers=[$(REAL_PEERS)]') \
+		$(if $(MODELS),"eval.artifacts=[$(QUOTED_MODELS)]") $(ARGS)
+
+# The bundled model on $(REALDEV) against the figures committed beside it (models/crnn_zh_en.realdev.json):
+# a change to preprocessing or decoding that costs real accuracy fails here. Seconds; skipped without realdev.
+REAL_BASELINE ?= models/crnn_zh_en.realdev.json
+REAL_TOLERANCE ?= 0.25
+regress-real: install
+	@if [ ! -d "$(REALDEV)" ]; then echo "[regress-real] $(REALDEV) is absent: gate skipped"; exit 0; fi; \
+	$(PY) -m crnn.eval experiment=zh_en name=bundled eval.out_dir=realdev eval.threads=1 eval.latency_lines=5 \
+		"eval.artifacts=['bundled=$(BUNDLED_MODEL)']" 'eval.test_sets=[$(REALDEV)]' mlflow.enabled=false && \
+	$(PY) -m crnn.regress experiment=zh_en name=bundled eval.out_dir=realdev eval.baseline=$(REAL_BASELINE) \
+		eval.cer_tolerance_points=$(REAL_TOLERANCE)
 
 BASELINE ?= baselines/$(EXP)/report.json
 regress: install
@@ -119,7 +159,7 @@ demo: install fonts
 	$(PY) -m crnn.eval experiment=demo $(ARGS) && \
 	echo "[demo] done in $$(( $$(date +%s) - start )) s"
 
-test: install fonts browser tesseract
+test: install fonts browser tesseract ppocr
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 lint: install

@@ -78,7 +78,7 @@ def main(dcfg: DictConfig) -> None:
         cfg = load_run_config(dcfg)
         if not cfg.eval.baseline:
             raise StageError("set eval.baseline=<report.json> (make regress BASELINE=...)")
-        report = cfg.stage_dir("eval") / "report.json"
+        report = cfg.stage_dir(cfg.eval.out_dir) / "report.json"
         problems = run_gate(
             report, Path(cfg.eval.baseline), cfg.eval.cer_tolerance_points, cfg.eval.latency_tolerance
         )

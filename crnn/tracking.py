@@ -10,11 +10,14 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from crnn.config import flatten
+
+_BAD_NAME = re.compile(r"[^\w\-. /]")
 
 
 @dataclass
@@ -24,6 +27,12 @@ class MlflowConfig:
     artifact_root: str = "mlruns/artifacts"
     experiment: str = "crnn"
     log_artifacts: bool = True
+
+
+def param_name(key: str) -> str:
+    """MLflow takes names of letters, digits and `_-. /` only; config keys may be globs
+    (`eval.normalize.*_zh`), so anything else becomes `_`."""
+    return _BAD_NAME.sub("_", key)
 
 
 class Tracker:
@@ -66,7 +75,7 @@ class Tracker:
     def log_params(self, params: dict[str, Any]) -> None:
         if self._mlflow is None:
             return
-        flat = {k: str(v)[:500] for k, v in flatten(params).items()}
+        flat = {param_name(k): str(v)[:500] for k, v in flatten(params).items()}
         existing = self._mlflow.get_run(self.run_id).data.params
         fresh = {k: v for k, v in flat.items() if k not in existing}  # a resumed run keeps its params
         items = list(fresh.items())
