@@ -82,20 +82,24 @@ def to_markdown(report: dict) -> str:
     return "\n".join(out) + "\n"
 
 
+def _real_cell(v: dict) -> str:
+    return f"{v['cer']:.3f} / {v['acc']:.2f} ({v['latency_ms']['p50']:.1f})"
+
+
 def folder_table(report: dict, path: str) -> list[str]:
     """Rows: categories, their macro average and all lines; cells: CER / exact-line accuracy."""
     rec = next(t for t in report["test_sets"] if t["path"] == path)
     models = [m for m in report["models"] if any(x["path"] == path for x in m.get("sets", []))]
     cats = rec.get("scenes", [])
-    head = ["category", "n"] + [f"{m['name']} CER / acc" for m in models]
-    out = [f"Real lines: `{path}` (CER / exact-line accuracy, normalised per category)", ""]
+    head = ["category", "n"] + [f"{m['name']} CER / acc (p50 ms)" for m in models]
+    out = [
+        f"Real lines: `{path}` (CER / exact-line accuracy, normalised per category; batch-1 p50 ms per line)",
+        "",
+    ]
     out += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for c in cats:
         n = next((m["scenes"][c]["n"] for m in models if c in m["scenes"]), 0)
-        cells = [
-            f"{m['scenes'][c]['cer']:.3f} / {m['scenes'][c]['acc']:.2f}" if c in m["scenes"] else "-"
-            for m in models
-        ]
+        cells = [_real_cell(m["scenes"][c]) if c in m["scenes"] else "-" for m in models]
         out.append("| " + " | ".join([c, str(n), *cells]) + " |")
     summ = [next(x for x in m["sets"] if x["path"] == path) for m in models]
     rows = [
