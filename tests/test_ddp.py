@@ -103,8 +103,9 @@ Path(sys.argv[1], f"threads.{os.environ['RANK']}.json").write_text(json.dumps(na
 @pytest.mark.slow
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads thread names from /proc")
 def test_ddp_run_ends_its_process_group_before_exit(tiny_data, tmp_path):
-    """The gloo group's threads are joined by `train` itself, not left to the interpreter's shutdown (where
-    a busy machine saw rank 0 abort: 'terminate called without an active exception')."""
+    """A real two-rank torchrun of `crnn.train` keeps the ranks' weights equal, and the gloo group's threads
+    are joined by `train` itself, not left to the interpreter's shutdown (where a busy machine saw rank 0
+    abort: 'terminate called without an active exception')."""
     script = tmp_path / "train_then_list_threads.py"
     script.write_text(_THREADS_AFTER_TRAIN)
     over = tiny_overrides(tmp_path, "ddpthreads") + [
@@ -118,7 +119,9 @@ def test_ddp_run_ends_its_process_group_before_exit(tiny_data, tmp_path):
         [str(tmp_path), *over],
         prefix=[sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"],
     )
-    assert read_summary(tmp_path, "ddpthreads")["ddp_max_param_divergence"] == 0.0
+    s = read_summary(tmp_path, "ddpthreads")
+    assert s["world_size"] == 2 and s["steps"] == 4  # two ranks under torchrun, the steps asked for
+    assert s["ddp_max_param_divergence"] == 0.0
     for rank in range(2):
         names = json.loads((tmp_path / f"threads.{rank}.json").read_text())
         assert not [n for n in names if "gloo" in n], f"rank {rank} still runs {names}"

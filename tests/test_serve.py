@@ -331,7 +331,7 @@ def test_schemathesis_finds_no_server_error(server, tmp_path):
             "--checks",
             "not_a_server_error,negative_data_rejection",
             "--max-examples",
-            "25",
+            "10",
             "--seed",
             "1",
             "--no-color",

@@ -1,5 +1,6 @@
-"""Training, end to end through the real CLI on real LMDBs: overfit, kill-and-resume, fine-tune, MLflow."""
+"""Training on real LMDBs: overfit (the chain fixture's CLI run), kill-and-resume, fine-tune, MLflow."""
 
+import json
 import os
 import signal
 import subprocess
@@ -15,6 +16,7 @@ from crnn.charset import load_charset
 from crnn.data.dataset import SynthBatchStream
 from crnn.data.preprocess import InputSpec
 from crnn.data.source import SynthSource
+from crnn.lineage import sha256_file
 from crnn.models.checkpoint import CheckpointError, load_checkpoint
 from crnn.settings import TrainConfig
 from crnn.train import train
@@ -26,28 +28,19 @@ def _weights(path):
     return load_checkpoint(path).state_dict
 
 
-def test_tiny_model_overfits_32_fixed_samples(tiny_data, tmp_path):
-    data = tiny_data / "data"
-    over = tiny_overrides(tmp_path, "overfit") + [
-        f"data.train_lmdb=[{data}/test]",  # the 32-line test split, one batch of 32 per step
-        f"data.val_lmdb=[{data}/test]",
-        "train.max_steps=150",
-        "train.val_every=150",
-        "train.save_every=150",
-        "train.lr=0.003",
-        "train.warmup_steps=10",
-        "train.batch_size=32",
-    ]
-    run_module("crnn.train", over)
-    s = read_summary(tmp_path, "overfit")
-    assert s["labels"]["kept"] == 32
+def test_the_chain_model_overfits_its_256_training_lines(chain):
+    """The chain fixture's training run (the real CLI, 500 steps over the 256 tiny training lines, batch 32)
+    drives the loss far down and writes a complete checkpoint."""
+    s = json.loads((chain / "train" / "summary.json").read_text())
+    assert s["steps"] == 500
+    assert s["labels"]["kept"] == 256
     assert s["loss_first"] > 0
     assert s["loss_last"] < 0.2 * s["loss_first"], (s["loss_first"], s["loss_last"])
-    ck = load_checkpoint(tmp_path / "runs/overfit/train/best.pt")
+    ck = load_checkpoint(chain / "train" / "best.pt")
     assert ck.charset == load_charset("digits")
     assert ck.lineage["data_fingerprint"] and ck.lineage["git_commit"]
     assert set(ck.input_spec.as_dict()) >= {"height", "mean", "std"}
-    raw = torch.load(tmp_path / "runs/overfit/train/best.pt", weights_only=True)
+    raw = torch.load(chain / "train" / "best.pt", weights_only=True)
     assert raw["format"].startswith("crnn-toolkit/checkpoint")
 
 
@@ -68,15 +61,8 @@ def test_kill_and_resume_matches_an_uninterrupted_run(tiny_data, tmp_path):
     data = tiny_data / "data"
     common = [f"data.root={data}", "train.warmup_steps=5"]
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
-    # uninterrupted reference
-    subprocess.run(
-        _train_cmd(tmp_path, "ref", 30, common),
-        cwd=ROOT,
-        env=env,
-        check=True,
-        capture_output=True,
-        timeout=300,
-    )
+    # uninterrupted reference, in this process (one thread, as the runs below): the CLI is the chain's
+    train(compose_cfg(_train_cmd(tmp_path, "ref", 30, [*common, "train.keep_heap=false"])[3:]))
     # the same run, killed with SIGKILL once a checkpoint past step 10 exists, then resumed
     last = tmp_path / "runs/cut/train/last.pt"
     proc = subprocess.Popen(
@@ -110,50 +96,19 @@ def test_kill_and_resume_matches_an_uninterrupted_run(tiny_data, tmp_path):
     assert load_checkpoint(last).train_state["step"] == 30
 
 
-def test_fine_tune_onto_a_changed_alphabet(tiny_data, tmp_path):
+def test_mlflow_run_records_params_metrics_and_checkpoint(tiny_data, tmp_path, monkeypatch):
     data = tiny_data / "data"
-    run_module("crnn.train", tiny_overrides(tmp_path, "src") + [f"data.root={data}", "train.max_steps=20"])
-    src = load_checkpoint(tmp_path / "runs/src/train/best.pt")
-    # new alphabet: drops '%' and '+', adds two letters; order changed
-    new = [c for c in reversed(src.charset.chars) if c not in "%+"] + ["A", "B"]
-    alpha = tmp_path / "alpha.txt"
-    alpha.write_text("".join(c + "\n" for c in new), encoding="utf-8")
-    run_module(
-        "crnn.train",
-        tiny_overrides(tmp_path, "ft")
-        + [
-            f"data.root={data}",
-            f"charset={alpha}",
-            "train.max_steps=1",
-            "train.lr=1e-12",
-            "train.warmup_steps=1",
-            f"train.init_from={tmp_path}/runs/src/train/best.pt",
-            "train.val_every=1",
-        ],
-    )
-    ft = load_checkpoint(tmp_path / "runs/ft/train/last.pt")
-    assert ft.charset.chars == tuple(new)
-    assert ft.model_config.num_classes == len(new) + 1
-    w_old, w_new = src.state_dict["classifier.weight"], ft.state_dict["classifier.weight"]
-    for i, c in enumerate(new):
-        if c in src.charset:
-            j = src.charset.chars.index(c) + 1
-            assert torch.allclose(w_new[i + 1], w_old[j], atol=1e-6), c
-    assert torch.allclose(w_new[0], w_old[0], atol=1e-6)  # the blank
-    assert torch.allclose(
-        ft.state_dict["features.0.0.weight"], src.state_dict["features.0.0.weight"], atol=1e-6
-    )
-    s = read_summary(tmp_path, "ft")
-    assert s["transfer"] == {"shared_chars": len(new) - 2, "new_chars": 2, "dropped_chars": 2}
-
-
-def test_mlflow_run_records_params_metrics_and_checkpoint(tiny_data, tmp_path):
-    data = tiny_data / "data"
+    uri = f"sqlite:///{tmp_path}/mlruns/mlflow.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)  # mlflow.set_tracking_uri exports it: undone after
     over = [o for o in tiny_overrides(tmp_path, "ml") if not o.startswith("mlflow.enabled")]
-    run_module("crnn.train", over + [f"data.root={data}", "train.max_steps=10", "train.val_every=10"])
+    train(
+        compose_cfg(
+            over + [f"data.root={data}", "train.keep_heap=false", "train.max_steps=10", "train.val_every=10"]
+        )
+    )
     import mlflow
 
-    client = mlflow.tracking.MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/mlruns/mlflow.db")
+    client = mlflow.tracking.MlflowClient(tracking_uri=uri)
     exp = client.get_experiment_by_name("ml")
     runs = client.search_runs([exp.experiment_id])
     assert len(runs) == 1
@@ -218,18 +173,16 @@ def test_synthetic_stream_trains_and_is_independent_of_worker_count(tiny_data, t
     spans = sorted((b[0].x.shape[-1], b[-1].x.shape[-1]) for b in got)
     assert all(a[1] <= b[0] for a, b in zip(spans, spans[1:]))  # batches do not overlap in width
     data = tiny_data / "data"
-    run_module(
-        "crnn.train",
-        tiny_overrides(tmp_path, "stream")
-        + [
-            f"data.root={data}",
-            "data.train=synth",
-            "train.max_steps=6",
-            "train.val_every=6",
-            "train.num_workers=2",
-            "train.stream_pool=3",
-        ],
-    )
+    over = tiny_overrides(tmp_path, "stream") + [
+        f"data.root={data}",
+        "data.train=synth",
+        "train.keep_heap=false",
+        "train.max_steps=6",
+        "train.val_every=6",
+        "train.num_workers=2",
+        "train.stream_pool=3",
+    ]
+    assert train(compose_cfg(over))["steps"] == 6
     assert read_summary(tmp_path, "stream")["steps"] == 6
 
 
@@ -266,15 +219,48 @@ def test_resume_refuses_a_checkpoint_with_another_input_spec(tiny_data, tmp_path
 def test_init_from_refuses_another_input_spec_but_takes_another_alphabet(tiny_data, tmp_path):
     data = tiny_data / "data"
     _train_in_process(tmp_path, "src", data)
-    src = f"train.init_from={tmp_path}/runs/src/train/best.pt"
+    src_path = tmp_path / "runs/src/train/best.pt"
+    src = load_checkpoint(src_path)
+    init = f"train.init_from={src_path}"
     with pytest.raises(ValueError, match=r"input\.cleanup: checkpoint 'none', config 'equalize'"):
-        _train_in_process(tmp_path, "ft", data, [src, "input.cleanup=equalize"])
+        _train_in_process(tmp_path, "ft", data, [init, "input.cleanup=equalize"])
     with pytest.raises(ValueError, match=r"input\.std: checkpoint 1\.0, config 0\.5"):
-        _train_in_process(tmp_path, "ft", data, [src, "input.std=0.5"])
+        _train_in_process(tmp_path, "ft", data, [init, "input.std=0.5"])
+    # new alphabet: drops '%' and '+', adds two letters; order changed
+    new = [c for c in reversed(src.charset.chars) if c not in "%+"] + ["A", "B"]
     alpha = tmp_path / "alpha.txt"
-    alpha.write_text("".join(c + "\n" for c in "0123456789AB"), encoding="utf-8")
-    s = _train_in_process(tmp_path, "ft", data, [src, f"charset={alpha}"])
-    assert s["transfer"]["new_chars"] == 2
+    alpha.write_text("".join(c + "\n" for c in new), encoding="utf-8")
+    s = _train_in_process(
+        tmp_path,
+        "ft",
+        data,
+        [
+            init,
+            f"charset={alpha}",
+            "train.max_steps=1",
+            "train.lr=1e-12",
+            "train.warmup_steps=1",
+            "train.val_every=1",
+        ],
+    )
+    ft = load_checkpoint(tmp_path / "runs/ft/train/last.pt")
+    assert ft.charset.chars == tuple(new)
+    assert ft.model_config.num_classes == len(new) + 1
+    w_old, w_new = src.state_dict["classifier.weight"], ft.state_dict["classifier.weight"]
+    for i, c in enumerate(new):
+        if c in src.charset:
+            j = src.charset.chars.index(c) + 1
+            assert torch.allclose(w_new[i + 1], w_old[j], atol=1e-6), c
+        else:  # a fresh row of its own, not a copy of any old one
+            assert torch.isfinite(w_new[i + 1]).all() and w_new[i + 1].abs().sum() > 0, c
+            assert not any(torch.allclose(w_new[i + 1], row, atol=1e-6) for row in w_old), c
+    assert torch.allclose(w_new[0], w_old[0], atol=1e-6)  # the blank
+    assert torch.allclose(
+        ft.state_dict["features.0.0.weight"], src.state_dict["features.0.0.weight"], atol=1e-6
+    )
+    assert s["transfer"] == {"shared_chars": len(new) - 2, "new_chars": 2, "dropped_chars": 2}
+    assert read_summary(tmp_path, "ft")["transfer"] == s["transfer"]
+    assert ft.lineage["source_sha256"] == sha256_file(src_path)
 
 
 def test_training_and_fine_tuning_pick_the_same_autocast_dtype():
@@ -300,17 +286,3 @@ def test_finetune_autocasts_with_the_configured_dtype(tiny_data, tmp_path, monke
     model.classifier.register_forward_hook(lambda m, i, o: seen.append(o.dtype))
     finetune(model, cfg, 2, 1e-4, "ft")
     assert seen and set(seen) == {torch.float16}
-
-
-@pytest.mark.slow
-def test_ddp_two_processes_keep_weights_equal(tiny_data, tmp_path):
-    data = tiny_data / "data"
-    run_module(
-        "crnn.train",
-        tiny_overrides(tmp_path, "ddp")
-        + [f"data.root={data}", "train.max_steps=8", "train.val_every=8", "train.val_max_lines=16"],
-        prefix=[sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m"],
-    )
-    s = read_summary(tmp_path, "ddp")
-    assert s["world_size"] == 2 and s["steps"] == 8
-    assert s["ddp_max_param_divergence"] == 0.0
