@@ -145,7 +145,7 @@ class EvalConfig:
     cer_tolerance_points: float = 0.5  # gate: CER may rise this much per scene (points)
     latency_tolerance: float = 0.5  # gate: latency ratio to FP32 ONNX may rise by this fraction
     baseline: str = ""  # gate: the report.json to compare against
-    peers: list[str] = field(default_factory=list)  # other recognisers in the same report: [tesseract]
+    peers: list[str] = field(default_factory=list)  # other recognisers in the same report: ppocr, tesseract
 
 
 @dataclass
