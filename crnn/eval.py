@@ -43,7 +43,7 @@ from crnn.scoring import score_dataset
 from crnn.settings import EvalConfig, RunConfig, load_run_config
 from crnn.textnorm import Normalizer
 from crnn.timing import measure
-from crnn.tracking import Tracker
+from crnn.tracking import Tracker, param_name
 
 STANDARD_ARTIFACTS = (
     ("trained", "train/best.pt"),
@@ -101,13 +101,15 @@ TestSet = LmdbLineDataset | FolderLineDataset
 
 def open_test_set(path: str, charset, spec) -> TestSet:
     """An LMDB, or a folder of labelled images (categories = subfolders with labels.tsv)."""
-    if is_folder_set(path):
-        return FolderLineDataset(path, charset, spec)
+    p = Path(path)
+    if is_folder_set(p) or (p.is_dir() and not (p / "data.mdb").is_file()):
+        return FolderLineDataset(p, charset, spec)  # says what either layout needs when it is neither
     return LmdbLineDataset([path], charset, spec, oov_policy="keep", default_scene=Path(path).name)
 
 
-def open_test_sets(paths: list[str], charset, spec) -> tuple[list[TestSet], list[dict]]:
-    """The readable test sets, and a record of every one (its size, label stats, or its error)."""
+def open_test_sets(paths: list[str], charset, spec) -> tuple[list[tuple[str, TestSet]], list[dict]]:
+    """The readable test sets with the path as given (the report's key for them), and a record of every
+    one (its size, label stats, or its error)."""
     sets, records = [], []
     for p in paths:
         try:
@@ -118,7 +120,7 @@ def open_test_sets(paths: list[str], charset, spec) -> tuple[list[TestSet], list
         records.append(
             {
                 "path": p,
-                "kind": "folder" if isinstance(ds, FolderLineDataset) else "lmdb",
+                "kind": ds.kind,
                 "n": len(ds),
                 "scenes": sorted({s or "unknown" for s in ds.scenes()}),
                 "labels": ds.label_stats.as_dict(),
@@ -128,7 +130,7 @@ def open_test_sets(paths: list[str], charset, spec) -> tuple[list[TestSet], list
             }
         )
         if len(ds):
-            sets.append(ds)
+            sets.append((p, ds))
     return sets, records
 
 
@@ -189,34 +191,69 @@ def _scene_latencies(ds: TestSet, read_one: Callable[[np.ndarray], object], n: i
     return out
 
 
-def _set_summary(ds: TestSet, scores: SceneScores) -> dict:
-    cers = [v.cer for v in scores.by_scene.values()]
+def _scene_dicts(scores: SceneScores, lat: dict[str, list[float]]) -> dict:
     return {
-        "path": str(ds.path),
-        "kind": "folder" if isinstance(ds, FolderLineDataset) else "lmdb",
-        **scores.overall.as_dict(),
-        "macro_cer": sum(cers) / len(cers) if cers else 0.0,  # categories differ a lot in size
-        "scenes": sorted(scores.by_scene),
+        s: {
+            **sc.as_dict(),
+            "latency_ms": {"p50": _pct(lat.get(s, []), 50), "p95": _pct(lat.get(s, []), 95)},
+        }
+        for s, sc in sorted(scores.by_scene.items())
     }
 
 
-def _result(scores: SceneScores, lat: dict[str, list[float]], n: int, seconds: float, **info) -> dict:
+def _set_summary(path: str, ds: TestSet, scores: SceneScores, lat: dict[str, list[float]]) -> dict:
+    """One test set's figures on their own: two sets may share a category name."""
+    cers = [v.cer for v in scores.by_scene.values()]
+    return {
+        "path": path,
+        "kind": ds.kind,
+        **scores.overall.as_dict(),
+        "macro_cer": sum(cers) / len(cers) if cers else 0.0,  # categories differ a lot in size
+        "scenes": _scene_dicts(scores, lat),
+    }
+
+
+def _evaluate_sets(
+    sets: list[tuple[str, TestSet]],
+    score: Callable[[TestSet, dict[int, str]], SceneScores],
+    read_one: Callable[[np.ndarray], object],
+    color: bool,
+    e: EvalConfig,
+    norm: Normalizer,
+) -> dict:
+    """Scores (`score(ds, predictions)`), timed, then batch-1 latencies per scene, per set and overall:
+    the same loop for our models and for peers."""
+    scores, lines, lat, per_set = SceneScores(), [], {}, []
+    t_total, n_total = 0.0, 0
+    for path, ds in tqdm(sets, desc="eval", unit="set", leave=False):
+        preds: dict[int, str] = {}
+        t0 = time.perf_counter()
+        s = score(ds, preds)
+        t_total += time.perf_counter() - t0
+        n_total += s.overall.n
+        scores.merge(s)
+        set_lat = _scene_latencies(ds, read_one, e.latency_lines, color)
+        per_set.append(_set_summary(path, ds, s, set_lat))
+        lines.extend(_line_records(ds, preds, norm))
+        for scene, ts in set_lat.items():
+            lat.setdefault(scene, []).extend(ts)
+    return {"scores": scores, "lat": lat, "n": n_total, "seconds": t_total, "sets": per_set, "lines": lines}
+
+
+def _result(run: dict, **info) -> dict:
     """One model's (or peer's) entry of the report."""
+    lat = run["lat"]
     all_lat = [t for ts in lat.values() for t in ts]
     return {
         **info,
         "latency_ms": {"p50": _pct(all_lat, 50), "p95": _pct(all_lat, 95), "p99": _pct(all_lat, 99)},
-        "throughput_lps": n / seconds if seconds else 0.0,
-        "scenes": {
-            s: {
-                **sc.as_dict(),
-                "latency_ms": {"p50": _pct(lat.get(s, []), 50), "p95": _pct(lat.get(s, []), 95)},
-            }
-            for s, sc in sorted(scores.by_scene.items())
-        },
-        "overall": scores.overall.as_dict(),
+        "throughput_lps": run["n"] / run["seconds"] if run["seconds"] else 0.0,
+        "scenes": _scene_dicts(run["scores"], lat),
+        "overall": run["scores"].overall.as_dict(),
+        "sets": run["sets"],
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "_latencies": all_lat,
+        "_lines": run["lines"],
     }
 
 
@@ -231,25 +268,14 @@ def evaluate_artifact(name: str, path: str, test_paths: list[str], e_dict: dict,
     backend = _backend(p, threads)
     predictor = Predictor(backend, decoder=e.decoder, beam_width=e.beam_width)
     sets, _ = open_test_sets(test_paths, backend.charset, backend.spec)
-    scores, lines, lat, per_set = SceneScores(), [], {}, []
-    t_total, n_total = 0.0, 0
-    for ds in sets:
-        preds: dict[int, str] = {}
-        t0 = time.perf_counter()
-        s, _ = score_dataset(predictor, ds, e.batch_size, predictions=preds, normalize=norm)
-        t_total += time.perf_counter() - t0
-        n_total += s.overall.n
-        scores.merge(s)
-        per_set.append(_set_summary(ds, s))
-        lines.extend(_line_records(ds, preds, norm))
-        for scene, ts in _scene_latencies(ds, lambda img: predictor([img]), e.latency_lines, False).items():
-            lat.setdefault(scene, []).extend(ts)
+
+    def score(ds: TestSet, preds: dict[int, str]) -> SceneScores:
+        return score_dataset(predictor, ds, e.batch_size, predictions=preds, normalize=norm)[0]
+
+    run = _evaluate_sets(sets, score, lambda img: predictor([img]), False, e, norm)
     mc = _model_config(p)
-    res = _result(
-        scores,
-        lat,
-        n_total,
-        t_total,
+    return _result(
+        run,
         name=name,
         path=str(p),
         format="onnx" if p.suffix == ".onnx" else "torch",
@@ -259,10 +285,7 @@ def evaluate_artifact(name: str, path: str, test_paths: list[str], e_dict: dict,
         macs=count_macs(mc),
         throughput_batch=e.batch_size,
         decoder=e.decoder,
-        sets=per_set,
     )
-    res["_lines"] = lines
-    return res
 
 
 def evaluate_peer(name: str, test_paths: list[str], e_dict: dict, threads: int, charset, spec) -> dict:
@@ -278,38 +301,37 @@ def evaluate_peer(name: str, test_paths: list[str], e_dict: dict, threads: int, 
     except PeerError as err:
         return {"name": name, "error": str(err)}
     sets, _ = open_test_sets(test_paths, charset, spec)
-    scores, lines, lat, per_set = SceneScores(), [], {}, []
-    t_total, n_total = 0.0, 0
-    for ds in tqdm(sets, desc=f"eval {name}", unit="set"):
-        s, preds = SceneScores(norm), {}
-        t0 = time.perf_counter()
-        for i, (_, _, label, scene, _) in enumerate(ds.entries):
-            img = ds.image(i, color=True)
-            preds[i] = peer.read(img) if img is not None else ""
+    failed = {"n": 0}
+
+    def read(img: np.ndarray | None) -> str:
+        """A line the peer cannot read (no image, or it raises) scores as empty, counted."""
+        if img is None:
+            return ""
+        try:
+            return peer.read(img)
+        except Exception:  # noqa: BLE001  (a peer's own failure on one line must not end the run)
+            failed["n"] += 1
+            return ""
+
+    def score(ds: TestSet, preds: dict[int, str]) -> SceneScores:
+        s = SceneScores(norm)
+        for i, (_, _, label, scene, _) in enumerate(tqdm(ds.entries, desc=f"eval {name}", leave=False)):
+            preds[i] = read(ds.image(i, color=True))
             s.add(label, preds[i], scene)
-        t_total += time.perf_counter() - t0
-        n_total += s.overall.n
-        scores.merge(s)
-        per_set.append(_set_summary(ds, s))
-        lines.extend(_line_records(ds, preds, norm))
-        for scene, ts in _scene_latencies(ds, peer.read, e.latency_lines, True).items():
-            lat.setdefault(scene, []).extend(ts)
-    res = _result(
-        scores,
-        lat,
-        n_total,
-        t_total,
+        return s
+
+    run = _evaluate_sets(sets, score, peer.read, True, e, norm)
+    return _result(
+        run,
         name=name,
         int8=False,
         params=0,
         macs=0,
         throughput_batch=1,
         decoder="own",
-        sets=per_set,
+        failed_lines=failed["n"],
         **peer.info(),
     )
-    res["_lines"] = lines
-    return res
 
 
 def run_peer(name: str, test_paths: list[str], e_dict: dict, threads: int, charset, spec) -> dict:
@@ -381,6 +403,7 @@ def run(cfg: RunConfig) -> dict:
             "machine": machine_info(threads),
             "test_sets": records,
             "seconds": round(time.perf_counter() - t0, 1),
+            "normalize": e.normalize,  # the gate refuses to compare figures scored by other rules
             "models": models,
         }
         from crnn.report import write_reports
@@ -391,7 +414,7 @@ def run(cfg: RunConfig) -> dict:
                 {
                     f"{m['name']}_cer": m["overall"]["cer"],
                     f"{m['name']}_p50_ms": m["latency_ms"]["p50"],
-                    **{f"{m['name']}_cer_{s}": v["cer"] for s, v in m["scenes"].items()},
+                    **{param_name(f"{m['name']}_cer_{s}"): v["cer"] for s, v in m["scenes"].items()},
                 }
             )
         for f in ("report.json", "report.md", "report.html"):

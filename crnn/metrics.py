@@ -51,7 +51,14 @@ class TextScore:
         return self.ned_sum / self.n if self.n else 0.0
 
     def as_dict(self) -> dict:
-        return {"n": self.n, "cer": self.cer, "acc": self.acc, "ned": self.ned}
+        return {
+            "n": self.n,
+            "chars": self.chars,
+            "edits": self.edits,
+            "cer": self.cer,
+            "acc": self.acc,
+            "ned": self.ned,
+        }
 
 
 class SceneScores:

@@ -2,11 +2,13 @@
 
     python -m crnn.regress experiment=demo eval.baseline=baselines/demo/report.json   (make regress)
 
-CER is compared per model and per scene in points (`eval.cer_tolerance_points`). Latency is never compared
-in milliseconds (machines differ, and this one is noisy): each model's p50 is taken as a ratio to the FP32
-ONNX model measured in the same run, and that ratio may not grow by more than `eval.latency_tolerance`.
-An INT8 model the baseline measured faster than FP32 that is no longer faster fails outright. Exit code 1
-when anything regressed.
+CER is compared per model and per scene in points (`eval.cer_tolerance_points`, or one character of the
+scene's labels when that is more); a scene scored on a different number of lines, a model of another kind
+(format, INT8) or another scoring normalisation fails, since those figures are not comparable. Latency is
+never compared in milliseconds (machines differ, and this one is noisy): each model's p50 is taken as a
+ratio to the FP32 ONNX model measured in the same run, and that ratio may not grow by more than
+`eval.latency_tolerance`. An INT8 model the baseline measured faster than FP32 that is no longer faster
+fails outright. Exit code 1 when anything regressed.
 """
 
 from __future__ import annotations
@@ -22,9 +24,22 @@ from crnn.cli import StageError, stage_errors
 from crnn.settings import load_run_config
 
 
+def scene_tolerance(base_scene: dict, cer_points: float) -> float:
+    """The CER rise allowed in points: the configured tolerance, or one character of the scene's labels
+    when that is more (one character of a 4-word category is 5 points; a different CPU's FP32 kernels may
+    flip one argmax)."""
+    chars = base_scene.get("chars") or 0
+    return max(cer_points, 100.0 / chars) if chars else cer_points
+
+
 def compare(baseline: dict, current: dict, cer_points: float, latency_tolerance: float) -> list[str]:
     """Every figure of `current` that is worse than `baseline` beyond the tolerances, in words."""
     problems = []
+    if "normalize" in baseline and baseline["normalize"] != current.get("normalize"):
+        problems.append(
+            f"scoring normalisation differs from the baseline's ({current.get('normalize')} vs "
+            f"{baseline['normalize']}): figures scored by other rules are not comparable; re-baseline"
+        )
     base = {m["name"]: m for m in baseline["models"]}
     cur = {m["name"]: m for m in current["models"]}
     for name in base:
@@ -39,12 +54,21 @@ def compare(baseline: dict, current: dict, cer_points: float, latency_tolerance:
             if cv is None:
                 problems.append(f"{name}: scene {scene} missing from the report")
                 continue
+            if "n" in bv and cv.get("n") != bv["n"]:
+                problems.append(f"{name}: scene {scene} has {cv.get('n')} lines, the baseline {bv['n']}")
+                continue
             delta = 100 * (cv["cer"] - bv["cer"])
-            if delta > cer_points:
+            allowed = scene_tolerance(bv, cer_points)
+            if delta > allowed:
                 problems.append(
                     f"{name}: CER {scene} {bv['cer'] * 100:.2f}% -> {cv['cer'] * 100:.2f}% "
-                    f"(+{delta:.2f} points > {cer_points})"
+                    f"(+{delta:.2f} points > {allowed:.2f})"
                 )
+        if b.get("int8") != m.get("int8") or b.get("format") != m.get("format"):
+            problems.append(
+                f"{name}: a different kind of model than the baseline's ({m.get('format')}, int8 "
+                f"{m.get('int8')} vs {b.get('format')}, int8 {b.get('int8')}); re-baseline"
+            )
         r_now, r_base = m.get("latency_ratio_to_fp32_onnx"), b.get("latency_ratio_to_fp32_onnx")
         if r_now is not None and r_base is not None and r_now > r_base * (1 + latency_tolerance):
             problems.append(

@@ -16,14 +16,18 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
 
 from crnn.data.image_io import ImageDecodeError, decode_image  # noqa: E402
 from crnn.data.lmdb_io import LmdbReader  # noqa: E402
 
 
-def _folder_scenes(report: dict) -> set[str]:
-    return {s for t in report["test_sets"] if t.get("kind") == "folder" for s in t.get("scenes", [])}
+def _lmdb_scenes(models: list[dict]) -> list[str]:
+    """Scene columns of the models table: the LMDB sets' scenes (labelled folders get their own table).
+    Reports written before per-set figures existed have every scene in `scenes`."""
+    found = {s for m in models for x in m.get("sets", []) if x.get("kind") == "lmdb" for s in x["scenes"]}
+    if any("sets" in m for m in models):
+        return sorted(found)
+    return sorted({s for m in models for s in m["scenes"]})
 
 
 def _set_name(path: str) -> str:
@@ -36,8 +40,7 @@ def to_markdown(report: dict) -> str:
     one table per labelled folder: CER / line accuracy per category and model, as the issue tracker and
     the model card show real-image figures."""
     models = report["models"]
-    real = _folder_scenes(report)
-    scenes = sorted({s for m in models for s in m["scenes"]} - real)
+    scenes = _lmdb_scenes(models)
     sets = [t["path"] for t in report["test_sets"] if t.get("n")]
     set_cols = [f"CER {_set_name(p)}" for p in sets] if len(sets) > 1 else []
     head = (
@@ -87,32 +90,34 @@ def _real_cell(v: dict) -> str:
 
 
 def folder_table(report: dict, path: str) -> list[str]:
-    """Rows: categories, their macro average and all lines; cells: CER / exact-line accuracy."""
+    """Rows: categories, their macro average and all lines; cells: CER / exact-line accuracy (p50 ms),
+    from each model's figures for this set alone."""
     rec = next(t for t in report["test_sets"] if t["path"] == path)
-    models = [m for m in report["models"] if any(x["path"] == path for x in m.get("sets", []))]
+    runs = [(m["name"], x) for m in report["models"] for x in m.get("sets", []) if x["path"] == path]
     cats = rec.get("scenes", [])
-    head = ["category", "n"] + [f"{m['name']} CER / acc (p50 ms)" for m in models]
+    head = ["category", "n"] + [f"{name} CER / acc (p50 ms)" for name, _ in runs]
     out = [
         f"Real lines: `{path}` (CER / exact-line accuracy, normalised per category; batch-1 p50 ms per line)",
         "",
+        "| " + " | ".join(head) + " |",
+        "|" + "---|" * len(head),
     ]
-    out += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for c in cats:
-        n = next((m["scenes"][c]["n"] for m in models if c in m["scenes"]), 0)
-        cells = [_real_cell(m["scenes"][c]) if c in m["scenes"] else "-" for m in models]
+        n = next((x["scenes"][c]["n"] for _, x in runs if c in x["scenes"]), 0)
+        cells = [_real_cell(x["scenes"][c]) if c in x["scenes"] else "-" for _, x in runs]
         out.append("| " + " | ".join([c, str(n), *cells]) + " |")
-    summ = [next(x for x in m["sets"] if x["path"] == path) for m in models]
     rows = [
-        ["macro", str(len(cats)), *(f"{x['macro_cer']:.3f} / -" for x in summ)],
-        ["all", str(rec["n"]), *(f"{x['cer']:.3f} / {x['acc']:.2f}" for x in summ)],
+        ["macro", str(len(cats)), *(f"{x['macro_cer']:.3f} / -" for _, x in runs)],
+        ["all", str(rec["n"]), *(f"{x['cer']:.3f} / {x['acc']:.2f}" for _, x in runs)],
+        ["p50 ms / line (mean over categories)", "", *(_mean_p50(x) for _, x in runs)],
     ]
-    out += ["| " + " | ".join(r) + " |" for r in rows]
-    lat = [
-        "{:.1f}".format(np.nanmean([m["scenes"][c]["latency_ms"]["p50"] for c in cats if c in m["scenes"]]))
-        for m in models
-    ]
-    out.append("| " + " | ".join(["p50 ms / line (mean over categories)", "", *lat]) + " |")
-    return out
+    return out + ["| " + " | ".join(r) + " |" for r in rows]
+
+
+def _mean_p50(set_figures: dict) -> str:
+    vals = [v["latency_ms"]["p50"] for v in set_figures["scenes"].values()]
+    vals = [v for v in vals if v == v]  # a category whose lines were all unreadable has no timing
+    return f"{sum(vals) / len(vals):.1f}" if vals else "-"
 
 
 def _png(fig) -> str:
@@ -188,6 +193,15 @@ def _line_image(cache: dict, line: dict) -> str:
     return base64.b64encode(buf.tobytes()).decode() if ok else ""
 
 
+def _html_table(rows: list[str]) -> str:
+    out = ["<table>"]
+    for k, r in enumerate(r for r in rows if not r.startswith("|---")):
+        cells = [c.strip() for c in r.strip("|").split("|")]
+        tag = "th" if k == 0 else "td"
+        out.append("<tr>" + "".join(f"<{tag}>{html.escape(c)}</{tag}>" for c in cells) + "</tr>")
+    return "\n".join([*out, "</table>"])
+
+
 def to_html(
     report: dict, lines: dict[str, list[dict]], worst: int, latencies: dict[str, list[float]] | None = None
 ) -> str:
@@ -203,13 +217,16 @@ def to_html(
         f"<h1>Evaluation: {html.escape(report['experiment'])}</h1>",
     ]
     md = to_markdown(report).splitlines()
-    rows = [r for r in md if r.startswith("|") and not r.startswith("|---")]
-    parts.append("<table>")
-    for k, r in enumerate(rows):
-        cells = [c.strip() for c in r.strip("|").split("|")]
-        tag = "th" if k == 0 else "td"
-        parts.append("<tr>" + "".join(f"<{tag}>{html.escape(c)}</{tag}>" for c in cells) + "</tr>")
-    parts.append("</table>")
+    block: list[str] = []
+    for line in [*md[:-1], ""]:  # tables separated by blank lines; captions are the other lines
+        if line.startswith("|"):
+            block.append(line)
+            continue
+        if block:
+            parts.append(_html_table(block))
+            block = []
+        if line.strip():
+            parts.append(f"<p>{html.escape(line)}</p>")
     parts.append(f"<p>{html.escape(md[-1])}</p>")
     for title, b64 in _plots(report, latencies or {}):
         parts.append(
@@ -234,11 +251,9 @@ def to_html(
             for x in scored:
                 lab, pre = _diff_html(x["label"], x["pred"])
                 img = _line_image(cache, x)
+                shown = f"<img class='line' src='data:image/png;base64,{img}'>" if img else "(unreadable)"
                 c = editdistance.eval(x["label"], x["pred"]) / max(len(x["label"]), 1)
-                parts.append(
-                    f"<tr><td><img class='line' src='data:image/png;base64,{img}'></td><td>{lab}</td>"
-                    f"<td>{pre}</td><td>{c * 100:.0f}%</td></tr>"
-                )
+                parts.append(f"<tr><td>{shown}</td><td>{lab}</td><td>{pre}</td><td>{c * 100:.0f}%</td></tr>")
             parts.append("</table>")
     parts.append("</body></html>")
     return "\n".join(parts)

@@ -77,12 +77,14 @@ def damaged_folder(tmp_path_factory) -> Path:
     _line("CASH 20.00", a / "1.png")
     (a / "2.png").write_bytes(b"\x89PNG\r\n\x1a\n not really a png")
     _line("unlabelled", a / "9.png")
-    (a / "labels.tsv").write_text(
-        "0.png\tTOTAL 12.50\n1.png\tCASH 20.00\n2.png\tBROKEN\n3.png\tMISSING\nno tab here\n",
-        encoding="utf-8",
+    (a / "labels.tsv").write_bytes(  # a BOM and CRLF line ends, as spreadsheet exports write them
+        "\ufeff0.png\tTOTAL 12.50\r\n1.png\tCASH 20.00\r\n2.png\tBROKEN\r\n3.png\tMISSING\r\n"
+        "no tab here\r\n0.png\tTOTAL 12.5O\r\n../escape.png\tX\r\n".encode()
     )
     _line("2024", b / "0.png")
-    (b / "labels.tsv").write_text("0.png\t2024\n1.png\t温度β\n", encoding="utf-8")
+    (b / "labels.tsv").write_text("0.png\t2024\n1.png\t温度\u2028β\n", encoding="utf-8")
+    (root / ".ipynb_checkpoints").mkdir()
+    (root / ".ipynb_checkpoints" / "labels.tsv").write_text("x.png\tx\n", encoding="utf-8")
     _line("placeholder", b / "1.png")
     return root
 
@@ -94,13 +96,18 @@ def test_damaged_folder_is_scored_and_counted(damaged_folder):
     ds = FolderLineDataset(damaged_folder, backend.charset, backend.spec)
     assert len(ds) == 6  # every labelled row, readable or not
     assert ds.summary() == {
-        "categories": ["printed_doc_zh", "receipt_en"],
-        "bad_label_row": 1,
-        "unlabelled_image": 1,
-        "unreadable": 1,
+        "categories": ["printed_doc_zh", "receipt_en"],  # not the hidden folder
+        "empty_categories": [],
         "missing_file": 1,
+        "unreadable": 1,
+        "bad_label_row": 2,  # no tab; a name outside its folder
+        "duplicate_row": 1,  # the first row of 0.png is kept
+        "unlabelled_image": 1,
     }
-    assert ds.label_stats.as_dict()["top_oov_chars"] == "β"  # kept and counted, not dropped
+    labels = {(f.parent.name, f.name): e[2] for f, e in zip(ds.files, ds.entries)}
+    assert labels[("receipt_en", "0.png")] == "TOTAL 12.50"
+    assert labels[("printed_doc_zh", "1.png")] == "温度\u2028β"  # U+2028 in a label does not split it
+    assert set(ds.label_stats.as_dict()["top_oov_chars"]) >= {"β"}  # kept and counted, not dropped
     preds: dict[int, str] = {}
     scores, skipped = score_dataset(Predictor(backend), ds, 8, predictions=preds)
     assert skipped["corrupt"] == 2 and scores.overall.n == 6
@@ -114,6 +121,10 @@ def test_damaged_folder_is_scored_and_counted(damaged_folder):
 
 def test_folder_errors_are_clear(tmp_path):
     with pytest.raises(FolderFormatError, match="no labels.tsv"):
+        FolderLineDataset(tmp_path, load_charset("digits"), InputSpec())
+    (tmp_path / "cat").mkdir()
+    (tmp_path / "cat" / "labels.tsv").write_bytes("0.png\tcaf\xe9\n".encode("latin-1"))
+    with pytest.raises(FolderFormatError, match="not UTF-8"):
         FolderLineDataset(tmp_path, load_charset("digits"), InputSpec())
 
 
@@ -138,5 +149,7 @@ def test_eval_stage_reports_categories(damaged_folder, tmp_path):
     md = (out / "report.md").read_text()
     assert "Real lines:" in md and "| receipt_en | 4 |" in md and "| macro | 2 |" in md
     page = (out / "report.html").read_text()
-    # worst lines shown with their own images (温度β cannot be read right; the broken ones have none)
-    assert page.count("data:image/png;base64,i") >= 1 and "<del>missing</del>" in page
+    # worst lines shown with their own images (温度β cannot be read right); the broken ones say so
+    assert page.count("<img class='line' src='data:image/png;base64,i") >= 1
+    assert "<td>(unreadable)</td><td><del>missing</del>" in page
+    assert "<th>receipt_en</th>" not in page and "<td>receipt_en</td>" in page  # the real-lines table

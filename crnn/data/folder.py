@@ -25,6 +25,7 @@ from crnn.data.lines import Item
 from crnn.data.preprocess import InputSpec, preprocess, resized_width
 
 LABELS = "labels.tsv"
+PROBLEMS = ("missing_file", "unreadable", "bad_label_row", "duplicate_row", "unlabelled_image")
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif"}
 
 
@@ -40,26 +41,42 @@ def is_folder_set(path: str | Path) -> bool:
 def category_dirs(root: Path) -> list[Path]:
     if (root / LABELS).is_file():
         return [root]
-    return sorted(d for d in root.iterdir() if (d / LABELS).is_file())
+    return sorted(
+        d for d in root.iterdir() if not d.name.startswith(".") and (d / LABELS).is_file()
+    )  # hidden folders (.ipynb_checkpoints) are not categories
 
 
-def read_labels(path: Path) -> tuple[list[tuple[str, str]], int]:
-    """(filename, text) rows of a labels.tsv and the number of malformed rows (no tab, empty name)."""
-    rows, bad = [], 0
-    for line in path.read_text(encoding="utf-8").splitlines():
+def read_labels(path: Path) -> tuple[list[tuple[str, str]], Counter]:
+    """(filename, text) rows of a labels.tsv, first row per filename, and what was wrong with the others.
+
+    UTF-8 with or without a BOM; CRLF or LF. Lines split on newlines only: `str.splitlines` would also
+    split a label at U+2028 or a form feed. A filename must name a file inside the category folder."""
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise FolderFormatError(f"{path}: not UTF-8 ({e})") from None
+    rows, seen, problems = [], set(), Counter()
+    for line in text.split("\n"):
+        line = line.rstrip("\r")
         if not line.strip():
             continue
-        name, sep, text = line.partition("\t")
-        if not sep or not name.strip():
-            bad += 1
-            continue
-        rows.append((name.strip(), text))
-    return rows, bad
+        name, sep, label = line.partition("\t")
+        name = name.strip()
+        if not sep or not name or Path(name).is_absolute() or ".." in Path(name).parts:
+            problems["bad_label_row"] += 1
+        elif name in seen:
+            problems["duplicate_row"] += 1
+        else:
+            seen.add(name)
+            rows.append((name, label))
+    return rows, problems
 
 
 class FolderLineDataset:
     """The same reading interface as `LmdbLineDataset` (entries, widths, items by index), so scoring,
     the report and peers treat both alike."""
+
+    kind = "folder"
 
     def __init__(self, root: str | Path, charset: Charset, spec: InputSpec) -> None:
         self.root = Path(root)
@@ -67,10 +84,15 @@ class FolderLineDataset:
             raise FolderFormatError(f"{self.root}: not a folder")
         cats = category_dirs(self.root)
         if not cats:
-            raise FolderFormatError(f"{self.root}: no {LABELS} in it or in any subfolder")
+            raise FolderFormatError(
+                f"{self.root}: no {LABELS} in it or in any subfolder (a labelled folder is "
+                f"<category>/{LABELS} + images; an LMDB folder holds data.mdb)"
+            )
         self.spec = spec
         self.label_filter = LabelFilter(charset, "keep")
-        self.problems: Counter = Counter()  # missing_file, unreadable, bad_label_row, unlabelled_image
+        # missing_file, unreadable, bad_label_row, duplicate_row, unlabelled_image
+        self.problems: Counter = Counter({k: 0 for k in PROBLEMS})
+        self.empty_categories: list[str] = []
         self.missing_labels = 0
         self.files: list[Path] = []
         # (file index, file index, label, category, width at model height): the LMDB set's entry shape
@@ -79,12 +101,14 @@ class FolderLineDataset:
             self._add_category(cat)
 
     def _add_category(self, cat: Path) -> None:
-        rows, bad = read_labels(cat / LABELS)
-        self.problems["bad_label_row"] += bad
-        self.missing_labels += bad
-        listed = {name for name, _ in rows}
+        rows, problems = read_labels(cat / LABELS)
+        self.problems.update(problems)
+        self.missing_labels += problems["bad_label_row"]
+        if not rows:
+            self.empty_categories.append(cat.name)
+        listed = {(cat / name).resolve() for name, _ in rows}
         self.problems["unlabelled_image"] += sum(
-            1 for f in cat.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES and f.name not in listed
+            1 for f in cat.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES and f.resolve() not in listed
         )
         for name, text in rows:
             label = self.label_filter(text)
@@ -138,4 +162,8 @@ class FolderLineDataset:
         return Item(None if img is None else preprocess(img, self.spec), label, scene)
 
     def summary(self) -> dict:
-        return {"categories": sorted({e[3] for e in self.entries}), **dict(self.problems)}
+        return {
+            "categories": sorted({e[3] for e in self.entries}),
+            "empty_categories": self.empty_categories,
+            **{k: self.problems[k] for k in PROBLEMS},
+        }

@@ -27,6 +27,8 @@ class LmdbLineDataset:
     """One or more LMDBs as one dataset of (input, label, scene); a map-style dataset for DataLoader
     without being a torch class, so ONNX-only stages read lines without importing PyTorch."""
 
+    kind = "lmdb"
+
     def __init__(
         self,
         paths: list[str],
