@@ -27,6 +27,8 @@ help:
 	@echo "make data train EXP=<preset> ARGS='<hydra overrides>'"
 	@echo "make samples         contact sheet PNG per scene type (runs/<EXP>/samples/)"
 	@echo "make bench           renderer lines/s, training img/s per preset, params and MACs"
+	@echo "make eval-real EXP=<preset> [MODELS=name=path,...]   + PP-OCRv4 and Tesseract on ../shared/realdev"
+	@echo "make regress-real    the bundled model's real-line CER per category against its committed figures"
 	@echo "make mlflow-ui       MLflow UI on 127.0.0.1:5001"
 
 $(STAMP): pyproject.toml
