@@ -19,9 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from crnn.charset import Charset, LabelFilter, LabelStats
+from crnn.charset import Charset, LabelFilter
 from crnn.data.image_io import ImageDecodeError, decode_image, open_image
-from crnn.data.lines import Item
+from crnn.data.lines import Item, LineEntries, guessed_width
 from crnn.data.preprocess import InputSpec, preprocess, resized_width
 
 LABELS = "labels.tsv"
@@ -72,7 +72,7 @@ def read_labels(path: Path) -> tuple[list[tuple[str, str]], Counter]:
     return rows, problems
 
 
-class FolderLineDataset:
+class FolderLineDataset(LineEntries):
     """The same reading interface as `LmdbLineDataset` (entries, widths, items by index), so scoring,
     the report and peers treat both alike."""
 
@@ -126,24 +126,11 @@ class FolderLineDataset:
             return resized_width(h, w, self.spec)
         except (OSError, ImageDecodeError):
             self.problems["missing_file" if not f.is_file() else "unreadable"] += 1
-            return max(self.spec.min_width, self.spec.height * max(len(label), 1))
-
-    @property
-    def label_stats(self) -> LabelStats:
-        return self.label_filter.stats
+            return guessed_width(label, self.spec)
 
     @property
     def path(self) -> Path:
         return self.root
-
-    def widths(self) -> list[int]:
-        return [e[4] for e in self.entries]
-
-    def scenes(self) -> list[str | None]:
-        return [e[3] for e in self.entries]
-
-    def __len__(self) -> int:
-        return len(self.entries)
 
     def image(self, i: int, color: bool = False) -> np.ndarray | None:
         """The decoded image (BGR with `color`, as peers that read colour want it), None if unreadable."""

@@ -23,7 +23,33 @@ class Item:
     scene: str | None
 
 
-class LmdbLineDataset:
+class LineEntries:
+    """What every line set shares: `entries` of (source, key, label, scene, width at model height) and the
+    label filter's counts; the LMDB and the labelled-folder sets differ only in where pixels come from."""
+
+    entries: list[tuple[int, int, str, str | None, int]]
+    label_filter: LabelFilter
+
+    @property
+    def label_stats(self) -> LabelStats:
+        return self.label_filter.stats
+
+    def widths(self) -> list[int]:
+        return [e[4] for e in self.entries]
+
+    def scenes(self) -> list[str | None]:
+        return [e[3] for e in self.entries]
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+
+def guessed_width(label: str, spec: InputSpec) -> int:
+    """A line's width at model height when its image size is unknown: about one height per character."""
+    return max(spec.min_width, spec.height * max(len(label), 1))
+
+
+class LmdbLineDataset(LineEntries):
     """One or more LMDBs as one dataset of (input, label, scene); a map-style dataset for DataLoader
     without being a torch class, so ONNX-only stages read lines without importing PyTorch."""
 
@@ -58,22 +84,9 @@ class LmdbLineDataset:
                 w = (
                     resized_width(WIDTH_KEY_HEIGHT, width, spec)
                     if width is not None
-                    else max(spec.min_width, spec.height * max(len(kept), 1))
+                    else guessed_width(kept, spec)
                 )
                 self.entries.append((r_i, k + 1, kept, scene or default_scene, w))
-
-    @property
-    def label_stats(self) -> LabelStats:
-        return self.label_filter.stats
-
-    def widths(self) -> list[int]:
-        return [e[4] for e in self.entries]
-
-    def scenes(self) -> list[str | None]:
-        return [e[3] for e in self.entries]
-
-    def __len__(self) -> int:
-        return len(self.entries)
 
     @property
     def path(self) -> str:
