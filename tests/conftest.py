@@ -8,14 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-# One OpenMP thread for the whole test process, set before anything loads libgomp: the in-process
-# Tesseract peer (crnn/peers.py) refuses to run, and its tests would skip, when libgomp was loaded first
-# with no limit (PyTorch loads it on import). Stage subprocesses already run with OMP_NUM_THREADS=1.
-os.environ.setdefault("OMP_THREAD_LIMIT", "1")
+import pytest
 
-import pytest  # noqa: E402
-
-from crnn.settings import RunConfig, compose_run_config  # noqa: E402
+from crnn.settings import RunConfig, compose_run_config
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"
