@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import onnx
 
 from crnn.charset import Charset
 from crnn.cli import StageError
 from crnn.data.preprocess import InputSpec
+
+if TYPE_CHECKING:
+    import onnx
 
 FORMAT = "crnn-toolkit/onnx/v1"
 WIDTHS_INPUT = "widths"  # (N,) int64: each line's true width in pixels inside the padded batch
@@ -30,6 +33,8 @@ def read_metadata(path: str | Path) -> dict[str, str]:
     p = Path(path)
     if not p.is_file():
         raise ExportError(f"ONNX file {p} does not exist")
+    import onnx  # here, not at the top: training imports this module and runs where onnx is not installed
+
     try:
         model = onnx.load(str(p), load_external_data=False)
     except Exception as e:  # protobuf DecodeError and friends
