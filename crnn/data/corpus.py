@@ -7,11 +7,14 @@ does not fit is retried, and what could not be fitted is counted in `CorpusStats
 
 from __future__ import annotations
 
+import gzip
+import json
 import random
 import string
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
 from functools import lru_cache
+from pathlib import Path
 
 from crnn.charset import Charset
 
@@ -31,6 +34,9 @@ class CorpusConfig:
     max_len: int = 80
     freq_power: float = 0.5  # word sampling weight = frequency ** power (1 = natural, 0 = uniform)
     vocab_size: int = 60000  # most frequent words per language
+    # A word list written by `write_vocab` (a training bundle carries one): read instead of the wordfreq
+    # package (58 MB), with the same words and weights, so the lines are the same
+    vocab_file: str | None = None
 
 
 @dataclass
@@ -43,13 +49,33 @@ class CorpusStats:
         return {"lines": self.lines, "retries": self.retries, "dropped_chars": self.dropped_chars}
 
 
-@lru_cache(maxsize=8)
-def _vocab(lang: str, size: int, power: float, charset_key: str) -> tuple[list[str], list[float]]:
-    import wordfreq
+def _frequencies(
+    lang: str, vocab_file: str | None, charset: Charset, size: int
+) -> Iterable[tuple[str, float]]:
+    """(word, frequency) pairs, most frequent first: from wordfreq, or from a file `write_vocab` made for
+    this alphabet with at least `size` words per language (else the lines would not be the same)."""
+    if not vocab_file:
+        import wordfreq
 
+        return wordfreq.get_frequency_dict(lang).items()
+    with gzip.open(vocab_file, "rt", encoding="utf-8") as f:
+        data = json.load(f)
+    if data["charset"] != charset.fingerprint() or data["vocab_size"] < size or lang not in data["words"]:
+        raise ValueError(
+            f"corpus.vocab_file={vocab_file} was written for another alphabet, fewer words (vocab_size "
+            f"{data['vocab_size']}) or other languages ({sorted(data['words'])}) than {lang!r} at vocab_size "
+            f"{size} asks; write it again with crnn.data.corpus.write_vocab"
+        )
+    return ((w, float(fr)) for w, fr in data["words"][lang])
+
+
+@lru_cache(maxsize=8)
+def _vocab(
+    lang: str, size: int, power: float, charset_key: str, vocab_file: str | None = None
+) -> tuple[list[str], list[float]]:
     charset = Charset.from_string(charset_key)
     words, weights = [], []
-    for w, f in wordfreq.get_frequency_dict(lang).items():
+    for w, f in _frequencies(lang, vocab_file, charset, size):
         if all(c in charset for c in w):
             words.append(w)
             weights.append(f**power)
@@ -60,6 +86,34 @@ def _vocab(lang: str, size: int, power: float, charset_key: str) -> tuple[list[s
         total += wt
         cum.append(total)
     return words, cum
+
+
+def write_vocab(
+    path: str | Path, cfg: CorpusConfig, charset: Charset, langs: tuple[str, ...] = ("zh", "en")
+) -> int:
+    """The words `Corpus` would draw from wordfreq, with their frequencies, to a small gzipped JSON file
+    (`corpus.vocab_file`): a training bundle carries this instead of the wordfreq package. Returns the
+    number of words written."""
+    words = {}
+    for lang in langs:
+        kept = []
+        for w, f in _frequencies(lang, cfg.vocab_file, charset, cfg.vocab_size):
+            if all(c in charset for c in w):
+                kept.append([w, f])
+                if len(kept) >= cfg.vocab_size:
+                    break
+        words[lang] = kept
+    data = {"charset": charset.fingerprint(), "vocab_size": cfg.vocab_size, "words": words}
+    with gzip.open(path, "wt", encoding="utf-8", compresslevel=9) as f:
+        json.dump(data, f, ensure_ascii=False, separators=(",", ":"))
+    return sum(len(v) for v in words.values())
+
+
+def corpus_identity(cfg: CorpusConfig) -> dict:
+    """The corpus config for fingerprints: where the word list is read from does not change the lines."""
+    d = asdict(cfg)
+    d.pop("vocab_file", None)
+    return d
 
 
 class Corpus:
@@ -106,6 +160,7 @@ class Corpus:
             max_len=max_len or self.cfg.max_len,
             freq_power=self.cfg.freq_power,
             vocab_size=self.cfg.vocab_size,
+            vocab_file=self.cfg.vocab_file,
         )
         variant = Corpus(cfg, self.charset, seed=self.seed)
         variant.stats = self.stats
@@ -113,7 +168,8 @@ class Corpus:
         return variant
 
     def words(self, lang: str) -> tuple[list[str], list[float]]:
-        return _vocab(lang, self.cfg.vocab_size, self.cfg.freq_power, self.charset.as_string())
+        c = self.cfg
+        return _vocab(lang, c.vocab_size, c.freq_power, self.charset.as_string(), c.vocab_file)
 
     # -- drawing --
     def rng_for(self, index: int, attempt: int = 0) -> random.Random:

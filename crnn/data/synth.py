@@ -22,6 +22,7 @@ from omegaconf import DictConfig
 from tqdm import tqdm
 
 from crnn.charset import load_charset
+from crnn.data.corpus import corpus_identity
 from crnn.data.lmdb_io import WIDTH_KEY_HEIGHT, LmdbWriter, encode_image
 from crnn.data.render import render_identity
 from crnn.data.source import SynthSource
@@ -61,7 +62,7 @@ def split_fingerprint(cfg: RunConfig, split: SplitConfig) -> str:
     """What decides a rendered split's lines: the split (size, seed, balance, excluded fonts, re-crop share),
     the alphabet, the corpus and render recipes, and the stored image format."""
     return _digest({"split": asdict(split), "charset": load_charset(cfg.charset).fingerprint(),
-                    "corpus": asdict(cfg.corpus), "render": render_identity(cfg.render),
+                    "corpus": corpus_identity(cfg.corpus), "render": render_identity(cfg.render),
                     "format": cfg.data.image_format})
 
 
@@ -74,7 +75,7 @@ def stream_fingerprint(cfg: RunConfig) -> str:
     return _digest({"stream": {"seed": split.seed, "exclude_fonts": list(split.exclude_fonts),
                                "recrop_p": split.recrop_p, "run_seed": cfg.seed},
                     "charset": load_charset(cfg.charset).fingerprint(),
-                    "corpus": asdict(cfg.corpus), "render": render_identity(cfg.render)})
+                    "corpus": corpus_identity(cfg.corpus), "render": render_identity(cfg.render)})
 
 
 def write_split(cfg: RunConfig, name: str, split: SplitConfig, force: bool = False) -> dict:
