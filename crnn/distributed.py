@@ -58,6 +58,17 @@ def barrier(info: DistInfo) -> None:
         dist.barrier()
 
 
+def agree(flag: bool, info: DistInfo, device: torch.device) -> bool:
+    """Rank 0's `flag` on every rank (a decision taken from rank 0's clock, say), so that all ranks take
+    the same branch and none waits in a collective the others skipped. The tensor lives on `device`:
+    nccl only moves CUDA tensors."""
+    if not info.enabled:
+        return flag
+    t = torch.tensor([1 if flag else 0], device=device)
+    dist.broadcast(t, src=0)
+    return bool(t.item())
+
+
 def teardown(info: DistInfo) -> None:
     """End the process group once every rank is done with it: the DDP wrapper must already be gone (it
     holds the group), no rank may still be inside a collective (the barrier), and the group's threads are

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import subprocess
 from pathlib import Path
 
@@ -16,6 +17,10 @@ def sha256_file(path: str | Path) -> str:
 
 
 def git_commit() -> str:
+    """HEAD of the checkout this code runs from (`-dirty` with uncommitted changes). A copy of the code
+    outside its repository (a training bundle) says where it came from in CRNN_GIT_COMMIT."""
+    if os.environ.get("CRNN_GIT_COMMIT"):
+        return os.environ["CRNN_GIT_COMMIT"]
     try:
         out = subprocess.run(
             ["git", "rev-parse", "HEAD"],

@@ -59,7 +59,12 @@ class TrainConfig:
     log_every: int = 20
     num_workers: int = 2
     resume: bool = False
+    # train.resume=true reads <runs_dir>/<name>/train/last.pt, or the last.pt in this folder (or this file):
+    # what a training bundle brought back from another machine
+    resume_from: str | None = None
     init_from: str | None = None
+    max_minutes: float = 0.0  # wall-clock budget of this run (0: none); stops, validates and saves when spent
+    save_minutes: float = 0.0  # also save last.pt whenever this much time passed since the last save (0: off)
     device: str = "auto"  # auto | cpu | cuda
     amp: bool = True  # mixed precision on CUDA only
     threads: int = 0  # torch intra-op threads (0: leave as is)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import shutil
 import time
 from collections.abc import Iterator
 from contextlib import closing
@@ -38,6 +39,7 @@ from crnn.charset import Charset, load_charset
 from crnn.data.dataset import Batch, LmdbLineDataset
 from crnn.data.preprocess import InputSpec
 from crnn.inference import TorchBackend, score_dataset
+from crnn.lineage import sha256_file
 from crnn.memory import keep_freed_memory
 from crnn.models.checkpoint import Checkpoint, save_checkpoint
 from crnn.models.complexity import count_macs, count_params
@@ -49,6 +51,7 @@ from crnn.train_utils import (
     TrainState,
     amp_dtype_for,
     initial_model,
+    last_checkpoint_path,
     lineage_for,
     make_scheduler,
     pick_device,
@@ -151,6 +154,7 @@ class StepLog:
     images: int = 0
     window_images: int = 0
     window_t0: float = field(default_factory=time.perf_counter)
+    curve: list[tuple[int, float, float]] = field(default_factory=list)  # (step, loss EMA, img/s) per report
 
     def add(self, loss: float, lines: int) -> None:
         self.losses.append(loss)
@@ -164,6 +168,7 @@ class StepLog:
         now = time.perf_counter()
         ips = self.window_images / max(now - self.window_t0, 1e-9)
         self.window_images, self.window_t0 = 0, now
+        self.curve.append((self.step_base + step, float(self.ema), ips))
         if self.tracker is not None:
             p = self.prefix
             metrics = {f"{p}loss": self.losses[-1], f"{p}loss_ema": self.ema, f"{p}lr": lr}
@@ -291,26 +296,56 @@ def due(step: int, every: int, last: int) -> bool:
     return step % every == 0 or step == last
 
 
+@dataclass
+class Clock:
+    """The wall-clock side of a run: `train.max_minutes` (stop, validate and save when spent) and
+    `train.save_minutes` (save last.pt that often, whatever the step). Under DDP rank 0's clock decides for
+    every rank, so that all stop at the same step."""
+
+    max_minutes: float
+    save_minutes: float
+    t0: float = field(default_factory=time.monotonic)
+    last_save: float = field(default_factory=time.monotonic)
+
+    def out_of_time(self, dist_info: distributed.DistInfo, device: torch.device) -> bool:
+        spent = self.max_minutes > 0 and time.monotonic() - self.t0 >= 60 * self.max_minutes
+        return distributed.agree(spent, dist_info, device)
+
+    def save_due(self) -> bool:
+        return self.save_minutes > 0 and time.monotonic() - self.last_save >= 60 * self.save_minutes
+
+    def saved(self) -> None:
+        self.last_save = time.monotonic()
+
+
 def fit(run: Run, data: TrainData) -> tuple[dict, StepLog]:
-    """Train from the run's step to train.max_steps, validating (rank 0, the others wait) and saving last.pt
-    on schedule. Returns the last validation (empty if none ran here) and the loop's log."""
+    """Train from the run's step to train.max_steps (or until train.max_minutes is spent), validating
+    (rank 0, the others wait) and saving last.pt on schedule. Returns the last validation (empty if none ran
+    here) and the loop's log."""
     t, state, main = run.cfg.train, run.state, run.dist.is_main
     log = StepLog(run.tracker, t.log_every, t.max_steps, world=run.dist.world)
+    clock = Clock(t.max_minutes, t.save_minutes)
     bar = tqdm(
         total=t.max_steps, initial=state.step, desc="train", unit="step", disable=not main, dynamic_ncols=True
     )
     last_val: dict = {}
     with closing(data.batches(state.step)) as batches, bar:  # closing stops the loader's workers
         while state.step < t.max_steps:
-            stop = min([t.max_steps] + [(state.step // e + 1) * e for e in (t.val_every, t.save_every)])
+            every = (t.val_every, t.save_every, t.log_every)
+            stop = min([t.max_steps] + [(state.step // e + 1) * e for e in every])
             train_steps(run.parts, batches, state, stop, log, bar)
-            if due(state.step, t.val_every, t.max_steps):
+            ending = clock.out_of_time(run.dist, run.parts.device)
+            if due(state.step, t.val_every, t.max_steps) or ending:
                 if main:
                     last_val = validate(run)
                     bar.write(val_line(state.step, last_val))
                 distributed.barrier(run.dist)
-            if main and due(state.step, t.save_every, t.max_steps):
+            if main and (due(state.step, t.save_every, t.max_steps) or ending or clock.save_due()):
                 save_last(run.out_dir / "last.pt", run.snapshot(), run.parts.opt, run.parts.sched, state)
+                clock.saved()
+            if ending:
+                bar.write(f"[train] train.max_minutes={t.max_minutes} spent: stopped at step {state.step}")
+                break
     return last_val, log
 
 
@@ -354,12 +389,13 @@ def summarize(run: Run, last_val: dict, log: StepLog, wall: float, data: TrainDa
         "loss_last": log.mean_of(slice(-5, None)),
         "labels": data.dataset.label_stats.as_dict() if data.dataset is not None else {},
         "throughput_img_s": log.images / max(wall, 1e-9),
+        "loss_curve": log.curve,
         "wall_s": wall,
         "world_size": run.dist.world,
         "device": str(run.parts.device),
         "checkpoint": str(out / "best.pt"),
         "last": str(out / "last.pt"),
-        "mlflow_run_id": run.tracker.run_id,
+        "mlflow_run_id": run.state.mlflow_run_id,
         **extra,
     }
 
@@ -392,26 +428,53 @@ def prepare_process(t: TrainConfig, device: torch.device, seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def bring_home(cfg: RunConfig, last_path: Path, tracker: Tracker, say) -> None:
+    """A run resumed from elsewhere (`train.resume_from`: what a training bundle brought back): its
+    best.pt comes along (the state's best CER refers to it), and its metrics file joins this MLflow run,
+    once: the files imported are remembered by hash in the run's folder."""
+    src, out = last_path.parent, cfg.stage_dir("train")
+    out.mkdir(parents=True, exist_ok=True)
+    if (src / "best.pt").is_file() and (src / "best.pt").resolve() != (out / "best.pt").resolve():
+        shutil.copyfile(src / "best.pt", out / "best.pt")
+    metrics = src / "metrics.jsonl"
+    if not metrics.is_file() or tracker.run_id is None:
+        return
+    done_path = out / "imported_metrics.json"
+    done = json.loads(done_path.read_text()) if done_path.is_file() else []
+    digest = sha256_file(metrics)
+    if digest in done:
+        return
+    n = tracker.import_metrics(metrics)
+    done_path.write_text(json.dumps(done + [digest]))
+    say(f"{n} metric values of {metrics} logged into MLflow run {tracker.run_id}")
+
+
 def run_training(cfg: RunConfig, dist_info: distributed.DistInfo, device: torch.device) -> dict:
     """Set the run up (model, optimizer, resume, DDP, data), train it and write its summary."""
     prepare_process(cfg.train, device, cfg.seed)
     charset = load_charset(cfg.charset)
     say = print if dist_info.is_main else (lambda _msg: None)
-    last_path = cfg.stage_dir("train") / "last.pt"
+    last_path = last_checkpoint_path(cfg)
     model, resume, transfer = initial_model(cfg, charset, last_path, lambda m: say(f"[train] {m}"))
     parts = make_optimization(model.to(device), cfg.train, device)
-    state = restore_last(resume, parts.opt, parts.sched) if resume is not None else TrainState()
+    state = TrainState()
+    if resume is not None:
+        state = restore_last(resume, last_path, parts.opt, parts.sched, lambda m: say(f"[train] {m}"))
     if dist_info.enabled:
         parts.forward = DDP(model)
     data = train_data(cfg, charset, model.cfg.hstride, state.step, dist_info)
     val = validation_set(cfg, charset)
-    tracker = Tracker(cfg.mlflow if dist_info.is_main else replace(cfg.mlflow, enabled=False))
+    own = cfg.mlflow if dist_info.is_main else replace(cfg.mlflow, enabled=False, metrics_file="")
+    tracker = Tracker(own)
     run = Run(cfg, charset, dist_info, parts, state, tracker, lineage_for(cfg), val)
     tags = {"stage": "train", "git_commit": run.lineage["git_commit"], "model": model.cfg.name}
     tags["data_fingerprint"] = run.lineage["data_fingerprint"]
     with tracker.run(run_name="train", tags=tags, resume_run_id=state.mlflow_run_id):
-        state.mlflow_run_id = tracker.run_id
-        run.lineage["mlflow_run_id"] = tracker.run_id or ""
+        # without MLflow here (a training bundle) the run id travels on, for the run at home to continue
+        state.mlflow_run_id = tracker.run_id or state.mlflow_run_id
+        run.lineage["mlflow_run_id"] = state.mlflow_run_id or ""
+        if cfg.train.resume_from and resume is not None and dist_info.is_main:
+            bring_home(cfg, last_path, tracker, lambda m: say(f"[train] {m}"))
         log_start(run, data, transfer)
         t0 = time.perf_counter()
         last_val, log = fit(run, data)
@@ -435,6 +498,12 @@ def print_summary(summary: dict) -> None:
     print(f"[train] checkpoint: {summary['checkpoint']} (best step {summary['best_step']})")
     print(f"[train] MLflow run: {summary['mlflow_run_id']} (make mlflow-ui)")
     print(f"[train] throughput: {summary['throughput_img_s']:.0f} img/s; skipped: {summary['skipped']}")
+    curve = summary.get("loss_curve") or []
+    if curve:
+        print("[train] loss curve (step, loss EMA, img/s):")
+        stride = max(1, -(-len(curve) // 12))  # at most 12 rows, the last one always
+        for step, loss, ips in curve[::stride] + ([curve[-1]] if (len(curve) - 1) % stride else []):
+            print(f"    {step:>8}  {loss:8.4f}  {ips:8.0f}")
     print("[train] validation CER per scene type (final step):")
     for s, v in summary["final"]["val"]["scenes"].items():
         print(f"    {s:<12} n={v['n']:<5} CER {v['cer'] * 100:6.2f}%   line acc {v['acc'] * 100:6.2f}%")

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
+import warnings
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from functools import partial
@@ -30,6 +32,7 @@ from crnn.data.dataset import (
     ShuffledIndices,
     SynthBatchStream,
     epoch_and_skip,
+    in_step_order,
 )
 from crnn.data.lmdb_io import LmdbReader
 from crnn.data.preprocess import InputSpec
@@ -37,10 +40,17 @@ from crnn.data.source import train_stream_source
 from crnn.data.synth import stream_fingerprint
 from crnn.data.train_augment import line_augmenter
 from crnn.lineage import git_commit, sha256_file
-from crnn.models.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from crnn.models.checkpoint import (
+    Checkpoint,
+    atomic_torch_save,
+    load_checkpoint,
+    save_checkpoint,
+)
 from crnn.models.config import ModelConfig
 from crnn.models.crnn import CRNN
 from crnn.settings import RunConfig, TrainConfig
+
+STATE_FORMAT = "crnn-toolkit/train-state/v1"
 
 # The input-spec fields that change what a model sees; a checkpoint and the config must agree on them.
 SPEC_FIELDS = ("height", "channels", "mean", "std", "cleanup")
@@ -176,6 +186,16 @@ def transfer_from(src: Checkpoint, charset: Charset) -> tuple[CRNN, dict]:
     }
 
 
+def last_checkpoint_path(cfg: RunConfig) -> Path:
+    """The last.pt a resumed run starts from: train.resume_from (a file, or the folder holding last.pt, as
+    a training bundle brings it back) or the run's own."""
+    src = cfg.train.resume_from
+    if not src:
+        return cfg.stage_dir("train") / "last.pt"
+    p = Path(src)
+    return p / "last.pt" if p.is_dir() else p
+
+
 def initial_model(
     cfg: RunConfig, charset: Charset, last_path: Path, say: Callable[[str], None]
 ) -> tuple[CRNN, Checkpoint | None, dict]:
@@ -186,6 +206,8 @@ def initial_model(
         ck = load_checkpoint(last_path)
         check_resume(ck, last_path, cfg, charset)
         return ck.build_model(), ck, {}
+    if t.resume and t.resume_from:
+        raise FileNotFoundError(f"train.resume_from={t.resume_from}: no checkpoint at {last_path}")
     if t.resume:
         say(
             f"train.resume=true but {last_path} does not exist: starting "
@@ -221,6 +243,11 @@ class TrainData:
             epoch, skip = epoch + 1, 0
 
 
+def _collate_step(collate: Collate, pair: tuple[int, list]) -> tuple[int, Batch]:
+    step, items = pair
+    return step, collate(items)
+
+
 def synth_train_data(
     cfg: RunConfig, charset: Charset, dist_info, collate: Collate, start_step: int
 ) -> TrainData:
@@ -238,12 +265,13 @@ def synth_train_data(
     loader = DataLoader(
         stream,
         batch_size=None,
-        collate_fn=collate,
+        collate_fn=partial(_collate_step, collate),
         num_workers=t.num_workers,
         persistent_workers=False,
         prefetch_factor=4 if t.num_workers else None,
+        in_order=not t.num_workers,  # each worker renders whole pools: take what is ready, reorder here
     )
-    return TrainData(None, lambda epoch, skip: loader, None)
+    return TrainData(None, lambda epoch, skip: in_step_order(loader, start_step), None)
 
 
 def lmdb_train_data(cfg: RunConfig, charset: Charset, dist_info, collate: Collate) -> TrainData:
@@ -333,6 +361,12 @@ def snapshot(model: CRNN, charset: Charset, spec: InputSpec, lineage: dict, step
     )
 
 
+def state_path(weights: Path, previous: bool = False) -> Path:
+    """Where the optimizer / RNG state of a weights file lives: last.pt -> last.state.pt (and, only while
+    a save is under way, the state before it: last.state.prev.pt)."""
+    return weights.with_name(weights.stem + (".state.prev.pt" if previous else ".state.pt"))
+
+
 def save_last(
     path: Path,
     ck: Checkpoint,
@@ -340,8 +374,13 @@ def save_last(
     sched: torch.optim.lr_scheduler.LRScheduler,
     state: TrainState,
 ) -> None:
-    """`ck` plus what an exact resume needs: optimizer, scheduler, step, best so far, RNG, MLflow run."""
-    ck.train_state = {
+    """`ck` (the weights, as best.pt) in `path`, and what an exact resume needs beside it in
+    last.state.pt: optimizer, scheduler, step, best so far, RNG, MLflow run. Two files, so that neither
+    outgrows what travels easily (16 MiB) and the weights alone still resume (with fresh optimizer moments).
+    Each write is atomic; the state before this save is kept until the new weights are in place, so a kill
+    at any moment leaves weights and a state of the same step (`load_train_state` picks it)."""
+    train_state = {
+        "format": STATE_FORMAT,
         "optimizer": opt.state_dict(),
         "scheduler": sched.state_dict(),
         "step": state.step,
@@ -351,14 +390,53 @@ def save_last(
         "skipped": state.skipped,
         "torch_rng": torch.get_rng_state(),
     }
-    save_checkpoint(ck, path)
+    current, previous = state_path(path), state_path(path, previous=True)
+    if current.is_file() and path.is_file():
+        os.replace(current, previous)
+    atomic_torch_save(train_state, current)
+    save_checkpoint(replace(ck, train_state=None), path)
+    previous.unlink(missing_ok=True)
+
+
+def _read_state(path: Path) -> dict | None:
+    try:
+        ts = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:
+        return None
+    return ts if isinstance(ts, dict) and ts.get("format") == STATE_FORMAT else None
+
+
+def load_train_state(ck: Checkpoint, path: Path) -> dict | None:
+    """The optimizer / RNG state that belongs to the weights in `path`: inside it (files written before the
+    split), or the state file beside it of the same step; None when there is none (weights only)."""
+    if ck.train_state is not None:
+        return ck.train_state
+    step = int(ck.lineage.get("step", -1))
+    for candidate in (state_path(path), state_path(path, previous=True)):
+        ts = _read_state(candidate) if candidate.is_file() else None
+        if ts is not None and int(ts["step"]) == step:
+            return ts
+    return None
 
 
 def restore_last(
-    ck: Checkpoint, opt: torch.optim.Optimizer, sched: torch.optim.lr_scheduler.LRScheduler
+    ck: Checkpoint,
+    path: Path,
+    opt: torch.optim.Optimizer,
+    sched: torch.optim.lr_scheduler.LRScheduler,
+    say: Callable[[str], None] = print,
 ) -> TrainState:
-    """The counterpart of `save_last`: loads optimizer, scheduler and RNG, returns where the run stood."""
-    ts = ck.train_state or {}
+    """The counterpart of `save_last`: loads optimizer, scheduler and RNG, returns where the run stood.
+    Weights alone (a committed fp16 snapshot, say) resume at their step with fresh optimizer moments."""
+    ts = load_train_state(ck, path)
+    if ts is None:
+        step = int(ck.lineage.get("step", 0))
+        say(f"{path} holds weights only: resuming at step {step} with fresh optimizer moments")
+        with warnings.catch_warnings():  # "scheduler.step() before optimizer.step()": on purpose here
+            warnings.simplefilter("ignore", UserWarning)
+            sched.last_epoch = step - 1
+            sched.step()  # the schedule's rate at `step`
+        return TrainState(step=step, mlflow_run_id=ck.lineage.get("mlflow_run_id") or None)
     opt.load_state_dict(ts["optimizer"])
     sched.load_state_dict(ts["scheduler"])
     torch.set_rng_state(ts["torch_rng"])

@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -20,7 +21,7 @@ from crnn.lineage import sha256_file
 from crnn.models.checkpoint import CheckpointError, load_checkpoint
 from crnn.settings import TrainConfig
 from crnn.train import train
-from crnn.train_utils import amp_dtype_for, train_data
+from crnn.train_utils import amp_dtype_for, load_train_state, state_path, train_data
 from tests.conftest import ROOT, compose_cfg, read_summary, run_module, tiny_overrides
 
 
@@ -78,7 +79,7 @@ def test_kill_and_resume_matches_an_uninterrupted_run(tiny_data, tmp_path):
     while time.time() < deadline and proc.poll() is None:
         if last.is_file():
             try:
-                step = load_checkpoint(last).train_state["step"]
+                step = load_checkpoint(last).lineage["step"]
             except CheckpointError:
                 step = 0
             if step >= 10:
@@ -93,7 +94,8 @@ def test_kill_and_resume_matches_an_uninterrupted_run(tiny_data, tmp_path):
     assert ref.keys() == cut.keys()
     for k in ref:
         assert torch.equal(ref[k], cut[k]), f"{k} differs after resume from step {killed_at}"
-    assert load_checkpoint(last).train_state["step"] == 30
+    assert load_checkpoint(last).lineage["step"] == 30
+    assert load_train_state(load_checkpoint(last), last)["step"] == 30
 
 
 def test_mlflow_run_records_params_metrics_and_checkpoint(tiny_data, tmp_path, monkeypatch):
@@ -119,6 +121,14 @@ def test_mlflow_run_records_params_metrics_and_checkpoint(tiny_data, tmp_path, m
         assert key in r.data.metrics, key
     arts = [a.path for a in client.list_artifacts(r.info.run_id, "checkpoint")]
     assert arts == ["checkpoint/best.pt"]
+    # a checkpoint naming a run this store does not hold (one trained on another machine): a new run
+    last = tmp_path / "runs/ml/train/last.pt"
+    state = load_train_state(load_checkpoint(last), last)
+    torch.save(dict(state, mlflow_run_id="0123456789abcdef0123456789abcdef"), state_path(last))
+    more = ["train.resume=true", "train.max_steps=12", "train.val_every=12"]
+    s = train(compose_cfg(over + [f"data.root={data}", "train.keep_heap=false", *more]))
+    assert s["steps"] == 12 and s["mlflow_run_id"] not in (r.info.run_id, "0123456789abcdef0123456789abcdef")
+    assert client.get_run(s["mlflow_run_id"]).data.tags["continues_run"] == "0123456789abcdef0123456789abcdef"
 
 
 def test_bad_checkpoint_is_a_clear_error(tmp_path):
@@ -214,6 +224,41 @@ def test_resume_refuses_a_checkpoint_with_another_input_spec(tiny_data, tmp_path
         tmp_path, "spec", data, ["train.resume=true", "train.max_steps=4"]
     )  # unchanged: goes on
     assert s["steps"] == 4
+
+
+def test_the_weights_find_their_own_state_and_resume_alone_without_one(tiny_data, tmp_path, capsys):
+    """last.pt holds the weights, last.state.pt the optimizer / RNG state. A kill after the new state was
+    written but before the new weights leaves them of different steps: the state kept from before the save
+    is the one that belongs. Weights with no state of their step resume alone, at their step."""
+    data = tiny_data / "data"
+    _train_in_process(tmp_path, "st", data, ["train.max_steps=4", "train.save_every=2", "train.val_every=4"])
+    last = tmp_path / "runs/st/train/last.pt"
+    ck = load_checkpoint(last)
+    assert ck.train_state is None and load_train_state(ck, last)["step"] == 4
+    assert not state_path(last, previous=True).exists()
+    shutil.copyfile(state_path(last), state_path(last, previous=True))
+    torch.save(dict(load_train_state(ck, last), step=6), state_path(last))  # the next save's state
+    assert load_train_state(ck, last)["step"] == 4
+    state_path(last, previous=True).unlink()
+    assert load_train_state(ck, last) is None
+    s = _train_in_process(tmp_path, "st", data, ["train.resume=true", "train.max_steps=6"])
+    assert "weights only: resuming at step 4" in capsys.readouterr().out
+    assert s["steps"] == 6 and load_train_state(load_checkpoint(last), last)["step"] == 6
+
+
+def test_a_time_budget_stops_validates_and_saves(tiny_data, tmp_path):
+    data = tiny_data / "data"
+    over = [
+        "train.max_steps=100000",
+        "train.val_every=100000",
+        "train.save_every=100000",
+        "train.max_minutes=0.001",
+    ]
+    s = _train_in_process(tmp_path, "clock", data, over)
+    assert s["steps"] == 5  # the first check, at the first log step (train.log_every=5)
+    assert s["final"]["val"]["overall"]["n"] > 0 and s["best_step"] == 5
+    assert load_checkpoint(tmp_path / "runs/clock/train/last.pt").lineage["step"] == 5
+    assert [c[0] for c in s["loss_curve"]] == [5]
 
 
 def test_init_from_refuses_another_input_spec_but_takes_another_alphabet(tiny_data, tmp_path):

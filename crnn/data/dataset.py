@@ -10,7 +10,7 @@ are dropped in `collate` and counted in every batch, and the training loop sums 
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 import torch
@@ -126,13 +126,13 @@ class ShuffledIndices(Sampler[int]):
 class SynthBatchStream(IterableDataset):
     """Batches rendered on the fly in the loader workers; never repeats a sample, needs no disk.
 
-    Global batch g = step * world + rank is a pure function of (seed, g), so the stream is the same whatever
+    Raw batch g = step * world + rank is a pure function of (seed, g), so the stream is the same whatever
     the number of workers, and a resumed run starts at its step. All lines of a batch share a target length,
-    which groups them roughly by width. With `pool_batches` K > 1, the lines of K consecutive batches are
-    rendered together, sorted by width and cut into K batches (in a shuffled order): the same lines, far
-    less padding (a zh_en batch was 45 % useful pixels alone, 79 % pooled by 12). Each worker renders every
-    pool it touches, so with K > 1 one loader worker is the cheapest (it renders ~4x faster than a CPU
-    trains).
+    which groups them roughly by width. With `pool_batches` K > 1, the lines of a rank's K consecutive steps
+    are rendered together, sorted by width and cut into K batches (in a shuffled order): the same lines, far
+    less padding (a zh_en batch was 45 % useful pixels alone, 79 % pooled by 12). Each worker renders whole
+    pools (worker w of n takes pools w, w + n, ...) and yields (step, batch) pairs; `in_step_order` puts
+    them back in step order, so no line is rendered twice however many workers a GPU machine runs.
     With `augment`, each rendered line is augmented with key (0, sample index) before preprocessing.
     """
 
@@ -177,29 +177,52 @@ class SynthBatchStream(IterableDataset):
             items.append(Item(preprocess(img, self.spec), s.label, s.scene))
         return items
 
-    def batch_items(self, g: int) -> list[Item]:
+    def batch_items(self, step: int) -> list[Item]:
+        """This rank's batch at `step`."""
         k = self.pool_batches
         if k == 1:
-            return self.raw_batch(g)
-        c = g // k
+            return self.raw_batch(step * self.world + self.rank)
+        c = step // k
         if self._pool is None or self._pool[0] != c:
-            lines = [it for b in range(c * k, c * k + k) for it in self.raw_batch(b)]
+            raw = [(s * self.world + self.rank) for s in range(c * k, c * k + k)]
+            lines = [it for g in raw for it in self.raw_batch(g)]
             order = sorted(range(len(lines)), key=lambda i: (lines[i].x.shape[-1], i))
             batches = [
                 [lines[i] for i in order[j : j + self.batch_size]]
                 for j in range(0, len(order), self.batch_size)
             ]
-            random.Random(f"stream-pool:{self.source().seed}:{c}").shuffle(batches)
+            key = c * self.world + self.rank
+            random.Random(f"stream-pool:{self.source().seed}:{key}").shuffle(batches)
             self._pool = (c, batches)
-        return self._pool[1][g % k]
+        return self._pool[1][step % k]
 
-    def __iter__(self) -> Iterator[list[Item]]:
+    def steps_of_worker(self, wid: int, nw: int) -> Iterator[int]:
+        """The steps worker `wid` of `nw` renders, from start_step on: whole pools, every nw-th one."""
+        k = self.pool_batches
+        c = self.start_step // k + wid
+        while True:
+            for s in range(c * k, c * k + k):
+                if s >= self.start_step:
+                    yield s
+            c += nw
+
+    def __iter__(self) -> Iterator[tuple[int, list[Item]]]:
         info = get_worker_info()
         wid, nw = (info.id, info.num_workers) if info else (0, 1)
-        step = self.start_step + wid
-        while True:
-            yield self.batch_items(step * self.world + self.rank)
-            step += nw
+        for step in self.steps_of_worker(wid, nw):
+            yield step, self.batch_items(step)
+
+
+def in_step_order(pairs: Iterable[tuple[int, Batch]], start_step: int) -> Iterator[Batch]:
+    """(step, batch) pairs from any number of workers, in any order, as batches in step order from
+    `start_step`. Holds the batches that arrive early (at most about workers x pool batches)."""
+    early: dict[int, Batch] = {}
+    want = start_step
+    for step, batch in pairs:
+        early[step] = batch
+        while want in early:
+            yield early.pop(want)
+            want += 1
 
 
 @dataclass
