@@ -18,7 +18,7 @@ FONT_PACKAGES := fonts-noto-cjk fonts-wqy-zenhei fonts-wqy-microhei fonts-arphic
 # (the last: 15 CC-BY/CC-BY-SA/CC0 photographs, the scene recipe's backgrounds in configs/render/real.yaml)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help install fonts browser tesseract ppocr eval-real regress-real data samples train prune export quantize eval regress compare mlflow-ui ship model serve \
+.PHONY: help install fonts browser tesseract ppocr eval-real regress-real data samples train train-bundle prune export quantize eval regress compare mlflow-ui ship model serve \
 	demo test lint bench bench-serve clean
 
 help:
@@ -26,6 +26,7 @@ help:
 	@echo "make test            run the test suite"
 	@echo "make data train EXP=<preset> ARGS='<hydra overrides>'"
 	@echo "make samples         contact sheet PNG per scene type (runs/<EXP>/samples/)"
+	@echo "make train-bundle EXP=<preset> [RESUME=last.pt]   an offline GPU training folder (runs/<EXP>/bundle/)"
 	@echo "make bench           renderer lines/s, training img/s per preset, params and MACs"
 	@echo "make eval-real EXP=<preset> [MODELS=name=path,...]   + PP-OCRv4 and Tesseract on ../shared/realdev"
 	@echo "make regress-real    the bundled model's real-line CER per category against its committed figures"
@@ -62,6 +63,15 @@ samples: install fonts
 
 train: install
 	$(PY) -m crnn.train experiment=$(EXP) $(ARGS)
+
+# make train-bundle EXP=zh_en [RESUME=runs/zh_en/train/last.pt] [OUT=dir] [PYTHONS=3.12] [ARGS="render=real"]:
+# one folder (<= 48 MiB) that trains on a machine with only PyTorch, NumPy, OpenCV and Pillow: ./train.sh MINUTES
+RESUME ?=
+OUT ?=
+PYTHONS ?= 3.12
+train-bundle: install fonts
+	$(PY) -m crnn.bundle experiment=$(EXP) $(if $(RESUME),+resume=$(RESUME)) $(if $(OUT),+out=$(OUT)) \
+		+pythons=$(PYTHONS) $(ARGS)
 
 prune: install
 	$(PY) -m crnn.prune experiment=$(EXP) $(ARGS)
