@@ -67,6 +67,9 @@ class TrainConfig:
     save_minutes: float = 0.0  # also save last.pt whenever this much time passed since the last save (0: off)
     device: str = "auto"  # auto | cpu | cuda
     amp: bool = True  # mixed precision on CUDA only
+    cpu_amp: bool = False  # bf16 autocast on the CPU too (measured: scripts/train_speed.py)
+    channels_last: bool = False  # NHWC convolutions
+    compile: bool = False  # torch.compile the forward (dynamic shapes: every batch has its own width)
     threads: int = 0  # torch intra-op threads (0: leave as is)
     keep_heap: bool = True  # CPU: keep freed memory instead of page-faulting it back each step (crnn.memory)
     val_batch_size: int = 128

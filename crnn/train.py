@@ -77,14 +77,20 @@ class Optimization:
     device: torch.device
     amp_dtype: torch.dtype | None  # None: full precision
     grad_clip: float
+    channels_last: bool = False
 
 
 def make_optimization(model: CRNN, t: TrainConfig, device: torch.device) -> Optimization:
     """AdamW with the configured schedule and precision (the same for training and fine-tuning)."""
     amp_dtype = amp_dtype_for(t, device)
+    if t.channels_last:
+        model.to(memory_format=torch.channels_last)
     opt = torch.optim.AdamW(model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
     scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
-    return Optimization(model, model, opt, make_scheduler(opt, t), scaler, device, amp_dtype, t.grad_clip)
+    forward = torch.compile(model, dynamic=True) if t.compile else model
+    return Optimization(
+        model, forward, opt, make_scheduler(opt, t), scaler, device, amp_dtype, t.grad_clip, t.channels_last
+    )
 
 
 def autocast(parts: Optimization):
@@ -96,8 +102,9 @@ def autocast(parts: Optimization):
 def ctc_loss(parts: Optimization, batch: Batch) -> torch.Tensor:
     """Mean CTC loss of a batch; the model reads each line's true width, as inference does."""
     d = parts.device
+    fmt = torch.channels_last if parts.channels_last else torch.contiguous_format
     with autocast(parts):
-        logits = parts.forward(batch.images.to(d, non_blocking=True), batch.widths.to(d))
+        logits = parts.forward(batch.images.to(d, non_blocking=True, memory_format=fmt), batch.widths.to(d))
     log_probs = F.log_softmax(logits.float(), dim=-1).transpose(0, 1)  # (T, N, C)
     targets, input_lengths = batch.targets.to(d), batch.input_lengths.to(d)
     return F.ctc_loss(

@@ -86,7 +86,10 @@ def amp_dtype_for(
     t: TrainConfig, device: torch.device, bf16_supported: bool | None = None
 ) -> torch.dtype | None:
     """The autocast dtype of training and fine-tuning alike: None (full precision) unless `train.amp` on
-    CUDA; then bfloat16 where the GPU has it, else float16 (which needs the gradient scaler)."""
+    CUDA (bfloat16 where the GPU has it, else float16, which needs the gradient scaler) or `train.cpu_amp`
+    on the CPU (bfloat16)."""
+    if device.type == "cpu" and t.cpu_amp:
+        return torch.bfloat16
     if not t.amp or device.type != "cuda":
         return None
     if bf16_supported is None:

@@ -314,6 +314,18 @@ def test_training_and_fine_tuning_pick_the_same_autocast_dtype():
     assert amp_dtype_for(TrainConfig(amp=True), cuda, bf16_supported=False) == torch.float16
     assert amp_dtype_for(TrainConfig(amp=False), cuda, bf16_supported=True) is None
     assert amp_dtype_for(TrainConfig(amp=True), cpu) is None
+    assert amp_dtype_for(TrainConfig(cpu_amp=True), cpu) == torch.bfloat16
+
+
+def test_bf16_and_channels_last_train_on_the_cpu(tiny_data, tmp_path):
+    """The CPU speed options of scripts/train_speed.py run the real loop (their speed is that script's)."""
+    over = ["train.cpu_amp=true", "train.channels_last=true", "train.max_steps=3", "train.val_every=3"]
+    s = _train_in_process(tmp_path, "fast", tiny_data / "data", over)
+    assert s["steps"] == 3 and s["loss_first"] > 0 and s["final"]["val"]["overall"]["n"] > 0
+    assert (
+        load_checkpoint(tmp_path / "runs/fast/train/best.pt").state_dict["features.0.0.weight"].dtype
+        == torch.float32
+    )
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="autocast dtypes need a CUDA device")
