@@ -64,13 +64,13 @@ samples: install fonts
 train: install
 	$(PY) -m crnn.train experiment=$(EXP) $(ARGS)
 
-# make train-bundle EXP=zh_en [RESUME=runs/zh_en/train/last.pt] [OUT=dir] [PYTHONS=3.12] [ARGS="render=real"]:
+# make train-bundle EXP=zh_en [RESUME=runs/zh_en/train/last.pt] [BUNDLE=dir] [PYTHONS=3.12] [ARGS="render=real"]:
 # one folder (<= 48 MiB) that trains on a machine with only PyTorch, NumPy, OpenCV and Pillow: ./train.sh MINUTES
 RESUME ?=
-OUT ?=
+BUNDLE ?=
 PYTHONS ?= 3.12
 train-bundle: install fonts
-	$(PY) -m crnn.bundle experiment=$(EXP) $(if $(RESUME),+resume=$(RESUME)) $(if $(OUT),+out=$(OUT)) \
+	$(PY) -m crnn.bundle experiment=$(EXP) $(if $(RESUME),+resume=$(RESUME)) $(if $(BUNDLE),+out=$(BUNDLE)) \
 		+pythons=$(PYTHONS) $(ARGS)
 
 prune: install
