@@ -1,10 +1,14 @@
 """Peers read rendered lines in-process: PP-OCR through the rapidocr wheel, Tesseract through libtesseract.
 
-Each peer test skips, saying what to install, where its wheel, library or traineddata is absent.
+Each peer test skips, saying what to install, where its wheel, library or traineddata is absent. Tesseract's
+OpenMP thread limit can only be set before libgomp loads; in the whole suite PyTorch has loaded it by the
+time these run, so its in-process tests skip there and `test_the_tesseract_cases_pass_in_a_fresh_process`
+runs them again in a process started with OMP_THREAD_LIMIT=1.
 """
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -143,3 +147,32 @@ def test_peers_import_neither_torch_nor_limit_threads_late():
     if out.stdout.startswith("SKIP"):
         pytest.skip(out.stdout)
     assert out.stdout.split() == ["1", "False"]
+
+
+def test_the_tesseract_cases_pass_in_a_fresh_process():
+    if os.environ.get("CRNN_PEER_CHILD"):
+        pytest.skip("this is that process")
+    if "torch" not in sys.modules:
+        pytest.skip("PyTorch is not loaded here: the Tesseract cases ran in this process")
+    env = dict(os.environ, OMP_THREAD_LIMIT="1", CRNN_PEER_CHILD="1")
+    cmd = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "-rs",
+        __file__,
+        "-k",
+        "tesseract and not fresh_process",
+    ]
+    out = subprocess.run(
+        cmd, capture_output=True, text=True, env=env, timeout=600, cwd=Path(__file__).parents[1]
+    )
+    tail = out.stdout[-3000:]
+    assert out.returncode == 0, tail
+    assert "libgomp was loaded" not in tail, tail  # the very thing this process is started to avoid
+    if "is not available here" in tail:
+        pytest.skip("Tesseract is not installed: " + tail.strip().splitlines()[-1])
+    assert " passed" in tail and "skipped" not in tail.splitlines()[-1], tail
