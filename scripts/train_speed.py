@@ -94,6 +94,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=60)
     ap.add_argument("--only", default="", help="comma-separated variant names (default: all)")
     ap.add_argument("--tmp", default=str(OUT / "train_speed_runs"))
+    ap.add_argument("--tag", default="", help="suffix of the output files (train_speed<tag>.json/md)")
     args, extra = ap.parse_known_args()
     names = [n for n in (args.only.split(",") if args.only else VARIANTS) if n]
     tmp = Path(args.tmp)
@@ -106,11 +107,11 @@ def main() -> None:
     md = table(rows, base)
     machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch_version()}"
     OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / "train_speed.json").write_text(
+    (OUT / f"train_speed{args.tag}.json").write_text(
         json.dumps({"steps": args.steps, "machine": machine, "extra": extra, "rows": rows}, indent=2)
     )
     head = f"# CPU training speed, {args.steps} steps each ({machine})"
-    (OUT / "train_speed.md").write_text(f"{head}\n\n{md}\n")
+    (OUT / f"train_speed{args.tag}.md").write_text(f"{head}\n\n{md}\n")
     print(md)
 
 
