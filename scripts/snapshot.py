@@ -1,0 +1,30 @@
+"""A weights-only fp16 snapshot of a training checkpoint, small enough to commit, so that training never
+restarts from zero when a machine's disk is lost. It resumes with
+`train.resume=true train.resume_from=<snapshot>` (at its step, with fresh optimizer moments).
+
+    python scripts/snapshot.py runs/zh_en_v2/train/last.pt models/snapshots/crnn_zh_en_v2.pt
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+from crnn.models.checkpoint import load_checkpoint, save_checkpoint
+from crnn.train_utils import load_train_state
+
+
+def main(src: str, dst: str) -> None:
+    ck = load_checkpoint(src)
+    state = load_train_state(ck, Path(src)) or {}
+    half = {k: v.half() if v.is_floating_point() else v for k, v in ck.state_dict.items()}
+    lineage = dict(
+        ck.lineage, mlflow_run_id=state.get("mlflow_run_id") or ck.lineage.get("mlflow_run_id", "")
+    )
+    save_checkpoint(replace(ck, state_dict=half, train_state=None, lineage=lineage), dst)
+    print(f"[snapshot] {dst}: step {lineage.get('step')}, fp16 weights of {src}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2])
