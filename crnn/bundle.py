@@ -20,6 +20,7 @@ import importlib.metadata as md
 import json
 import lzma
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -71,7 +72,7 @@ def needed_distributions() -> dict[str, str]:
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT, check=True)
     dists = json.loads(out.stdout.strip().splitlines()[-1])
     torch_reqs = {
-        _normal(r.split(";")[0].split(">")[0].split("=")[0].split("<")[0].strip())
+        _normal(re.split(r"[ ;<>=!~\[(]", r, maxsplit=1)[0])
         for r in md.requires("torch") or []
         if "extra ==" not in r
     }
@@ -209,25 +210,20 @@ def bundle_fonts(cfg: RunConfig, charset: Charset, out: Path) -> dict[str, dict]
 
 
 def bundle_photos(cfg: RunConfig, out: Path) -> dict[str, str]:
-    """The photographs as the renderer reads them (gray, decoded at half size, at most 1024 px long): stored
-    gray at twice that, so its half-size decoding gives the same picture, at a fraction of the bytes."""
-    import glob
-
+    """The photographs as the renderer reads them (`read_photo`), stored gray at twice that size, so that
+    its half-size decoding gives the same picture, at a fraction of the bytes."""
     import cv2
+
+    from crnn.data.render import photo_paths, read_photo
 
     if not any(s.backgrounds.get("photo", 0) > 0 for s in cfg.render.scenes.values()):
         return {}
     (out / "photos").mkdir()
     moved = {}
-    for path in sorted({p for pat in cfg.render.photos for p in glob.glob(pat)}):
-        img = cv2.imread(path, cv2.IMREAD_REDUCED_GRAYSCALE_2)
+    for path in photo_paths(cfg.render.photos):
+        img = read_photo(path)
         if img is None:
             continue
-        f = 1024 / max(img.shape)
-        if f < 1:
-            img = cv2.resize(
-                img, (round(img.shape[1] * f), round(img.shape[0] * f)), interpolation=cv2.INTER_AREA
-            )
         img = cv2.resize(img, (img.shape[1] * 2, img.shape[0] * 2), interpolation=cv2.INTER_CUBIC)
         dest = out / "photos" / (Path(path).stem + ".jpg")
         cv2.imwrite(str(dest), img, [cv2.IMWRITE_JPEG_QUALITY, 92])

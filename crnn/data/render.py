@@ -114,21 +114,29 @@ def render_identity(cfg: RenderConfig) -> dict:
     return d
 
 
+def read_photo(path: str, max_side: int = 1024) -> np.ndarray | None:
+    """One photograph as the renderer uses it: grayscale, decoded at half size, at most `max_side` pixels
+    on its long side; None when it cannot be read."""
+    img = cv2.imread(path, cv2.IMREAD_REDUCED_GRAYSCALE_2)
+    if img is None:
+        return None
+    f = max_side / max(img.shape)
+    if f < 1:
+        size = (int(img.shape[1] * f), int(img.shape[0] * f))
+        img = cv2.resize(img, size, interpolation=cv2.INTER_AREA)
+    return img
+
+
+def photo_paths(patterns: tuple[str, ...] | list[str]) -> list[str]:
+    return sorted({p for pat in patterns for p in glob.glob(pat)})
+
+
 @lru_cache(maxsize=8)
 def load_photos(patterns: tuple[str, ...], max_side: int = 1024) -> tuple[np.ndarray, ...]:
-    """The photographs matching `patterns`, grayscale, at most `max_side` pixels on their long side (read
-    once per process: decoding a 4000x3000 JPEG costs ~100 ms, a patch of it microseconds)."""
-    photos = []
-    for path in sorted({p for pat in patterns for p in glob.glob(pat)}):
-        img = cv2.imread(path, cv2.IMREAD_REDUCED_GRAYSCALE_2)
-        if img is None:
-            continue
-        f = max_side / max(img.shape)
-        if f < 1:
-            size = (int(img.shape[1] * f), int(img.shape[0] * f))
-            img = cv2.resize(img, size, interpolation=cv2.INTER_AREA)
-        photos.append(img)
-    return tuple(photos)
+    """The photographs matching `patterns` (read once per process: decoding a 4000x3000 JPEG costs
+    ~100 ms, a patch of it microseconds)."""
+    photos = (read_photo(p, max_side) for p in photo_paths(patterns))
+    return tuple(img for img in photos if img is not None)
 
 
 class LineRenderer:
@@ -140,7 +148,8 @@ class LineRenderer:
         if not cfg.scenes:
             raise ValueError("render.scenes is empty: configure at least one scene recipe")
         self.scene_fonts: dict[str, list[FontSpec]] = {
-            name: self.bank.resolve(recipe.fonts, exclude=exclude_fonts) for name, recipe in cfg.scenes.items()
+            name: self.bank.resolve(recipe.fonts, exclude=exclude_fonts)
+            for name, recipe in cfg.scenes.items()
         }
         self.photos: tuple[np.ndarray, ...] = ()
         users = [n for n, r in cfg.scenes.items() if r.backgrounds.get("photo", 0) > 0]
@@ -159,7 +168,9 @@ class LineRenderer:
     def pick_font(self, scene: str, text: str, rng: random.Random) -> FontSpec | None:
         return self.bank.pick(self.scene_fonts[scene], text, rng)
 
-    def render(self, text: str, scene: str, rng: random.Random, nrng: np.random.Generator) -> np.ndarray | None:
+    def render(
+        self, text: str, scene: str, rng: random.Random, nrng: np.random.Generator
+    ) -> np.ndarray | None:
         """A uint8 grayscale line of height `cfg.height` showing `text`, or None if no font covers it."""
         out = self.render_with_box(text, scene, rng, nrng)
         return None if out is None else out[0]
@@ -184,7 +195,12 @@ class LineRenderer:
         out_w = max(1, int(round(w * f)))
         rows, cols = np.flatnonzero(mask.max(axis=1) > 64), np.flatnonzero(mask.max(axis=0) > 64)
         if rows.size and cols.size:
-            box = (int(rows[0] * f), int(np.ceil((rows[-1] + 1) * f)), int(cols[0] * f), int(np.ceil((cols[-1] + 1) * f)))
+            box = (
+                int(rows[0] * f),
+                int(np.ceil((rows[-1] + 1) * f)),
+                int(cols[0] * f),
+                int(np.ceil((cols[-1] + 1) * f)),
+            )
         else:
             box = (0, self.cfg.height, 0, out_w)
         out = cv2.resize(img, (out_w, self.cfg.height), interpolation=cv2.INTER_AREA)
@@ -195,7 +211,10 @@ class LineRenderer:
 
 
 def recrop(
-    img: np.ndarray, box: tuple[int, int, int, int], height: int, nrng: np.random.Generator,
+    img: np.ndarray,
+    box: tuple[int, int, int, int],
+    height: int,
+    nrng: np.random.Generator,
     margin: tuple[float, float] = (0.0, 0.4),
 ) -> np.ndarray:
     """The line cut again around its ink with new margins (a fraction of the ink height on each side) and
@@ -215,9 +234,7 @@ def recrop(
     return cv2.resize(crop, (out_w, height), interpolation=cv2.INTER_LINEAR)
 
 
-def _draw_mask(
-    text: str, spec: FontSpec, size: int, r: SceneRecipe, nrng: np.random.Generator
-) -> np.ndarray:
+def _draw_mask(text: str, spec: FontSpec, size: int, r: SceneRecipe, nrng: np.random.Generator) -> np.ndarray:
     """Ink coverage (uint8) of the text, on a canvas whose rows hold the whole line box plus random margins.
 
     The line box is the union of the text's own ink box and a reference box (a tall hanzi or capital and a
