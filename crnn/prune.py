@@ -22,6 +22,7 @@ from pathlib import Path
 
 import hydra
 import torch
+from torch import nn
 from omegaconf import DictConfig
 
 from crnn.cli import StageError, stage_errors
@@ -29,7 +30,7 @@ from crnn.data.dataset import LmdbLineDataset
 from crnn.inference import TorchBackend, score_dataset
 from crnn.models.checkpoint import Checkpoint, git_commit, load_checkpoint, save_checkpoint, sha256_file
 from crnn.models.complexity import count_macs, count_params
-from crnn.models.crnn import CRNN, ConvBNReLU, ModelConfig
+from crnn.models.crnn import CRNN, ConvBNReLU, DepthwiseSeparable, ModelConfig
 from crnn.settings import PruneConfig, RunConfig, load_run_config
 from crnn.tracking import Tracker
 from crnn.train import finetune
@@ -42,7 +43,22 @@ class PruneError(StageError):
 
 
 def conv_blocks(model: CRNN) -> list[ConvBNReLU]:
-    return [m for m in model.features if isinstance(m, ConvBNReLU)]
+    """The ConvBNReLU that decides each conv layer's output channels (a depthwise-separable layer's
+    pointwise half)."""
+    return [m[1] if isinstance(m, DepthwiseSeparable) else m for m in conv_layers(model)]
+
+
+def conv_layers(model: CRNN) -> list[nn.Module]:
+    return [m for m in model.features if isinstance(m, (ConvBNReLU, DepthwiseSeparable))]
+
+
+def copy_unit(old: ConvBNReLU, new: ConvBNReLU, out_keep: torch.Tensor, in_keep: torch.Tensor | None) -> None:
+    """Copy the kept output channels (and, for a full conv, the kept input channels) of a Conv-BN pair."""
+    weight = old[0].weight[out_keep]
+    new[0].weight.copy_(weight if in_keep is None else weight[:, in_keep])
+    for name in ("weight", "bias", "running_mean", "running_var"):
+        getattr(new[1], name).copy_(getattr(old[1], name)[out_keep])
+    new[1].num_batches_tracked.copy_(old[1].num_batches_tracked)
 
 
 def channel_importance(block: ConvBNReLU, criterion: str) -> torch.Tensor:
@@ -99,14 +115,13 @@ def prune_to_widths(model: CRNN, widths: list[int], criterion: str) -> CRNN:
     if any(w > c or w <= 0 for w, c in zip(widths, cfg.channels)):
         raise PruneError(f"widths {widths} must be within 1..{cfg.channels} (pruning never widens)")
     new = CRNN(ModelConfig(**{**cfg.as_dict(), "channels": list(widths)}))
-    old_blocks, new_blocks = conv_blocks(model), conv_blocks(new)
     prev_keep = torch.arange(1)  # the single input channel
-    for ob, nb, w in zip(old_blocks, new_blocks, widths):
-        keep = torch.sort(torch.topk(channel_importance(ob, criterion), w).indices).values
-        nb[0].weight.copy_(ob[0].weight[keep][:, prev_keep])
-        for name in ("weight", "bias", "running_mean", "running_var"):
-            getattr(nb[1], name).copy_(getattr(ob[1], name)[keep])
-        nb[1].num_batches_tracked.copy_(ob[1].num_batches_tracked)
+    for old, nl, w in zip(conv_layers(model), conv_layers(new), widths):
+        if isinstance(old, DepthwiseSeparable):  # the depthwise half keeps the channels its input kept
+            copy_unit(old[0], nl[0], prev_keep, None)
+            old, nl = old[1], nl[1]
+        keep = torch.sort(torch.topk(channel_importance(old, criterion), w).indices).values
+        copy_unit(old, nl, keep, prev_keep)
         prev_keep = keep
     for name, p in model.rnn.named_parameters():
         target = getattr(new.rnn, name)

@@ -18,7 +18,7 @@ from crnn.data.preprocess import InputSpec, pad_batch, preprocess
 from crnn.data.source import train_stream_source
 from crnn.models.checkpoint import load_checkpoint
 from crnn.models.complexity import count_macs
-from crnn.models.crnn import CRNN, ModelConfig
+from crnn.models.crnn import CRNN, ConvBNReLU, DepthwiseSeparable, ModelConfig
 from crnn.models.fuse import fuse_model, is_fused
 from crnn.onnx_model import read_metadata
 from crnn.prune import PruneError, conv_blocks, prune_to_widths, widths_for_target
@@ -27,6 +27,7 @@ from crnn.settings import PruneConfig
 from tests.conftest import compose_cfg, tiny_overrides
 
 CFG = ModelConfig(channels=[16, 32, 48, 48, 64, 64, 80], lstm_hidden=32, lstm_layers=2, num_classes=20)
+MOBILE = ModelConfig(**{**CFG.as_dict(), "block": "dwsep"})
 
 
 def _real_lines(tiny_data, n=12):
@@ -37,7 +38,9 @@ def _real_lines(tiny_data, n=12):
 def _randomise_bn(model: CRNN) -> CRNN:
     g = torch.Generator().manual_seed(0)
     with torch.no_grad():
-        for b in conv_blocks(model):
+        for b in model.modules():
+            if not isinstance(b, ConvBNReLU):
+                continue
             bn = b[1]
             bn.weight.copy_(torch.rand(bn.weight.shape, generator=g) + 0.5)
             bn.bias.copy_(torch.randn(bn.bias.shape, generator=g) * 0.1)
@@ -46,19 +49,27 @@ def _randomise_bn(model: CRNN) -> CRNN:
     return model.eval()
 
 
-def test_pruning_dead_channels_changes_nothing():
+@pytest.mark.parametrize("cfg", [CFG, MOBILE], ids=["conv", "dwsep"])
+def test_pruning_dead_channels_changes_nothing(cfg):
     """Channels whose output is always zero carry no information: pruning exactly those must leave the
-    output unchanged, which checks that the next conv's inputs and the LSTM's columns follow."""
+    output unchanged, which checks that the next conv's inputs (a depthwise half's channels) and the
+    LSTM's columns follow."""
     torch.manual_seed(0)
-    model = _randomise_bn(CRNN(CFG))
+    model = _randomise_bn(CRNN(cfg))
     widths = [8, 16, 40, 24, 48, 32, 56]
+    layers = [m for m in model.features if not isinstance(m, torch.nn.MaxPool2d)]
     with torch.no_grad():
-        for b, w in zip(conv_blocks(model), widths):
+        for i, (b, w) in enumerate(zip(conv_blocks(model), widths)):
             conv, bn = b[0], b[1]
             dead = torch.randperm(conv.out_channels)[: conv.out_channels - w]
             conv.weight[dead] = 0.0
             bn.bias[dead] = -1.0  # ReLU(0 * scale - 1) = 0 whatever the input
+            if i + 1 < len(layers) and isinstance(layers[i + 1], DepthwiseSeparable):
+                dw_bn = layers[i + 1][0][1]  # the next depthwise half reads zeros there: keep them zero
+                dw_bn.running_mean[dead] = 0.0
+                dw_bn.bias[dead] = -1.0
     pruned = prune_to_widths(model, widths, "l1").eval()
+    assert pruned.cfg.block == cfg.block
     assert pruned.cfg.channels == widths
     assert pruned.rnn.weight_ih_l0.shape[1] == widths[-1]
     assert pruned.rnn.weight_ih_l0_reverse.shape[1] == widths[-1]
@@ -80,8 +91,9 @@ def test_widths_for_target_meets_the_macs_target():
         widths_for_target(CFG, 0.01 * count_macs(CFG), p)
 
 
-def test_fusion_equals_the_unfused_model_on_real_lines(tiny_data):
-    model = _randomise_bn(CRNN(CFG))
+@pytest.mark.parametrize("cfg", [CFG, MOBILE], ids=["conv", "dwsep"])
+def test_fusion_equals_the_unfused_model_on_real_lines(tiny_data, cfg):
+    model = _randomise_bn(CRNN(cfg))
     fused = fuse_model(model)
     assert is_fused(fused) and not is_fused(model)
     batch, _ = pad_batch([preprocess(img, InputSpec()) for img in _real_lines(tiny_data)])

@@ -16,8 +16,11 @@ def count_params(model) -> int:
 def count_macs(cfg: ModelConfig, width: int = 320) -> int:
     h, w = cfg.height, width
     cin, macs = 1, 0
-    for cout, pool in zip(cfg.channels, cfg.pools()):
-        macs += h * w * cout * cin * 9
+    for i, (cout, pool) in enumerate(zip(cfg.channels, cfg.pools())):
+        if cfg.block == "dwsep" and i > 0:
+            macs += h * w * cin * 9 + h * w * cin * cout  # depthwise 3x3, then pointwise 1x1
+        else:
+            macs += h * w * cout * cin * 9
         if pool is not None:
             h, w = -(-h // pool[0]), -(-w // pool[1])
         cin = cout

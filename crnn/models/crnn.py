@@ -1,5 +1,9 @@
 """The CRNN family: VGG-style Conv-BN-ReLU stack -> BiLSTM -> linear classifier over the alphabet + blank.
 
+The conv layers are full 3x3 convolutions or, with `block: dwsep` (the mobile preset), depthwise-separable
+ones; a depthwise conv reads each column's own 3x3 neighbourhood like a full one, so the width masking
+below holds for both.
+
 Widths are a list in the config, so a pruned model is the same class with narrower widths. The input height
 is fixed (32 by default) and reduced to 1 by five 2x pools; the first log2(hstride) of them also halve the
 width, so the output has ceil(W / hstride) frames.
@@ -15,10 +19,31 @@ from crnn.models.geometry import output_length
 
 
 class ConvBNReLU(nn.Sequential):
-    def __init__(self, cin: int, cout: int) -> None:
+    def __init__(self, cin: int, cout: int, kernel: int = 3, groups: int = 1) -> None:
         super().__init__(
-            nn.Conv2d(cin, cout, 3, 1, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)
+            nn.Conv2d(cin, cout, kernel, 1, kernel // 2, groups=groups, bias=False),
+            nn.BatchNorm2d(cout),
+            nn.ReLU(inplace=True),
         )
+
+
+class DepthwiseSeparable(nn.Sequential):
+    """A depthwise 3x3 Conv-BN-ReLU then a pointwise 1x1 Conv-BN-ReLU: one conv layer of a "dwsep" model.
+
+    Both halves are ConvBNReLU, so fusion and pruning treat them like any other conv; the pointwise half
+    decides the layer's output channels.
+    """
+
+    def __init__(self, cin: int, cout: int) -> None:
+        super().__init__(ConvBNReLU(cin, cin, 3, groups=cin), ConvBNReLU(cin, cout, 1))
+
+
+def conv_layer(cin: int, cout: int, index: int, block: str) -> nn.Module:
+    """Layer `index` of the stack; the first is always a full conv (a depthwise conv of one channel is a
+    3x3 filter with a single output, too little to start from)."""
+    if block == "dwsep" and index > 0:
+        return DepthwiseSeparable(cin, cout)
+    return ConvBNReLU(cin, cout)
 
 
 def check_widths(widths: torch.Tensor, batch: int, batch_width: int) -> None:
@@ -45,14 +70,14 @@ class CRNN(nn.Module):
         self.cfg = cfg
         layers: list[nn.Module] = []
         cin = 1
-        for cout, pool in zip(cfg.channels, cfg.pools()):
-            layers.append(ConvBNReLU(cin, cout))
+        for i, (cout, pool) in enumerate(zip(cfg.channels, cfg.pools())):
+            layers.append(conv_layer(cin, cout, i, cfg.block))
             if pool is not None:
                 layers.append(nn.MaxPool2d(pool, pool, ceil_mode=True))
             cin = cout
         self.features = nn.Sequential(*layers)
         # Which entries of `features` are conv blocks (masked after) and which pools halve the width.
-        self._conv_at = [i for i, m in enumerate(layers) if isinstance(m, ConvBNReLU)]
+        self._conv_at = [i for i, m in enumerate(layers) if not isinstance(m, nn.MaxPool2d)]
         self._wide_pool_at = [
             i for i, m in enumerate(layers) if isinstance(m, nn.MaxPool2d) and m.kernel_size[1] == 2
         ]

@@ -20,7 +20,7 @@ from crnn.models.crnn import CRNN, ConvBNReLU
 def fuse_model(model: CRNN) -> CRNN:
     """A fused copy for inference (eval mode); the input model is left as it was."""
     fused = copy.deepcopy(model).eval()
-    for block in fused.features:
+    for block in fused.features.modules():
         if isinstance(block, ConvBNReLU) and isinstance(block[1], nn.BatchNorm2d):
             block[0] = fuse_conv_bn_eval(block[0], block[1])
             block[1] = nn.Identity()
