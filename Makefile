@@ -19,7 +19,7 @@ FONT_PACKAGES := fonts-noto-cjk fonts-wqy-zenhei fonts-wqy-microhei fonts-arphic
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: help install fonts browser tesseract ppocr eval-real regress-real data samples train train-bundle prune export quantize eval regress compare mlflow-ui ship model serve \
-	demo test lint bench bench-train bench-serve clean
+	demo test lint bench bench-train bench-runtime bench-serve clean
 
 help:
 	@echo "make demo            install, render the demo data, train the demo model, print its figures"
@@ -185,6 +185,13 @@ bench: install fonts
 # each in its own process from the v1 weights: runs/bench/train_speed.{json,md}
 bench-train: install fonts
 	$(PY) scripts/train_speed.py $(ARGS)
+
+# The CPU runtimes (ONNX Runtime default and tuned, OpenVINO when installed: pip install -e '.[openvino]')
+# per line and batch 32, FP32 and INT8, and `crnn predict` on 1,000 files against the engine:
+# runs/bench/{runtime,predict_speed}.{json,md}
+bench-runtime: install fonts
+	$(PY) scripts/runtime_bench.py $(ARGS)
+	$(PY) scripts/predict_speed.py
 
 # Loopback load test of the service (bounded: 10,000 single-line requests, 200 pages, then micro-batching
 # on a second server), and the article's clean-up measured in page mode on pages of test lines.

@@ -32,11 +32,17 @@ from crnn.settings import RunConfig, compose_run_config
 from crnn.timing import measure
 
 ROOT = Path(__file__).resolve().parents[1]
-PRESETS = ("tiny", "small", "base")
+PRESETS = ("tiny", "small", "base", "mobile")
 
 
 def load(overrides: list[str]) -> RunConfig:
     return compose_run_config(overrides)[0]
+
+
+def preset_config(preset: str, num_classes: int, hstride: int | None = None) -> ModelConfig:
+    """configs/model/<preset>.yaml for an alphabet, every field (the block type included) as configured."""
+    pc = load(["model=" + preset]).model
+    return ModelConfig(**{**pc.as_dict(), "num_classes": num_classes, "hstride": hstride or pc.hstride})
 
 
 def all_degradations(r: SceneRecipe) -> SceneRecipe:
@@ -80,16 +86,8 @@ def sample_batch(cfg: RunConfig, n: int, seed: int = 5) -> list[Item]:
 def train_rate(
     cfg: RunConfig, preset: str, items: list[Item], seconds: float, hstride: int | None = None
 ) -> dict:
-    pc = load(["model=" + preset]).model
     charset = load_charset(cfg.charset)
-    mc = ModelConfig(
-        channels=pc.channels,
-        pool_after=pc.pool_after,
-        hstride=hstride or pc.hstride,
-        lstm_hidden=pc.lstm_hidden,
-        lstm_layers=pc.lstm_layers,
-        num_classes=charset.num_classes,
-    )
+    mc = preset_config(preset, charset.num_classes, hstride)
     model = CRNN(mc)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
     collate = Collate(charset, mc.hstride)
@@ -123,17 +121,7 @@ def train_rate(
 
 @torch.no_grad()
 def infer_latency(preset: str, num_classes: int, hstride: int, width: int = 320, reps: int = 50) -> float:
-    pc = load(["model=" + preset]).model
-    m = CRNN(
-        ModelConfig(
-            channels=pc.channels,
-            pool_after=pc.pool_after,
-            hstride=hstride,
-            lstm_hidden=pc.lstm_hidden,
-            lstm_layers=pc.lstm_layers,
-            num_classes=num_classes,
-        )
-    ).eval()
+    m = CRNN(preset_config(preset, num_classes, hstride)).eval()
     x = torch.zeros(1, 1, 32, width)
     return measure(lambda: m(x), reps)["p50"]
 
@@ -146,23 +134,15 @@ def onnx_latency(preset: str, num_classes: int, width: int, threads: int, reps: 
 
     from crnn.export import export_onnx
 
-    pc = load(["model=" + preset]).model
-    mc = ModelConfig(
-        channels=pc.channels,
-        pool_after=pc.pool_after,
-        hstride=pc.hstride,
-        lstm_hidden=pc.lstm_hidden,
-        lstm_layers=pc.lstm_layers,
-        num_classes=num_classes,
-    )
+    mc = preset_config(preset, num_classes)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "m.onnx"
         export_onnx(CRNN(mc), path, 17, {})
         so = ort.SessionOptions()
         so.intra_op_num_threads = threads
         sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-        x = np.zeros((1, 1, 32, width), np.float32)
-        return measure(lambda: sess.run(None, {"image": x}), reps)["p50"]
+        x, w = np.zeros((1, 1, 32, width), np.float32), np.array([width], np.int64)
+        return measure(lambda: sess.run(None, {"image": x, "widths": w}), reps)["p50"]
 
 
 def preset_table(width: int = 360) -> dict:

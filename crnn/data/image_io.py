@@ -35,7 +35,9 @@ def open_image(data: bytes) -> Image.Image:
         return Image.open(io.BytesIO(data))
     except Image.DecompressionBombError as e:
         raise ImageTooLargeError(str(e)) from None
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
+    except UnidentifiedImageError:  # its message names a BytesIO object, which tells a user nothing
+        raise ImageDecodeError("not a readable image: no image format Pillow knows") from None
+    except (OSError, ValueError, SyntaxError) as e:
         raise ImageDecodeError(f"not a readable image: {e}") from None
 
 

@@ -1,0 +1,206 @@
+"""The `crnn` command (also `python -m crnn`): one entry point over the toolkit's stages and library.
+
+    crnn predict IMAGES...          text out of files, folders, globs or - (standard input)
+    crnn info MODEL                 alphabet, input, lineage, size, ops of an exported model
+    crnn serve [--model M]          the HTTP service and web page
+    crnn train|prune|export|quantize|eval [hydra overrides]   the pipeline's stages
+
+The stage subcommands are thin: they hand their arguments to the stage's own Hydra entry point, exactly as
+`python -m crnn.train experiment=zh_en train.max_steps=100` would, so every override works the same way and
+`crnn train --help` is Hydra's help with the resolved config. Commands that read images use the bundled
+model (`models/crnn_zh_en.int8.onnx`, else `models/crnn_zh_en.onnx`) unless --model or $CRNN_MODEL names one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import runpy
+import sys
+from pathlib import Path
+
+from crnn import __version__
+
+STAGES = {
+    "train": ("crnn.train", "train a model (Hydra overrides, e.g. experiment=zh_en train.max_steps=2000)"),
+    "prune": ("crnn.prune", "prune a trained checkpoint's channels and fine-tune it"),
+    "export": ("crnn.export", "export a checkpoint to ONNX with metadata and a parity check"),
+    "quantize": ("crnn.quantize", "quantize an exported model to INT8, kept only where it qualifies"),
+    "eval": ("crnn.eval", "CER and latency per scene type and per model, with peers"),
+}
+BUNDLED = ("crnn_zh_en.int8.onnx", "crnn_zh_en.onnx")
+EXAMPLES = """examples:
+  crnn predict line.png
+  crnn predict scans/ --format csv --out results.csv
+  crnn predict 'photos/*.jpg' --mode page --format json
+  cat line.png | crnn predict -
+  crnn info models/crnn_zh_en.onnx
+  crnn serve --port 5000
+  crnn train experiment=demo train.max_steps=200
+"""
+
+
+class NoModelError(FileNotFoundError):
+    pass
+
+
+def models_dir() -> Path:
+    """The checkout's models/ (the package is installed editable from it, as `make install` does)."""
+    return Path(__file__).resolve().parent.parent / "models"
+
+
+def default_model() -> str:
+    env = os.environ.get("CRNN_MODEL")
+    if env:
+        return env
+    for name in BUNDLED:
+        p = models_dir() / name
+        if p.is_file():
+            return str(p)
+    raise NoModelError(
+        f"no model given and no bundled model in {models_dir()} ({' or '.join(BUNDLED)}): "
+        "pass --model FILE.onnx or set CRNN_MODEL"
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from crnn.ctc import DECODERS
+    from crnn.predict import FORMATS
+    from crnn.serve.segment import MODES
+
+    ap = argparse.ArgumentParser(
+        prog="crnn",
+        description="crnn-toolkit: read text lines with a CRNN, and train, compress, export and serve it.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    ap.add_argument("--version", action="version", version=f"crnn-toolkit {__version__}")
+    sub = ap.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser(
+        "predict",
+        help="read text from images",
+        description="Read the text of images: files, folders (recursive), globs, or - for standard input. "
+        "Results come in input order; unreadable files are reported on standard error and skipped.",
+        epilog="exit status: 0 when at least one input was read, 1 when none could be, 2 for bad options",
+    )
+    p.add_argument("inputs", nargs="+", metavar="PATH", help="image file, folder, glob, or - (stdin)")
+    p.add_argument("--model", help="ONNX model (default: the bundled one, or $CRNN_MODEL)")
+    p.add_argument(
+        "--mode",
+        choices=MODES,
+        default="auto",
+        help="line: each image is one line; page: split into lines; auto: page when it finds several",
+    )
+    p.add_argument(
+        "--decoder", choices=DECODERS, default="greedy", help="CTC decoding (beam: prefix beam search)"
+    )
+    p.add_argument("--format", choices=FORMATS, default="text", dest="fmt", help="output format")
+    p.add_argument("--out", help="write results to this file (default: standard output)")
+    p.add_argument("--batch", type=int, default=32, help="images read and recognised together")
+    p.add_argument("--threads", type=int, default=0, help="ONNX Runtime threads (default: all cores)")
+    p.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="progress bar (default: on when standard error is a terminal)",
+    )
+
+    p = sub.add_parser(
+        "info",
+        help="describe an exported model",
+        description="What an exported ONNX model "
+        "is: alphabet, input, architecture, lineage, size, ops and weight precision.",
+    )
+    p.add_argument("model", nargs="?", help="ONNX file (default: the bundled model)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+    p = sub.add_parser("serve", help="start the HTTP service", add_help=False)
+    p.add_argument("args", nargs=argparse.REMAINDER)
+    for name, (_, text) in STAGES.items():
+        p = sub.add_parser(name, help=text, add_help=False)
+        p.add_argument("args", nargs=argparse.REMAINDER)
+    return ap
+
+
+def cmd_predict(a: argparse.Namespace) -> int:
+    from crnn.predict import open_out, run
+
+    out = open_out(a.out)
+    try:
+        tally = run(
+            a.inputs,
+            a.model or default_model(),
+            mode=a.mode,
+            decoder=a.decoder,
+            fmt=a.fmt,
+            out=out,
+            batch=a.batch,
+            threads=a.threads,
+            show_progress=a.progress,
+        )
+    finally:
+        if out is not sys.stdout:
+            out.close()
+    return 0 if tally.images else 1
+
+
+def cmd_info(a: argparse.Namespace) -> int:
+    import json
+
+    from crnn.model_info import describe_model, format_info
+
+    info = describe_model(a.model or default_model())
+    print(json.dumps(info, indent=2, ensure_ascii=False) if a.json else format_info(info))
+    return 0
+
+
+def cmd_serve(args: list[str]) -> int:
+    from crnn.serve.__main__ import main as serve_main
+
+    if not any(x == "--model" or x.startswith("--model=") for x in args) and not {"-h", "--help"} & set(args):
+        args = ["--model", default_model(), *args]
+    return serve_main(args)
+
+
+def cmd_stage(name: str, args: list[str]) -> int:
+    """Run a stage's Hydra entry point with these overrides, as `python -m crnn.<stage>` does."""
+    module = STAGES[name][0]
+    argv = sys.argv
+    sys.argv = [f"crnn {name}", *args]
+    try:
+        runpy.run_module(module, run_name="__main__", alter_sys=True)
+    except SystemExit as e:
+        return e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    finally:
+        sys.argv = argv
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    from crnn.onnx_model import ExportError
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # pass-through commands keep every argument, --help included, for the stage's own parser
+    if argv and (argv[0] in STAGES or argv[0] == "serve"):
+        try:
+            return cmd_serve(argv[1:]) if argv[0] == "serve" else cmd_stage(argv[0], argv[1:])
+        except NoModelError as e:
+            print(f"crnn: error: {e}", file=sys.stderr)
+            return 2
+    a = build_parser().parse_args(argv)
+    try:
+        if a.command == "predict":
+            return cmd_predict(a)
+        return cmd_info(a)
+    except (NoModelError, ExportError, ValueError) as e:
+        print(f"crnn {a.command}: error: {e}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:  # `crnn predict dir | head`: the reader left, nothing to report
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+
+
+def main_exit() -> None:
+    """The console script: `crnn ...`."""
+    sys.exit(main())

@@ -1,0 +1,233 @@
+"""`crnn predict`: text out of image files, folders, globs or standard input, with the bundled model.
+
+The same parts as the server: `crnn.data.image_io` decodes (EXIF orientation, 16-bit, transparency),
+`crnn.serve.segment.split` cuts pages into lines, the shared `Predictor` reads them. Images are read in
+groups of `--batch`, and all the lines of a group go to the predictor in one call, which sorts them by
+width into model batches; results come back in input order.
+
+A file that cannot be read (missing, empty, not an image, truncated) is reported on standard error and
+counted; the run goes on. The exit status is 1 only when no input at all could be read, 2 for bad options.
+"""
+
+from __future__ import annotations
+
+import csv
+import glob
+import json
+import os
+import sys
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TextIO
+
+from crnn.ctc import DECODERS
+from crnn.data.image_io import ImageDecodeError, decode_image
+from crnn.serve.segment import MODES, split
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".pbm", ".pgm", ".ppm")
+FORMATS = ("text", "json", "csv", "tsv")
+STDIN = "-"
+GLOB_CHARS = set("*?[")
+
+
+class InputError(ValueError):
+    """A named input that matches nothing (no such file, an empty glob)."""
+
+
+@dataclass
+class Result:
+    path: str
+    lines: list[dict]  # {"text", "confidence", "box": [x, y, w, h]} top to bottom
+
+    @property
+    def text(self) -> str:
+        return "\n".join(ln["text"] for ln in self.lines)
+
+
+@dataclass
+class Tally:
+    images: int = 0
+    lines: int = 0
+    unreadable: list[tuple[str, str]] = field(default_factory=list)  # (path, why)
+    seconds: float = 0.0
+
+
+def expand_inputs(args: Iterable[str]) -> tuple[list[str], list[tuple[str, str]]]:
+    """Image paths in the order given: a folder's images sorted (recursively), a glob's matches sorted.
+
+    Returns the paths and the (argument, why) of arguments that name nothing readable as input, which the
+    caller reports like unreadable files. Files named explicitly are kept whatever their extension (the
+    decoder decides); inside folders and globs only image extensions count.
+    """
+    paths: list[str] = []
+    missing: list[tuple[str, str]] = []
+    for arg in args:
+        if arg == STDIN:
+            paths.append(STDIN)
+        elif os.path.isdir(arg):
+            found = sorted(
+                str(p) for p in Path(arg).rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
+            )
+            if not found:
+                missing.append((arg, "a folder with no image files"))
+            paths.extend(found)
+        elif os.path.exists(arg):
+            paths.append(arg)
+        elif GLOB_CHARS & set(arg):
+            found = sorted(p for p in glob.glob(arg, recursive=True) if os.path.isfile(p))
+            if not found:
+                missing.append((arg, "no file matches this pattern"))
+            paths.extend(found)
+        else:
+            missing.append((arg, "no such file or folder"))
+    return paths, missing
+
+
+def read_bytes(path: str) -> bytes:
+    if path == STDIN:
+        return sys.stdin.buffer.read()
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def load(path: str):
+    """Grayscale uint8 pixels of one input; ImageDecodeError or OSError when it cannot be read."""
+    data = read_bytes(path)
+    if not data:
+        raise ImageDecodeError("empty file")
+    return decode_image(data)
+
+
+def chunks(items: list[str], n: int) -> Iterator[list[str]]:
+    for i in range(0, len(items), n):
+        yield items[i : i + n]
+
+
+def recognise(predictor, paths: list[str], mode: str, batch: int, tally: Tally, progress) -> Iterator[Result]:
+    """Results per readable path, in order; unreadable ones are counted in `tally` and skipped."""
+    for group in chunks(paths, batch):
+        crops, owners, boxes = [], [], []
+        readable: list[str] = []
+        for path in group:
+            try:
+                gray = load(path)
+            except (ImageDecodeError, OSError) as e:
+                tally.unreadable.append((path, str(e)))
+                progress.update(1)
+                continue
+            for crop, box in split(gray, mode):
+                crops.append(crop)
+                owners.append(len(readable))
+                boxes.append(box)
+            readable.append(path)
+        decoded = predictor(crops) if crops else []
+        lines: list[list[dict]] = [[] for _ in readable]
+        for owner, box, d in zip(owners, boxes, decoded):
+            lines[owner].append({"text": d.text, "confidence": round(d.confidence, 4), "box": box})
+        tally.images += len(readable)
+        tally.lines += len(crops)
+        progress.update(len(readable))
+        for path, ls in zip(readable, lines):
+            yield Result(path, ls)
+
+
+class Writer:
+    """Writes results as they come, in one of FORMATS; JSON is one array, closed at the end."""
+
+    def __init__(self, out: TextIO, fmt: str, many: bool) -> None:
+        if fmt not in FORMATS:
+            raise ValueError(f"format must be one of {FORMATS}, got {fmt!r}")
+        self.out, self.fmt, self.many, self.count = out, fmt, many, 0
+        if fmt in ("csv", "tsv"):
+            self.rows = csv.writer(out, delimiter="," if fmt == "csv" else "\t", lineterminator="\n")
+            self.rows.writerow(["path", "line", "text", "confidence", "x", "y", "w", "h"])
+        elif fmt == "json":
+            out.write("[")
+
+    def write(self, r: Result) -> None:
+        if self.fmt == "json":
+            out = {"path": r.path, "text": r.text, "lines": r.lines}
+            self.out.write(("," if self.count else "") + "\n" + json.dumps(out, ensure_ascii=False))
+        elif self.fmt == "text":
+            for ln in r.lines:
+                self.out.write(f"{r.path}\t{ln['text']}\n" if self.many else f"{ln['text']}\n")
+        else:
+            for i, ln in enumerate(r.lines):
+                self.rows.writerow([r.path, i, ln["text"], ln["confidence"], *ln["box"]])
+        self.count += 1
+
+    def close(self) -> None:
+        if self.fmt == "json":
+            self.out.write("\n]\n" if self.count else "]\n")
+        self.out.flush()
+
+
+def no_progress():
+    class Silent:
+        def update(self, n: int) -> None: ...
+        def close(self) -> None: ...
+
+    return Silent()
+
+
+def run(
+    inputs: list[str],
+    model: str,
+    mode: str = "auto",
+    decoder: str = "greedy",
+    fmt: str = "text",
+    out: TextIO | None = None,
+    batch: int = 32,
+    threads: int = 0,
+    show_progress: bool | None = None,
+    err: TextIO | None = None,
+) -> Tally:
+    """Read `inputs` with `model`, write results to `out` (stdout), report on `err` (stderr)."""
+    from crnn.onnx_model import OnnxBackend
+    from crnn.predictor import Predictor
+
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    if decoder not in DECODERS:
+        raise ValueError(f"decoder must be one of {DECODERS}, got {decoder!r}")
+    if batch < 1:
+        raise ValueError(f"batch must be at least 1, got {batch}")
+    out = out if out is not None else sys.stdout
+    err = err if err is not None else sys.stderr
+    paths, missing = expand_inputs(inputs)
+    tally = Tally(unreadable=list(missing))
+    predictor = Predictor(OnnxBackend(model, threads=threads), decoder=decoder, max_batch=32)
+    if show_progress is None:
+        show_progress = err.isatty() and len(paths) > 1
+    if show_progress:
+        from tqdm import tqdm
+
+        progress = tqdm(total=len(paths), unit="img", file=err, dynamic_ncols=True)
+    else:
+        progress = no_progress()
+    writer = Writer(out, fmt, many=len(paths) + len(missing) > 1)
+    t0 = time.perf_counter()
+    try:
+        for result in recognise(predictor, paths, mode, batch, tally, progress):
+            writer.write(result)
+    finally:
+        tally.seconds = time.perf_counter() - t0
+        progress.close()
+        writer.close()
+    for path, why in tally.unreadable:
+        print(f"crnn predict: cannot read {path}: {why}", file=err)
+    rate = tally.lines / tally.seconds if tally.seconds > 0 else 0.0
+    print(
+        f"crnn predict: {tally.images} images, {tally.lines} lines in {tally.seconds:.2f} s "
+        f"({rate:.0f} lines/s), {len(tally.unreadable)} unreadable",
+        file=err,
+    )
+    return tally
+
+
+def open_out(path: str | None) -> TextIO:
+    if path in (None, STDIN):
+        return sys.stdout
+    return open(path, "w", encoding="utf-8", newline="")
