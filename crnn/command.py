@@ -50,15 +50,18 @@ def models_dir() -> Path:
 
 
 def default_model() -> str:
+    """$CRNN_MODEL, else the bundled model of the checkout the package runs from, else of the current
+    folder's models/ (a wheel installed with `pip install .` does not carry the models)."""
     env = os.environ.get("CRNN_MODEL")
     if env:
         return env
-    for name in BUNDLED:
-        p = models_dir() / name
-        if p.is_file():
-            return str(p)
+    places = [models_dir(), Path.cwd() / "models"]
+    for folder in places:
+        for name in BUNDLED:
+            if (folder / name).is_file():
+                return str(folder / name)
     raise NoModelError(
-        f"no model given and no bundled model in {models_dir()} ({' or '.join(BUNDLED)}): "
+        f"no model given and no bundled model ({' or '.join(BUNDLED)}) in {' or '.join(map(str, places))}: "
         "pass --model FILE.onnx or set CRNN_MODEL"
     )
 
@@ -124,24 +127,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_predict(a: argparse.Namespace) -> int:
-    from crnn.predict import open_out, run
+    from crnn.predict import run
 
-    out = open_out(a.out)
-    try:
-        tally = run(
-            a.inputs,
-            a.model or default_model(),
-            mode=a.mode,
-            decoder=a.decoder,
-            fmt=a.fmt,
-            out=out,
-            batch=a.batch,
-            threads=a.threads,
-            show_progress=a.progress,
-        )
-    finally:
-        if out is not sys.stdout:
-            out.close()
+    tally = run(
+        a.inputs,
+        a.model or default_model(),
+        mode=a.mode,
+        decoder=a.decoder,
+        fmt=a.fmt,
+        out=a.out,
+        batch=a.batch,
+        threads=a.threads,
+        show_progress=a.progress,
+    )
     return 0 if tally.images else 1
 
 
@@ -158,9 +156,11 @@ def cmd_info(a: argparse.Namespace) -> int:
 def cmd_serve(args: list[str]) -> int:
     from crnn.serve.__main__ import main as serve_main
 
-    if not any(x == "--model" or x.startswith("--model=") for x in args) and not {"-h", "--help"} & set(args):
-        args = ["--model", default_model(), *args]
-    return serve_main(args)
+    try:
+        model = default_model()
+    except NoModelError:
+        model = None  # then --model is required, and argparse says so
+    return serve_main(args, default_model=model, prog="crnn serve")
 
 
 def cmd_stage(name: str, args: list[str]) -> int:
@@ -171,7 +171,10 @@ def cmd_stage(name: str, args: list[str]) -> int:
     try:
         runpy.run_module(module, run_name="__main__", alter_sys=True)
     except SystemExit as e:
-        return e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+        if isinstance(e.code, str):  # sys.exit("message"): Python prints it and exits 1; so do we
+            print(e.code, file=sys.stderr)
+            return 1
+        return 0 if e.code is None else e.code
     finally:
         sys.argv = argv
     return 0
@@ -179,6 +182,7 @@ def cmd_stage(name: str, args: list[str]) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     from crnn.onnx_model import ExportError
+    from crnn.predict import OptionError
 
     argv = list(sys.argv[1:] if argv is None else argv)
     # pass-through commands keep every argument, --help included, for the stage's own parser
@@ -193,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
         if a.command == "predict":
             return cmd_predict(a)
         return cmd_info(a)
-    except (NoModelError, ExportError, ValueError) as e:
+    except (NoModelError, ExportError, OptionError) as e:
         print(f"crnn {a.command}: error: {e}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # `crnn predict dir | head`: the reader left, nothing to report

@@ -32,8 +32,8 @@ STDIN = "-"
 GLOB_CHARS = set("*?[")
 
 
-class InputError(ValueError):
-    """A named input that matches nothing (no such file, an empty glob)."""
+class OptionError(ValueError):
+    """A setting that cannot work (mode, decoder, format, batch, an --out that cannot be written)."""
 
 
 @dataclass
@@ -65,7 +65,10 @@ def expand_inputs(args: Iterable[str]) -> tuple[list[str], list[tuple[str, str]]
     missing: list[tuple[str, str]] = []
     for arg in args:
         if arg == STDIN:
-            paths.append(STDIN)
+            if STDIN in paths:
+                missing.append((arg, "standard input is given more than once (it can be read once)"))
+            else:
+                paths.append(STDIN)
         elif os.path.isdir(arg):
             found = sorted(
                 str(p) for p in Path(arg).rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
@@ -76,9 +79,13 @@ def expand_inputs(args: Iterable[str]) -> tuple[list[str], list[tuple[str, str]]
         elif os.path.exists(arg):
             paths.append(arg)
         elif GLOB_CHARS & set(arg):
-            found = sorted(p for p in glob.glob(arg, recursive=True) if os.path.isfile(p))
+            found = sorted(
+                p
+                for p in glob.glob(arg, recursive=True)
+                if os.path.isfile(p) and Path(p).suffix.lower() in IMAGE_EXTENSIONS
+            )
             if not found:
-                missing.append((arg, "no file matches this pattern"))
+                missing.append((arg, "no such file, and no image file matches it as a pattern"))
             paths.extend(found)
         else:
             missing.append((arg, "no such file or folder"))
@@ -172,50 +179,28 @@ def no_progress():
     return Silent()
 
 
-def run(
-    inputs: list[str],
-    model: str,
-    mode: str = "auto",
-    decoder: str = "greedy",
-    fmt: str = "text",
-    out: TextIO | None = None,
-    batch: int = 32,
-    threads: int = 0,
-    show_progress: bool | None = None,
-    err: TextIO | None = None,
-) -> Tally:
-    """Read `inputs` with `model`, write results to `out` (stdout), report on `err` (stderr)."""
-    from crnn.onnx_model import OnnxBackend
-    from crnn.predictor import Predictor
-
+def check_options(mode: str, decoder: str, fmt: str, batch: int) -> None:
     if mode not in MODES:
-        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        raise OptionError(f"mode must be one of {MODES}, got {mode!r}")
     if decoder not in DECODERS:
-        raise ValueError(f"decoder must be one of {DECODERS}, got {decoder!r}")
+        raise OptionError(f"decoder must be one of {DECODERS}, got {decoder!r}")
+    if fmt not in FORMATS:
+        raise OptionError(f"format must be one of {FORMATS}, got {fmt!r}")
     if batch < 1:
-        raise ValueError(f"batch must be at least 1, got {batch}")
-    out = out if out is not None else sys.stdout
-    err = err if err is not None else sys.stderr
-    paths, missing = expand_inputs(inputs)
-    tally = Tally(unreadable=list(missing))
-    predictor = Predictor(OnnxBackend(model, threads=threads), decoder=decoder, max_batch=32)
-    if show_progress is None:
-        show_progress = err.isatty() and len(paths) > 1
-    if show_progress:
-        from tqdm import tqdm
+        raise OptionError(f"batch must be at least 1, got {batch}")
 
-        progress = tqdm(total=len(paths), unit="img", file=err, dynamic_ncols=True)
-    else:
-        progress = no_progress()
-    writer = Writer(out, fmt, many=len(paths) + len(missing) > 1)
-    t0 = time.perf_counter()
+
+def open_out(path: str | None) -> TextIO:
+    """Standard output, or the file (opened only once everything else is known to work)."""
+    if path in (None, STDIN):
+        return sys.stdout
     try:
-        for result in recognise(predictor, paths, mode, batch, tally, progress):
-            writer.write(result)
-    finally:
-        tally.seconds = time.perf_counter() - t0
-        progress.close()
-        writer.close()
+        return open(path, "w", encoding="utf-8", newline="")
+    except OSError as e:
+        raise OptionError(f"cannot write --out {path}: {e.strerror}") from None
+
+
+def report(tally: Tally, err: TextIO) -> None:
     for path, why in tally.unreadable:
         print(f"crnn predict: cannot read {path}: {why}", file=err)
     rate = tally.lines / tally.seconds if tally.seconds > 0 else 0.0
@@ -224,10 +209,52 @@ def run(
         f"({rate:.0f} lines/s), {len(tally.unreadable)} unreadable",
         file=err,
     )
+
+
+def run(
+    inputs: list[str],
+    model: str,
+    mode: str = "auto",
+    decoder: str = "greedy",
+    fmt: str = "text",
+    out: str | None = None,
+    batch: int = 32,
+    threads: int = 0,
+    show_progress: bool | None = None,
+    err: TextIO | None = None,
+) -> Tally:
+    """Read `inputs` with `model`, write results to the file `out` (standard output when None), report on
+    `err` (standard error). Options and the model are checked before `out` is opened, so a mistake never
+    empties an earlier results file; the report is printed even when the run stops half-way."""
+    from crnn.onnx_model import OnnxBackend
+    from crnn.predictor import Predictor
+
+    check_options(mode, decoder, fmt, batch)
+    err = err if err is not None else sys.stderr
+    predictor = Predictor(OnnxBackend(model, threads=threads), decoder=decoder, max_batch=32)
+    paths, missing = expand_inputs(inputs)
+    tally = Tally(unreadable=list(missing))
+    stream = open_out(out)
+    if show_progress is None:
+        show_progress = err.isatty() and len(paths) > 1
+    if show_progress:
+        from tqdm import tqdm
+
+        progress = tqdm(total=len(paths), unit="img", file=err, dynamic_ncols=True)
+    else:
+        progress = no_progress()
+    writer = Writer(stream, fmt, many=len(paths) + len(missing) > 1)
+    t0 = time.perf_counter()
+    try:
+        for result in recognise(predictor, paths, mode, batch, tally, progress):
+            writer.write(result)
+    finally:
+        tally.seconds = time.perf_counter() - t0
+        progress.close()
+        try:
+            writer.close()
+        finally:
+            if stream is not sys.stdout:
+                stream.close()
+            report(tally, err)
     return tally
-
-
-def open_out(path: str | None) -> TextIO:
-    if path in (None, STDIN):
-        return sys.stdout
-    return open(path, "w", encoding="utf-8", newline="")

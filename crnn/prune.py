@@ -22,8 +22,8 @@ from pathlib import Path
 
 import hydra
 import torch
-from torch import nn
 from omegaconf import DictConfig
+from torch import nn
 
 from crnn.cli import StageError, stage_errors
 from crnn.data.dataset import LmdbLineDataset
@@ -50,6 +50,22 @@ def conv_blocks(model: CRNN) -> list[ConvBNReLU]:
 
 def conv_layers(model: CRNN) -> list[nn.Module]:
     return [m for m in model.features if isinstance(m, (ConvBNReLU, DepthwiseSeparable))]
+
+
+def dropped_depthwise_output(layer: DepthwiseSeparable, kept: torch.Tensor) -> torch.Tensor:
+    """What the pointwise half received from the depthwise channels that pruning removes, per output channel.
+
+    A removed input channel reads as zeros (as with a full conv, where a zero input simply contributes
+    nothing), but a depthwise channel turns zeros into the constant ReLU(BN(0)), which the pointwise conv
+    had been adding in. The caller folds that constant into the pointwise BatchNorm's running mean, so a
+    channel whose input was always zero is removed without changing the output.
+    """
+    dw_bn, pw_conv = layer[0][1], layer[1][0]
+    dropped = torch.ones(dw_bn.num_features, dtype=torch.bool)
+    dropped[kept] = False
+    scale = dw_bn.weight / torch.sqrt(dw_bn.running_var + dw_bn.eps)
+    constant = torch.relu(dw_bn.bias - dw_bn.running_mean * scale)
+    return pw_conv.weight[:, dropped, 0, 0] @ constant[dropped]
 
 
 def copy_unit(old: ConvBNReLU, new: ConvBNReLU, out_keep: torch.Tensor, in_keep: torch.Tensor | None) -> None:
@@ -117,11 +133,15 @@ def prune_to_widths(model: CRNN, widths: list[int], criterion: str) -> CRNN:
     new = CRNN(ModelConfig(**{**cfg.as_dict(), "channels": list(widths)}))
     prev_keep = torch.arange(1)  # the single input channel
     for old, nl, w in zip(conv_layers(model), conv_layers(new), widths):
+        lost = None
         if isinstance(old, DepthwiseSeparable):  # the depthwise half keeps the channels its input kept
             copy_unit(old[0], nl[0], prev_keep, None)
+            lost = dropped_depthwise_output(old, prev_keep)
             old, nl = old[1], nl[1]
         keep = torch.sort(torch.topk(channel_importance(old, criterion), w).indices).values
         copy_unit(old, nl, keep, prev_keep)
+        if lost is not None:
+            nl[1].running_mean.sub_(lost[keep])
         prev_keep = keep
     for name, p in model.rnn.named_parameters():
         target = getattr(new.rnn, name)

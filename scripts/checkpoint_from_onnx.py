@@ -59,7 +59,7 @@ def model_from_onnx(path: Path) -> tuple[CRNN, dict[str, str]]:
     graph = onnx.load(str(path)).graph
     init = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
     convs = [n for n in graph.node if n.op_type == "Conv"]
-    blocks = [m for m in model.features if isinstance(m, ConvBNReLU)]
+    blocks = [m for m in model.features.modules() if isinstance(m, ConvBNReLU)]  # in graph order
     if len(convs) != len(blocks):
         raise ValueError(f"{path}: {len(convs)} Conv nodes for {len(blocks)} conv blocks")
     for block, node in zip(blocks, convs):

@@ -23,7 +23,8 @@ from crnn.predictor import Predictor
 from crnn.serve.segment import segment_lines
 from tests.conftest import ROOT
 
-CRNN = shutil.which("crnn", path=str(Path(sys.executable).parent)) or "crnn"
+CRNN = shutil.which("crnn", path=str(Path(sys.executable).parent))  # this venv's, never another install's
+assert CRNN, "the crnn console script is not installed in this environment (make install)"
 
 
 def crnn(*args: str, stdin: bytes | None = None, cwd: Path = ROOT) -> subprocess.CompletedProcess:
@@ -131,6 +132,29 @@ def test_nothing_readable_exits_1_and_bad_options_exit_2(model, folder, tmp_path
     assert r.returncode == 2
 
 
+def test_stdin_twice_a_bad_out_and_bad_options_never_lose_a_results_file(model, folder, tmp_path):
+    _, good = folder
+    r = crnn("predict", "-", "-", "--model", model, stdin=good[1].read_bytes())
+    assert r.returncode == 0 and r.stdout.strip() and b"more than once" in r.stderr
+    results = tmp_path / "results.csv"
+    results.write_text("earlier results\n")
+    for bad in (["--batch", "0"], ["--model", str(tmp_path / "nope.onnx")]):
+        r = crnn("predict", str(good[0]), "--model", model, "--out", str(results), *bad)
+        assert r.returncode == 2 and b"Traceback" not in r.stderr
+        assert results.read_text() == "earlier results\n"  # checked before the file was opened
+    r = crnn("predict", str(good[0]), "--model", model, "--out", str(tmp_path / "no" / "dir.csv"))
+    assert r.returncode == 2 and b"cannot write --out" in r.stderr and b"Traceback" not in r.stderr
+
+
+def test_a_glob_takes_only_images(model, folder):
+    d, good = folder
+    r = crnn("predict", str(d / "*"), "--model", model, "--format", "tsv")
+    assert r.returncode == 0
+    assert b"README" not in r.stderr  # the pattern matched README.txt, which is not an image name
+    paths = [line.split("\t")[0] for line in r.stdout.decode().splitlines()[1:]]
+    assert paths == sorted(str(p) for p in good if p.parent == d)
+
+
 def test_page_mode_reads_a_rendered_page_top_to_bottom(model, records, tmp_path):
     page, bands = compose_page([rec.image for rec in records])
     path = tmp_path / "page.png"
@@ -178,3 +202,5 @@ def test_python_dash_m_and_stage_pass_through():
     # a stage's --help is Hydra's own, with the config groups: the arguments reach the stage untouched
     r = crnn("export", "--help")
     assert r.returncode == 0 and b"experiment: " in r.stdout and b"model: " in r.stdout
+    r = crnn("serve", "--help")  # the bundled model is the default, so --model is optional
+    assert r.returncode == 0 and b"usage: crnn serve" in r.stdout and b"crnn_zh_en" in r.stdout

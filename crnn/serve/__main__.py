@@ -17,9 +17,18 @@ import uvicorn
 from crnn.serve.app import ServeConfig
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", required=True, help="an ONNX file exported by crnn-toolkit (FP32 or INT8)")
+def main(argv: list[str] | None = None, default_model: str | None = None, prog: str | None = None) -> int:
+    """`default_model`: what serves when --model is not given (`crnn serve` passes the bundled model)."""
+    ap = argparse.ArgumentParser(
+        prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument(
+        "--model",
+        required=default_model is None,
+        default=default_model,
+        help="an ONNX file exported by crnn-toolkit (FP32 or INT8)"
+        + (f"; default {default_model}" if default_model else ""),
+    )
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, default=5000)
     ap.add_argument("--workers", type=int, default=1)
