@@ -186,7 +186,7 @@ bench: install fonts
 bench-train: install fonts
 	$(PY) scripts/train_speed.py $(ARGS)
 
-# The CPU runtimes (ONNX Runtime default and tuned, OpenVINO when installed: pip install -e '.[openvino]')
+# The CPU runtimes (ONNX Runtime default and tuned; OpenVINO too where it is installed: .venv/bin/pip install openvino)
 # per line and batch 32, FP32 and INT8, and `crnn predict` on 1,000 files against the engine:
 # runs/bench/{runtime,predict_speed}.{json,md}
 bench-runtime: install fonts

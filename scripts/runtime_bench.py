@@ -98,7 +98,7 @@ def runtimes(threads: int) -> dict[str, Callable[[Path], Callable]]:
         out["openvino (latency hint)"] = lambda p: openvino_runner(p, threads)
         out["openvino (throughput hint)"] = lambda p: openvino_runner(p, threads, "THROUGHPUT")
     except ImportError:
-        print("openvino is not installed (pip install .[openvino]): measuring ONNX Runtime only")
+        print("openvino is not installed (.venv/bin/pip install openvino): measuring ONNX Runtime only")
     return out
 
 
