@@ -17,29 +17,16 @@ import json
 import tempfile
 from pathlib import Path
 
-import numpy as np
 import torch
 from bench import load, preset_config, sample_batch, train_rate
-from runtime_bench import build_int8, ort_runner, rendered_lines
+from runtime_bench import build_int8, line_ms, ort_runner, rendered_lines
 
 from crnn.charset import load_charset
 from crnn.export import export_onnx
 from crnn.models.complexity import count_macs, count_params
 from crnn.models.crnn import CRNN
-from crnn.timing import measure
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def serving_ms(path: Path, lines: list[np.ndarray], threads: int, reps: int) -> dict:
-    run = ort_runner(path, threads)
-    it = iter(range(10**9))
-
-    def one() -> None:
-        x = lines[next(it) % len(lines)]
-        run(x[None], np.array([x.shape[-1]], dtype=np.int64))
-
-    return measure(one, reps=reps, warmup=10)
 
 
 def run_curve(path: Path) -> list[dict]:
@@ -88,7 +75,7 @@ def main() -> None:
         }
         for prec, path in (("fp32", fp32), ("int8", int8)):
             for threads in (1, 2):
-                row[f"{prec}_ms_t{threads}"] = serving_ms(path, lines, threads, a.reps)
+                row[f"{prec}_ms_t{threads}"] = line_ms(ort_runner(path, threads), lines, a.reps)
         table[preset] = row
         print(preset, json.dumps(row), flush=True)
     curves = {}

@@ -131,15 +131,20 @@ def parity(run: Callable, ref: Callable, lines: list[np.ndarray], hstride: int) 
     }
 
 
-def time_one(run: Callable, lines: list[np.ndarray], batch32: np.ndarray, reps: int) -> dict:
+def line_ms(run: Callable, lines: list[np.ndarray], reps: int) -> dict:
+    """ms per call reading one line at a time, cycling through `lines` at their own widths (batch 1)."""
     it = iter(range(10**9))
 
     def one_line() -> None:
         x = lines[next(it) % len(lines)]
         run(x[None], np.array([x.shape[-1]], dtype=np.int64))
 
+    return measure(one_line, reps=reps, warmup=10)
+
+
+def time_one(run: Callable, lines: list[np.ndarray], batch32: np.ndarray, reps: int) -> dict:
     widths32 = np.full(len(batch32), BATCH_WIDTH, dtype=np.int64)
-    line = measure(one_line, reps=reps, warmup=10)
+    line = line_ms(run, lines, reps)
     batched = measure(lambda: run(batch32, widths32), reps=max(5, reps // 8), warmup=2)
     return {"line": line, "batch32": batched, "batch32_lines_per_s": len(batch32) / (batched["p50"] / 1000)}
 
