@@ -10,6 +10,7 @@ from crnn.data.corpus import CorpusConfig
 from crnn.data.preprocess import InputSpec
 from crnn.data.render import RenderConfig
 from crnn.data.train_augment import AugmentConfig
+from crnn.detect.config import DetectConfig
 from crnn.models.config import ModelConfig
 from crnn.tracking import MlflowConfig
 
@@ -176,6 +177,7 @@ class RunConfig:
     export: ExportConfig = field(default_factory=ExportConfig)
     quantize: QuantizeConfig = field(default_factory=QuantizeConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    detect: DetectConfig = field(default_factory=DetectConfig)  # the text-line detector (crnn.detect)
 
     def __post_init__(self) -> None:
         if self.model.num_classes:

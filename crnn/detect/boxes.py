@@ -1,0 +1,176 @@
+"""From the detector's probability map to lines to read: boxes, upright crops, reading order.
+
+Every reader of pages (the ONNX detector, the training loop's validation, the page scorer) goes through
+these functions, so what training measures is what serving returns.
+
+- `det_input`: the page scaled so its long side is at most `max_side`, each side a multiple of 32, as the
+  network's (1, 1, H, W) input (x/255 - 0.5, the recognizer's normalisation), and the scale factors;
+- `find_boxes`: DB's postprocess: threshold, contours, minimum-area rectangles, a score per box (mean
+  probability inside), and each kernel grown back by the distance the targets shrank its line by
+  (`unclip_distance`: DB's fixed A * 1.5 / L gives back only 60 % of a thin line's box);
+- `crop_line`: a box warped upright from the full-resolution page; a box much taller than wide is a
+  vertical line and is turned to read left to right;
+- `reading_order`: rows top to bottom (a line starts a new row when its centre is more than half a line
+  below the row's first line), left to right within a row, and columns read one after another when a
+  gutter runs through lines that do not pair up across it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from crnn.detect.polygons import order_quad, quad_size
+
+
+@dataclass
+class BoxConfig:
+    max_side: int = 960  # the page's long side at the detector's input, px
+    bin_thresh: float = 0.3  # probability above which a pixel is text
+    box_thresh: float = 0.6  # a box's mean probability must reach this
+    shrink_ratio: float = 0.4  # the targets' (crnn.detect.targets): kernels grow back by what they lost
+    unclip_scale: float = 1.0  # times that distance (above 1: looser boxes)
+    min_size: float = 3.0  # boxes thinner than this (input px) are noise
+    max_boxes: int = 1000
+
+
+@dataclass
+class Box:
+    quad: np.ndarray  # (4, 2) float32 in page pixels, clockwise from the text's top-left
+    score: float
+
+
+def input_size(h: int, w: int, max_side: int) -> tuple[int, int]:
+    """(H, W) at the detector's input: scaled down to fit `max_side`, never up, each a multiple of 32."""
+    s = min(1.0, max_side / max(h, w))
+    return max(32, int(round(h * s / 32)) * 32), max(32, int(round(w * s / 32)) * 32)
+
+
+def det_input(gray: np.ndarray, max_side: int) -> tuple[np.ndarray, tuple[float, float]]:
+    """(1, 1, H, W) float32 input and the (x, y) factors from page to input pixels."""
+    h, w = gray.shape[:2]
+    ih, iw = input_size(h, w, max_side)
+    interp = cv2.INTER_AREA if ih < h or iw < w else cv2.INTER_LINEAR
+    x = cv2.resize(gray, (iw, ih), interpolation=interp).astype(np.float32) / 255.0 - 0.5
+    return x[None, None], (iw / w, ih / h)
+
+
+def find_boxes(
+    prob: np.ndarray, scale: tuple[float, float], page_hw: tuple[int, int], cfg: BoxConfig
+) -> list[Box]:
+    """Boxes (in page pixels) of the text kernels in one (H, W) probability map."""
+    bitmap = (prob > cfg.bin_thresh).astype(np.uint8)
+    contours, _ = cv2.findContours(bitmap, cv2.RETR_LIST, cv2.CHAIN_APPROX_SIMPLE)
+    boxes = []
+    sx, sy = scale
+    ph, pw = page_hw
+    for contour in contours[: cfg.max_boxes]:
+        if len(contour) < 3:
+            continue
+        (cx, cy), (rw, rh), angle = cv2.minAreaRect(contour)
+        if min(rw, rh) < cfg.min_size - 1:
+            continue
+        score = _mean_inside(prob, contour)
+        if score < cfg.box_thresh:
+            continue
+        d = unclip_distance(rw, rh, cfg.shrink_ratio) * cfg.unclip_scale
+        rect = ((cx, cy), (rw + 2 * d, rh + 2 * d), angle)
+        if min(rect[1]) < cfg.min_size + 2:
+            continue
+        quad = cv2.boxPoints(rect).astype(np.float32)
+        quad[:, 0] = np.clip(quad[:, 0] / sx, 0, pw)
+        quad[:, 1] = np.clip(quad[:, 1] / sy, 0, ph)
+        boxes.append(Box(_text_quad(quad), score))
+    return boxes
+
+
+def unclip_distance(w: float, h: float, shrink_ratio: float) -> float:
+    """The D that shrinking a w+2D by h+2D rectangle by D = A (1 - r^2) / L (crnn.detect.targets) leaves
+    as a w by h kernel: the positive root of (8 - 4k) D^2 + 2 (1 - k)(w + h) D - k w h = 0, k = 1 - r^2."""
+    k = 1 - shrink_ratio**2
+    a, b, c = 8 - 4 * k, 2 * (1 - k) * (w + h), -k * w * h
+    return float((-b + np.sqrt(b * b - 4 * a * c)) / (2 * a))
+
+
+def _mean_inside(prob: np.ndarray, contour: np.ndarray) -> float:
+    x, y, w, h = cv2.boundingRect(contour)
+    mask = np.zeros((h, w), np.uint8)
+    cv2.fillPoly(mask, [contour.reshape(-1, 2) - np.int32([x, y])], 1)
+    return float(cv2.mean(prob[y : y + h, x : x + w], mask)[0])
+
+
+def _text_quad(quad: np.ndarray) -> np.ndarray:
+    """Clockwise from the text's top-left: from the top-left corner for a box wider than tall; for a box
+    taller than wide (a vertical line, or a line turned past 45 degrees), from the corner that makes the
+    long side the first edge."""
+    q = order_quad(quad)
+    w, h = quad_size(q)
+    if h > w * 1.5:
+        q = np.roll(q, -1, axis=0)  # start at the top-right: the long right edge becomes the text's top
+    return q
+
+
+def crop_line(gray: np.ndarray, quad: np.ndarray) -> np.ndarray:
+    """The quad's pixels warped upright (its first edge becomes the top), at the page's resolution."""
+    w, h = quad_size(quad)
+    w, h = max(2, int(round(w))), max(2, int(round(h)))
+    dst = np.float32([[0, 0], [w, 0], [w, h], [0, h]])
+    m = cv2.getPerspectiveTransform(quad.astype(np.float32), dst)
+    return cv2.warpPerspective(gray, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
+def _center_height(quad: np.ndarray) -> tuple[float, float, float]:
+    xs, ys = quad[:, 0], quad[:, 1]
+    return float(xs.mean()), float(ys.mean()), float(ys.max() - ys.min())
+
+
+def row_order(quads: list[np.ndarray]) -> list[int]:
+    """Rows top to bottom, left to right within a row (the realdev pages' sweep)."""
+    info = [_center_height(q) for q in quads]
+    rows: list[list[int]] = []
+    first: tuple[float, float] | None = None
+    for i in sorted(range(len(quads)), key=lambda i: info[i][1]):
+        cx, cy, h = info[i]
+        if first is None or cy - first[0] > 0.5 * first[1]:
+            first = (cy, h)
+            rows.append([])
+        rows[-1].append(i)
+    return [i for row in rows for i in sorted(row, key=lambda i: info[i][0])]
+
+
+def reading_order(quads: list[np.ndarray]) -> list[int]:
+    """Indices of `quads` in reading order: columns left to right when the page splits into columns whose
+    lines do not share rows, rows within each."""
+    if len(quads) < 6:
+        return row_order(quads)
+    cut = _column_gutter(quads)
+    if cut is None:
+        return row_order(quads)
+    left = [i for i, q in enumerate(quads) if q[:, 0].max() <= cut]
+    right = [i for i, q in enumerate(quads) if q[:, 0].max() > cut]
+    return [left[i] for i in reading_order([quads[i] for i in left])] + [
+        right[i] for i in reading_order([quads[i] for i in right])
+    ]
+
+
+def _column_gutter(quads: list[np.ndarray]) -> float | None:
+    """An x that no box crosses, with at least 3 lines on each side, where most lines of the smaller side
+    have no partner in the same row on the other side (a receipt's item and price columns pair up row by
+    row and are read as rows; two text columns set independently do not)."""
+    spans = sorted((float(q[:, 0].min()), float(q[:, 0].max())) for q in quads)
+    reach = spans[0][1]
+    info = [_center_height(q) for q in quads]
+    for x0, x1 in spans[1:]:
+        if x0 > reach:
+            cut = (reach + x0) / 2
+            left = [info[i] for i, q in enumerate(quads) if q[:, 0].max() <= cut]
+            right = [info[i] for i, q in enumerate(quads) if q[:, 0].max() > cut]
+            if min(len(left), len(right)) >= 3:
+                small, other = (left, right) if len(left) <= len(right) else (right, left)
+                paired = sum(any(abs(a[1] - b[1]) < 0.25 * max(a[2], 1) for b in other) for a in small)
+                if paired < 0.5 * len(small):
+                    return cut
+        reach = max(reach, x1)
+    return None

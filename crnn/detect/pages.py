@@ -1,0 +1,619 @@
+"""Synthetic pages for the detector: text of every render recipe laid out as a real page would hold it, with
+each line's box (4 points, clockwise from the text's top-left) and text.
+
+A page is a pure function of (seed, index). Its layout is drawn by weight (`PageConfig.layouts`):
+
+- document: paragraphs in one or two columns, headings, indents, on paper or a scan;
+- receipt: a narrow strip of monospace rows; item and price are separate boxes (as SROIE labels a row),
+  rules of dashes are ink without a box;
+- ad: a few large lines of mixed sizes on a photo or gradient, light or dark, outlined, on colour bands;
+- scene: short signs on a photograph, each turned by up to 25 degrees;
+- screen: list rows, chat bubbles and icons on a flat light or dark ground;
+- table: ruled cells, one box per cell text.
+
+Text comes from the corpus view of the recipe the layout borrows (receipt lines from `receipt`, signs from
+`signboard`/`scene`, UI strings from `screen`, ...) and its fonts from that recipe, so the detector sees the
+recognizer's fonts and texts. Then the whole page may turn, warp in perspective, blur, fade, get noise and
+JPEG artefacts. A line whose box leaves the frame or ends up under 4 pixels tall is marked `ignore` (the
+loss neither rewards nor punishes it). Boxes hug the line: the ink's horizontal extent and the font's line
+height (ascender to descender), like the realdev pages' boxes.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+from PIL import Image, ImageDraw
+
+from crnn.data import augment
+from crnn.data.fonts import FontSpec, covers, load_font
+from crnn.data.source import SynthSource
+
+LAYOUTS = ("document", "receipt", "ad", "scene", "screen", "table")
+
+
+@dataclass
+class PageConfig:
+    long_side: list[int] = field(default_factory=lambda: [512, 960])  # rendered page, px
+    layouts: dict[str, float] = field(
+        default_factory=lambda: {"document": 2, "receipt": 2, "ad": 2, "scene": 1.5, "screen": 1, "table": 1}
+    )
+    rotate_p: float = 0.35
+    rotate_deg: float = 6.0
+    perspective_p: float = 0.3
+    perspective: float = 0.06  # corner jitter, share of the side
+    blur_p: float = 0.2
+    noise_p: float = 0.5
+    jpeg_p: float = 0.3
+    light_p: float = 0.3
+    distractor_p: float = 0.7  # rules, boxes, dots, bars: ink that is not text
+
+
+@dataclass
+class PageLine:
+    quad: np.ndarray  # (4, 2) float32, clockwise from the text's top-left, page pixels
+    text: str
+    ignore: bool = False
+
+
+@dataclass
+class Page:
+    image: np.ndarray  # uint8 grayscale
+    lines: list[PageLine]
+    layout: str
+
+    def quads(self) -> np.ndarray:
+        return np.stack([ln.quad for ln in self.lines]) if self.lines else np.zeros((0, 4, 2), np.float32)
+
+
+# layout -> recipes it borrows text and fonts from (the first that the render config has wins)
+RECIPES = {
+    "document": ("scan", "printed"),
+    "receipt": ("receipt", "printed"),
+    "ad": ("signboard", "scene", "printed"),
+    "scene": ("scene", "signboard", "printed"),
+    "screen": ("screen", "printed"),
+    "table": ("scan", "printed"),
+}
+
+
+class PageSynth:
+    """Draws pages; one per (seed, index), the same in any process."""
+
+    def __init__(self, source: SynthSource, cfg: PageConfig, seed: int = 0) -> None:
+        unknown = sorted(set(cfg.layouts) - set(LAYOUTS))
+        if unknown:
+            raise ValueError(f"detect.pages.layouts has unknown layout(s) {unknown}; known: {list(LAYOUTS)}")
+        self.source = source
+        self.cfg = cfg
+        self.seed = seed
+        self.layouts = [k for k, w in cfg.layouts.items() if w > 0]
+        self.weights = [cfg.layouts[k] for k in self.layouts]
+        if not self.layouts:
+            raise ValueError("detect.pages.layouts gives every layout weight 0")
+        scenes = set(source.renderer.scene_names)
+        self.recipe = {}
+        for layout, names in RECIPES.items():
+            have = [n for n in names if n in scenes] or [source.renderer.scene_names[0]]
+            self.recipe[layout] = have[0]
+        self.photos = source.renderer.photos
+
+    def page(self, index: int, layout: str | None = None) -> Page:
+        rng = random.Random(f"page:{self.seed}:{index}")
+        nrng = np.random.default_rng([self.seed & 0xFFFFFFFF, index, 11])
+        layout = layout or rng.choices(self.layouts, weights=self.weights)[0]
+        canvas = Canvas(self, rng, nrng, index, layout)
+        DRAW[layout](canvas)
+        if nrng.random() < self.cfg.distractor_p:
+            canvas.distractors()
+        return finish(canvas, self.cfg)
+
+
+class Canvas:
+    """A page being drawn: float gray pixels, its lines, the random streams and where to get text."""
+
+    def __init__(
+        self, synth: PageSynth, rng: random.Random, nrng: np.random.Generator, index: int, layout: str
+    ) -> None:
+        self.synth, self.rng, self.nrng, self.index, self.layout = synth, rng, nrng, index, layout
+        self.scene = synth.recipe[layout]
+        long_side = int(nrng.integers(synth.cfg.long_side[0], synth.cfg.long_side[1] + 1))
+        aspect = {"receipt": (1.4, 2.6), "screen": (1.3, 2.1), "ad": (0.5, 1.4)}.get(layout, (0.7, 1.5))
+        a = nrng.uniform(*aspect)  # height / width
+        self.h = long_side if a >= 1 else max(128, int(long_side * a))
+        self.w = max(128, int(long_side / a)) if a >= 1 else long_side
+        self.img = np.zeros((self.h, self.w), np.float32)
+        self.lines: list[PageLine] = []
+        self.count = 0
+
+    # -- text --
+    def text(self, target_len: int, scene: str | None = None) -> str:
+        corpus = self.synth.source.corpora[scene or self.scene]
+        self.count += 1
+        return corpus.line(self.index * 1000 + self.count, target_len=max(1, target_len))
+
+    def font(self, text: str, scene: str | None = None) -> FontSpec | None:
+        return self.synth.source.renderer.pick_font(scene or self.scene, text, self.rng)
+
+    def background(self, kind: str, lo: float = 200, hi: float = 255) -> None:
+        level = float(self.nrng.uniform(lo, hi))
+        if kind == "photo" and self.synth.photos:
+            photo = self.synth.photos[int(self.nrng.integers(len(self.synth.photos)))]
+            self.img[:] = augment.photo_patch(photo, self.h, self.w, self.nrng)
+        elif kind == "gradient":
+            a, b = self.nrng.uniform(0, 255, size=2)
+            t = np.linspace(0, 1, self.w if self.nrng.random() < 0.5 else self.h, dtype=np.float32)
+            g = a + (b - a) * t
+            self.img[:] = g[None, :] if g.size == self.w else g[:, None]
+        else:
+            self.img[:] = augment.background(
+                "paper" if kind == "paper" else "flat", self.h, self.w, level, self.nrng
+            )
+
+    # -- drawing --
+    def draw(
+        self,
+        text: str,
+        spec: FontSpec,
+        size: int,
+        x: float,
+        y: float,
+        ink: float | None = None,
+        angle: float = 0.0,
+        stroke: int = 0,
+        outline: float | None = None,
+    ) -> PageLine | None:
+        """`text` with its line box's top-left at (x, y), turned by `angle` degrees about that corner; the
+        ink level contrasts with what lies under it unless given. None when it does not fit the page."""
+        mask, box, omask = text_mask(text, spec, size, stroke, outline is not None)
+        bx0, by0, bx1, by1 = box
+        quad = np.float32([[bx0, by0], [bx1, by0], [bx1, by1], [bx0, by1]])
+        if angle:
+            mask, quad, omask = _rotate(mask, quad, angle, omask)
+        mh, mw = mask.shape
+        ox, oy = int(round(x - quad[0, 0])), int(round(y - quad[0, 1]))
+        quad = quad + np.float32([ox, oy])
+        if ox < 0 or oy < 0 or ox + mw > self.w or oy + mh > self.h:
+            return None
+        region = self.img[oy : oy + mh, ox : ox + mw]
+        if ink is None:
+            ink = self.contrast_ink(float(region.mean()))
+        if omask is not None:
+            a = omask.astype(np.float32) / 255
+            region[:] = region * (1 - a) + outline * a
+        a = mask.astype(np.float32) / 255
+        region[:] = region * (1 - a) + ink * a
+        line = PageLine(quad, text)
+        self.lines.append(line)
+        return line
+
+    def contrast_ink(self, under: float) -> float:
+        c = float(self.nrng.uniform(70, 200))
+        return max(0.0, under - c) if under > 110 else min(255.0, under + c)
+
+    def fill(self, x0: int, y0: int, x1: int, y1: int, level: float, radius: int = 0) -> None:
+        x0, y0, x1, y1 = max(0, x0), max(0, y0), min(self.w, x1), min(self.h, y1)
+        if x1 <= x0 or y1 <= y0:
+            return
+        if radius <= 0:
+            self.img[y0:y1, x0:x1] = level
+            return
+        m = np.zeros((y1 - y0, x1 - x0), np.uint8)
+        r = min(radius, (x1 - x0) // 2, (y1 - y0) // 2)
+        cv2.rectangle(m, (r, 0), (x1 - x0 - 1 - r, y1 - y0 - 1), 255, -1)
+        cv2.rectangle(m, (0, r), (x1 - x0 - 1, y1 - y0 - 1 - r), 255, -1)
+        for cx, cy in (
+            (r, r),
+            (x1 - x0 - 1 - r, r),
+            (r, y1 - y0 - 1 - r),
+            (x1 - x0 - 1 - r, y1 - y0 - 1 - r),
+        ):
+            cv2.circle(m, (cx, cy), r, 255, -1)
+        region = self.img[y0:y1, x0:x1]
+        region[m > 0] = level
+
+    def distractors(self) -> None:
+        """Ink that is not text: rules, frames, dots, bar codes, blobs (the detector must leave them)."""
+        for _ in range(int(self.nrng.integers(1, 5))):
+            kind = self.rng.choice(["rule", "frame", "dots", "bars", "blob"])
+            x0, y0 = int(self.nrng.integers(0, self.w)), int(self.nrng.integers(0, self.h))
+            level = float(self.nrng.uniform(0, 255))
+            if kind == "rule":
+                x1 = int(self.nrng.integers(0, self.w))
+                cv2.line(
+                    self.img,
+                    (x0, y0),
+                    (x1, y0 + int(self.nrng.integers(-3, 4))),
+                    level,
+                    int(self.nrng.integers(1, 4)),
+                )
+            elif kind == "frame":
+                x1, y1 = x0 + int(self.nrng.integers(20, 200)), y0 + int(self.nrng.integers(20, 200))
+                cv2.rectangle(self.img, (x0, y0), (x1, y1), level, int(self.nrng.integers(1, 3)))
+            elif kind == "dots":
+                for k in range(int(self.nrng.integers(3, 20))):
+                    cv2.circle(self.img, (x0 + 8 * k, y0), int(self.nrng.integers(1, 3)), level, -1)
+            elif kind == "bars":
+                hh = int(self.nrng.integers(15, 60))
+                x = x0
+                for _k in range(int(self.nrng.integers(10, 40))):
+                    bw = int(self.nrng.integers(1, 4))
+                    self.img[y0 : y0 + hh, x : x + bw] = level
+                    x += bw + int(self.nrng.integers(1, 4))
+            else:
+                r = int(self.nrng.integers(6, 40))
+                cv2.circle(self.img, (x0, y0), r, level, -1)
+
+
+def text_mask(
+    text: str, spec: FontSpec, size: int, stroke: int = 0, outlined: bool = False
+) -> tuple[np.ndarray, tuple[int, int, int, int], np.ndarray | None]:
+    """Ink coverage of `text` and its line box (x0, y0, x1, y1): the ink's columns, the font's rows from a
+    tall glyph's top to a descender's bottom; with `outlined`, also the mask of a contrasting outline."""
+    font = load_font(spec.path, spec.index, size)
+    ink = font.getbbox(text, anchor="ls", stroke_width=stroke)
+    ref = "".join(c for c in "国Ày" if covers(spec, c)) or "x"
+    rb = font.getbbox(ref, anchor="ls")
+    top, bottom = min(ink[1], rb[1]), max(ink[3], rb[3])
+    pad = 2 + stroke + (max(2, size // 12) if outlined else 0)
+    w = int(ink[2] - min(ink[0], 0)) + 2 * pad + 2
+    h = int(bottom - top) + 2 * pad + 2
+    x0, base = pad - min(ink[0], 0), pad - top
+    img = Image.new("L", (max(w, 4), max(h, 4)), 0)
+    ImageDraw.Draw(img).text(
+        (x0, base), text, font=font, fill=255, anchor="ls", stroke_width=stroke, stroke_fill=255
+    )
+    mask = np.asarray(img)
+    omask = None
+    if outlined:
+        k = max(2, size // 12)
+        omask = cv2.dilate(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * k + 1, 2 * k + 1)))
+    box = (int(x0 + ink[0]), int(base + top), int(np.ceil(x0 + ink[2])), int(np.ceil(base + bottom)))
+    return mask, box, omask
+
+
+def _rotate(
+    mask: np.ndarray, quad: np.ndarray, angle: float, omask: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """The mask turned by `angle` degrees (counter-clockwise) on a canvas that holds it whole."""
+    h, w = mask.shape
+    m = cv2.getRotationMatrix2D((w / 2, h / 2), angle, 1.0)
+    cos, sin = abs(m[0, 0]), abs(m[0, 1])
+    nw, nh = int(h * sin + w * cos) + 2, int(h * cos + w * sin) + 2
+    m[0, 2] += nw / 2 - w / 2
+    m[1, 2] += nh / 2 - h / 2
+    out = cv2.warpAffine(mask, m, (nw, nh), flags=cv2.INTER_LINEAR)
+    q = cv2.transform(quad[None], m)[0].astype(np.float32)
+    o = cv2.warpAffine(omask, m, (nw, nh), flags=cv2.INTER_LINEAR) if omask is not None else None
+    return out, q, o
+
+
+# -- layouts --
+
+
+def _chars_for(width: float, size: float, scene_is_zh: bool) -> int:
+    return max(1, int(width / (size * (0.95 if scene_is_zh else 0.55))))
+
+
+def _fit_line(
+    c: Canvas, width: float, size: int, scene: str | None = None, fill: float = 1.0, max_tries: int = 4
+) -> tuple[str, FontSpec] | None:
+    """A corpus line and a font for it no wider than `width` at `size` px."""
+    target = max(1, int(_chars_for(width, size, False) * fill))
+    for _ in range(max_tries):
+        text = c.text(target, scene).strip()
+        if not text:
+            continue
+        spec = c.font(text, scene)
+        if spec is None:
+            continue
+        font = load_font(spec.path, spec.index, size)
+        tw = font.getlength(text)
+        while tw > width and len(text) > 1:
+            text = text[: max(1, int(len(text) * width / tw) - 1)].rstrip()
+            tw = font.getlength(text)
+        if text and tw <= width:
+            return text, spec
+        target = max(1, target // 2)
+    return None
+
+
+def draw_document(c: Canvas) -> None:
+    c.background("paper" if c.nrng.random() < 0.8 else "flat", 190, 255)
+    cols = 2 if c.nrng.random() < 0.3 else 1
+    margin = int(c.w * c.nrng.uniform(0.03, 0.1))
+    gutter = int(c.w * c.nrng.uniform(0.04, 0.08))
+    col_w = (c.w - 2 * margin - gutter * (cols - 1)) / cols
+    size = int(np.clip(c.h / c.nrng.uniform(22, 55), 10, 60))
+    lead = c.nrng.uniform(1.3, 2.0)
+    for k in range(cols):
+        x0 = margin + k * (col_w + gutter)
+        y = margin + c.nrng.uniform(0, 2) * size
+        while y + size * 1.5 < c.h - margin:
+            s = size
+            heading = c.nrng.random() < 0.08
+            if heading:
+                s = int(size * c.nrng.uniform(1.3, 2.0))
+            indent = size * 2 if c.nrng.random() < 0.15 else 0
+            fill = c.nrng.uniform(0.6, 1.1) if c.nrng.random() < 0.8 else c.nrng.uniform(0.1, 0.6)
+            got = _fit_line(c, col_w - indent, s, fill=fill)
+            if got:
+                c.draw(got[0], got[1], s, x0 + indent, y, stroke=1 if heading and s > 20 else 0)
+            y += s * lead + (size * c.nrng.uniform(0.5, 1.5) if c.nrng.random() < 0.12 else 0)
+
+
+def draw_receipt(c: Canvas) -> None:
+    c.background("flat" if c.nrng.random() < 0.5 else "photo", 20, 255)
+    sw = int(c.w * c.nrng.uniform(0.55, 0.95))
+    sx = int((c.w - sw) * c.nrng.uniform(0, 1))
+    paper = float(c.nrng.uniform(200, 255))
+    c.fill(sx, 0, sx + sw, c.h, paper)
+    margin = int(sw * c.nrng.uniform(0.04, 0.1))
+    size = int(np.clip(sw / c.nrng.uniform(22, 40), 9, 40))
+    ink = float(c.nrng.uniform(0, 110))
+    y = size * c.nrng.uniform(0.5, 3)
+    left, right = sx + margin, sx + sw - margin
+    while y + size * 1.4 < c.h:
+        kind = c.rng.choices(["pair", "left", "center", "rule", "triple"], weights=[4, 3, 1.5, 1, 1])[0]
+        if kind == "rule":
+            ch = c.rng.choice("-=*.")
+            mask, _, _ = text_mask(ch * 40, c.font("-") or c.font("a"), size)  # dashes: ink, not a line
+            mw = min(mask.shape[1], right - left)
+            region = c.img[int(y) : int(y) + mask.shape[0], left : left + mw]
+            a = mask[: region.shape[0], : region.shape[1]].astype(np.float32) / 255
+            region[:] = region * (1 - a) + ink * a
+        elif kind == "center":
+            got = _fit_line(c, (right - left) * 0.8, size, fill=c.nrng.uniform(0.3, 0.8))
+            if got:
+                w = load_font(got[1].path, got[1].index, size).getlength(got[0])
+                c.draw(got[0], got[1], size, (left + right - w) / 2, y, ink=ink)
+        else:
+            parts = {"pair": 2, "left": 1, "triple": 3}[kind]
+            xs = [left]
+            widths = [(right - left) * (0.55 if parts > 1 else 0.95)]
+            if parts == 3:
+                xs, widths = (
+                    [left, left + (right - left) * 0.15],
+                    [(right - left) * 0.1, (right - left) * 0.45],
+                )
+            for x, width in zip(xs, widths):
+                got = _fit_line(c, width, size, fill=c.nrng.uniform(0.3, 1.0))
+                if got:
+                    c.draw(got[0], got[1], size, x, y, ink=ink)
+            if parts > 1:
+                money = f"{c.nrng.uniform(0.1, 999):.2f}"
+                if c.nrng.random() < 0.3:
+                    money = c.rng.choice(["RM ", "$", "¥", ""]) + money
+                spec = c.font(money)
+                if spec is not None:
+                    w = load_font(spec.path, spec.index, size).getlength(money)
+                    c.draw(money, spec, size, right - w, y, ink=ink)
+        y += size * c.nrng.uniform(1.25, 1.9)
+
+
+def draw_ad(c: Canvas) -> None:
+    c.background(c.rng.choice(["photo", "gradient", "flat"]), 0, 255)
+    n = int(c.nrng.integers(2, 9))
+    y = c.h * c.nrng.uniform(0.02, 0.1)
+    for _ in range(n):
+        size = int(np.clip(c.h / c.nrng.uniform(5, 25), 12, 160))
+        if y + size * 1.3 > c.h:
+            break
+        scene = c.rng.choice([c.scene, "printed"] if "printed" in c.synth.source.corpora else [c.scene])
+        got = _fit_line(c, c.w * 0.9, size, scene=scene, fill=c.nrng.uniform(0.15, 0.7))
+        if got:
+            text, spec = got
+            w = load_font(spec.path, spec.index, size).getlength(text)
+            align = c.rng.choice(["center", "left", "right"])
+            x = {"center": (c.w - w) / 2, "left": c.w * 0.05, "right": c.w * 0.95 - w}[align]
+            x = max(1.0, x + c.nrng.uniform(-0.05, 0.05) * c.w)
+            if c.nrng.random() < 0.3:  # a band of colour behind the line
+                pad = int(size * 0.3)
+                c.fill(
+                    int(x) - pad,
+                    int(y) - pad,
+                    int(x + w) + pad,
+                    int(y + size * 1.3) + pad,
+                    float(c.nrng.uniform(0, 255)),
+                    radius=pad if c.nrng.random() < 0.5 else 0,
+                )
+            outline = float(c.nrng.uniform(0, 255)) if c.nrng.random() < 0.2 else None
+            stroke = max(1, size // 30) if c.nrng.random() < 0.3 else 0
+            c.draw(text, spec, size, x, y, stroke=stroke, outline=outline)
+        y += size * c.nrng.uniform(1.3, 2.2)
+
+
+def draw_scene(c: Canvas) -> None:
+    c.background("photo" if c.synth.photos else "gradient")
+    for _ in range(int(c.nrng.integers(1, 7))):
+        size = int(np.clip(c.h / c.nrng.uniform(6, 30), 12, 120))
+        got = _fit_line(c, c.w * 0.7, size, fill=c.nrng.uniform(0.1, 0.5))
+        if not got:
+            continue
+        text, spec = got
+        w = load_font(spec.path, spec.index, size).getlength(text)
+        angle = float(c.nrng.uniform(-25, 25)) if c.nrng.random() < 0.5 else float(c.nrng.uniform(-4, 4))
+        x = c.nrng.uniform(0, max(1.0, c.w - w - size))
+        y = c.nrng.uniform(0, max(1.0, c.h - size * 2))
+        if c.nrng.random() < 0.5 and abs(angle) < 5:  # a sign: a plate behind the text
+            pad = int(size * c.nrng.uniform(0.2, 0.6))
+            c.fill(
+                int(x) - pad,
+                int(y) - pad,
+                int(x + w) + pad,
+                int(y + size * 1.3) + pad,
+                float(c.nrng.uniform(0, 255)),
+                radius=int(pad * c.nrng.uniform(0, 1)),
+            )
+        if _overlaps(c, x, y, w, size * 1.3):
+            continue
+        c.draw(text, spec, size, x, y, angle=angle, stroke=max(1, size // 25) if c.nrng.random() < 0.3 else 0)
+
+
+def _overlaps(c: Canvas, x: float, y: float, w: float, h: float) -> bool:
+    box = np.float32([[x, y], [x + w, y + h]])
+    for ln in c.lines:
+        q = ln.quad
+        if (box[0] < q.max(axis=0) + 4).all() and (box[1] > q.min(axis=0) - 4).all():
+            return True
+    return False
+
+
+def draw_screen(c: Canvas) -> None:
+    dark = c.nrng.random() < 0.3
+    c.background("flat", 10, 60) if dark else c.background("flat", 225, 255)
+    size = int(np.clip(c.w / c.nrng.uniform(18, 32), 10, 40))
+    y = size * c.nrng.uniform(0.5, 2)
+    chat = c.nrng.random() < 0.5
+    while y + size * 2.5 < c.h:
+        if chat:
+            mine = c.nrng.random() < 0.5
+            bw = c.w * c.nrng.uniform(0.3, 0.7)
+            got = _fit_line(c, bw, size, fill=c.nrng.uniform(0.3, 1.0))
+            if got:
+                w = load_font(got[1].path, got[1].index, size).getlength(got[0])
+                pad = int(size * 0.5)
+                x = c.w - w - 2 * pad - size if mine else size * 2.5
+                level = float(c.nrng.uniform(0, 255))
+                c.fill(
+                    int(x) - pad, int(y) - pad, int(x + w) + pad, int(y + size * 1.3) + pad, level, radius=pad
+                )
+                if not mine:
+                    cv2.circle(
+                        c.img,
+                        (int(size * 1.1), int(y + size * 0.5)),
+                        int(size * 0.8),
+                        float(c.nrng.uniform(0, 255)),
+                        -1,
+                    )  # an avatar
+                c.draw(got[0], got[1], size, x, y)
+            y += size * c.nrng.uniform(2.5, 3.5)
+        else:
+            icon = c.nrng.random() < 0.5
+            x = size * (2.5 if icon else 1)
+            if icon:
+                c.fill(
+                    int(size * 0.5),
+                    int(y),
+                    int(size * 1.8),
+                    int(y + size * 1.3),
+                    float(c.nrng.uniform(0, 255)),
+                    radius=int(size * 0.3),
+                )
+            got = _fit_line(c, c.w * 0.6, size, fill=c.nrng.uniform(0.2, 0.8))
+            if got:
+                c.draw(got[0], got[1], size, x, y)
+            if c.nrng.random() < 0.4:
+                got = _fit_line(c, c.w * 0.25, int(size * 0.8), fill=c.nrng.uniform(0.3, 1.0))
+                if got:
+                    s2 = int(size * 0.8)
+                    w = load_font(got[1].path, got[1].index, s2).getlength(got[0])
+                    c.draw(got[0], got[1], s2, c.w - w - size, y + size * 0.2)
+            y += size * c.nrng.uniform(1.8, 2.6)
+            if c.nrng.random() < 0.5:
+                cv2.line(
+                    c.img,
+                    (0, int(y - size * 0.4)),
+                    (c.w, int(y - size * 0.4)),
+                    float(c.img[int(y - size * 0.4), 0]) + (30 if dark else -30),
+                    1,
+                )
+
+
+def draw_table(c: Canvas) -> None:
+    c.background("paper" if c.nrng.random() < 0.7 else "flat", 200, 255)
+    cols, rows = int(c.nrng.integers(2, 6)), int(c.nrng.integers(3, 14))
+    margin = int(c.w * 0.05)
+    cw = (c.w - 2 * margin) / cols
+    size = int(np.clip(min(cw / c.nrng.uniform(4, 10), c.h / (rows * c.nrng.uniform(1.8, 3.0))), 9, 48))
+    rh = size * c.nrng.uniform(1.8, 2.6)
+    top = margin
+    line_level = float(c.nrng.uniform(0, 160))
+    ruled = c.nrng.random() < 0.8
+    for r in range(rows):
+        y = top + r * rh
+        if y + rh > c.h - margin:
+            break
+        for k in range(cols):
+            if c.nrng.random() < 0.15:
+                continue
+            got = _fit_line(c, cw - size, size, fill=c.nrng.uniform(0.2, 1.0))
+            if got:
+                c.draw(
+                    got[0],
+                    got[1],
+                    size,
+                    margin + k * cw + size * 0.4,
+                    y + (rh - size * 1.3) / 2,
+                    stroke=1 if r == 0 and c.nrng.random() < 0.5 else 0,
+                )
+    if ruled:
+        bottom = min(c.h - margin, top + rows * rh)
+        for r in range(rows + 1):
+            yy = int(top + r * rh)
+            if yy <= bottom:
+                cv2.line(c.img, (margin, yy), (c.w - margin, yy), line_level, 1)
+        for k in range(cols + 1):
+            xx = int(margin + k * cw)
+            cv2.line(c.img, (xx, top), (xx, int(bottom)), line_level, 1)
+
+
+DRAW = {
+    "document": draw_document,
+    "receipt": draw_receipt,
+    "ad": draw_ad,
+    "scene": draw_scene,
+    "screen": draw_screen,
+    "table": draw_table,
+}
+
+
+# -- the whole page: geometry and degradations --
+
+
+def finish(c: Canvas, cfg: PageConfig) -> Page:
+    img, quads = c.img, [ln.quad for ln in c.lines]
+    nrng = c.nrng
+    m = np.eye(3, dtype=np.float64)
+    if nrng.random() < cfg.rotate_p:
+        m = np.vstack(
+            [
+                cv2.getRotationMatrix2D((c.w / 2, c.h / 2), float(nrng.uniform(-1, 1) * cfg.rotate_deg), 1.0),
+                [0, 0, 1],
+            ]
+        )
+    if nrng.random() < cfg.perspective_p:
+        src = np.float32([[0, 0], [c.w, 0], [c.w, c.h], [0, c.h]])
+        dst = src + (nrng.uniform(-1, 1, size=(4, 2)) * cfg.perspective * np.float32([c.w, c.h])).astype(
+            np.float32
+        )
+        m = cv2.getPerspectiveTransform(src, dst).astype(np.float64) @ m
+    if not np.allclose(m, np.eye(3)):
+        border = float(np.median(np.concatenate([img[0], img[-1], img[:, 0], img[:, -1]])))
+        img = cv2.warpPerspective(
+            img, m, (c.w, c.h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=border
+        )
+        quads = [cv2.perspectiveTransform(q[None].astype(np.float64), m)[0].astype(np.float32) for q in quads]
+    if nrng.random() < cfg.light_p:
+        img = augment.uneven_light(img, nrng, 0.5)
+    if nrng.random() < cfg.blur_p:
+        img = augment.defocus(img, nrng, 1.5)
+    if nrng.random() < cfg.noise_p:
+        img = augment.gaussian_noise(img, nrng, float(nrng.uniform(2, 10)))
+    if nrng.random() < cfg.jpeg_p:
+        img = augment.jpeg(img, nrng, 25, 85)
+    img = np.clip(img, 0, 255).astype(np.uint8)
+    lines = []
+    for ln, q in zip(c.lines, quads):
+        inside = (
+            (q[:, 0] >= 0).all()
+            and (q[:, 1] >= 0).all()
+            and (q[:, 0] <= c.w).all()
+            and (q[:, 1] <= c.h).all()
+        )
+        h = min(np.linalg.norm(q[3] - q[0]), np.linalg.norm(q[2] - q[1]))
+        lines.append(PageLine(q, ln.text, ignore=not inside or h < 4))
+    return Page(img, lines, c.layout)

@@ -1,0 +1,292 @@
+"""Train the text-line detector on synthetic pages: `python -m crnn.detect.train experiment=det_zh_en`.
+
+Read top to bottom like the recognizer's crnn.train: set up (model, optimizer, resume), `train_steps`
+until the step or wall-clock budget is spent, `evaluate` on the synthetic validation pages every
+`val_every` steps (precision, recall, F1 at IoU 0.5, read the way inference reads them), save last.pt
+(weights) + last.state.pt (optimizer, scheduler, step, RNG, MLflow run) atomically every `save_minutes`
+and at the end, best.pt on the best F1. `detect.train.resume=true` continues in the same MLflow run.
+Everything lands in runs/<name>/detect/train/.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import hydra
+import numpy as np
+import torch
+from omegaconf import DictConfig
+from tqdm import tqdm
+
+from crnn.cli import StageError, stage_errors
+from crnn.detect.boxes import BoxConfig, det_input, find_boxes
+from crnn.detect.config import DetModelConfig
+from crnn.detect.data import train_loader, validation_pages
+from crnn.detect.loss import db_loss
+from crnn.detect.model import DBNet, build_detector
+from crnn.detect.pages import Page
+from crnn.detect.score import Counts, PageTruth, score_page
+from crnn.lineage import git_commit
+from crnn.models.checkpoint import atomic_torch_save
+from crnn.settings import RunConfig, load_run_config
+from crnn.tracking import Tracker
+from crnn.train_utils import pick_device
+
+FORMAT = "crnn-detector/1"
+
+
+# ------------------------------------------------------------------------------------------ checkpoints
+
+
+def save_detector(path: Path, model: DBNet, lineage: dict, boxes: BoxConfig) -> None:
+    atomic_torch_save(
+        {
+            "format": FORMAT,
+            "model_config": model.cfg.to_dict(),
+            "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+            "boxes": asdict(boxes),
+            "lineage": lineage,
+        },
+        path,
+    )
+
+
+def load_detector(path: str | Path) -> tuple[DBNet, dict]:
+    """The detector in a checkpoint, in eval mode, and the checkpoint's dict (lineage, box settings)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "best.pt"
+    if not path.is_file():
+        raise FileNotFoundError(f"no detector checkpoint at {path}")
+    ck = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(ck, dict) or ck.get("format") != FORMAT:
+        raise StageError(f"{path} is not a detector checkpoint (format {FORMAT})")
+    model = build_detector(DetModelConfig(**ck["model_config"]))
+    model.load_state_dict(ck["state_dict"])
+    return model.eval(), ck
+
+
+def state_file(weights: Path) -> Path:
+    return weights.with_name(weights.stem + ".state.pt")
+
+
+# ------------------------------------------------------------------------------------------ one step
+
+
+def make_optimizer(
+    model: DBNet, cfg: RunConfig
+) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
+    t = cfg.detect.train
+    opt = torch.optim.AdamW(model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
+
+    def factor(step: int) -> float:  # linear warm-up, then cosine to 2 % over max_steps
+        if step < t.warmup_steps:
+            return (step + 1) / t.warmup_steps
+        p = min(1.0, (step - t.warmup_steps) / max(1, t.max_steps - t.warmup_steps))
+        return 0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * p))
+
+    return opt, torch.optim.lr_scheduler.LambdaLR(opt, factor)
+
+
+def train_step(
+    model: DBNet, opt: torch.optim.Optimizer, batch, device: torch.device, grad_clip: float
+) -> dict[str, float]:
+    x, targets = batch
+    x = x.to(device, non_blocking=True)
+    targets = {k: v.to(device, non_blocking=True) for k, v in targets.items()}
+    out = model(x)
+    loss, parts = db_loss(out, targets)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    opt.step()
+    return {"loss": loss.item(), **parts}
+
+
+# ------------------------------------------------------------------------------------------ evaluate
+
+
+@torch.no_grad()
+def detect_page(model: DBNet, gray: np.ndarray, boxes: BoxConfig, device: torch.device) -> list[np.ndarray]:
+    """Quads of one page as inference finds them (crnn.detect.boxes), with the PyTorch model."""
+    x, scale = det_input(gray, boxes.max_side)
+    prob = model(torch.from_numpy(x).to(device))[0, 0].float().cpu().numpy()
+    return [b.quad for b in find_boxes(prob, scale, gray.shape[:2], boxes)]
+
+
+def page_truth(page: Page) -> PageTruth:
+    return PageTruth(
+        quads=[ln.quad for ln in page.lines if not ln.ignore],
+        texts=[ln.text for ln in page.lines if not ln.ignore],
+        ignore=[ln.quad for ln in page.lines if ln.ignore],
+        category=page.layout,
+    )
+
+
+def evaluate(model: DBNet, pages: list[Page], boxes: BoxConfig, device: torch.device) -> dict:
+    """Detection precision / recall / F1 over the pages, overall and per layout."""
+    was = model.training
+    model.eval()
+    total, per = Counts(), {}
+    for page in pages:
+        c = score_page(page_truth(page), detect_page(model, page.image, boxes, device), None, None)
+        total.add(c)
+        per.setdefault(page.layout, Counts()).add(c)
+    model.train(was)
+    return {"overall": total.as_dict(), "layouts": {k: v.as_dict() for k, v in per.items()}}
+
+
+# ------------------------------------------------------------------------------------------ the run
+
+
+def out_dir(cfg: RunConfig) -> Path:
+    return cfg.stage_dir("detect") / "train"
+
+
+def resume_path(cfg: RunConfig) -> Path | None:
+    t = cfg.detect.train
+    if t.resume_from:
+        p = Path(t.resume_from)
+        return p / "last.pt" if p.is_dir() else p
+    if t.resume:
+        p = out_dir(cfg) / "last.pt"
+        return p if p.is_file() else None
+    return None
+
+
+def setup(cfg: RunConfig, device: torch.device, say) -> tuple[DBNet, torch.optim.Optimizer, object, dict]:
+    """Model, optimizer, scheduler and the run's state (step, best F1, MLflow run), resumed when asked."""
+    model = build_detector(cfg.detect.model)
+    state = {"step": 0, "best_f1": -1.0, "mlflow_run_id": ""}
+    path = resume_path(cfg)
+    opt, sched = make_optimizer(model, cfg)
+    if path is not None:
+        loaded, ck = load_detector(path)
+        if loaded.cfg != cfg.detect.model:
+            raise StageError(f"{path} holds model {loaded.cfg}, the config asks for {cfg.detect.model}")
+        model.load_state_dict(loaded.state_dict())
+        sp = state_file(path)
+        if sp.is_file():
+            st = torch.load(sp, map_location="cpu", weights_only=False)
+            if int(st["step"]) == int(ck["lineage"].get("step", -1)):
+                opt.load_state_dict(st["optimizer"])
+                sched.load_state_dict(st["scheduler"])
+                torch.set_rng_state(st["torch_rng"])
+                state = {k: st[k] for k in state}
+        state["step"] = int(ck["lineage"].get("step", state["step"]))
+        say(f"resumed from {path} at step {state['step']}")
+    model.to(device).train()
+    return model, opt, sched, state
+
+
+def save(cfg: RunConfig, name: str, model: DBNet, opt, sched, state: dict, lineage: dict) -> None:
+    path = out_dir(cfg) / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if name == "last.pt":
+        atomic_torch_save(
+            {
+                **state,
+                "optimizer": opt.state_dict(),
+                "scheduler": sched.state_dict(),
+                "torch_rng": torch.get_rng_state(),
+            },
+            state_file(path),
+        )
+    save_detector(path, model, {**lineage, "step": state["step"]}, cfg.detect.boxes)
+
+
+def train(cfg: RunConfig) -> dict:
+    t = cfg.detect.train
+    if t.size % 32:
+        raise StageError(f"detect.train.size must be a multiple of 32, got {t.size}")
+    device = pick_device(t.device)
+    if t.threads:
+        torch.set_num_threads(t.threads)
+    say = lambda m: tqdm.write(f"[detect.train] {m}")  # noqa: E731
+    model, opt, sched, state = setup(cfg, device, say)
+    val = validation_pages(cfg)
+    lineage = {
+        "stage": "detect.train",
+        "git_commit": git_commit(),
+        "config_name": cfg.name,
+        "pages": asdict(cfg.detect.pages),
+        "model": cfg.detect.model.to_dict(),
+    }
+    tracker = Tracker(cfg.mlflow)
+    with tracker.run(
+        "detect.train",
+        {"stage": "detect.train", "model": cfg.detect.model.name},
+        resume_run_id=state["mlflow_run_id"] or None,
+    ):
+        state["mlflow_run_id"] = tracker.run_id or state["mlflow_run_id"]
+        lineage["mlflow_run_id"] = state["mlflow_run_id"]
+        tracker.log_params({"detect": asdict(cfg.detect), "seed": cfg.seed})
+        history = fit(cfg, model, opt, sched, state, val, device, tracker, lineage, say)
+    summary = {
+        "name": cfg.name,
+        "steps": state["step"],
+        "best_f1": state["best_f1"],
+        "history": history,
+        "params": sum(p.numel() for p in model.parameters()),
+    }
+    (out_dir(cfg) / "summary.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def fit(cfg, model, opt, sched, state, val, device, tracker, lineage, say) -> list[dict]:
+    t = cfg.detect.train
+    start, t0, last_save = state["step"], time.perf_counter(), time.perf_counter()
+    history, window = [], []
+    bar = tqdm(total=t.max_steps, initial=start, desc="detect.train", dynamic_ncols=True)
+    for batch in train_loader(cfg, start):
+        if state["step"] >= t.max_steps:
+            break
+        parts = train_step(model, opt, batch, device, t.grad_clip)
+        sched.step()
+        state["step"] += 1
+        window.append(parts)
+        bar.update(1)
+        step = state["step"]
+        if step % t.log_every == 0:
+            mean = {k: float(np.mean([w[k] for w in window])) for k in window[0]}
+            rate = (step - start) * t.batch_size / (time.perf_counter() - t0)
+            mean["pages_per_s"] = rate
+            mean["lr"] = sched.get_last_lr()[0]
+            tracker.log_metrics({f"train_{k}": v for k, v in mean.items()}, step=step)
+            bar.set_postfix(loss=f"{mean['loss']:.3f}", pps=f"{rate:.1f}")
+            window = []
+        out_of_time = t.max_minutes > 0 and time.perf_counter() - t0 > 60 * t.max_minutes
+        done = step >= t.max_steps or out_of_time
+        if step % t.val_every == 0 or done:
+            res = evaluate(model, val, cfg.detect.boxes, device)
+            o = res["overall"]
+            history.append({"step": step, **{k: o[k] for k in ("precision", "recall", "f1")}})
+            tracker.log_metrics(
+                {"val_precision": o["precision"], "val_recall": o["recall"], "val_f1": o["f1"]}, step=step
+            )
+            say(f"step {step}: val P {o['precision']:.3f} R {o['recall']:.3f} F1 {o['f1']:.3f}")
+            if o["f1"] > state["best_f1"]:
+                state["best_f1"] = o["f1"]
+                save(cfg, "best.pt", model, opt, sched, state, lineage)
+        if done or step % t.val_every == 0 or time.perf_counter() - last_save > 60 * t.save_minutes:
+            save(cfg, "last.pt", model, opt, sched, state, lineage)
+            last_save = time.perf_counter()
+        if done:
+            break
+    bar.close()
+    return history
+
+
+@hydra.main(config_path="../../configs", config_name="config", version_base="1.3")
+def main(dcfg: DictConfig) -> None:
+    with stage_errors():
+        summary = train(load_run_config(dcfg))
+    print(json.dumps({k: v for k, v in summary.items() if k != "history"}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

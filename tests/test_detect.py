@@ -1,0 +1,259 @@
+"""The text-line detector's parts: polygon geometry, synthetic pages, DB targets, boxes, reading order,
+scoring, a detector that learns a handful of pages, and the training stage with resume."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from crnn.detect.boxes import BoxConfig, crop_line, det_input, find_boxes, reading_order, row_order
+from crnn.detect.data import crop_sample, page_synth
+from crnn.detect.pages import LAYOUTS
+from crnn.detect.polygons import area, offset, rect_iou, shrink_distance
+from crnn.detect.score import PageTruth, score_page
+from crnn.detect.targets import TargetConfig, make_targets
+from tests.conftest import compose_cfg, run_module
+
+
+def rect(x0, y0, x1, y1) -> np.ndarray:
+    return np.float32([[x0, y0], [x1, y0], [x1, y1], [x0, y1]])
+
+
+@pytest.fixture(scope="module")
+def synth():
+    return page_synth(compose_cfg(["experiment=det_zh_en"]), seed=3)
+
+
+# ------------------------------------------------------------------------------------------- geometry
+
+
+def test_offset_moves_every_edge_of_a_rectangle_by_the_distance():
+    r = rect(10, 20, 110, 40)
+    np.testing.assert_allclose(offset(r, 3), rect(7, 17, 113, 43), atol=1e-4)
+    np.testing.assert_allclose(offset(r, -4), rect(14, 24, 106, 36), atol=1e-4)
+    assert offset(r, -10.5) is None  # deeper than half the height: nothing left
+
+
+def test_offset_of_a_turned_quad_keeps_its_shape_and_orientation():
+    c, s = np.cos(0.3), np.sin(0.3)
+    q = rect(0, 0, 80, 16) @ np.float32([[c, s], [-s, c]]) + 50
+    grown = offset(q, 2)
+    assert area(grown) > area(q) > 0
+    assert area(offset(q, -2)) < area(q)
+
+
+# ------------------------------------------------------------------------------------------- pages
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_every_layout_draws_lines_with_boxes_and_texts_inside_the_page(synth, layout):
+    page = synth.page(7, layout)
+    h, w = page.image.shape
+    assert page.image.dtype == np.uint8 and page.layout == layout
+    kept = [ln for ln in page.lines if not ln.ignore]
+    assert kept, f"{layout}: no readable line"
+    for ln in kept:
+        assert ln.text.strip()
+        assert (
+            (ln.quad >= -0.5).all() and (ln.quad[:, 0] <= w + 0.5).all() and (ln.quad[:, 1] <= h + 0.5).all()
+        )
+        x0, y0 = np.floor(ln.quad.min(axis=0)).astype(int)
+        x1, y1 = np.ceil(ln.quad.max(axis=0)).astype(int)
+        inside = page.image[max(0, y0) : y1, max(0, x0) : x1].astype(np.float32)
+        assert inside.std() > 8, f"{layout}: the box of {ln.text!r} holds no ink"
+
+
+def test_a_page_is_a_function_of_its_index(synth):
+    a, b = synth.page(11), synth.page(11)
+    np.testing.assert_array_equal(a.image, b.image)
+    assert [ln.text for ln in a.lines] == [ln.text for ln in b.lines]
+    assert not np.array_equal(synth.page(12).image.shape, a.image.shape) or not np.array_equal(
+        synth.page(12).image, a.image
+    )
+
+
+def test_a_crop_ignores_the_lines_it_cuts(synth):
+    page = synth.page(5, "document")
+    img, quads, ignore = crop_sample(page, 128, (1.5, 1.5), np.random.default_rng(0))
+    assert img.shape == (128, 128)
+    inside = (quads.min(axis=1) >= 0).all(axis=1) & (quads.max(axis=1) <= 128).all(axis=1)
+    assert ignore[~inside].all()
+    assert (~inside).any(), "a 1.5x page in a crop should cut some lines"
+
+
+# ------------------------------------------------------------------------------------------- targets, boxes
+
+
+def test_targets_then_boxes_give_back_the_lines():
+    """The postprocess grows each kernel back by the rule the targets shrank it with."""
+    quads = [rect(20, 30, 220, 52), rect(40, 80, 300, 120), rect(30, 150, 90, 162)]
+    t = make_targets(np.stack(quads), np.zeros(3, bool), 200, 320, TargetConfig())
+    boxes = find_boxes(t["prob"], (1.0, 1.0), (200, 320), BoxConfig())
+    assert len(boxes) == 3
+    for q in quads:
+        assert max(rect_iou(q, b.quad) for b in boxes) > 0.85
+
+
+def test_targets_mask_ignored_lines_and_keep_apart_close_ones():
+    close = [rect(10, 10, 200, 30), rect(10, 32, 200, 52)]  # 2 px apart
+    t = make_targets(
+        np.stack(close + [rect(10, 70, 100, 90)]), np.array([False, False, True]), 100, 220, TargetConfig()
+    )
+    assert t["prob"][30:33, 50].max() == 0, "kernels of neighbouring lines touch"
+    assert t["prob_mask"][80, 50] == 0 and t["prob"][80, 50] == 0
+    assert (
+        t["thresh_mask"][10, 50] == 1 and t["thresh"].min() >= 0.3 - 1e-6 and t["thresh"].max() <= 0.7 + 1e-6
+    )
+    d = shrink_distance(close[0], 0.4)
+    assert 3 < d < 10
+
+
+def test_a_turned_box_is_cropped_upright():
+    page = np.full((200, 300), 255, np.uint8)
+    page[90:110, 50:250] = 0  # a dark bar, then turned by 20 degrees
+    m = np.float32([[np.cos(0.35), -np.sin(0.35), 80], [np.sin(0.35), np.cos(0.35), -40]])
+    import cv2
+
+    turned = cv2.warpAffine(page, m, (300, 200), borderValue=255)
+    quad = cv2.transform(rect(50, 90, 250, 110)[None], m)[0]
+    crop = crop_line(turned, quad)
+    assert crop.shape[1] > 4 * crop.shape[0]
+    assert crop[3:-3, 5:-5].mean() < 40
+
+
+def test_det_input_is_a_multiple_of_32_and_never_upscales():
+    x, (sx, sy) = det_input(np.zeros((2000, 700), np.uint8), 960)
+    assert x.shape[:3] == (1, 1, 960) and x.shape[3] in (320, 352) and sx < 1 and sy < 1
+    x, _ = det_input(np.zeros((50, 90), np.uint8), 960)
+    assert x.shape[2] % 32 == 0 and x.shape[3] % 32 == 0 and x.shape[3] <= 96
+
+
+# ------------------------------------------------------------------------------------------- reading order
+
+
+def test_rows_read_left_to_right_top_to_bottom():
+    quads = [rect(200, 10, 260, 30), rect(10, 12, 100, 30), rect(10, 50, 100, 70)]
+    assert row_order(quads) == [1, 0, 2]
+
+
+def test_receipt_columns_that_pair_up_are_read_as_rows():
+    items = [rect(10, 20 + 30 * i, 150, 40 + 30 * i) for i in range(6)]
+    prices = [rect(300, 20 + 30 * i, 340, 40 + 30 * i) for i in range(6)]
+    order = reading_order(items + prices)
+    assert order == [k for i in range(6) for k in (i, 6 + i)]
+
+
+def test_independent_text_columns_are_read_one_after_the_other():
+    left = [rect(10, 20 + 30 * i, 150, 40 + 30 * i) for i in range(6)]
+    right = [rect(200, 35 + 41 * i, 340, 55 + 41 * i) for i in range(5)]  # its own leading
+    order = reading_order(left + right)
+    assert order == list(range(11))
+
+
+# ------------------------------------------------------------------------------------------- scoring
+
+
+def test_scoring_counts_matches_ignores_and_page_edits():
+    truth = PageTruth(
+        quads=[rect(0, 0, 100, 20), rect(0, 30, 100, 50)],
+        texts=["AB C", "xyz"],
+        ignore=[rect(200, 0, 260, 20)],
+        category="receipt_en",
+    )
+    pred = [rect(2, 1, 98, 21), rect(205, 2, 255, 18), rect(0, 100, 50, 120)]
+    c = score_page(truth, pred, ["abc", "junk", "q"], row_order)
+    d = c.as_dict()
+    assert (c.matched, c.predicted, c.truth) == (1, 2, 2)  # the one inside ### is dropped
+    assert d["precision"] == 0.5 and d["recall"] == 0.5
+    # truth "abc\nxyz" (receipt: case-folded, no spaces) against "abc\nq": 3 edits over 6 characters
+    assert (c.edits, c.chars) == (3, 6)
+
+
+# ------------------------------------------------------------------------------------------- learning
+
+
+def test_the_detector_learns_a_handful_of_pages():
+    from crnn.detect.config import DetModelConfig
+    from crnn.detect.data import TARGET_KEYS
+    from crnn.detect.model import build_detector
+    from crnn.detect.train import make_optimizer, page_truth, train_step
+
+    torch.manual_seed(0)
+    size = 224
+    cfg = compose_cfg(
+        [
+            "experiment=det_zh_en",
+            "detect.train.warmup_steps=10",
+            "detect.train.max_steps=150",
+            "detect.pages.long_side=[200,224]",
+            "detect.pages.distractor_p=0",
+        ]
+    )
+    synth = page_synth(cfg, seed=3)
+    pages, xs, maps = [], [], {k: [] for k in TARGET_KEYS}
+    for i, layout in enumerate(["document", "receipt"]):
+        img, quads, ignore = crop_sample(
+            synth.page(40 + i, layout), size, (1.0, 1.0), np.random.default_rng(i)
+        )
+        pages.append((img, quads, ignore))
+        xs.append(img.astype(np.float32) / 255 - 0.5)
+        for k, v in make_targets(quads, ignore, size, size, TargetConfig()).items():
+            maps[k].append(v)
+    batch = (
+        torch.from_numpy(np.stack(xs)[:, None]),
+        {k: torch.from_numpy(np.stack(v)[:, None]) for k, v in maps.items()},
+    )
+    model = build_detector(DetModelConfig())
+    opt, sched = make_optimizer(model, cfg)
+    for _ in range(150):
+        train_step(model, opt, batch, torch.device("cpu"), 5.0)
+        sched.step()
+    model.eval()
+    found = truth = matched = 0
+    for k, (img, quads, ignore) in enumerate(pages):
+        with torch.no_grad():
+            prob = model(batch[0][k : k + 1])[0, 0].numpy()
+        pred = [b.quad for b in find_boxes(prob, (1.0, 1.0), (size, size), BoxConfig())]
+        from crnn.detect.pages import Page, PageLine
+
+        page = Page(img, [PageLine(q, "x", bool(ig)) for q, ig in zip(quads, ignore)], "t")
+        c = score_page(page_truth(page), pred, None, None)
+        found, truth, matched = found + c.predicted, truth + c.truth, matched + c.matched
+    assert truth >= 8
+    assert matched / truth > 0.8 and matched / max(found, 1) > 0.8
+
+
+def test_training_stage_saves_and_resumes(tmp_path):
+    common = [
+        "experiment=det_zh_en",
+        f"runs_dir={tmp_path}/runs",
+        "mlflow.enabled=false",
+        "detect.train.batch_size=2",
+        "detect.train.size=128",
+        "detect.train.val_pages=2",
+        "detect.train.val_every=3",
+        "detect.train.log_every=1",
+        "detect.train.num_workers=0",
+        "detect.train.threads=1",
+        "detect.pages.long_side=[160,200]",
+    ]
+    run_module("crnn.detect.train", common + ["detect.train.max_steps=3"])
+    out = tmp_path / "runs" / "det_zh_en" / "detect" / "train"
+    assert {"last.pt", "last.state.pt", "best.pt", "summary.json"} <= {p.name for p in out.iterdir()}
+    proc = run_module("crnn.detect.train", common + ["detect.train.max_steps=5", "detect.train.resume=true"])
+    assert "resumed from" in proc.stdout + proc.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["steps"] == 5
+    ck = torch.load(out / "last.pt", weights_only=True)
+    assert ck["lineage"]["step"] == 5 and ck["lineage"]["git_commit"]
+
+
+def test_unclip_distance_inverts_the_shrink():
+    from crnn.detect.boxes import unclip_distance
+
+    for w, h in [(200, 22), (40, 40), (600, 12)]:
+        d = shrink_distance(rect(0, 0, w, h), 0.4)
+        assert unclip_distance(w - 2 * d, h - 2 * d, 0.4) == pytest.approx(d, rel=1e-6)
