@@ -18,6 +18,7 @@ FONT_PACKAGES := fonts-noto-cjk fonts-wqy-zenhei fonts-wqy-microhei fonts-arphic
 # (the last: 15 CC-BY/CC-BY-SA/CC0 photographs, the scene recipe's backgrounds in configs/render/real.yaml)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
+.PHONY: detect-train detect-export detect-eval
 .PHONY: help install fonts browser tesseract ppocr eval-real regress-real data samples train train-bundle prune export quantize eval regress compare mlflow-ui ship model serve \
 	demo test lint bench bench-train bench-runtime bench-serve clean
 
@@ -155,8 +156,24 @@ ship: install
 model: install $(MODEL)
 
 BATCH_MAX ?= 0
+# page mode's text-line detector: the bundled one when it exists (DETECTOR= turns it off: projection splitter)
+BUNDLED_DETECTOR := $(firstword $(wildcard models/det_zh_en.int8.onnx models/det_zh_en.onnx))
+DETECTOR ?= $(BUNDLED_DETECTOR)
 serve: install $(MODEL)
-	$(PY) -m crnn.serve --model $(MODEL) --host $(HOST) --port $(PORT) --workers $(WORKERS) --batch-max $(BATCH_MAX)
+	$(PY) -m crnn.serve --model $(MODEL) --host $(HOST) --port $(PORT) --workers $(WORKERS) --batch-max $(BATCH_MAX) \
+		$(if $(DETECTOR),--detector $(DETECTOR))
+
+# The text-line detector (crnn/detect/, issue 14), DEXP=det_zh_en by default:
+#   make detect-train [ARGS="detect.train.resume=true detect.train.max_minutes=60"]   synthetic pages -> DB
+#   make detect-export                                         runs/<DEXP>/detect/export/detector.onnx
+#   make detect-eval [ARGS="detect.eval.readers=[detector,projection]"]   real pages ($(REALDEV)/pages)
+DEXP ?= det_zh_en
+detect-train: install fonts
+	$(PY) -m crnn.detect.train experiment=$(DEXP) $(ARGS)
+detect-export: install
+	$(PY) -m crnn.detect.export experiment=$(DEXP) $(ARGS)
+detect-eval: install ppocr
+	$(PY) -m crnn.detect.evaluate experiment=$(DEXP) detect.eval.pages=$(REALDEV)/pages $(ARGS)
 
 mlflow-ui: install
 	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db --host 127.0.0.1 --port 5001

@@ -29,6 +29,7 @@ STAGES = {
     "eval": ("crnn.eval", "CER and latency per scene type and per model, with peers"),
 }
 BUNDLED = ("crnn_zh_en.int8.onnx", "crnn_zh_en.onnx")
+BUNDLED_DETECTOR = ("det_zh_en.int8.onnx", "det_zh_en.onnx")
 EXAMPLES = """examples:
   crnn predict line.png
   crnn predict scans/ --format csv --out results.csv
@@ -66,10 +67,23 @@ def default_model() -> str:
     )
 
 
+def default_detector() -> str | None:
+    """$CRNN_DETECTOR ("" turns it off), else the bundled text-line detector of the checkout or of ./models,
+    else None (page mode then uses the projection splitter)."""
+    env = os.environ.get("CRNN_DETECTOR")
+    if env is not None:
+        return env or None
+    for folder in (models_dir(), Path.cwd() / "models"):
+        for name in BUNDLED_DETECTOR:
+            if (folder / name).is_file():
+                return str(folder / name)
+    return None
+
+
 def build_parser() -> argparse.ArgumentParser:
     from crnn.ctc import DECODERS
     from crnn.predict import FORMATS
-    from crnn.serve.segment import MODES
+    from crnn.serve.segment import MODES, SPLITTERS
 
     ap = argparse.ArgumentParser(
         prog="crnn",
@@ -94,6 +108,16 @@ def build_parser() -> argparse.ArgumentParser:
         choices=MODES,
         default="auto",
         help="line: each image is one line; page: split into lines; auto: page when it finds several",
+    )
+    p.add_argument(
+        "--detector",
+        help="text-line detector ONNX for page mode (default: the bundled one, or $CRNN_DETECTOR)",
+    )
+    p.add_argument(
+        "--splitter",
+        choices=SPLITTERS,
+        default="",
+        help="how page mode finds lines: detector (default when one is available) or projection",
     )
     p.add_argument(
         "--decoder", choices=DECODERS, default="greedy", help="CTC decoding (beam: prefix beam search)"
@@ -139,6 +163,8 @@ def cmd_predict(a: argparse.Namespace) -> int:
         batch=a.batch,
         threads=a.threads,
         show_progress=a.progress,
+        detector=a.detector or default_detector(),
+        splitter=a.splitter,
     )
     return 0 if tally.images else 1
 
@@ -160,7 +186,7 @@ def cmd_serve(args: list[str]) -> int:
         model = default_model()
     except NoModelError:
         model = None  # then --model is required, and argparse says so
-    return serve_main(args, default_model=model, prog="crnn serve")
+    return serve_main(args, default_model=model, prog="crnn serve", default_detector=default_detector())
 
 
 def cmd_stage(name: str, args: list[str]) -> int:

@@ -24,7 +24,7 @@ from typing import TextIO
 
 from crnn.ctc import DECODERS
 from crnn.data.image_io import ImageDecodeError, decode_image
-from crnn.serve.segment import MODES, split
+from crnn.serve.segment import MODES, SPLITTERS, split
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".pbm", ".pgm", ".ppm")
 FORMATS = ("text", "json", "csv", "tsv")
@@ -112,7 +112,16 @@ def chunks(items: list[str], n: int) -> Iterator[list[str]]:
         yield items[i : i + n]
 
 
-def recognise(predictor, paths: list[str], mode: str, batch: int, tally: Tally, progress) -> Iterator[Result]:
+def recognise(
+    predictor,
+    paths: list[str],
+    mode: str,
+    batch: int,
+    tally: Tally,
+    progress,
+    detector=None,
+    splitter: str = "",
+) -> Iterator[Result]:
     """Results per readable path, in order; unreadable ones are counted in `tally` and skipped."""
     for group in chunks(paths, batch):
         crops, owners, boxes = [], [], []
@@ -124,7 +133,7 @@ def recognise(predictor, paths: list[str], mode: str, batch: int, tally: Tally, 
                 tally.unreadable.append((path, str(e)))
                 progress.update(1)
                 continue
-            for crop, box in split(gray, mode):
+            for crop, box in split(gray, mode, detector=detector, splitter=splitter):
                 crops.append(crop)
                 owners.append(len(readable))
                 boxes.append(box)
@@ -222,16 +231,28 @@ def run(
     threads: int = 0,
     show_progress: bool | None = None,
     err: TextIO | None = None,
+    detector: str | None = None,
+    splitter: str = "",
 ) -> Tally:
     """Read `inputs` with `model`, write results to the file `out` (standard output when None), report on
     `err` (standard error). Options and the model are checked before `out` is opened, so a mistake never
-    empties an earlier results file; the report is printed even when the run stops half-way."""
+    empties an earlier results file; the report is printed even when the run stops half-way. `detector`
+    (an ONNX file) finds the lines of pages unless `splitter` is "projection"."""
     from crnn.onnx_model import OnnxBackend
     from crnn.predictor import Predictor
 
     check_options(mode, decoder, fmt, batch)
+    if splitter and splitter not in SPLITTERS:
+        raise OptionError(f"splitter must be one of {SPLITTERS}, got {splitter!r}")
+    if splitter == "detector" and not detector:
+        raise OptionError("--splitter detector needs a detector model (--detector, or the bundled one)")
     err = err if err is not None else sys.stderr
     predictor = Predictor(OnnxBackend(model, threads=threads), decoder=decoder, max_batch=32)
+    det = None
+    if detector and splitter != "projection":
+        from crnn.detect.detector import Detector
+
+        det = Detector(detector, threads=threads)
     paths, missing = expand_inputs(inputs)
     tally = Tally(unreadable=list(missing))
     stream = open_out(out)
@@ -246,7 +267,7 @@ def run(
     writer = Writer(stream, fmt, many=len(paths) + len(missing) > 1)
     t0 = time.perf_counter()
     try:
-        for result in recognise(predictor, paths, mode, batch, tally, progress):
+        for result in recognise(predictor, paths, mode, batch, tally, progress, det, splitter):
             writer.write(result)
     finally:
         tally.seconds = time.perf_counter() - t0

@@ -148,3 +148,70 @@ def chain(tiny_data, tmp_path_factory):
         ],
     )
     return tmp / "runs" / "c"
+
+
+@pytest.fixture(scope="session")
+def mini_detector(tmp_path_factory) -> dict:
+    """A detector trained for 150 steps on two small rendered pages (it learns them, nothing else), and its
+    ONNX export: what the detector's serving tests read pages with."""
+    import numpy as np
+    import torch
+
+    from crnn.detect.data import TARGET_KEYS, crop_sample, page_synth
+    from crnn.detect.export import export_onnx
+    from crnn.detect.model import build_detector
+    from crnn.detect.pages import Page, PageLine
+    from crnn.detect.targets import make_targets
+    from crnn.detect.train import make_optimizer, train_step
+
+    torch.manual_seed(0)
+    size = 224
+    cfg = compose_cfg(
+        [
+            "experiment=det_zh_en",
+            "detect.train.warmup_steps=10",
+            "detect.train.max_steps=150",
+            "detect.pages.long_side=[200,224]",
+            "detect.pages.distractor_p=0",
+            "detect.pages.rotate_p=0",
+            "detect.pages.perspective_p=0",
+        ]
+    )
+    synth = page_synth(cfg, seed=3)
+    pages, xs, maps = [], [], {k: [] for k in TARGET_KEYS}
+    for i, layout in enumerate(["document", "receipt"]):
+        img, quads, ignore = crop_sample(
+            synth.page(40 + i, layout), size, (1.0, 1.0), np.random.default_rng(i)
+        )
+        page = synth.page(40 + i, layout)
+        pages.append(
+            Page(
+                img, [PageLine(q, ln.text, bool(ig)) for q, ln, ig in zip(quads, page.lines, ignore)], layout
+            )
+        )
+        xs.append(img.astype(np.float32) / 255 - 0.5)
+        for k, v in make_targets(quads, ignore, size, size, cfg.detect.targets).items():
+            maps[k].append(v)
+    batch = (
+        torch.from_numpy(np.stack(xs)[:, None]),
+        {k: torch.from_numpy(np.stack(v)[:, None]) for k, v in maps.items()},
+    )
+    model = build_detector(cfg.detect.model)
+    opt, sched = make_optimizer(model, cfg)
+    for _ in range(150):
+        train_step(model, opt, batch, torch.device("cpu"), 5.0)
+        sched.step()
+    model.eval()
+    path = tmp_path_factory.mktemp("detector") / "det.onnx"
+    from dataclasses import asdict
+
+    from crnn.detect.detector import FORMAT
+
+    meta = {
+        "format": FORMAT,
+        "boxes": json.dumps(asdict(cfg.detect.boxes)),
+        "model_config": json.dumps(cfg.detect.model.to_dict()),
+        "lineage": json.dumps({"stage": "test"}),
+    }
+    export_onnx(model, path, 17, meta)
+    return {"model": model, "pages": pages, "onnx": path, "cfg": cfg}

@@ -12,7 +12,7 @@ these functions, so what training measures is what serving returns.
   vertical line and is turned to read left to right;
 - `reading_order`: rows top to bottom (a line starts a new row when its centre is more than half a line
   below the row's first line), left to right within a row, and columns read one after another when a
-  gutter runs through lines that do not pair up across it.
+  gutter runs between blocks of text or between lines that do not pair up across it.
 """
 
 from __future__ import annotations
@@ -156,21 +156,37 @@ def reading_order(quads: list[np.ndarray]) -> list[int]:
 
 
 def _column_gutter(quads: list[np.ndarray]) -> float | None:
-    """An x that no box crosses, with at least 3 lines on each side, where most lines of the smaller side
-    have no partner in the same row on the other side (a receipt's item and price columns pair up row by
-    row and are read as rows; two text columns set independently do not)."""
+    """An x that no box crosses, with at least 3 lines on each side, that separates columns: either most
+    lines of the smaller side have no partner in the same row on the other side (columns set independently),
+    or both sides are blocks of text (left-aligned lines several times longer than tall). A receipt's items
+    and prices pair up row by row and its prices are short, so it is read row by row."""
     spans = sorted((float(q[:, 0].min()), float(q[:, 0].max())) for q in quads)
     reach = spans[0][1]
-    info = [_center_height(q) for q in quads]
     for x0, x1 in spans[1:]:
         if x0 > reach:
             cut = (reach + x0) / 2
-            left = [info[i] for i, q in enumerate(quads) if q[:, 0].max() <= cut]
-            right = [info[i] for i, q in enumerate(quads) if q[:, 0].max() > cut]
-            if min(len(left), len(right)) >= 3:
-                small, other = (left, right) if len(left) <= len(right) else (right, left)
-                paired = sum(any(abs(a[1] - b[1]) < 0.25 * max(a[2], 1) for b in other) for a in small)
-                if paired < 0.5 * len(small):
-                    return cut
+            left = [q for q in quads if q[:, 0].max() <= cut]
+            right = [q for q in quads if q[:, 0].max() > cut]
+            if min(len(left), len(right)) >= 3 and (
+                _unpaired(left, right) or (_block(left) and _block(right))
+            ):
+                return cut
         reach = max(reach, x1)
     return None
+
+
+def _unpaired(left: list[np.ndarray], right: list[np.ndarray]) -> bool:
+    a_side, b_side = (left, right) if len(left) <= len(right) else (right, left)
+    a = [_center_height(q) for q in a_side]
+    b = [_center_height(q) for q in b_side]
+    paired = sum(any(abs(p[1] - o[1]) < 0.25 * max(p[2], 1) for o in b) for p in a)
+    return paired < 0.5 * len(a)
+
+
+def _block(side: list[np.ndarray]) -> bool:
+    """Lines of running text: most start where the column starts, and they are long."""
+    x0 = np.array([q[:, 0].min() for q in side])
+    w = np.array([q[:, 0].max() - q[:, 0].min() for q in side])
+    h = float(np.median([q[:, 1].max() - q[:, 1].min() for q in side]))
+    aligned = (x0 - x0.min() <= h).mean()
+    return bool(aligned >= 0.6 and np.median(w) >= 3 * h)

@@ -38,6 +38,7 @@ class DetTrainConfig:
     batch_size: int = 8
     size: int = 512  # square training crops, px (a multiple of 32)
     scale: list[float] = field(default_factory=lambda: [0.5, 1.4])  # page long side / size
+    crops_per_page: int = 2  # crops cut from each rendered page (each at its own scale and place)
     lr: float = 0.002
     weight_decay: float = 1e-4
     warmup_steps: int = 200
@@ -64,6 +65,18 @@ class DetExportConfig:
 
 
 @dataclass
+class DetEvalConfig:
+    """crnn.detect.evaluate: page mode on real pages (boxes and texts), per reader."""
+
+    pages: str = "../shared/realdev/pages"
+    readers: list[str] = field(default_factory=lambda: ["detector", "projection", "ppocr"])
+    recognizer: str = ""  # default: the bundled recognizer (models/crnn_zh_en.int8.onnx, else .onnx)
+    detector: str = ""  # default: runs/<name>/detect/export/detector.onnx
+    threads: int = 2
+    out_dir: str = "eval"  # runs/<name>/detect/<out_dir>/pages.{json,md}
+
+
+@dataclass
 class DetectConfig:
     model: DetModelConfig = field(default_factory=DetModelConfig)
     pages: PageConfig = field(default_factory=PageConfig)
@@ -71,4 +84,5 @@ class DetectConfig:
     boxes: BoxConfig = field(default_factory=BoxConfig)
     train: DetTrainConfig = field(default_factory=DetTrainConfig)
     export: DetExportConfig = field(default_factory=DetExportConfig)
+    eval: DetEvalConfig = field(default_factory=DetEvalConfig)
     val_seed: int = 90210  # synthetic validation pages

@@ -67,10 +67,14 @@ class PageBatches(IterableDataset):
             self.synth = page_synth(self.cfg, self.seed)
         t = self.cfg.detect.train
         xs, maps = [], {k: [] for k in TARGET_KEYS}
+        page, page_index = None, -1
         for i in range(t.batch_size):
             index = b * t.batch_size + i
+            if index // t.crops_per_page != page_index:  # several crops of one page: rendering costs more
+                page_index = index // t.crops_per_page  # than a training step's share of a page
+                page = self.synth.page(page_index)
             nrng = np.random.default_rng([self.seed, index, 23])
-            img, quads, ignore = crop_sample(self.synth.page(index), t.size, tuple(t.scale), nrng)
+            img, quads, ignore = crop_sample(page, t.size, tuple(t.scale), nrng)
             xs.append(img.astype(np.float32) / 255.0 - 0.5)
             for k, v in make_targets(quads, ignore, t.size, t.size, self.cfg.detect.targets).items():
                 maps[k].append(v)

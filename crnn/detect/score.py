@@ -21,17 +21,18 @@ IGNORE_TEXT = "###"
 @dataclass
 class Counts:
     matched: int = 0
-    predicted: int = 0  # after dropping predictions inside ignore regions
+    predicted: int = 0  # on complete pages, after dropping predictions inside ignore regions
+    matched_complete: int = 0  # matches on complete pages: precision's numerator
     truth: int = 0
     edits: int = 0
     chars: int = 0
 
     def add(self, other: Counts) -> None:
-        for k in ("matched", "predicted", "truth", "edits", "chars"):
+        for k in ("matched", "predicted", "matched_complete", "truth", "edits", "chars"):
             setattr(self, k, getattr(self, k) + getattr(other, k))
 
     def as_dict(self) -> dict:
-        p = self.matched / self.predicted if self.predicted else 0.0
+        p = self.matched_complete / self.predicted if self.predicted else 0.0
         r = self.matched / self.truth if self.truth else 0.0
         f1 = 2 * p * r / (p + r) if p + r else 0.0
         cer = self.edits / self.chars if self.chars else 0.0
@@ -101,7 +102,9 @@ def score_page(truth: PageTruth, pred_quads: list[np.ndarray], pred_texts: list[
     pairs = match(truth.quads, pred_quads)
     matched_p = {p for _, p in pairs}
     kept = kept_predictions(pred_quads, truth.ignore, matched_p)
-    c = Counts(matched=len(pairs), predicted=len(kept) if truth.complete else 0, truth=len(truth.quads))
+    c = Counts(matched=len(pairs), truth=len(truth.quads))
+    if truth.complete:  # a page that lists only some lines says nothing about false detections
+        c.predicted, c.matched_complete = len(kept), len(pairs)
     if pred_texts is None:
         return c
     cat = truth.category

@@ -17,8 +17,14 @@ import uvicorn
 from crnn.serve.app import ServeConfig
 
 
-def main(argv: list[str] | None = None, default_model: str | None = None, prog: str | None = None) -> int:
-    """`default_model`: what serves when --model is not given (`crnn serve` passes the bundled model)."""
+def main(
+    argv: list[str] | None = None,
+    default_model: str | None = None,
+    prog: str | None = None,
+    default_detector: str | None = None,
+) -> int:
+    """`default_model`, `default_detector`: what serves when --model / --detector is not given (`crnn serve`
+    passes the bundled ones)."""
     ap = argparse.ArgumentParser(
         prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -28,6 +34,12 @@ def main(argv: list[str] | None = None, default_model: str | None = None, prog: 
         default=default_model,
         help="an ONNX file exported by crnn-toolkit (FP32 or INT8)"
         + (f"; default {default_model}" if default_model else ""),
+    )
+    ap.add_argument(
+        "--detector",
+        default=default_detector or "",
+        help="the text-line detector's ONNX file for page mode (crnn.detect.export); without it page mode "
+        "uses the projection splitter" + (f"; default {default_detector}" if default_detector else ""),
     )
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, default=5000)
@@ -59,6 +71,9 @@ def main(argv: list[str] | None = None, default_model: str | None = None, prog: 
             file=sys.stderr,
         )
         return 2
+    if a.detector and not os.path.isfile(a.detector):
+        print(f"error: detector {a.detector} does not exist", file=sys.stderr)
+        return 2
     threads = a.threads or max(1, (os.cpu_count() or 1) // max(1, a.workers))
     cfg = ServeConfig(
         model=os.path.abspath(a.model),
@@ -70,6 +85,7 @@ def main(argv: list[str] | None = None, default_model: str | None = None, prog: 
         batch_max=a.batch_max,
         batch_wait_ms=a.batch_wait_ms,
         decoder=a.decoder,
+        detector=os.path.abspath(a.detector) if a.detector else "",
     )
     os.environ["CRNN_SERVE_CONFIG"] = json.dumps(asdict(cfg))
     uvicorn.run(

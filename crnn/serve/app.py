@@ -37,13 +37,14 @@ from crnn.onnx_model import read_metadata
 from crnn.serve.cache import ResultCache
 from crnn.serve.engine import Engine
 from crnn.serve.metrics import MetricsMiddleware, ServeMetrics
-from crnn.serve.segment import MODES, PAGE_CLEANUPS, split
+from crnn.serve.segment import MODES, PAGE_CLEANUPS, SPLITTERS, split
 from crnn.serve.uploads import BodyLimit, UploadError, decode_upload
 
 STATIC = Path(__file__).resolve().parent / "static"
 Mode = Literal["line", "page", "auto"]  # crnn.serve.segment.MODES, spelled out for the OpenAPI schema
 PageCleanup = Literal["none", "equalize", "binarize", "rectify", "article"]  # segment.PAGE_CLEANUPS
 Decoder = Literal["greedy", "beam"]  # crnn.ctc.DECODERS
+Splitter = Literal["detector", "projection"]  # segment.SPLITTERS
 FORM_SLACK = 64 << 10  # bytes of multipart headers and small fields allowed around the images
 MAX_FIELDS = 8  # non-file form fields per request (the API has at most three)
 
@@ -59,6 +60,7 @@ class ServeConfig:
     batch_max: int = 0  # micro-batching of concurrent requests (lines per model call; 0: off)
     batch_wait_ms: float = 2.0
     decoder: str = "greedy"  # the default CTC decoder; a request may ask for the other (form field)
+    detector: str = ""  # the text-line detector's ONNX file for page mode ("": the projection splitter)
 
     @classmethod
     def from_env(cls) -> ServeConfig:
@@ -74,7 +76,12 @@ def _png_b64(img: np.ndarray) -> str:
 
 
 def create_app(cfg: ServeConfig) -> FastAPI:
-    if get_args(Mode) != MODES or get_args(PageCleanup) != PAGE_CLEANUPS or get_args(Decoder) != DECODERS:
+    if (
+        get_args(Mode) != MODES
+        or get_args(PageCleanup) != PAGE_CLEANUPS
+        or get_args(Decoder) != DECODERS
+        or get_args(Splitter) != SPLITTERS
+    ):
         raise RuntimeError("the API's mode/cleanup options are out of step with crnn.serve.segment")
     engine = Engine(
         cfg.model,
@@ -84,6 +91,11 @@ def create_app(cfg: ServeConfig) -> FastAPI:
         decoder=cfg.decoder,
     )
     meta = read_metadata(cfg.model)
+    detector = None
+    if cfg.detector:
+        from crnn.detect.detector import Detector
+
+        detector = Detector(cfg.detector, threads=cfg.threads)
     cache = ResultCache(int(cfg.cache_mb * 1e6))
     metrics = ServeMetrics(cache, engine)
     app = FastAPI(
@@ -121,16 +133,29 @@ def create_app(cfg: ServeConfig) -> FastAPI:
     async def on_bug(_: Request, exc: Exception) -> JSONResponse:  # no traceback leaks to the client
         return error(500, f"internal error: {type(exc).__name__}")
 
-    def run_one(data: bytes, mode: str, preview: bool, page_cleanup: str, decoder: str | None) -> dict:
+    def run_one(
+        data: bytes, mode: str, preview: bool, page_cleanup: str, decoder: str | None, splitter: str | None
+    ) -> dict:
         t0 = time.perf_counter()
         decoder = decoder or cfg.decoder
-        options = {"mode": mode, "preview": preview, "cleanup": page_cleanup, "decoder": decoder}
+        splitter = splitter or ("detector" if detector is not None else "projection")
+        if splitter == "detector" and detector is None:
+            raise UploadError(
+                422, "splitter=detector: this server runs without a detector (start it with --detector)"
+            )
+        options = {
+            "mode": mode,
+            "preview": preview,
+            "cleanup": page_cleanup,
+            "decoder": decoder,
+            "splitter": splitter,
+        }
         key = ResultCache.key(data, options)
         hit = cache.get(key)
         if hit is not None:
             return {**hit, "cached": True, "time_cost_ms": round((time.perf_counter() - t0) * 1000, 3)}
         gray = decode_upload(data, max_bytes, max_pixels)
-        crops = split(gray, mode, page_cleanup)
+        crops = split(gray, mode, page_cleanup, detector, splitter)
         t1 = time.perf_counter()
         lines = engine.recognize([c for c, _ in crops], [b for _, b in crops], decoder)
         t2 = time.perf_counter()
@@ -141,6 +166,7 @@ def create_app(cfg: ServeConfig) -> FastAPI:
             "mode": mode,
             "cleanup": page_cleanup,
             "decoder": decoder,
+            "splitter": splitter,
             "time_cost_ms": round((t2 - t0) * 1000, 3),
             "preprocess_time_ms": round((t1 - t0) * 1000, 3),
             "model_infer_time_ms": round((t2 - t1) * 1000, 3),
@@ -161,10 +187,11 @@ def create_app(cfg: ServeConfig) -> FastAPI:
         preview: Annotated[int, Form(ge=0, le=1)] = 0,
         page_cleanup: Annotated[PageCleanup, Form(alias="cleanup")] = "none",
         decoder: Annotated[Decoder | None, Form()] = None,
+        splitter: Annotated[Splitter | None, Form()] = None,
     ) -> JSONResponse:
         data = file.file.read(max_bytes + 1)
         try:
-            return JSONResponse(run_one(data, mode, bool(preview), page_cleanup, decoder))
+            return JSONResponse(run_one(data, mode, bool(preview), page_cleanup, decoder, splitter))
         except UploadError as e:
             return error(e.status, e.message)
 
@@ -177,6 +204,7 @@ def create_app(cfg: ServeConfig) -> FastAPI:
         mode: Annotated[Mode, Form()] = "auto",
         page_cleanup: Annotated[PageCleanup, Form(alias="cleanup")] = "none",
         decoder: Annotated[Decoder | None, Form()] = None,
+        splitter: Annotated[Splitter | None, Form()] = None,
     ) -> JSONResponse:
         t0 = time.perf_counter()
         results = []
@@ -185,7 +213,7 @@ def create_app(cfg: ServeConfig) -> FastAPI:
                 results.append(
                     {
                         "filename": os.path.basename(f.filename or ""),
-                        **run_one(f.file.read(max_bytes + 1), mode, False, page_cleanup, decoder),
+                        **run_one(f.file.read(max_bytes + 1), mode, False, page_cleanup, decoder, splitter),
                     }
                 )
             except UploadError as e:
@@ -209,6 +237,7 @@ def create_app(cfg: ServeConfig) -> FastAPI:
             "success": True,
             "status": "ok",
             "model": engine.name,
+            "detector": detector.path.name if detector is not None else None,
             "alphabet_size": len(engine.charset.chars),
             "input": engine.spec.as_dict(),
             "lineage": json.loads(meta["lineage"]),

@@ -1,9 +1,14 @@
-"""Page mode: split a page or multi-line image into text lines, top to bottom.
+"""Page mode: split a page or multi-line image into text lines, in reading order.
 
-Binarise (Otsu, with the ink polarity detected), straighten a small rotation (up to 10 degrees, from the
-ink's minimum-area rectangle), find text rows by horizontal projection, merge rows split by accents or
-gaps, and cut each line's horizontal extent from its column projection. Good for documents and screenshots
-with lines that do not overlap; it is not a general text detector.
+Two splitters (SPLITTERS). `detector`: the learned text-line detector (crnn.detect: DB on synthetic pages),
+rotated boxes warped upright, rows and columns in reading order; the default wherever a detector model is
+loaded. `projection`: the original splitter below, kept as an option and as the baseline it is measured
+against (crnn.detect.evaluate).
+
+The projection splitter: binarise (Otsu, with the ink polarity detected), straighten a small rotation
+(up to 10 degrees, from the ink's minimum-area rectangle), find text rows by horizontal projection, merge
+rows split by accents or gaps, and cut each line's horizontal extent from its column projection. Good for
+documents and screenshots with lines that do not overlap; it is not a general text detector.
 
 The article's clean-up is a page option (PAGE_CLEANUPS, the server's form field `cleanup=`): the line
 clean-ups (`crnn.data.preprocess.LINE_CLEANUPS`: `equalize`, `binarize`) apply `clean_line` to each line
@@ -20,6 +25,7 @@ import numpy as np
 from crnn.data.preprocess import LINE_CLEANUPS, clean_line
 
 MODES = ("line", "page", "auto")
+SPLITTERS = ("detector", "projection")
 # page option -> (rectify the page first?, clean-up of each line): the line clean-ups plus the page steps
 PAGE_STEPS: dict[str, tuple[bool, str]] = {
     **{mode: (False, mode) for mode in LINE_CLEANUPS},
@@ -157,15 +163,24 @@ def segment_lines(gray: np.ndarray, min_height: int = 6) -> list[tuple[np.ndarra
     return out
 
 
-def split(gray: np.ndarray, mode: str, page_cleanup: str = "none") -> list[tuple[np.ndarray, list[int]]]:
-    """The crops to recognise: the whole image (line), its lines (page), or page when it has several lines.
+def split(
+    gray: np.ndarray, mode: str, page_cleanup: str = "none", detector=None, splitter: str = ""
+) -> list[tuple[np.ndarray, list[int]]]:
+    """The crops to recognise and their boxes (x, y, w, h): the whole image (line), its lines (page), or
+    its lines when it has several (auto).
 
-    With a `page_cleanup` that rectifies, boxes are in the rectified page when the page outline was found.
+    `detector` (a crnn.detect.detector.Detector) finds the lines unless `splitter` is "projection"; without
+    one, the projection splitter does. With a `page_cleanup` that rectifies, boxes are in the rectified page
+    when the page outline was found.
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     if page_cleanup not in PAGE_STEPS:
         raise ValueError(f"cleanup must be one of {PAGE_CLEANUPS}, got {page_cleanup!r}")
+    if splitter and splitter not in SPLITTERS:
+        raise ValueError(f"splitter must be one of {SPLITTERS}, got {splitter!r}")
+    if splitter == "detector" and detector is None:
+        raise ValueError("splitter 'detector' asked for, but no detector model is loaded")
     flatten, per_line = PAGE_STEPS[page_cleanup]
     if flatten and mode != "line":
         gray, _ = rectify(gray)
@@ -173,8 +188,23 @@ def split(gray: np.ndarray, mode: str, page_cleanup: str = "none") -> list[tuple
     if mode == "line":
         crops = whole
     else:
-        lines = segment_lines(gray)
+        use_detector = detector is not None and splitter != "projection"
+        lines = detected_lines(gray, detector) if use_detector else segment_lines(gray)
         crops = lines if mode == "page" or len(lines) >= 2 else whole
     if per_line != "none":
         crops = [(clean_line(c, per_line), b) for c, b in crops]
     return crops
+
+
+def detected_lines(gray: np.ndarray, detector) -> list[tuple[np.ndarray, list[int]]]:
+    """The detector's lines in reading order: each rotated box warped upright, with its bounding box."""
+    from crnn.detect.boxes import crop_line, reading_order
+
+    quads = [b.quad for b in detector.detect(gray)]
+    out = []
+    for i in reading_order(quads):
+        q = quads[i]
+        x0, y0 = np.floor(q.min(axis=0)).astype(int)
+        x1, y1 = np.ceil(q.max(axis=0)).astype(int)
+        out.append((crop_line(gray, q), [int(x0), int(y0), int(x1 - x0), int(y1 - y0)]))
+    return out

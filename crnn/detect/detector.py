@@ -1,0 +1,71 @@
+"""The detector as served: an ONNX Runtime session over an exported DB file, without PyTorch.
+
+The file's metadata holds the box settings it was trained and checked with (`BoxConfig`), so the same
+thresholds travel with the model; `detect` is preprocess (crnn.detect.boxes.det_input) + model + boxes.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+
+from crnn.detect.boxes import Box, BoxConfig, det_input, find_boxes
+from crnn.onnx_model import ExportError
+
+FORMAT = "crnn-toolkit/detector-onnx/v1"
+REQUIRED_KEYS = ("format", "boxes", "model_config", "lineage")
+
+
+def read_detector_metadata(path: str | Path) -> dict[str, str]:
+    p = Path(path)
+    if not p.is_file():
+        raise ExportError(f"detector file {p} does not exist")
+    import onnx
+
+    try:
+        model = onnx.load(str(p), load_external_data=False)
+    except Exception as e:
+        raise ExportError(f"{p} is not a readable ONNX file ({type(e).__name__})") from None
+    meta = {m.key: m.value for m in model.metadata_props}
+    if meta.get("format") != FORMAT or any(k not in meta for k in REQUIRED_KEYS):
+        raise ExportError(f"{p} is not a crnn-toolkit detector (metadata format {FORMAT!r} missing)")
+    return meta
+
+
+class Detector:
+    """Finds text lines in a grayscale page: `detect(gray)` -> boxes in page pixels."""
+
+    def __init__(self, path: str | Path, threads: int = 0, boxes: BoxConfig | None = None) -> None:
+        import onnxruntime as ort
+
+        meta = read_detector_metadata(path)
+        self.path = Path(path)
+        self.meta = meta
+        self.boxes = boxes or BoxConfig(**json.loads(meta["boxes"]))
+        so = ort.SessionOptions()
+        if threads:
+            so.intra_op_num_threads = threads
+            so.inter_op_num_threads = 1
+        self.session = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+        self.input_name = self.session.get_inputs()[0].name
+
+    def probability(self, gray: np.ndarray) -> tuple[np.ndarray, tuple[float, float]]:
+        x, scale = det_input(gray, self.boxes.max_side)
+        return self.session.run(None, {self.input_name: x})[0][0, 0], scale
+
+    def detect(self, gray: np.ndarray) -> list[Box]:
+        if gray.ndim != 2:
+            raise ValueError(f"the detector reads grayscale (H, W) pages, got shape {gray.shape}")
+        prob, scale = self.probability(gray)
+        return find_boxes(prob, scale, gray.shape[:2], self.boxes)
+
+    def info(self) -> dict:
+        return {
+            "path": str(self.path),
+            "size_bytes": self.path.stat().st_size,
+            "boxes": asdict(self.boxes),
+            "lineage": json.loads(self.meta["lineage"]),
+        }

@@ -1,0 +1,245 @@
+"""Page mode measured on real pages: `python -m crnn.detect.evaluate experiment=det_zh_en`.
+
+Reads a folder of whole images with every line's box and text (../shared/realdev/pages/README.md: NNNN.jpg
++ NNNN.json) with each reader of `detect.eval.readers`:
+
+- `detector`: our detector (ONNX) -> upright crops -> the recognizer, all lines of a page in one call;
+- `projection`: the projection-profile splitter (crnn.serve.segment) -> the same recognizer: the baseline;
+- `ppocr`: PP-OCRv4's detector + its own recognizer (the rapidocr-onnxruntime wheel, library defaults):
+  the peer.
+
+Reports per source type (the pages' `level`: line / segment / word) detection precision, recall and F1 at
+IoU >= 0.5, end-to-end page CER per category and over all complete pages, and latency per page (decode
+excluded, everything after it included). Writes runs/<name>/detect/eval/pages.{json,md}.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import hydra
+import numpy as np
+from omegaconf import DictConfig
+from tqdm import tqdm
+
+from crnn.cli import StageError, stage_errors
+from crnn.data.image_io import decode_image
+from crnn.detect.boxes import crop_line, reading_order, row_order
+from crnn.detect.score import IGNORE_TEXT, Counts, PageTruth, score_page
+from crnn.settings import RunConfig, load_run_config
+
+READERS = ("detector", "projection", "ppocr")
+
+
+@dataclass
+class RealPage:
+    name: str
+    path: Path
+    truth: PageTruth
+    level: str
+
+
+def load_pages(folder: str | Path) -> list[RealPage]:
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise StageError(f"page folder {folder} does not exist")
+    pages = []
+    for meta in sorted(folder.glob("*.json")):
+        images = [p for p in folder.glob(meta.stem + ".*") if p.suffix.lower() in (".jpg", ".jpeg", ".png")]
+        if not images:
+            continue
+        d = json.loads(meta.read_text(encoding="utf-8"))
+        quads = [np.float32(ln["box"]) for ln in d["lines"]]
+        keep = [i for i, ln in enumerate(d["lines"]) if ln["text"] != IGNORE_TEXT]
+        truth = PageTruth(
+            quads=[quads[i] for i in keep],
+            texts=[d["lines"][i]["text"] for i in keep],
+            ignore=[q for i, q in enumerate(quads) if i not in set(keep)],
+            category=d.get("category", ""),
+            complete=bool(d.get("complete", True)),
+        )
+        pages.append(RealPage(meta.stem, images[0], truth, d.get("level", "line")))
+    if not pages:
+        raise StageError(f"no NNNN.json + image pairs in {folder}")
+    return pages
+
+
+# ------------------------------------------------------------------------------------------ readers
+
+
+class RecognizerReader:
+    """Lines from a splitter, read by our recognizer in one call per page."""
+
+    def __init__(self, model: str, threads: int) -> None:
+        from crnn.serve.engine import Engine
+
+        self.engine = Engine(model, threads=threads)
+
+    def recognize(self, crops: list[np.ndarray]) -> list[str]:
+        boxes = [[0, 0, c.shape[1], c.shape[0]] for c in crops]
+        return [r.text for r in self.engine.recognize(crops, boxes)]
+
+
+class DetectorReader(RecognizerReader):
+    def __init__(self, model: str, detector: str, threads: int) -> None:
+        from crnn.detect.detector import Detector
+
+        super().__init__(model, threads)
+        self.detector = Detector(detector, threads=threads)
+        self.name = f"detector ({Path(detector).name}) + {Path(model).name}"
+
+    def read(self, gray: np.ndarray) -> tuple[list[np.ndarray], list[str]]:
+        quads = [b.quad for b in self.detector.detect(gray)]
+        quads = [quads[i] for i in reading_order(quads)]
+        return quads, self.recognize([crop_line(gray, q) for q in quads])
+
+
+class ProjectionReader(RecognizerReader):
+    def __init__(self, model: str, threads: int) -> None:
+        super().__init__(model, threads)
+        self.name = f"projection splitter + {Path(model).name}"
+
+    def read(self, gray: np.ndarray) -> tuple[list[np.ndarray], list[str]]:
+        from crnn.serve.segment import split
+
+        crops = split(gray, "page")
+        quads = [np.float32([[x, y], [x + w, y], [x + w, y + h], [x, y + h]]) for _, (x, y, w, h) in crops]
+        return quads, self.recognize([c for c, _ in crops])
+
+
+class PpocrPageReader:
+    """PP-OCR's own pipeline (detector, angle classifier, recognizer) at the library's defaults."""
+
+    def __init__(self) -> None:
+        from crnn.peers import _import_rapidocr
+
+        self.engine = _import_rapidocr().RapidOCR()
+        self.name = "PP-OCRv4 det + rec (rapidocr-onnxruntime defaults)"
+
+    def read(self, gray: np.ndarray) -> tuple[list[np.ndarray], list[str]]:
+        import cv2
+
+        result, _ = self.engine(cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR))
+        result = result or []
+        return [np.float32(r[0]) for r in result], [str(r[1]) for r in result]
+
+
+def make_reader(name: str, cfg: RunConfig):
+    from dataclasses import replace
+
+    from crnn.command import default_model
+
+    ev = cfg.detect.eval
+    ev = replace(ev, recognizer=ev.recognizer or default_model())
+    if name == "detector":
+        return DetectorReader(
+            ev.recognizer,
+            ev.detector or str(cfg.stage_dir("detect") / "export" / "detector.onnx"),
+            ev.threads,
+        )
+    if name == "projection":
+        return ProjectionReader(ev.recognizer, ev.threads)
+    if name == "ppocr":
+        return PpocrPageReader()
+    raise StageError(f"detect.eval.readers: unknown reader {name!r}; known: {list(READERS)}")
+
+
+# ------------------------------------------------------------------------------------------ scoring
+
+
+@dataclass
+class ReaderResult:
+    name: str
+    by_level: dict[str, Counts] = field(default_factory=dict)
+    by_category: dict[str, Counts] = field(default_factory=dict)
+    complete: Counts = field(default_factory=Counts)
+    seconds: list[float] = field(default_factory=list)
+    pages: list[dict] = field(default_factory=list)
+
+    def summary(self) -> dict:
+        ms = np.array(self.seconds) * 1000
+        return {
+            "reader": self.name,
+            "levels": {k: v.as_dict() for k, v in self.by_level.items()},
+            "categories": {k: v.as_dict() for k, v in self.by_category.items()},
+            "complete_pages": self.complete.as_dict(),
+            "latency_ms": {
+                "p50": float(np.percentile(ms, 50)),
+                "p95": float(np.percentile(ms, 95)),
+                "mean": float(ms.mean()),
+            },
+            "pages": self.pages,
+        }
+
+
+def evaluate_reader(reader, pages: list[RealPage]) -> ReaderResult:
+    res = ReaderResult(reader.name)
+    reader.read(decode_image(pages[0].path.read_bytes()))  # warm-up
+    for page in tqdm(pages, desc=reader.name[:30], leave=False):
+        gray = decode_image(page.path.read_bytes())
+        t0 = time.perf_counter()
+        quads, texts = reader.read(gray)
+        res.seconds.append(time.perf_counter() - t0)
+        c = score_page(page.truth, quads, texts, row_order)
+        res.by_level.setdefault(page.level, Counts()).add(c)
+        if page.truth.complete:
+            res.by_category.setdefault(page.truth.category, Counts()).add(c)
+            res.complete.add(c)
+        res.pages.append(
+            {"page": page.name, "level": page.level, **c.as_dict(), "ms": res.seconds[-1] * 1000}
+        )
+    return res
+
+
+def markdown(results: list[dict], folder: str) -> str:
+    out = [
+        f"# Page mode on {folder}",
+        "",
+        "| reader | level | P | R | F1 | matched / truth / predicted |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        for lvl, v in r["levels"].items():
+            out.append(
+                f"| {r['reader']} | {lvl} | {v['precision']:.3f} | {v['recall']:.3f} | {v['f1']:.3f} | "
+                f"{v['matched']} / {v['truth']} / {v['predicted']} |"
+            )
+    out += [
+        "",
+        "| reader | page CER by category (complete pages) | all complete pages | p50 / p95 ms per page |",
+        "|---|---|---|---|",
+    ]
+    for r in results:
+        cats = ", ".join(f"{k} {v['cer']:.3f}" for k, v in r["categories"].items())
+        lat, cer = r["latency_ms"], r["complete_pages"]["cer"]
+        out.append(f"| {r['reader']} | {cats} | {cer:.3f} | {lat['p50']:.0f} / {lat['p95']:.0f} |")
+    return "\n".join(out) + "\n"
+
+
+def run(cfg: RunConfig) -> list[dict]:
+    ev = cfg.detect.eval
+    pages = load_pages(ev.pages)
+    results = []
+    for name in ev.readers:
+        reader = make_reader(name, cfg)
+        results.append(evaluate_reader(reader, pages).summary())
+    out = cfg.stage_dir("detect") / ev.out_dir
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "pages.json").write_text(json.dumps(results, indent=2))
+    (out / "pages.md").write_text(markdown(results, ev.pages))
+    return results
+
+
+@hydra.main(config_path="../../configs", config_name="config", version_base="1.3")
+def main(dcfg: DictConfig) -> None:
+    with stage_errors():
+        cfg = load_run_config(dcfg)
+        results = run(cfg)
+    print(markdown(results, cfg.detect.eval.pages))
+
+
+if __name__ == "__main__":
+    main()

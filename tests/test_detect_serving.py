@@ -1,0 +1,135 @@
+"""The detector where pages are read: its ONNX file against PyTorch, page mode through `segment.split`,
+the HTTP service with --detector, and `crnn predict --detector`. The detector is the session's
+`mini_detector` (it knows two rendered pages); the recognizer is the bundled one."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+
+import cv2
+import numpy as np
+import pytest
+import requests
+
+from crnn.detect.boxes import BoxConfig, reading_order
+from crnn.detect.detector import Detector
+from crnn.detect.export import parity
+from crnn.detect.score import match
+from crnn.onnx_model import ExportError
+from crnn.serve.segment import split
+from tests.conftest import ROOT, bundled_model
+from tests.test_command import CRNN
+from tests.test_serve import _ocr, _png, start_server
+
+
+@pytest.fixture(scope="module")
+def detector(mini_detector) -> Detector:
+    return Detector(mini_detector["onnx"], threads=1)
+
+
+def _kept(page) -> list:
+    return [ln for ln in page.lines if not ln.ignore]
+
+
+def test_onnx_matches_pytorch_on_the_pages(mini_detector):
+    images = [p.image for p in mini_detector["pages"]]
+    par = parity(mini_detector["model"], mini_detector["onnx"], images, BoxConfig())
+    assert par["max_abs_diff"] < 1e-3
+    assert par["boxes"] >= 8 and par["same_boxes"] == par["boxes"]
+
+
+def test_a_foreign_onnx_file_is_refused(tmp_path):
+    with pytest.raises(ExportError, match="not a crnn-toolkit detector"):
+        Detector(bundled_model())
+
+
+def test_page_mode_reads_the_detected_lines_in_reading_order(mini_detector, detector):
+    page = mini_detector["pages"][0]  # a document
+    crops = split(page.image, "page", detector=detector)
+    truth = [ln.quad for ln in _kept(page)]
+    assert abs(len(crops) - len(truth)) <= 1
+    for crop, (_, _, w, h) in crops:
+        assert crop.shape[1] > crop.shape[0] and w > 0 and h > 0
+    found = [np.float32([[x, y], [x + w, y], [x + w, y + h], [x, y + h]]) for _, (x, y, w, h) in crops]
+    which = dict(match(truth, found))  # truth index -> crop index
+    assert len(which) >= len(truth) - 1
+    rank = {t: k for k, t in enumerate(reading_order(truth))}
+    read = sorted(which, key=lambda t: which[t])  # truth lines in the order page mode returned them
+    assert [rank[t] for t in read] == sorted(rank[t] for t in read)
+
+
+def test_projection_stays_an_option(mini_detector, detector):
+    page = mini_detector["pages"][0]
+    projected = split(page.image, "page", detector=detector, splitter="projection")
+    assert [b for _, b in projected] == [b for _, b in split(page.image, "page")]
+    with pytest.raises(ValueError, match="no detector"):
+        split(page.image, "page", splitter="detector")
+
+
+def test_auto_uses_the_detector_when_it_finds_lines(mini_detector, detector):
+    page = mini_detector["pages"][0]
+    assert len(split(page.image, "auto", detector=detector)) > 1
+    blank = np.full((64, 400), 235, np.uint8)
+    assert [b for _, b in split(blank, "auto", detector=detector)] == [
+        [0, 0, 400, 64]
+    ]  # nothing found: whole
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (3, 700), (4000, 3000)])
+def test_blank_tiny_and_huge_images_give_no_lines(detector, shape):
+    img = np.full(shape, 235, np.uint8)
+    assert split(img, "page", detector=detector) == []
+
+
+def test_the_server_splits_pages_with_its_detector(mini_detector):
+    page = mini_detector["pages"][0]
+    proc, base = start_server(bundled_model(), "--detector", str(mini_detector["onnx"]))
+    try:
+        assert requests.get(base + "/health", timeout=5).json()["detector"] == "det.onnx"
+        r = _ocr(base, _png(page.image), mode="page")
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert body["splitter"] == "detector" and abs(len(body["lines"]) - len(_kept(page))) <= 1
+        r = _ocr(base, _png(page.image), mode="page", splitter="projection")
+        assert r.status_code == 200 and r.json()["splitter"] == "projection"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+
+
+def test_a_server_without_detector_refuses_splitter_detector():
+    proc, base = start_server(bundled_model())
+    try:
+        img = np.full((40, 200), 255, np.uint8)
+        r = _ocr(base, _png(img), mode="page", splitter="detector")
+        assert r.status_code == 422 and "without a detector" in r.json()["error"]
+        r = _ocr(base, _png(img), mode="page")
+        assert r.status_code == 200 and r.json()["splitter"] == "projection"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+
+
+def test_crnn_predict_uses_the_detector(mini_detector, tmp_path):
+    page = mini_detector["pages"][0]
+    path = tmp_path / "page.png"
+    cv2.imwrite(str(path), page.image)
+    cmd = [CRNN, "predict", str(path), "--mode", "page", "--format", "json"]
+    env = dict(os.environ, CRNN_DETECTOR="", OMP_NUM_THREADS="1")  # no bundled detector: only --detector
+    out = subprocess.run(
+        cmd + ["--detector", str(mini_detector["onnx"])],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        cwd=ROOT,
+    )
+    assert out.returncode == 0, out.stderr
+    lines = json.loads(out.stdout)[0]["lines"]
+    assert abs(len(lines) - len(_kept(page))) <= 1
+    bad = subprocess.run(
+        cmd + ["--splitter", "detector"], capture_output=True, text=True, timeout=120, env=env, cwd=ROOT
+    )
+    assert bad.returncode == 2 and "needs a detector" in bad.stderr
