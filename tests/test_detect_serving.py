@@ -19,7 +19,7 @@ from crnn.detect.export import parity
 from crnn.detect.score import match
 from crnn.onnx_model import ExportError
 from crnn.serve.segment import split
-from tests.conftest import ROOT, bundled_model
+from tests.conftest import ROOT, browser_output_dir, bundled_model, launch_chromium
 from tests.test_command import CRNN
 from tests.test_serve import _ocr, _png, start_server
 
@@ -83,20 +83,44 @@ def test_blank_tiny_and_huge_images_give_no_lines(detector, shape):
     assert split(img, "page", detector=detector) == []
 
 
-def test_the_server_splits_pages_with_its_detector(mini_detector):
-    page = mini_detector["pages"][0]
+@pytest.fixture(scope="module")
+def det_server(mini_detector):
     proc, base = start_server(bundled_model(), "--detector", str(mini_detector["onnx"]))
-    try:
-        assert requests.get(base + "/health", timeout=5).json()["detector"] == "det.onnx"
-        r = _ocr(base, _png(page.image), mode="page")
-        assert r.status_code == 200, r.text
-        body = r.json()
-        assert body["splitter"] == "detector" and abs(len(body["lines"]) - len(_kept(page))) <= 1
-        r = _ocr(base, _png(page.image), mode="page", splitter="projection")
-        assert r.status_code == 200 and r.json()["splitter"] == "projection"
-    finally:
-        proc.terminate()
-        proc.wait(timeout=20)
+    yield base
+    proc.terminate()
+    proc.wait(timeout=20)
+
+
+def test_the_server_splits_pages_with_its_detector(mini_detector, det_server):
+    page = mini_detector["pages"][0]
+    assert requests.get(det_server + "/health", timeout=5).json()["detector"] == "det.onnx"
+    r = _ocr(det_server, _png(page.image), mode="page")
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["splitter"] == "detector" and abs(len(body["lines"]) - len(_kept(page))) <= 1
+    r = _ocr(det_server, _png(page.image), mode="page", splitter="projection")
+    assert r.status_code == 200 and r.json()["splitter"] == "projection"
+
+
+def test_the_web_page_outlines_the_lines_it_found(mini_detector, det_server, request):
+    from playwright.sync_api import sync_playwright
+
+    out = browser_output_dir(request)
+    path = out / "upload_page.png"
+    path.write_bytes(_png(cv2.resize(mini_detector["pages"][0].image, None, fx=2, fy=2)))
+    expected = _ocr(det_server, path.read_bytes(), mode="page").json()["lines"]
+    assert len(expected) > 1
+    with sync_playwright() as p:
+        browser = launch_chromium(p)
+        page = browser.new_page(viewport={"width": 1100, "height": 900})
+        page.goto(det_server + "/")
+        page.wait_for_selector("#splitter-label:not([hidden])", timeout=10_000)
+        page.select_option("#mode", "page")
+        page.set_input_files("#picker", str(path))
+        page.wait_for_selector(".line-boxes rect", timeout=20_000)
+        assert page.locator(".line-boxes rect").count() == len(expected)
+        page.screenshot(path=str(out / "page_mode.png"))
+        browser.close()
 
 
 def test_a_server_without_detector_refuses_splitter_detector():

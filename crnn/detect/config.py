@@ -65,6 +65,14 @@ class DetExportConfig:
 
 
 @dataclass
+class DetQuantizeConfig:
+    calibration_pages: int = 32  # synthetic training pages
+    f1_budget_points: float = 1.0  # INT8 may lose at most this much F1 (points) on the validation pages
+    reduce_range: bool = True  # 7-bit weights (U8S8 kernels saturate on AVX2 CPUs without VNNI)
+    threads: int = 2
+
+
+@dataclass
 class DetEvalConfig:
     """crnn.detect.evaluate: page mode on real pages (boxes and texts), per reader."""
 
@@ -84,5 +92,6 @@ class DetectConfig:
     boxes: BoxConfig = field(default_factory=BoxConfig)
     train: DetTrainConfig = field(default_factory=DetTrainConfig)
     export: DetExportConfig = field(default_factory=DetExportConfig)
+    quantize: DetQuantizeConfig = field(default_factory=DetQuantizeConfig)
     eval: DetEvalConfig = field(default_factory=DetEvalConfig)
     val_seed: int = 90210  # synthetic validation pages

@@ -22,7 +22,7 @@ from crnn.cli import stage_errors
 from crnn.detect.boxes import BoxConfig, det_input, find_boxes
 from crnn.detect.data import validation_pages
 from crnn.detect.detector import FORMAT, Detector
-from crnn.detect.model import DBNet
+from crnn.detect.model import DBNet, count_macs
 from crnn.detect.polygons import rect_iou
 from crnn.detect.train import load_detector
 from crnn.detect.train import out_dir as train_dir
@@ -118,7 +118,16 @@ def run(cfg: RunConfig, source: str = "") -> dict:
             os.replace(tmp, dest)
         finally:
             tmp.unlink(missing_ok=True)
-        report = {"source": str(src), "onnx": str(dest), "size_bytes": dest.stat().st_size, "parity": par}
+        report = {
+            "source": str(src),
+            "onnx": str(dest),
+            "size_bytes": dest.stat().st_size,
+            "parity": par,
+            "model": ck["model_config"],
+            "params": sum(p.numel() for p in model.parameters()),
+            "macs_640": count_macs(model, 640, 640),
+            "step": ck["lineage"].get("step"),
+        }
         tracker.log_metrics({"parity_max_abs_diff": par["max_abs_diff"]})
         (dest_dir / "export_report.json").write_text(json.dumps(report, indent=2))
         tracker.log_artifact(dest_dir / "export_report.json")

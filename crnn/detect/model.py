@@ -112,3 +112,31 @@ class DBNet(nn.Module):
 def build_detector(cfg: DetModelConfig) -> DBNet:
     """The one factory: every stage builds the detector from its config here."""
     return DBNet(cfg)
+
+
+def count_macs(model: DBNet, height: int = 640, width: int = 640) -> int:
+    """Multiply-accumulates of one (1, 1, height, width) inference: convolutions and transposed ones
+    (everything else here is a small fraction)."""
+    total = 0
+
+    def hook(m: nn.Module, _inp, out: torch.Tensor) -> None:
+        nonlocal total
+        k = m.kernel_size[0] * m.kernel_size[1] * (m.in_channels // m.groups)
+        if isinstance(m, nn.ConvTranspose2d):  # each input pixel meets every kernel tap once
+            total += _inp[0].numel() * m.out_channels * m.kernel_size[0] * m.kernel_size[1] // m.groups
+        else:
+            total += out.numel() * k
+
+    handles = [
+        m.register_forward_hook(hook)
+        for m in model.modules()
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))
+    ]
+    was = model.training
+    model.eval()
+    with torch.no_grad():
+        model(torch.zeros(1, 1, height, width))
+    model.train(was)
+    for h in handles:
+        h.remove()
+    return total

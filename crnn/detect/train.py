@@ -208,6 +208,7 @@ def train(cfg: RunConfig) -> dict:
         torch.set_num_threads(t.threads)
     say = lambda m: tqdm.write(f"[detect.train] {m}")  # noqa: E731
     model, opt, sched, state = setup(cfg, device, say)
+    start = state["step"]
     val = validation_pages(cfg)
     lineage = {
         "stage": "detect.train",
@@ -229,12 +230,20 @@ def train(cfg: RunConfig) -> dict:
     summary = {
         "name": cfg.name,
         "steps": state["step"],
+        "batch_size": t.batch_size,
+        "pages_seen": state["step"] * t.batch_size // t.crops_per_page,
         "best_f1": state["best_f1"],
-        "history": history,
+        "history": _history(out_dir(cfg) / "summary.json", history, start),
         "params": sum(p.numel() for p in model.parameters()),
     }
     (out_dir(cfg) / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
+
+
+def _history(path: Path, new: list[dict], start: int) -> list[dict]:
+    """The validation history of the earlier runs this one resumed (up to its start step), then its own."""
+    old = json.loads(path.read_text()).get("history", []) if path.is_file() and start > 0 else []
+    return [h for h in old if h["step"] <= start and h["step"] not in {n["step"] for n in new}] + new
 
 
 def fit(cfg, model, opt, sched, state, val, device, tracker, lineage, say) -> list[dict]:

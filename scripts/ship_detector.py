@@ -1,0 +1,166 @@
+"""Ship the text-line detector into models/ with a model card written from its stage reports.
+
+    python scripts/ship_detector.py experiment=det_zh_en      (make ship-detector)
+
+Copies runs/<name>/detect/export/detector.onnx to models/<name>.onnx (and the INT8 file when
+crnn.detect.quantize kept one), the real-page report to models/<name>.pages.json, and writes the card
+models/<name>.md: architecture, size, MACs, training (pages seen, steps, validation F1 by step), the
+quantization decision, and the real-page table per source type beside the projection splitter and
+PP-OCRv4. Refuses when models/ would pass +max_mb (15 by default) or when the detector does not beat the
+projection splitter on the real pages (detection F1 at every level and page CER over all complete pages):
+page mode must not get worse by shipping it.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+from crnn.cli import StageError, stage_errors
+from crnn.settings import compose_run_config
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _json(path: Path) -> dict | list:
+    if not path.is_file():
+        raise StageError(f"{path} does not exist: run the stage that writes it first")
+    return json.loads(path.read_text())
+
+
+def by_reader(results: list[dict]) -> dict[str, dict]:
+    out = {}
+    for r in results:
+        key = "detector" if r["reader"].startswith("detector") else "projection"
+        key = "ppocr" if r["reader"].startswith("PP-OCR") else key
+        out[key] = r
+    return out
+
+
+def check_better(readers: dict[str, dict]) -> list[str]:
+    """Where the detector does not beat the projection splitter."""
+    det, proj = readers.get("detector"), readers.get("projection")
+    if det is None or proj is None:
+        return ["the real-page report lacks the detector or the projection splitter"]
+    worse = [
+        f"{lvl} F1 {v['f1']:.3f} <= projection's {proj['levels'][lvl]['f1']:.3f}"
+        for lvl, v in det["levels"].items()
+        if v["f1"] <= proj["levels"].get(lvl, {}).get("f1", 0.0)
+    ]
+    if det["complete_pages"]["cer"] >= proj["complete_pages"]["cer"]:
+        worse.append(
+            f"page CER {det['complete_pages']['cer']:.3f} >= projection's {proj['complete_pages']['cer']:.3f}"
+        )
+    return worse
+
+
+def _f1(levels: dict, level: str) -> str:
+    v = levels.get(level)
+    return f"{v['f1']:.3f} ({v['precision']:.2f} / {v['recall']:.2f})" if v else "-"
+
+
+def _cer(cats: dict, cat: str) -> str:
+    return f"{cats[cat]['cer']:.3f}" if cat in cats else "-"
+
+
+def page_table(readers: dict[str, dict]) -> list[str]:
+    rows = [
+        "| reader | line-level F1 (P / R) | receipt segments F1 (P / R) | page CER receipts "
+        "| page CER zh ads | page CER all complete | p50 ms per page |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for key in ("detector", "projection", "ppocr"):
+        r = readers.get(key)
+        if r is None:
+            continue
+        lv, cats = r["levels"], r["categories"]
+        rows.append(
+            f"| {r['reader']} | {_f1(lv, 'line')} | {_f1(lv, 'segment')} | {_cer(cats, 'receipt_en')} | "
+            f"{_cer(cats, 'printed_doc_zh')} | {r['complete_pages']['cer']:.3f} | "
+            f"{r['latency_ms']['p50']:.0f} |"
+        )
+    return rows
+
+
+def card(name: str, export: dict, quant: dict | None, train: dict, readers: dict, pages_dir: str) -> str:
+    m = export["model"]
+    lines = [
+        f"# {name}: the text-line detector behind page mode",
+        "",
+        "A DB (differentiable binarization) network trained on synthetic pages only (crnn/detect/pages.py: "
+        "documents, receipts, ads, scenes, screens, tables drawn with the zh_en corpus and the real-image "
+        "recipes' fonts and photos). It finds text lines as rotated boxes; page mode warps each upright and "
+        "the recognizer reads them all in one batch, in reading order.",
+        "",
+        "| what | value |",
+        "|---|---|",
+        f"| architecture | {m['name']}: {m['block']} backbone, widths {m['channels']}, depths {m['depths']}, "
+        f"FPN neck {m['neck']} |",
+        f"| parameters | {export['params']:,} |",
+        f"| MACs at 640 x 640 | {export['macs_640'] / 1e9:.2f} G |",
+        f"| FP32 file | {export['size_bytes'] / 1e6:.2f} MB |",
+        f"| training | {train['steps']} steps of {train['batch_size']} crops "
+        f"({train['pages_seen']:,} pages rendered) |",
+        f"| validation F1 (synthetic pages) | {train['best_f1']:.3f} |",
+        f"| ONNX parity | max prob diff {export['parity']['max_abs_diff']:.1e}, "
+        f"{export['parity']['same_boxes']}/{export['parity']['boxes']} same boxes |",
+    ]
+    if quant is not None:
+        lines.append(
+            f"| INT8 | {quant['decision']} (F1 {quant['int8']['f1']:.3f} vs {quant['fp32']['f1']:.3f}, "
+            f"{quant['int8']['ms_p50']:.0f} vs {quant['fp32']['ms_p50']:.0f} ms per page) |"
+        )
+    curve = ", ".join(f"{h['step']}: {h['f1']:.3f}" for h in train.get("history", []))
+    lines += ["", f"Validation F1 by step: {curve}.", "", f"## Real pages ({pages_dir}; evaluation only)", ""]
+    lines += page_table(readers)
+    lines += [
+        "",
+        "Detection at IoU >= 0.5 on axis-aligned rectangles; page CER end to end with the bundled "
+        "recognizer; latency per page on this machine's 2 cores, decode excluded.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str]) -> int:
+    cfg, own = compose_run_config(argv, extras=("max_mb", "out", "force"))
+    run = ROOT / cfg.runs_dir / cfg.name / "detect"
+    export = _json(run / "export" / "export_report.json")
+    quant = (
+        _json(run / "quantize" / "quantize_report.json")
+        if (run / "quantize" / "quantize_report.json").is_file()
+        else None
+    )
+    train = _json(run / "train" / "summary.json")
+    results = _json(run / cfg.detect.eval.out_dir / "pages.json")
+    readers = by_reader(results)
+    worse = check_better(readers)
+    if worse and not own.get("force"):
+        raise StageError(
+            "not shipped: the detector does not beat the projection splitter: " + "; ".join(worse)
+        )
+    out = Path(own.get("out", ROOT / "models"))
+    out.mkdir(parents=True, exist_ok=True)
+    files = {run / "export" / "detector.onnx": out / f"{cfg.name}.onnx"}
+    if quant is not None and quant["kept"]:
+        files[run / "quantize" / "detector.int8.onnx"] = out / f"{cfg.name}.int8.onnx"
+    else:
+        (out / f"{cfg.name}.int8.onnx").unlink(missing_ok=True)
+    added = sum(src.stat().st_size for src in files)
+    others = sum(p.stat().st_size for p in out.rglob("*") if p.is_file() and p not in files.values())
+    max_mb = float(own.get("max_mb", 15))
+    if (added + others) / 1e6 > max_mb:
+        raise StageError(f"models/ would hold {(added + others) / 1e6:.1f} MB, over +max_mb={max_mb:g}")
+    for src, dest in files.items():
+        shutil.copyfile(src, dest)
+    (out / f"{cfg.name}.pages.json").write_text(json.dumps(results, indent=2))
+    (out / f"{cfg.name}.md").write_text(card(cfg.name, export, quant, train, readers, cfg.detect.eval.pages))
+    print(f"shipped {', '.join(str(d) for d in files.values())} and {out / (cfg.name + '.md')}")
+    return 0
+
+
+if __name__ == "__main__":
+    with stage_errors():
+        sys.exit(main(sys.argv[1:]))
