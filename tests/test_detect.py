@@ -3,8 +3,6 @@ scoring, a detector that learns a handful of pages, and the training stage with 
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 import torch
@@ -15,7 +13,7 @@ from crnn.detect.pages import LAYOUTS
 from crnn.detect.polygons import area, offset, rect_iou, shrink_distance
 from crnn.detect.score import Counts, PageTruth, score_page
 from crnn.detect.targets import TargetConfig, make_targets
-from tests.conftest import compose_cfg, run_module
+from tests.conftest import ROOT, compose_cfg, run_module
 
 
 def rect(x0, y0, x1, y1) -> np.ndarray:
@@ -208,11 +206,19 @@ def test_the_detector_learns_a_handful_of_pages(mini_detector):
     assert matched / truth > 0.8 and matched / max(found, 1) > 0.8
 
 
-def test_training_stage_saves_and_resumes(tmp_path):
+def test_the_stages_train_resume_export_and_quantize(tmp_path):
+    """The CLI trains 3 steps; resumed in-process it goes on to 5 (same MLflow run, history kept); export
+    checks parity and writes the box settings; quantize measures INT8 against FP32 and decides."""
+    from crnn.detect import export, quantize
+    from crnn.detect.detector import Detector
+    from crnn.detect.train import train
+
     common = [
         "experiment=det_zh_en",
         f"runs_dir={tmp_path}/runs",
-        "mlflow.enabled=false",
+        "mlflow.enabled=true",
+        f"mlflow.tracking_uri=sqlite:///{tmp_path}/mlruns/mlflow.db",
+        f"mlflow.artifact_root={tmp_path}/mlruns/artifacts",
         "detect.train.batch_size=2",
         "detect.train.size=128",
         "detect.train.val_pages=2",
@@ -221,16 +227,51 @@ def test_training_stage_saves_and_resumes(tmp_path):
         "detect.train.num_workers=0",
         "detect.train.threads=1",
         "detect.pages.long_side=[160,200]",
+        "detect.export.parity_pages=2",
+        "detect.quantize.calibration_pages=2",
+        "detect.quantize.threads=1",
     ]
     run_module("crnn.detect.train", common + ["detect.train.max_steps=3"])
     out = tmp_path / "runs" / "det_zh_en" / "detect" / "train"
     assert {"last.pt", "last.state.pt", "best.pt", "summary.json"} <= {p.name for p in out.iterdir()}
-    proc = run_module("crnn.detect.train", common + ["detect.train.max_steps=5", "detect.train.resume=true"])
-    assert "resumed from" in proc.stdout + proc.stderr
-    summary = json.loads((out / "summary.json").read_text())
-    assert summary["steps"] == 5
+    first = torch.load(out / "last.state.pt", weights_only=False)["mlflow_run_id"]
+    cfg = compose_cfg(common + ["detect.train.max_steps=5", "detect.train.resume=true"])
+    summary = train(cfg)
+    assert summary["steps"] == 5 and [h["step"] for h in summary["history"]] == [3, 5]
+    assert torch.load(out / "last.state.pt", weights_only=False)["mlflow_run_id"] == first
     ck = torch.load(out / "last.pt", weights_only=True)
     assert ck["lineage"]["step"] == 5 and ck["lineage"]["git_commit"]
+
+    report = export.run(cfg)
+    assert report["parity"]["max_abs_diff"] < 1e-3 and report["macs_640"] > 0
+    det = Detector(report["onnx"])
+    assert det.boxes == cfg.detect.boxes and det.info()["lineage"]["step"] in (3, 5)
+    q = quantize.run(cfg)
+    assert q["kept"] == (
+        q["int8"]["ms_p50"] < q["fp32"]["ms_p50"] and q["int8"]["f1"] >= q["fp32"]["f1"] - 0.01
+    )
+    assert (out.parent / "quantize" / "detector.int8.onnx").is_file() == q["kept"]
+
+
+def test_shipping_needs_the_detector_to_beat_the_projection_splitter():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("ship_detector", ROOT / "scripts" / "ship_detector.py")
+    ship = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ship)
+
+    def reader(name, line_f1, seg_f1, cer):
+        return {
+            "reader": name,
+            "levels": {"line": {"f1": line_f1}, "segment": {"f1": seg_f1}},
+            "complete_pages": {"cer": cer},
+        }
+
+    proj = reader("projection splitter + m.onnx", 0.2, 0.25, 0.6)
+    better = ship.by_reader([reader("detector (d.onnx) + m.onnx", 0.8, 0.7, 0.3), proj])
+    assert ship.check_better(better) == []
+    worse = ship.by_reader([reader("detector (d.onnx) + m.onnx", 0.8, 0.2, 0.7), proj])
+    assert len(ship.check_better(worse)) == 2
 
 
 def test_unclip_distance_inverts_the_shrink():
