@@ -249,7 +249,7 @@ def run(
     err = err if err is not None else sys.stderr
     predictor = Predictor(OnnxBackend(model, threads=threads), decoder=decoder, max_batch=32)
     det = None
-    if detector and splitter != "projection":
+    if detector and splitter != "projection" and mode != "line":
         from crnn.detect.detector import Detector
 
         det = Detector(detector, threads=threads)

@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 
 from crnn.cli import StageError, stage_errors
+from crnn.lineage import sha256_file
 from crnn.settings import compose_run_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -144,10 +145,18 @@ def main(argv: list[str]) -> int:
     out = Path(own.get("out", ROOT / "models"))
     out.mkdir(parents=True, exist_ok=True)
     files = {run / "export" / "detector.onnx": out / f"{cfg.name}.onnx"}
+    served = run / "export" / "detector.onnx"
     if quant is not None and quant["kept"]:
-        files[run / "quantize" / "detector.int8.onnx"] = out / f"{cfg.name}.int8.onnx"
+        served = run / "quantize" / "detector.int8.onnx"
+        files[served] = out / f"{cfg.name}.int8.onnx"
     else:
         (out / f"{cfg.name}.int8.onnx").unlink(missing_ok=True)
+    scored = readers["detector"].get("files", {})
+    if sha256_file(served) not in scored.values():  # page mode serves INT8 when kept: that file was scored
+        raise StageError(
+            f"{run / cfg.detect.eval.out_dir / 'pages.json'} did not score {served} as it is now: "
+            "run make detect-eval again"
+        )
     added = sum(src.stat().st_size for src in files)
     others = sum(p.stat().st_size for p in out.rglob("*") if p.is_file() and p not in files.values())
     max_mb = float(own.get("max_mb", 15))

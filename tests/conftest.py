@@ -157,6 +157,7 @@ def mini_detector(tmp_path_factory) -> dict:
     import numpy as np
     import torch
 
+    from crnn.detect.boxes import det_normalize
     from crnn.detect.data import TARGET_KEYS, crop_sample, page_synth
     from crnn.detect.export import export_onnx
     from crnn.detect.model import build_detector
@@ -189,7 +190,7 @@ def mini_detector(tmp_path_factory) -> dict:
                 img, [PageLine(q, ln.text, bool(ig)) for q, ln, ig in zip(quads, page.lines, ignore)], layout
             )
         )
-        xs.append(img.astype(np.float32) / 255 - 0.5)
+        xs.append(det_normalize(img))
         for k, v in make_targets(quads, ignore, size, size, cfg.detect.targets).items():
             maps[k].append(v)
     batch = (

@@ -7,7 +7,15 @@ import numpy as np
 import pytest
 import torch
 
-from crnn.detect.boxes import BoxConfig, crop_line, det_input, find_boxes, reading_order, row_order
+from crnn.detect.boxes import (
+    BoxConfig,
+    crop_line,
+    det_input,
+    det_normalize,
+    find_boxes,
+    reading_order,
+    row_order,
+)
 from crnn.detect.data import crop_sample, page_synth
 from crnn.detect.pages import LAYOUTS
 from crnn.detect.polygons import area, offset, rect_iou, shrink_distance
@@ -73,6 +81,29 @@ def test_a_page_is_a_function_of_its_index(synth):
     )
 
 
+def test_the_batch_stream_is_a_function_of_the_batch_index():
+    """A resumed run (start=k) gets batch k of the uninterrupted stream, with any number of workers."""
+    from torch.utils.data import DataLoader
+
+    from crnn.detect.data import PageBatches
+
+    cfg = compose_cfg(
+        [
+            "experiment=det_zh_en",
+            "detect.train.batch_size=2",
+            "detect.train.size=64",
+            "detect.pages.long_side=[96,128]",
+        ]
+    )
+    ref = PageBatches(cfg, 0, seed=5)
+    want = [ref.batch(b)[0] for b in range(4)]
+    loader = DataLoader(PageBatches(cfg, 1, seed=5), batch_size=None, num_workers=2)
+    got = [x for (x, _), _ in zip(loader, range(3))]
+    for w, g in zip(want[1:], got):
+        torch.testing.assert_close(w, g)
+    assert not torch.equal(want[0], want[1])
+
+
 def test_a_crop_ignores_the_lines_it_cuts(synth):
     page = synth.page(5, "document")
     img, quads, ignore = crop_sample(page, 128, (1.5, 1.5), np.random.default_rng(0))
@@ -122,7 +153,7 @@ def test_a_turned_box_is_cropped_upright():
     assert crop[3:-3, 5:-5].mean() < 40
 
 
-def test_det_input_is_a_multiple_of_32_and_never_upscales():
+def test_det_input_scales_down_to_max_side_in_multiples_of_32():
     x, (sx, sy) = det_input(np.zeros((2000, 700), np.uint8), 960)
     assert x.shape[:3] == (1, 1, 960) and x.shape[3] in (320, 352) and sx < 1 and sy < 1
     x, _ = det_input(np.zeros((50, 90), np.uint8), 960)
@@ -196,7 +227,7 @@ def test_the_detector_learns_a_handful_of_pages(mini_detector):
     model, pages = mini_detector["model"], mini_detector["pages"]
     found = truth = matched = 0
     for page in pages:
-        x = torch.from_numpy(page.image.astype(np.float32)[None, None] / 255 - 0.5)
+        x = torch.from_numpy(det_normalize(page.image)[None, None])
         with torch.no_grad():
             prob = model(x)[0, 0].numpy()
         pred = [b.quad for b in find_boxes(prob, (1.0, 1.0), page.image.shape, BoxConfig())]
@@ -241,16 +272,20 @@ def test_the_stages_train_resume_export_and_quantize(tmp_path):
     assert torch.load(out / "last.state.pt", weights_only=False)["mlflow_run_id"] == first
     ck = torch.load(out / "last.pt", weights_only=True)
     assert ck["lineage"]["step"] == 5 and ck["lineage"]["git_commit"]
+    assert torch.load(out / "last.state.pt", weights_only=False)["scheduler"]["last_epoch"] == 5
 
     report = export.run(cfg)
     assert report["parity"]["max_abs_diff"] < 1e-3 and report["macs_640"] > 0
     det = Detector(report["onnx"])
     assert det.boxes == cfg.detect.boxes and det.info()["lineage"]["step"] in (3, 5)
-    q = quantize.run(cfg)
-    assert q["kept"] == (
-        q["int8"]["ms_p50"] < q["fp32"]["ms_p50"] and q["int8"]["f1"] >= q["fp32"]["f1"] - 0.01
+    strict = compose_cfg(common + ["detect.quantize.f1_budget_points=-100"])  # INT8 must gain 1.0 F1: never
+    q = quantize.run(strict)
+    assert (
+        not q["kept"]
+        and "less accurate" in q["decision"]
+        and q["int8"]["size_bytes"] < q["fp32"]["size_bytes"]
     )
-    assert (out.parent / "quantize" / "detector.int8.onnx").is_file() == q["kept"]
+    assert not (out.parent / "quantize" / "detector.int8.onnx").exists()
 
 
 def test_shipping_needs_the_detector_to_beat_the_projection_splitter():

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 
 import cv2
 import numpy as np
@@ -37,12 +38,28 @@ def test_onnx_matches_pytorch_on_the_pages(mini_detector):
     images = [p.image for p in mini_detector["pages"]]
     par = parity(mini_detector["model"], mini_detector["onnx"], images, BoxConfig())
     assert par["max_abs_diff"] < 1e-3
-    assert par["boxes"] >= 8 and par["same_boxes"] == par["boxes"]
+    assert par["boxes"] >= 8 and par["same_boxes"] == par["boxes"] == par["onnx_boxes"]
 
 
-def test_a_foreign_onnx_file_is_refused(tmp_path):
+def test_a_foreign_onnx_file_is_refused():
     with pytest.raises(ExportError, match="not a crnn-toolkit detector"):
         Detector(bundled_model())
+    serve = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "crnn.serve",
+            "--model",
+            str(bundled_model()),
+            "--detector",
+            str(bundled_model()),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+    )
+    assert serve.returncode == 2 and "not a crnn-toolkit detector" in serve.stderr
 
 
 def test_page_mode_reads_the_detected_lines_in_reading_order(mini_detector, detector):

@@ -43,9 +43,16 @@ class Box:
 
 
 def input_size(h: int, w: int, max_side: int) -> tuple[int, int]:
-    """(H, W) at the detector's input: scaled down to fit `max_side`, never up, each a multiple of 32."""
+    """(H, W) at the detector's input: scaled down to fit `max_side` (a smaller page keeps its scale), then
+    each side rounded to a multiple of 32 (at least 32)."""
     s = min(1.0, max_side / max(h, w))
     return max(32, int(round(h * s / 32)) * 32), max(32, int(round(w * s / 32)) * 32)
+
+
+def det_normalize(gray: np.ndarray) -> np.ndarray:
+    """uint8 pixels -> the detector's float input (x/255 - 0.5, the recognizer's normalisation); training
+    crops and served pages both go through here."""
+    return gray.astype(np.float32) / 255.0 - 0.5
 
 
 def det_input(gray: np.ndarray, max_side: int) -> tuple[np.ndarray, tuple[float, float]]:
@@ -53,7 +60,7 @@ def det_input(gray: np.ndarray, max_side: int) -> tuple[np.ndarray, tuple[float,
     h, w = gray.shape[:2]
     ih, iw = input_size(h, w, max_side)
     interp = cv2.INTER_AREA if ih < h or iw < w else cv2.INTER_LINEAR
-    x = cv2.resize(gray, (iw, ih), interpolation=interp).astype(np.float32) / 255.0 - 0.5
+    x = det_normalize(cv2.resize(gray, (iw, ih), interpolation=interp))
     return x[None, None], (iw / w, ih / h)
 
 
@@ -102,12 +109,12 @@ def _mean_inside(prob: np.ndarray, contour: np.ndarray) -> float:
 
 
 def _text_quad(quad: np.ndarray) -> np.ndarray:
-    """Clockwise from the text's top-left: from the top-left corner for a box wider than tall; for a box
-    taller than wide (a vertical line, or a line turned past 45 degrees), from the corner that makes the
-    long side the first edge."""
+    """Clockwise from the text's top-left: from the top-left corner, unless the box is over 3 times taller
+    than wide (a vertical line, or a line turned past 45 degrees): then from the corner that makes the long
+    side the first edge. A narrow glyph alone ("1", "I": about 2.5 times taller than wide) stays upright."""
     q = order_quad(quad)
     w, h = quad_size(q)
-    if h > w * 1.5:
+    if h > w * 3:
         q = np.roll(q, -1, axis=0)  # start at the top-right: the long right edge becomes the text's top
     return q
 

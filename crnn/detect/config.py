@@ -37,7 +37,7 @@ class DetTrainConfig:
     max_steps: int = 20000
     batch_size: int = 8
     size: int = 512  # square training crops, px (a multiple of 32)
-    scale: list[float] = field(default_factory=lambda: [0.5, 1.4])  # page long side / size
+    scale: list[float] = field(default_factory=lambda: [0.5, 1.4])  # times the scale inference reads pages at
     crops_per_page: int = 2  # crops cut from each rendered page (each at its own scale and place)
     lr: float = 0.002
     weight_decay: float = 1e-4

@@ -29,6 +29,7 @@ from crnn.cli import StageError, stage_errors
 from crnn.data.image_io import decode_image
 from crnn.detect.boxes import crop_line, reading_order, row_order
 from crnn.detect.score import IGNORE_TEXT, Counts, PageTruth, score_page
+from crnn.lineage import sha256_file
 from crnn.settings import RunConfig, load_run_config
 
 READERS = ("detector", "projection", "ppocr")
@@ -90,6 +91,7 @@ class DetectorReader(RecognizerReader):
         super().__init__(model, threads)
         self.detector = Detector(detector, threads=threads)
         self.name = f"detector ({Path(detector).name}) + {Path(model).name}"
+        self.files = [detector, model]
 
     def read(self, gray: np.ndarray) -> tuple[list[np.ndarray], list[str]]:
         quads = [b.quad for b in self.detector.detect(gray)]
@@ -101,6 +103,7 @@ class ProjectionReader(RecognizerReader):
     def __init__(self, model: str, threads: int) -> None:
         super().__init__(model, threads)
         self.name = f"projection splitter + {Path(model).name}"
+        self.files = [model]
 
     def read(self, gray: np.ndarray) -> tuple[list[np.ndarray], list[str]]:
         from crnn.serve.segment import split
@@ -127,6 +130,12 @@ class PpocrPageReader:
         return [np.float32(r[0]) for r in result], [str(r[1]) for r in result]
 
 
+def served_detector(cfg: RunConfig) -> Path:
+    """The file page mode would serve: the INT8 detector when crnn.detect.quantize kept one, else FP32."""
+    int8 = cfg.stage_dir("detect") / "quantize" / "detector.int8.onnx"
+    return int8 if int8.is_file() else cfg.stage_dir("detect") / "export" / "detector.onnx"
+
+
 def make_reader(name: str, cfg: RunConfig):
     from dataclasses import replace
 
@@ -135,11 +144,7 @@ def make_reader(name: str, cfg: RunConfig):
     ev = cfg.detect.eval
     ev = replace(ev, recognizer=ev.recognizer or default_model())
     if name == "detector":
-        return DetectorReader(
-            ev.recognizer,
-            ev.detector or str(cfg.stage_dir("detect") / "export" / "detector.onnx"),
-            ev.threads,
-        )
+        return DetectorReader(ev.recognizer, ev.detector or str(served_detector(cfg)), ev.threads)
     if name == "projection":
         return ProjectionReader(ev.recognizer, ev.threads)
     if name == "ppocr":
@@ -156,6 +161,9 @@ class ReaderResult:
     by_level: dict[str, Counts] = field(default_factory=dict)
     by_category: dict[str, Counts] = field(default_factory=dict)
     complete: Counts = field(default_factory=Counts)
+    incomplete: Counts = field(default_factory=Counts)  # pages listing only some lines: recall, pair CER
+    overall: Counts = field(default_factory=Counts)
+    files: dict[str, str] = field(default_factory=dict)  # what was read with: path -> sha256
     seconds: list[float] = field(default_factory=list)
     pages: list[dict] = field(default_factory=list)
 
@@ -165,7 +173,10 @@ class ReaderResult:
             "reader": self.name,
             "levels": {k: v.as_dict() for k, v in self.by_level.items()},
             "categories": {k: v.as_dict() for k, v in self.by_category.items()},
+            "overall": self.overall.as_dict(),
             "complete_pages": self.complete.as_dict(),
+            "incomplete_pages": self.incomplete.as_dict(),
+            "files": self.files,
             "latency_ms": {
                 "p50": float(np.percentile(ms, 50)),
                 "p95": float(np.percentile(ms, 95)),
@@ -176,7 +187,7 @@ class ReaderResult:
 
 
 def evaluate_reader(reader, pages: list[RealPage]) -> ReaderResult:
-    res = ReaderResult(reader.name)
+    res = ReaderResult(reader.name, files={p: sha256_file(p) for p in getattr(reader, "files", [])})
     reader.read(decode_image(pages[0].path.read_bytes()))  # warm-up
     for page in tqdm(pages, desc=reader.name[:30], leave=False):
         gray = decode_image(page.path.read_bytes())
@@ -185,9 +196,12 @@ def evaluate_reader(reader, pages: list[RealPage]) -> ReaderResult:
         res.seconds.append(time.perf_counter() - t0)
         c = score_page(page.truth, quads, texts, row_order)
         res.by_level.setdefault(page.level, Counts()).add(c)
+        res.overall.add(c)
         if page.truth.complete:
             res.by_category.setdefault(page.truth.category, Counts()).add(c)
             res.complete.add(c)
+        else:
+            res.incomplete.add(c)
         res.pages.append(
             {"page": page.name, "level": page.level, **c.as_dict(), "ms": res.seconds[-1] * 1000}
         )
@@ -202,20 +216,24 @@ def markdown(results: list[dict], folder: str) -> str:
         "|---|---|---|---|---|---|",
     ]
     for r in results:
-        for lvl, v in r["levels"].items():
+        for lvl, v in [*r["levels"].items(), ("all pages", r["overall"])]:
             out.append(
                 f"| {r['reader']} | {lvl} | {v['precision']:.3f} | {v['recall']:.3f} | {v['f1']:.3f} | "
                 f"{v['matched']} / {v['truth']} / {v['predicted']} |"
             )
     out += [
         "",
-        "| reader | page CER by category (complete pages) | all complete pages | p50 / p95 ms per page |",
-        "|---|---|---|---|",
+        "| reader | page CER by category (complete pages) | all complete pages | listed lines of incomplete "
+        "pages: recall, CER | p50 / p95 ms per page |",
+        "|---|---|---|---|---|",
     ]
     for r in results:
         cats = ", ".join(f"{k} {v['cer']:.3f}" for k, v in r["categories"].items())
-        lat, cer = r["latency_ms"], r["complete_pages"]["cer"]
-        out.append(f"| {r['reader']} | {cats} | {cer:.3f} | {lat['p50']:.0f} / {lat['p95']:.0f} |")
+        lat, cer, inc = r["latency_ms"], r["complete_pages"]["cer"], r["incomplete_pages"]
+        out.append(
+            f"| {r['reader']} | {cats} | {cer:.3f} | {inc['recall']:.3f}, {inc['cer']:.3f} | "
+            f"{lat['p50']:.0f} / {lat['p95']:.0f} |"
+        )
     return "\n".join(out) + "\n"
 
 

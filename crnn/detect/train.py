@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import math
 import time
+import warnings
 from dataclasses import asdict
 from pathlib import Path
 
@@ -161,7 +162,7 @@ def resume_path(cfg: RunConfig) -> Path | None:
 def setup(cfg: RunConfig, device: torch.device, say) -> tuple[DBNet, torch.optim.Optimizer, object, dict]:
     """Model, optimizer, scheduler and the run's state (step, best F1, MLflow run), resumed when asked."""
     model = build_detector(cfg.detect.model)
-    state = {"step": 0, "best_f1": -1.0, "mlflow_run_id": ""}
+    state = {"step": 0, "best_f1": -1.0, "mlflow_run_id": "", "history": []}
     path = resume_path(cfg)
     opt, sched = make_optimizer(model, cfg)
     if path is not None:
@@ -169,16 +170,22 @@ def setup(cfg: RunConfig, device: torch.device, say) -> tuple[DBNet, torch.optim
         if loaded.cfg != cfg.detect.model:
             raise StageError(f"{path} holds model {loaded.cfg}, the config asks for {cfg.detect.model}")
         model.load_state_dict(loaded.state_dict())
+        step = int(ck["lineage"].get("step", 0))
         sp = state_file(path)
-        if sp.is_file():
-            st = torch.load(sp, map_location="cpu", weights_only=False)
-            if int(st["step"]) == int(ck["lineage"].get("step", -1)):
-                opt.load_state_dict(st["optimizer"])
-                sched.load_state_dict(st["scheduler"])
-                torch.set_rng_state(st["torch_rng"])
-                state = {k: st[k] for k in state}
-        state["step"] = int(ck["lineage"].get("step", state["step"]))
-        say(f"resumed from {path} at step {state['step']}")
+        st = torch.load(sp, map_location="cpu", weights_only=False) if sp.is_file() else None
+        if st is not None and int(st["step"]) == step:
+            opt.load_state_dict(st["optimizer"])
+            sched.load_state_dict(st["scheduler"])
+            torch.set_rng_state(st["torch_rng"])
+            state = {k: st.get(k, v) for k, v in state.items()}
+        else:  # weights alone (a best.pt, a crash between the two writes): the schedule goes on from `step`
+            say(f"no optimizer state of step {step} beside {path}: fresh optimizer moments, best F1 unknown")
+            sched.last_epoch = step - 1
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # "scheduler.step() before optimizer.step()": on purpose
+                sched.step()
+        state["step"] = step
+        say(f"resumed from {path} at step {step} (lr {sched.get_last_lr()[0]:.2e})")
     model.to(device).train()
     return model, opt, sched, state
 
@@ -208,7 +215,6 @@ def train(cfg: RunConfig) -> dict:
         torch.set_num_threads(t.threads)
     say = lambda m: tqdm.write(f"[detect.train] {m}")  # noqa: E731
     model, opt, sched, state = setup(cfg, device, say)
-    start = state["step"]
     val = validation_pages(cfg)
     lineage = {
         "stage": "detect.train",
@@ -226,30 +232,25 @@ def train(cfg: RunConfig) -> dict:
         state["mlflow_run_id"] = tracker.run_id or state["mlflow_run_id"]
         lineage["mlflow_run_id"] = state["mlflow_run_id"]
         tracker.log_params({"detect": asdict(cfg.detect), "seed": cfg.seed})
-        history = fit(cfg, model, opt, sched, state, val, device, tracker, lineage, say)
+        fit(cfg, model, opt, sched, state, val, device, tracker, lineage, say)
     summary = {
         "name": cfg.name,
         "steps": state["step"],
         "batch_size": t.batch_size,
         "pages_seen": state["step"] * t.batch_size // t.crops_per_page,
         "best_f1": state["best_f1"],
-        "history": _history(out_dir(cfg) / "summary.json", history, start),
+        "history": state["history"],
         "params": sum(p.numel() for p in model.parameters()),
     }
     (out_dir(cfg) / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
 
 
-def _history(path: Path, new: list[dict], start: int) -> list[dict]:
-    """The validation history of the earlier runs this one resumed (up to its start step), then its own."""
-    old = json.loads(path.read_text()).get("history", []) if path.is_file() and start > 0 else []
-    return [h for h in old if h["step"] <= start and h["step"] not in {n["step"] for n in new}] + new
-
-
-def fit(cfg, model, opt, sched, state, val, device, tracker, lineage, say) -> list[dict]:
+def fit(cfg, model, opt, sched, state, val, device, tracker, lineage, say) -> None:
+    """Train until max_steps or max_minutes; validation history goes into `state` (saved with last.pt)."""
     t = cfg.detect.train
     start, t0, last_save = state["step"], time.perf_counter(), time.perf_counter()
-    history, window = [], []
+    window = []
     bar = tqdm(total=t.max_steps, initial=start, desc="detect.train", dynamic_ncols=True)
     for batch in train_loader(cfg, start):
         if state["step"] >= t.max_steps:
@@ -263,17 +264,17 @@ def fit(cfg, model, opt, sched, state, val, device, tracker, lineage, say) -> li
         if step % t.log_every == 0:
             mean = {k: float(np.mean([w[k] for w in window])) for k in window[0]}
             rate = (step - start) * t.batch_size / (time.perf_counter() - t0)
-            mean["pages_per_s"] = rate
+            mean["crops_per_s"] = rate
             mean["lr"] = sched.get_last_lr()[0]
             tracker.log_metrics({f"train_{k}": v for k, v in mean.items()}, step=step)
-            bar.set_postfix(loss=f"{mean['loss']:.3f}", pps=f"{rate:.1f}")
+            bar.set_postfix(loss=f"{mean['loss']:.3f}", crops_s=f"{rate:.1f}")
             window = []
         out_of_time = t.max_minutes > 0 and time.perf_counter() - t0 > 60 * t.max_minutes
         done = step >= t.max_steps or out_of_time
         if step % t.val_every == 0 or done:
             res = evaluate(model, val, cfg.detect.boxes, device)
             o = res["overall"]
-            history.append({"step": step, **{k: o[k] for k in ("precision", "recall", "f1")}})
+            state["history"].append({"step": step, **{k: o[k] for k in ("precision", "recall", "f1")}})
             tracker.log_metrics(
                 {"val_precision": o["precision"], "val_recall": o["recall"], "val_f1": o["f1"]}, step=step
             )
@@ -287,7 +288,6 @@ def fit(cfg, model, opt, sched, state, val, device, tracker, lineage, say) -> li
         if done:
             break
     bar.close()
-    return history
 
 
 @hydra.main(config_path="../../configs", config_name="config", version_base="1.3")

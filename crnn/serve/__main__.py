@@ -71,9 +71,15 @@ def main(
             file=sys.stderr,
         )
         return 2
-    if a.detector and not os.path.isfile(a.detector):
-        print(f"error: detector {a.detector} does not exist", file=sys.stderr)
-        return 2
+    if a.detector:
+        from crnn.detect.detector import read_detector_metadata
+        from crnn.onnx_model import ExportError
+
+        try:
+            read_detector_metadata(a.detector)
+        except ExportError as e:
+            print(f"error: --detector: {e}", file=sys.stderr)
+            return 2
     threads = a.threads or max(1, (os.cpu_count() or 1) // max(1, a.workers))
     cfg = ServeConfig(
         model=os.path.abspath(a.model),
