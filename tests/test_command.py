@@ -28,7 +28,9 @@ assert CRNN, "the crnn console script is not installed in this environment (make
 
 
 def crnn(*args: str, stdin: bytes | None = None, cwd: Path = ROOT) -> subprocess.CompletedProcess:
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    # pages split by projection here (these tests pin its boxes); the detector's page mode is tested in
+    # test_detect_serving.py and with the bundled detector in test_bundled_detector.py
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1", CRNN_DETECTOR="")
     return subprocess.run(
         [CRNN, *args], input=stdin, capture_output=True, cwd=cwd, env=env, timeout=300, check=False
     )
