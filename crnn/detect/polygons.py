@@ -89,26 +89,23 @@ def quad_size(quad: np.ndarray) -> tuple[float, float]:
     return float(w), float(h)
 
 
-def rect_iou(a: np.ndarray, b: np.ndarray) -> float:
-    """IoU of two polygons' axis-aligned bounding rectangles (the realdev pages' suggested scoring)."""
-    ax0, ay0 = a.min(axis=0)
-    ax1, ay1 = a.max(axis=0)
-    bx0, by0 = b.min(axis=0)
-    bx1, by1 = b.max(axis=0)
+def _rects(a: np.ndarray, b: np.ndarray) -> tuple[float, float, float]:
+    """Intersection area of two polygons' axis-aligned bounding rectangles, and each rectangle's area."""
+    (ax0, ay0), (ax1, ay1) = a.min(axis=0), a.max(axis=0)
+    (bx0, by0), (bx1, by1) = b.min(axis=0), b.max(axis=0)
     iw = max(0.0, min(ax1, bx1) - max(ax0, bx0))
     ih = max(0.0, min(ay1, by1) - max(ay0, by0))
-    inter = iw * ih
-    union = (ax1 - ax0) * (ay1 - ay0) + (bx1 - bx0) * (by1 - by0) - inter
-    return float(inter / union) if union > 0 else 0.0
+    return float(iw * ih), float((ax1 - ax0) * (ay1 - ay0)), float((bx1 - bx0) * (by1 - by0))
+
+
+def rect_iou(a: np.ndarray, b: np.ndarray) -> float:
+    """IoU of two polygons' axis-aligned bounding rectangles (the realdev pages' suggested scoring)."""
+    inter, area_a, area_b = _rects(a, b)
+    union = area_a + area_b - inter
+    return inter / union if union > 0 else 0.0
 
 
 def rect_inside(a: np.ndarray, b: np.ndarray) -> float:
     """Share of polygon a's bounding rectangle that lies inside b's."""
-    ax0, ay0 = a.min(axis=0)
-    ax1, ay1 = a.max(axis=0)
-    bx0, by0 = b.min(axis=0)
-    bx1, by1 = b.max(axis=0)
-    iw = max(0.0, min(ax1, bx1) - max(ax0, bx0))
-    ih = max(0.0, min(ay1, by1) - max(ay0, by0))
-    own = (ax1 - ax0) * (ay1 - ay0)
-    return float(iw * ih / own) if own > 0 else 0.0
+    inter, area_a, _ = _rects(a, b)
+    return inter / area_a if area_a > 0 else 0.0
