@@ -28,18 +28,25 @@ class ExportError(StageError):
     """An ONNX file that is missing, unreadable, foreign, or failed its checks."""
 
 
-def read_metadata(path: str | Path) -> dict[str, str]:
-    """The toolkit's metadata of an ONNX file; a clear error for a missing, truncated or foreign file."""
+def onnx_metadata(path: str | Path, what: str = "ONNX file") -> dict[str, str]:
+    """Any ONNX file's metadata_props; a clear error for a missing or unreadable file (the recognizer's and
+    the detector's readers check their own format on top)."""
     p = Path(path)
     if not p.is_file():
-        raise ExportError(f"ONNX file {p} does not exist")
+        raise ExportError(f"{what} {p} does not exist")
     import onnx  # here, not at the top: training imports this module and runs where onnx is not installed
 
     try:
         model = onnx.load(str(p), load_external_data=False)
     except Exception as e:  # protobuf DecodeError and friends
         raise ExportError(f"{p} is not a readable ONNX file ({type(e).__name__})") from None
-    meta = {m.key: m.value for m in model.metadata_props}
+    return {m.key: m.value for m in model.metadata_props}
+
+
+def read_metadata(path: str | Path) -> dict[str, str]:
+    """The toolkit's metadata of an ONNX file; a clear error for a missing, truncated or foreign file."""
+    p = Path(path)
+    meta = onnx_metadata(p)
     missing = [k for k in REQUIRED_KEYS if k not in meta]
     if missing or meta.get("format") != FORMAT:
         raise ExportError(

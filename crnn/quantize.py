@@ -84,15 +84,31 @@ class CalibrationReader:
         self._it = iter(self.batches)
 
 
+def static_qdq(src: Path, dest: Path, calib, method, reduce_range: bool) -> None:
+    """Static QDQ INT8 as both quantize stages make it (recognizer and detector): per-channel signed
+    weights, unsigned activations, 7-bit weights with `reduce_range`."""
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+
+    quantize_static(
+        str(src),
+        str(dest),
+        calib,
+        quant_format=QuantFormat.QDQ,
+        per_channel=True,
+        activation_type=QuantType.QUInt8,
+        weight_type=QuantType.QInt8,
+        calibrate_method=method,
+        reduce_range=reduce_range,
+    )
+
+
 def build_candidate(
     name: str, pre: Path, dest: Path, qc: QuantizeConfig, calib: CalibrationReader | None
 ) -> None:
     from onnxruntime.quantization import (
         CalibrationMethod,
-        QuantFormat,
         QuantType,
         quantize_dynamic,
-        quantize_static,
     )
 
     if name == "dynamic_all":
@@ -111,17 +127,7 @@ def build_candidate(
             raise QuantizeError(f"quantize.calibration_method must be one of {sorted(methods)}")
         assert calib is not None
         calib.rewind()
-        quantize_static(
-            str(pre),
-            str(dest),
-            calib,
-            quant_format=QuantFormat.QDQ,
-            per_channel=True,
-            activation_type=QuantType.QUInt8,
-            weight_type=QuantType.QInt8,
-            calibrate_method=methods[qc.calibration_method],
-            reduce_range=qc.reduce_range,
-        )
+        static_qdq(pre, dest, calib, methods[qc.calibration_method], qc.reduce_range)
         if name == "static_qdq_rnn":
             staged = dest.with_suffix(".qdq.onnx")
             dest.rename(staged)

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from crnn.detect.boxes import Box, BoxConfig, det_input, find_boxes
-from crnn.onnx_model import ExportError
+from crnn.onnx_model import ExportError, onnx_metadata
 
 FORMAT = "crnn-toolkit/detector-onnx/v1"
 REQUIRED_KEYS = ("format", "boxes", "model_config", "lineage")
@@ -21,15 +21,7 @@ REQUIRED_KEYS = ("format", "boxes", "model_config", "lineage")
 
 def read_detector_metadata(path: str | Path) -> dict[str, str]:
     p = Path(path)
-    if not p.is_file():
-        raise ExportError(f"detector file {p} does not exist")
-    import onnx
-
-    try:
-        model = onnx.load(str(p), load_external_data=False)
-    except Exception as e:
-        raise ExportError(f"{p} is not a readable ONNX file ({type(e).__name__})") from None
-    meta = {m.key: m.value for m in model.metadata_props}
+    meta = onnx_metadata(p, "detector file")
     if meta.get("format") != FORMAT or any(k not in meta for k in REQUIRED_KEYS):
         raise ExportError(f"{p} is not a crnn-toolkit detector (metadata format {FORMAT!r} missing)")
     return meta

@@ -46,23 +46,15 @@ def build_int8(src: Path, dest: Path, calib: PageCalibration, reduce_range: bool
     """After onnxruntime's `quant_pre_process` (shape inference, graph clean-up), as the recognizer's."""
     import tempfile
 
-    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization import CalibrationMethod
     from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    from crnn.quantize import static_qdq
 
     with tempfile.TemporaryDirectory() as tmp:
         pre = Path(tmp) / "pre.onnx"
         quant_pre_process(str(src), str(pre), skip_symbolic_shape=False)
-        quantize_static(
-            str(pre),
-            str(dest),
-            calib,
-            quant_format=QuantFormat.QDQ,
-            per_channel=True,
-            activation_type=QuantType.QUInt8,
-            weight_type=QuantType.QInt8,
-            calibrate_method=CalibrationMethod.MinMax,
-            reduce_range=reduce_range,
-        )
+        static_qdq(pre, dest, calib, CalibrationMethod.MinMax, reduce_range)
         # the metadata (box settings, lineage) travels with the INT8 file too
         import onnx
 
