@@ -67,14 +67,15 @@ samples: install fonts
 train: install
 	$(PY) -m crnn.train experiment=$(EXP) $(ARGS)
 
-# make train-bundle EXP=zh_en [RESUME=runs/zh_en/train/last.pt] [BUNDLE=dir] [PYTHONS=3.12] [ARGS="render=real"]:
+# make train-bundle EXP=zh_en [RESUME=runs/zh_en/train/last.pt] [BUNDLE=dir] [PYTHONS=3.12] [ARGS="render=real"]
+#   [DETECTOR=det_zh_en [DRESUME=its last.pt]]: with the page-mode detector too (STAGE=detect ./train.sh there)
 # one folder (<= 48 MiB) that trains on a machine with only PyTorch, NumPy, OpenCV and Pillow: ./train.sh MINUTES
 RESUME ?=
 BUNDLE ?=
 PYTHONS ?= 3.12
 train-bundle: install fonts
 	$(PY) -m crnn.bundle experiment=$(EXP) $(if $(RESUME),+resume=$(RESUME)) $(if $(BUNDLE),+out=$(BUNDLE)) \
-		+pythons=$(PYTHONS) $(ARGS)
+		+pythons=$(PYTHONS) $(if $(DETECTOR),+detector=$(DETECTOR)) $(if $(DRESUME),+detector_resume=$(DRESUME)) $(ARGS)
 
 prune: install
 	$(PY) -m crnn.prune experiment=$(EXP) $(ARGS)

@@ -1,8 +1,9 @@
 """An offline training bundle: one folder that trains an experiment's model on a machine with nothing but
 Python, PyTorch, NumPy, OpenCV and Pillow (an air-gapped CUDA box), and brings the checkpoint back.
 
-    make train-bundle EXP=zh_en [RESUME=runs/zh_en/train/last.pt] [ARGS="render=real ..."]
-    python -m crnn.bundle experiment=zh_en +out=runs/zh_en/bundle +resume=... [overrides]
+    make train-bundle EXP=zh_en [RESUME=runs/zh_en/train/last.pt] [ARGS="render=real"] [DETECTOR=det_zh_en]
+    python -m crnn.bundle experiment=zh_en +out=runs/zh_en/bundle +resume=... [+detector=det_zh_en
+        +detector_resume=...] [overrides]
 
 The folder holds the `crnn` package and configs, wheels of what training imports beyond those four
 (Hydra, OmegaConf, lmdb, editdistance, Faker, ...) for this Python and the target's (`+pythons=3.12,3.11`),
@@ -11,6 +12,10 @@ backgrounds at the size the renderer reads them, the corpus's word list (instead
 package), the validation LMDB and the checkpoint to resume. `./train.sh [minutes]` inside it installs the
 wheels into a temporary folder and trains (crnn/bundle_files/train.sh says how). Everything it writes is
 under runs/<name>/train/; `train.resume_from=<that folder>` continues the run at home, in its MLflow run.
+
+`+detector=<experiment>` adds the page-mode text-line detector (crnn.detect) of that experiment: it renders
+its synthetic pages with the same fonts, photographs and words, so it needs nothing more than its checkpoint;
+`STAGE=detect ./train.sh MINUTES` trains it there (both at once share the machine's cores, WORKERS each).
 """
 
 from __future__ import annotations
@@ -209,6 +214,10 @@ def bundle_fonts(cfg: RunConfig, charset: Charset, out: Path) -> dict[str, dict]
 # ------------------------------------------------------------------------------------------------ photos
 
 
+def photos_needed(cfg: RunConfig) -> bool:
+    return any(s.backgrounds.get("photo", 0) > 0 for s in cfg.render.scenes.values())
+
+
 def bundle_photos(cfg: RunConfig, out: Path) -> dict[str, str]:
     """The photographs as the renderer reads them (`read_photo`), stored gray at twice that size, so that
     its half-size decoding gives the same picture, at a fraction of the bytes."""
@@ -216,7 +225,7 @@ def bundle_photos(cfg: RunConfig, out: Path) -> dict[str, str]:
 
     from crnn.data.render import photo_paths, read_photo
 
-    if not any(s.backgrounds.get("photo", 0) > 0 for s in cfg.render.scenes.values()):
+    if not photos_needed(cfg):
         return {}
     (out / "photos").mkdir()
     moved = {}
@@ -333,6 +342,52 @@ def overrides_for(cfg: RunConfig, args: list[str], val: list[str]) -> list[str]:
     return [a for a in args if a.split("=", 1)[0].lstrip("+~") not in drop] + own
 
 
+def add_detector(
+    experiment: str, resume: str, out: Path, fonts: dict[str, dict], photos: dict[str, str]
+) -> tuple[list[str], dict]:
+    """The detector of `experiment` in the bundle: its checkpoint (and optimizer state, when beside it) as
+    runs/<name>/detect/train/last.pt, and the overrides `STAGE=detect ./train.sh` runs with. Its pages are
+    drawn with the recognizer's fonts and photographs, which the bundle already holds; a detector that
+    needs others is refused rather than trained on substitutes."""
+    from crnn.detect.train import load_detector, out_dir, state_file
+
+    cfg, _ = compose_run_config([f"experiment={experiment}"])
+    missing = sorted(set(bundled_fonts(cfg)) - set(fonts))
+    if photos_needed(cfg) and not photos:
+        missing.append("the photographs")
+    if missing:
+        raise BundleError(f"detector {experiment} draws with {', '.join(missing)}, which this bundle lacks")
+    src = Path(resume) if resume else out_dir(cfg)  # default: where that experiment's training left off
+    src = src / "last.pt" if src.is_dir() else src
+    ckpt = {}
+    dest = out / "runs" / cfg.name / "detect" / "train" / "last.pt"
+    if resume or src.is_file():
+        _, ck = load_detector(src)  # refuses what is not a detector checkpoint
+        dest.parent.mkdir(parents=True)
+        shutil.copyfile(src, dest)
+        if state_file(src).is_file():
+            shutil.copyfile(state_file(src), state_file(dest))
+        ckpt = {
+            "from": str(src),
+            "sha256": sha256_file(src),
+            "step": ck["lineage"].get("step"),
+            "optimizer_state": state_file(src).is_file(),
+        }
+    overrides = [
+        f"experiment={experiment}",
+        "corpus.vocab_file=corpus/vocab.json.gz",
+        "runs_dir=runs",
+        "mlflow.enabled=false",
+        f"mlflow.metrics_file=runs/{cfg.name}/detect/train/metrics.jsonl",
+        "detect.train.resume=true",
+        "detect.train.resume_from=null",
+        "detect.train.device=auto",
+        "detect.train.save_minutes=5",
+    ]
+    (out / "detect_overrides.txt").write_text("\n".join(overrides) + "\n", encoding="utf-8")
+    return overrides, {"experiment": experiment, "overrides": overrides, "checkpoint": ckpt}
+
+
 # ------------------------------------------------------------------------------------------------- build
 
 
@@ -340,7 +395,15 @@ def folder_size(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
 
 
-def build_bundle(args: list[str], out: Path, resume: str, pythons: list[str], max_mib: float) -> dict:
+def build_bundle(
+    args: list[str],
+    out: Path,
+    resume: str,
+    pythons: list[str],
+    max_mib: float,
+    detector: str = "",
+    detector_resume: str = "",
+) -> dict:
     cfg, _ = compose_run_config(args)
     charset = load_charset(cfg.charset)
     t0 = time.time()
@@ -356,6 +419,7 @@ def build_bundle(args: list[str], out: Path, resume: str, pythons: list[str], ma
     val = copy_val(cfg, out)
     ckpt = copy_checkpoint(cfg, resume, out)
     init = copy_init(cfg, out) if not resume else ""
+    det = add_detector(detector, detector_resume, out, fonts, photos)[1] if detector else {}
     wheels = bundle_wheels(out, pythons)
     overrides = overrides_for(cfg, args, val) + ([f"train.init_from={init}"] if init else [])
     (out / "overrides.txt").write_text("\n".join(overrides) + "\n", encoding="utf-8")
@@ -375,6 +439,7 @@ def build_bundle(args: list[str], out: Path, resume: str, pythons: list[str], ma
         "val": val,
         "checkpoint": ckpt,
         "init_from": {"from": cfg.train.init_from, "as": init} if init else {},
+        "detector": det,
         "build_s": round(time.time() - t0, 1),
     }
     size = folder_size(out)
@@ -385,7 +450,7 @@ def build_bundle(args: list[str], out: Path, resume: str, pythons: list[str], ma
     return manifest
 
 
-OWN_ARGS = ("out", "resume", "pythons", "max_mib")
+OWN_ARGS = ("out", "resume", "pythons", "max_mib", "detector", "detector_resume")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -404,13 +469,27 @@ def main(argv: list[str] | None = None) -> None:
     here = f"{sys.version_info.major}.{sys.version_info.minor}"
     pythons = sorted({p.strip() for p in own.get("pythons", "3.12").split(",") if p.strip()} | {here})
     try:
-        m = build_bundle(args, out, resume, pythons, float(own.get("max_mib", 48)))
+        m = build_bundle(
+            args,
+            out,
+            resume,
+            pythons,
+            float(own.get("max_mib", 48)),
+            own.get("detector", ""),
+            own.get("detector_resume", ""),
+        )
     except BundleError as e:
         sys.exit(f"[bundle] {e}")
     print(
         f"[bundle] {out}: {m['size_bytes'] / 2**20:.1f} MiB in {m['build_s']} s; {len(m['fonts'])} fonts, "
         f"{len(m['photos'])} photos, {len(m['wheels'])} wheels for Python {', '.join(pythons)}, "
         f"{m['vocab_words']} words, resume: {m['checkpoint'].get('from', 'none (a new run)')}"
+        + (
+            f"; detector {m['detector']['experiment']} from "
+            f"{m['detector']['checkpoint'].get('from', 'none (a new run)')}"
+            if m["detector"]
+            else ""
+        )
     )
     print(
         f"[bundle] there: ./train.sh MINUTES; back here: make train EXP=... "

@@ -473,7 +473,7 @@ def run_training(cfg: RunConfig, dist_info: distributed.DistInfo, device: torch.
     val = validation_set(cfg, charset)
     own = cfg.mlflow if dist_info.is_main else replace(cfg.mlflow, enabled=False, metrics_file="")
     tracker = Tracker(own)
-    run = Run(cfg, charset, dist_info, parts, state, tracker, lineage_for(cfg), val)
+    run = Run(cfg, charset, dist_info, parts, state, tracker, lineage_for(cfg, resume), val)
     tags = {"stage": "train", "git_commit": run.lineage["git_commit"], "model": model.cfg.name}
     tags["data_fingerprint"] = run.lineage["data_fingerprint"]
     with tracker.run(run_name="train", tags=tags, resume_run_id=state.mlflow_run_id):

@@ -339,13 +339,19 @@ def data_fingerprint(cfg: RunConfig) -> str:
     return lmdb_fingerprint(cfg.data.train_paths())
 
 
-def lineage_for(cfg: RunConfig) -> dict:
+def lineage_for(cfg: RunConfig, resumed: Checkpoint | None = None) -> dict:
+    """A resumed run keeps the source its first step started from (train.init_from is not read again: a
+    training bundle resumes without the file, and the file at home may have changed since)."""
     t = cfg.train
+    if resumed is not None and "source_sha256" in resumed.lineage:
+        source = resumed.lineage["source_sha256"]
+    else:
+        source = sha256_file(t.init_from) if t.init_from else ""
     return {
         "stage": "train",
         "data_fingerprint": data_fingerprint(cfg),
         "git_commit": git_commit(),
-        "source_sha256": sha256_file(t.init_from) if t.init_from else "",
+        "source_sha256": source,
         "config_name": cfg.name,
     }
 

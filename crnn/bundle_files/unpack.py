@@ -10,6 +10,7 @@ import). Usage: python3 unpack.py WHEEL_DIR TARGET_DIR [FONT_DIR]
 from __future__ import annotations
 
 import lzma
+import os
 import platform
 import shutil
 import sys
@@ -57,7 +58,7 @@ def unpack_fonts(font_dir: Path) -> int:
     for packed in sorted(font_dir.glob("*.xz")):
         out = packed.with_suffix("")
         if not out.is_file():
-            tmp = out.with_name(out.name + ".tmp")
+            tmp = out.with_name(f"{out.name}.{os.getpid()}.tmp")  # two trainings may start at once
             with lzma.open(packed) as src, tmp.open("wb") as dst:
                 shutil.copyfileobj(src, dst)
             tmp.replace(out)
