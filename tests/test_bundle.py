@@ -17,7 +17,7 @@ import pytest
 
 from crnn.models.checkpoint import load_checkpoint
 from crnn.train_utils import load_train_state
-from tests.conftest import ROOT, run_module, tiny_overrides
+from tests.conftest import ROOT, compose_cfg, run_module, tiny_overrides
 
 # Latin fonts only: cutting the CJK fonts to the digits would cost minutes of fontTools parsing
 FONTS = [
@@ -175,3 +175,34 @@ def test_the_word_list_file_gives_the_lines_wordfreq_gives(tmp_path):
     more = Corpus(replace(cfg.corpus, vocab_file=str(path), vocab_size=6000), charset, seed=3)
     with pytest.raises(ValueError, match="fewer words"):
         [more.line(i) for i in range(50)]
+
+
+def test_a_resumed_run_keeps_its_source_hash_without_reading_init_from_again(tmp_path):
+    """A bundle resumes zh_en_v2 without v1's file (train.init_from): lineage comes from the checkpoint."""
+    from crnn.train_utils import lineage_for
+
+    ck = load_checkpoint(ROOT / "models/snapshots/crnn_zh_en_v2.pt")
+    cfg = compose_cfg(["experiment=zh_en_v2", "data.train=synth", f"train.init_from={tmp_path}/gone.pt"])
+    assert lineage_for(cfg, ck)["source_sha256"] == ck.lineage["source_sha256"] != ""
+    with pytest.raises(FileNotFoundError):
+        lineage_for(cfg)  # a new run does read it
+
+
+def test_the_detector_travels_with_its_checkpoint_and_only_with_the_fonts_it_draws_with(tmp_path):
+    from crnn.bundle import BundleError, add_detector, bundled_fonts
+
+    det_cfg = compose_cfg(["experiment=det_zh_en"])
+    fonts = {f: {"path": f"fonts/{f}.ttf"} for f in bundled_fonts(det_cfg)}
+    src = ROOT / "models/snapshots/det_zh_en.pt"
+    overrides, info = add_detector("det_zh_en", str(src), tmp_path, fonts, {"p.jpg": "photos/p.jpg"})
+    copied = tmp_path / "runs/det_zh_en/detect/train/last.pt"
+    assert copied.read_bytes() == src.read_bytes()
+    assert info["checkpoint"]["step"] == 3000 and not info["checkpoint"]["optimizer_state"]
+    assert (tmp_path / "detect_overrides.txt").read_text().split() == overrides
+    assert "experiment=det_zh_en" in overrides and "detect.train.resume=true" in overrides
+
+    fewer = dict(list(fonts.items())[1:])
+    with pytest.raises(BundleError, match="lacks"):
+        add_detector("det_zh_en", str(src), tmp_path / "b", fewer, {"p.jpg": "photos/p.jpg"})
+    with pytest.raises(BundleError, match="photographs"):
+        add_detector("det_zh_en", str(src), tmp_path / "c", fonts, {})

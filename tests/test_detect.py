@@ -17,6 +17,7 @@ from crnn.detect.boxes import (
     row_order,
 )
 from crnn.detect.data import crop_sample, page_synth
+from crnn.detect.model import build_detector
 from crnn.detect.pages import LAYOUTS
 from crnn.detect.polygons import area, offset, rect_iou, shrink_distance
 from crnn.detect.score import Counts, PageTruth, score_page
@@ -286,6 +287,28 @@ def test_the_stages_train_resume_export_and_quantize(tmp_path):
         and q["int8"]["size_bytes"] < q["fp32"]["size_bytes"]
     )
     assert not (out.parent / "quantize" / "detector.int8.onnx").exists()
+
+
+def test_a_resume_puts_the_optimizer_moments_on_the_device_of_the_parameters(tmp_path):
+    """The state is saved from one device and resumed on another (CPU at home, CUDA in a bundle): the
+    moments must follow the parameters, or the first step fails (it did on a GPU). `meta` stands in for
+    the other device here."""
+    from crnn.detect.train import make_optimizer, save, setup
+
+    cfg = compose_cfg(["experiment=det_zh_en", f"runs_dir={tmp_path}", "detect.train.resume=true"])
+    model = build_detector(cfg.detect.model)
+    opt, sched = make_optimizer(model, cfg)
+    model(torch.zeros(1, 1, 64, 64))["prob"].mean().backward()
+    opt.step()
+    sched.step()
+    state = {"step": 1, "best_f1": 0.5, "mlflow_run_id": "", "history": []}
+    save(cfg, "last.pt", model, opt, sched, state, {"stage": "detect.train"})
+
+    model, opt, _, state = setup(cfg, torch.device("meta"), lambda m: None)
+    assert state["step"] == 1 and state["best_f1"] == 0.5
+    moments = [t for s in opt.state.values() for t in s.values() if torch.is_tensor(t) and t.dim()]
+    assert moments and all(t.device.type == "meta" for t in moments)
+    assert all(p.device.type == "meta" for p in model.parameters())
 
 
 def test_shipping_needs_the_detector_to_beat_the_projection_splitter():

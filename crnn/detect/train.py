@@ -164,12 +164,16 @@ def setup(cfg: RunConfig, device: torch.device, say) -> tuple[DBNet, torch.optim
     model = build_detector(cfg.detect.model)
     state = {"step": 0, "best_f1": -1.0, "mlflow_run_id": "", "history": []}
     path = resume_path(cfg)
-    opt, sched = make_optimizer(model, cfg)
     if path is not None:
         loaded, ck = load_detector(path)
         if loaded.cfg != cfg.detect.model:
             raise StageError(f"{path} holds model {loaded.cfg}, the config asks for {cfg.detect.model}")
         model.load_state_dict(loaded.state_dict())
+    # on the device before the optimizer loads its state: Adam puts its moments where the parameters are
+    # then (a CUDA resume failed with moments on the CPU)
+    model.to(device).train()
+    opt, sched = make_optimizer(model, cfg)
+    if path is not None:
         step = int(ck["lineage"].get("step", 0))
         sp = state_file(path)
         st = torch.load(sp, map_location="cpu", weights_only=False) if sp.is_file() else None
@@ -186,7 +190,6 @@ def setup(cfg: RunConfig, device: torch.device, say) -> tuple[DBNet, torch.optim
                 sched.step()
         state["step"] = step
         say(f"resumed from {path} at step {step} (lr {sched.get_last_lr()[0]:.2e})")
-    model.to(device).train()
     return model, opt, sched, state
 
 
