@@ -57,6 +57,7 @@ from crnn.train_utils import (
     pick_device,
     restore_last,
     save_last,
+    schedule_from,
     snapshot,
     train_data,
 )
@@ -467,6 +468,8 @@ def run_training(cfg: RunConfig, dist_info: distributed.DistInfo, device: torch.
     state = TrainState()
     if resume is not None:
         state = restore_last(resume, last_path, parts.opt, parts.sched, lambda m: say(f"[train] {m}"))
+        if state.rewarm_from is not None:  # its lambda holds the step: rebuilt, at the run's step
+            parts.sched = schedule_from(parts.opt, cfg.train, state)
     if dist_info.enabled:
         parts.forward = DDP(model)
     data = train_data(cfg, charset, model.cfg.hstride, state.step, dist_info)

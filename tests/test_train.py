@@ -21,7 +21,15 @@ from crnn.lineage import sha256_file
 from crnn.models.checkpoint import CheckpointError, load_checkpoint
 from crnn.settings import TrainConfig
 from crnn.train import train
-from crnn.train_utils import amp_dtype_for, load_train_state, state_path, train_data
+from crnn.train_utils import (
+    TrainState,
+    amp_dtype_for,
+    load_train_state,
+    make_scheduler,
+    schedule_from,
+    state_path,
+    train_data,
+)
 from tests.conftest import ROOT, compose_cfg, read_summary, run_module, tiny_overrides
 
 
@@ -244,6 +252,29 @@ def test_the_weights_find_their_own_state_and_resume_alone_without_one(tiny_data
     s = _train_in_process(tmp_path, "st", data, ["train.resume=true", "train.max_steps=6"])
     assert "weights only: resuming at step 4" in capsys.readouterr().out
     assert s["steps"] == 6 and load_train_state(load_checkpoint(last), last)["step"] == 6
+    assert load_train_state(load_checkpoint(last), last)["rewarm_from"] == 4  # kept for the next resume
+
+
+def test_a_weights_only_resume_warms_the_rate_up_again_into_the_schedule():
+    """Fresh AdamW moments at the full rate move every weight by about the rate: the rate ramps up again
+    over warmup_steps from the resumed step, then follows the schedule; a resume with state keeps the ramp."""
+    t = TrainConfig(lr=1e-3, warmup_steps=10, max_steps=100)
+
+    def lr_at(step: int, rewarm_from: int | None) -> float:
+        opt = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=t.lr)
+        return schedule_from(opt, t, TrainState(step=step, rewarm_from=rewarm_from)).get_last_lr()[0]
+
+    plain = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=t.lr)
+    sched = make_scheduler(plain, t)
+    rates = []
+    for _ in range(70):
+        rates.append(sched.get_last_lr()[0])
+        plain.step()
+        sched.step()
+    assert lr_at(50, None) == pytest.approx(rates[50])
+    assert lr_at(50, 50) == pytest.approx(rates[50] / 10)
+    assert lr_at(54, 50) == pytest.approx(rates[54] * 5 / 10)
+    assert lr_at(59, 50) == pytest.approx(rates[59]) and lr_at(65, 50) == pytest.approx(rates[65])
 
 
 def test_a_time_budget_stops_validates_and_saves(tiny_data, tmp_path):
