@@ -117,19 +117,21 @@ def make_scheduler(
     if t.schedule != "cosine":
         raise ValueError(f"train.schedule must be cosine or onecycle, got {t.schedule!r}")
 
-    def factor(step: int) -> float:
-        if step < t.warmup_steps:
-            return (step + 1) / max(t.warmup_steps, 1)
-        progress = (step - t.warmup_steps) / max(t.max_steps - t.warmup_steps, 1)
-        return 0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+    factor = partial(warmup_cosine, warmup=t.warmup_steps, horizon=t.max_steps, rewarm_from=rewarm_from)
+    return torch.optim.lr_scheduler.LambdaLR(opt, factor)
 
-    def rewarmed(step: int) -> float:
-        ramp = 1.0
-        if rewarm_from is not None and step >= rewarm_from:
-            ramp = min(1.0, (step - rewarm_from + 1) / max(t.warmup_steps, 1))
-        return factor(step) * ramp
 
-    return torch.optim.lr_scheduler.LambdaLR(opt, rewarmed)
+def warmup_cosine(step: int, warmup: int, horizon: int, rewarm_from: int | None = None) -> float:
+    """The rate's factor at `step` (the recognizer's and the detector's schedule): linear warm-up, cosine
+    decay to 2 % at `horizon`, times a second linear warm-up from `rewarm_from` (see make_scheduler)."""
+    if step < warmup:
+        base = (step + 1) / max(warmup, 1)
+    else:
+        progress = (step - warmup) / max(horizon - warmup, 1)
+        base = 0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+    if rewarm_from is not None and step >= rewarm_from:
+        base *= min(1.0, (step - rewarm_from + 1) / max(warmup, 1))
+    return base
 
 
 # ----------------------------------------------------------------------------------- the model to start

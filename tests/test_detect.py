@@ -311,6 +311,34 @@ def test_a_resume_puts_the_optimizer_moments_on_the_device_of_the_parameters(tmp
     assert all(p.device.type == "meta" for p in model.parameters())
 
 
+def test_a_detector_resumed_from_weights_alone_warms_its_rate_up_again(tmp_path):
+    """The shipped snapshot holds weights only: fresh moments start at a small rate, ramp up over
+    warmup_steps into the cosine, and the ramp's start travels in the state to the next resume."""
+    from crnn.detect.train import make_optimizer, save, setup
+    from crnn.train_utils import warmup_cosine
+
+    over = ["experiment=det_zh_en", f"runs_dir={tmp_path}", "detect.train.resume=true"]
+    cfg = compose_cfg(over + ["detect.train.warmup_steps=100"])
+    model = build_detector(cfg.detect.model)
+    opt, sched = make_optimizer(model, cfg)
+    state = {"step": 3000, "best_f1": 0.9, "mlflow_run_id": "", "history": []}
+    save(cfg, "last.pt", model, opt, sched, state, {"stage": "detect.train"})
+    (tmp_path / "det_zh_en/detect/train/last.state.pt").unlink()  # weights alone, as in the snapshot
+
+    _, opt, sched, state = setup(cfg, torch.device("cpu"), lambda m: None)
+    full = cfg.detect.train.lr * warmup_cosine(3000, 100, cfg.detect.train.max_steps)
+    assert state["rewarm_from"] == 3000 and sched.get_last_lr()[0] == pytest.approx(full / 100)
+    for _ in range(50):
+        opt.step()
+        sched.step()
+    state["step"] = 3050
+    save(cfg, "last.pt", model, opt, sched, state, {"stage": "detect.train"})
+    _, _, sched, state = setup(cfg, torch.device("cpu"), lambda m: None)  # with its state this time
+    assert state["rewarm_from"] == 3000
+    ramp = cfg.detect.train.lr * warmup_cosine(3050, 100, cfg.detect.train.max_steps) * 51 / 100
+    assert sched.get_last_lr()[0] == pytest.approx(ramp)
+
+
 def test_shipping_needs_the_detector_to_beat_the_projection_splitter():
     import importlib.util
 

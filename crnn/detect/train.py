@@ -11,10 +11,10 @@ Everything lands in runs/<name>/detect/train/.
 from __future__ import annotations
 
 import json
-import math
 import time
 import warnings
 from dataclasses import asdict
+from functools import partial
 from pathlib import Path
 
 import hydra
@@ -35,7 +35,7 @@ from crnn.lineage import git_commit
 from crnn.models.checkpoint import atomic_torch_save
 from crnn.settings import RunConfig, load_run_config
 from crnn.tracking import Tracker
-from crnn.train_utils import pick_device
+from crnn.train_utils import pick_device, warmup_cosine
 
 FORMAT = "crnn-detector/1"
 
@@ -79,17 +79,13 @@ def state_file(weights: Path) -> Path:
 
 
 def make_optimizer(
-    model: DBNet, cfg: RunConfig
+    model: DBNet, cfg: RunConfig, rewarm_from: int | None = None
 ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
+    """AdamW on the recognizer's schedule (warm-up, cosine to 2 %, a re-warm-up after a weights-only
+    resume: crnn.train_utils.warmup_cosine)."""
     t = cfg.detect.train
     opt = torch.optim.AdamW(model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
-
-    def factor(step: int) -> float:  # linear warm-up, then cosine to 2 % over max_steps
-        if step < t.warmup_steps:
-            return (step + 1) / t.warmup_steps
-        p = min(1.0, (step - t.warmup_steps) / max(1, t.max_steps - t.warmup_steps))
-        return 0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * p))
-
+    factor = partial(warmup_cosine, warmup=t.warmup_steps, horizon=t.max_steps, rewarm_from=rewarm_from)
     return opt, torch.optim.lr_scheduler.LambdaLR(opt, factor)
 
 
@@ -162,28 +158,35 @@ def resume_path(cfg: RunConfig) -> Path | None:
 def setup(cfg: RunConfig, device: torch.device, say) -> tuple[DBNet, torch.optim.Optimizer, object, dict]:
     """Model, optimizer, scheduler and the run's state (step, best F1, MLflow run), resumed when asked."""
     model = build_detector(cfg.detect.model)
-    state = {"step": 0, "best_f1": -1.0, "mlflow_run_id": "", "history": []}
+    state = {"step": 0, "best_f1": -1.0, "mlflow_run_id": "", "history": [], "rewarm_from": None}
     path = resume_path(cfg)
+    st, step = None, 0
     if path is not None:
         loaded, ck = load_detector(path)
         if loaded.cfg != cfg.detect.model:
             raise StageError(f"{path} holds model {loaded.cfg}, the config asks for {cfg.detect.model}")
         model.load_state_dict(loaded.state_dict())
-    # on the device before the optimizer loads its state: Adam puts its moments where the parameters are
-    # then (a CUDA resume failed with moments on the CPU)
-    model.to(device).train()
-    opt, sched = make_optimizer(model, cfg)
-    if path is not None:
         step = int(ck["lineage"].get("step", 0))
         sp = state_file(path)
         st = torch.load(sp, map_location="cpu", weights_only=False) if sp.is_file() else None
-        if st is not None and int(st["step"]) == step:
+        st = st if st is not None and int(st["step"]) == step else None
+        # weights alone (a snapshot, a best.pt, a crash between the two writes): the rate warms up again
+        state["rewarm_from"] = st.get("rewarm_from") if st is not None else step
+    # on the device before the optimizer loads its state: Adam puts its moments where the parameters are
+    # then (a CUDA resume failed with moments on the CPU)
+    model.to(device).train()
+    opt, sched = make_optimizer(model, cfg, state["rewarm_from"])
+    if path is not None:
+        if st is not None:
             opt.load_state_dict(st["optimizer"])
             sched.load_state_dict(st["scheduler"])
             torch.set_rng_state(st["torch_rng"])
             state = {k: st.get(k, v) for k, v in state.items()}
-        else:  # weights alone (a best.pt, a crash between the two writes): the schedule goes on from `step`
-            say(f"no optimizer state of step {step} beside {path}: fresh optimizer moments, best F1 unknown")
+        else:
+            say(
+                f"no optimizer state of step {step} beside {path}: fresh optimizer moments, the rate warmed "
+                "up again, best F1 unknown"
+            )
             sched.last_epoch = step - 1
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # "scheduler.step() before optimizer.step()": on purpose
