@@ -102,8 +102,8 @@ def card(name: str, export: dict, quant: dict | None, train: dict, readers: dict
         f"| parameters | {export['params']:,} |",
         f"| MACs at 640 x 640 | {export['macs_640'] / 1e9:.2f} G |",
         f"| FP32 file | {export['size_bytes'] / 1e6:.2f} MB |",
-        f"| training | {train['steps']} steps of {train['batch_size']} crops "
-        f"({train['pages_seen']:,} pages rendered) |",
+        f"| training | the weights of step {export['step']} (best synthetic validation F1), of a run now at "
+        f"step {train['steps']} |",
         f"| validation F1 (synthetic pages) | {train['best_f1']:.3f} |",
         f"| ONNX parity | max prob diff {export['parity']['max_abs_diff']:.1e}, "
         f"{export['parity']['same_boxes']}/{export['parity']['boxes']} same boxes |",

@@ -221,6 +221,7 @@ def train(cfg: RunConfig) -> dict:
         torch.set_num_threads(t.threads)
     say = lambda m: tqdm.write(f"[detect.train] {m}")  # noqa: E731
     model, opt, sched, state = setup(cfg, device, say)
+    start_step = state["step"]
     val = validation_pages(cfg)
     lineage = {
         "stage": "detect.train",
@@ -243,7 +244,9 @@ def train(cfg: RunConfig) -> dict:
         "name": cfg.name,
         "steps": state["step"],
         "batch_size": t.batch_size,
-        "pages_seen": state["step"] * t.batch_size // t.crops_per_page,
+        # this run's only: an earlier run (a GPU bundle's, say) may have had another batch size
+        "started_at_step": start_step,
+        "pages_seen_this_run": (state["step"] - start_step) * t.batch_size // t.crops_per_page,
         "best_f1": state["best_f1"],
         "history": state["history"],
         "params": sum(p.numel() for p in model.parameters()),
