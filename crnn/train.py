@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import shutil
 import time
 from collections.abc import Iterator
 from contextlib import closing
@@ -39,7 +38,6 @@ from crnn.charset import Charset, load_charset
 from crnn.data.dataset import Batch, LmdbLineDataset
 from crnn.data.preprocess import InputSpec
 from crnn.inference import TorchBackend, score_dataset
-from crnn.lineage import sha256_file
 from crnn.memory import keep_freed_memory
 from crnn.models.checkpoint import Checkpoint, save_checkpoint
 from crnn.models.complexity import count_macs, count_params
@@ -50,6 +48,7 @@ from crnn.train_utils import (
     TrainData,
     TrainState,
     amp_dtype_for,
+    bring_home,
     initial_model,
     last_checkpoint_path,
     lineage_for,
@@ -436,27 +435,6 @@ def prepare_process(t: TrainConfig, device: torch.device, seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def bring_home(cfg: RunConfig, last_path: Path, tracker: Tracker, say) -> None:
-    """A run resumed from elsewhere (`train.resume_from`: what a training bundle brought back): its
-    best.pt comes along (the state's best CER refers to it), and its metrics file joins this MLflow run,
-    once: the files imported are remembered by hash in the run's folder."""
-    src, out = last_path.parent, cfg.stage_dir("train")
-    out.mkdir(parents=True, exist_ok=True)
-    if (src / "best.pt").is_file() and (src / "best.pt").resolve() != (out / "best.pt").resolve():
-        shutil.copyfile(src / "best.pt", out / "best.pt")
-    metrics = src / "metrics.jsonl"
-    if not metrics.is_file() or tracker.run_id is None:
-        return
-    done_path = out / "imported_metrics.json"
-    done = json.loads(done_path.read_text()) if done_path.is_file() else []
-    digest = sha256_file(metrics)
-    if digest in done:
-        return
-    n = tracker.import_metrics(metrics)
-    done_path.write_text(json.dumps(done + [digest]))
-    say(f"{n} metric values of {metrics} logged into MLflow run {tracker.run_id}")
-
-
 def run_training(cfg: RunConfig, dist_info: distributed.DistInfo, device: torch.device) -> dict:
     """Set the run up (model, optimizer, resume, DDP, data), train it and write its summary."""
     prepare_process(cfg.train, device, cfg.seed)
@@ -484,7 +462,7 @@ def run_training(cfg: RunConfig, dist_info: distributed.DistInfo, device: torch.
         state.mlflow_run_id = tracker.run_id or state.mlflow_run_id
         run.lineage["mlflow_run_id"] = state.mlflow_run_id or ""
         if cfg.train.resume_from and resume is not None and dist_info.is_main:
-            bring_home(cfg, last_path, tracker, lambda m: say(f"[train] {m}"))
+            bring_home(last_path.parent, cfg.stage_dir("train"), tracker, lambda m: say(f"[train] {m}"))
         log_start(run, data, transfer)
         t0 = time.perf_counter()
         last_val, log = fit(run, data)

@@ -8,8 +8,10 @@ its arguments, so each piece can be read (and tested) on its own.
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import os
+import shutil
 import warnings
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
@@ -485,3 +487,27 @@ def schedule_from(
         sched.last_epoch = state.step - 1
         sched.step()  # the schedule's rate at `step`
     return sched
+
+
+def bring_home(src: Path, out: Path, tracker, say: Callable[[str], None]) -> None:
+    """A run resumed from elsewhere (`train.resume_from`, `detect.train.resume_from`: what a training
+    bundle brought back) into its folder `out`: its best.pt comes along (the state's best score refers to
+    it), and its metrics file joins this MLflow run, once: the files imported are remembered by hash in
+    `out`. Its last.pt and state come along too, so that a run of no steps here (`max_steps` at its step:
+    a GPU-trained model is not continued on a CPU) leaves a folder that `resume=true` continues. Shared by
+    the recognizer and the detector."""
+    out.mkdir(parents=True, exist_ok=True)
+    for name in ("best.pt", "last.pt", "last.state.pt"):
+        if (src / name).is_file() and (src / name).resolve() != (out / name).resolve():
+            shutil.copyfile(src / name, out / name)
+    metrics = src / "metrics.jsonl"
+    if not metrics.is_file() or tracker.run_id is None:
+        return
+    done_path = out / "imported_metrics.json"
+    done = json.loads(done_path.read_text()) if done_path.is_file() else []
+    digest = sha256_file(metrics)
+    if digest in done:
+        return
+    n = tracker.import_metrics(metrics)
+    done_path.write_text(json.dumps(done + [digest]))
+    say(f"{n} metric values of {metrics} logged into MLflow run {tracker.run_id}")

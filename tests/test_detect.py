@@ -289,6 +289,58 @@ def test_the_stages_train_resume_export_and_quantize(tmp_path):
     assert not (out.parent / "quantize" / "detector.int8.onnx").exists()
 
 
+def test_what_a_bundle_brought_back_joins_the_run_at_home(tmp_path):
+    """`detect.train.resume_from=<back>`: the best.pt and the metrics of the run there come home, into the
+    MLflow run there started, once, even when nothing is left to train (this failed: no folder, no
+    summary.json, best.pt and the metrics left behind)."""
+    from crnn.detect.train import train
+    from tests.test_bundle import mlflow_history
+
+    small = [
+        "experiment=det_zh_en",
+        "detect.train.batch_size=2",
+        "detect.train.size=128",
+        "detect.train.val_pages=2",
+        "detect.train.val_every=2",
+        "detect.train.log_every=1",
+        "detect.train.num_workers=0",
+        "detect.train.threads=1",
+        "detect.pages.long_side=[160,200]",
+        "detect.train.max_steps=2",
+    ]
+    home = [
+        f"runs_dir={tmp_path}/home",
+        "mlflow.enabled=true",
+        f"mlflow.tracking_uri=sqlite:///{tmp_path}/mlruns/mlflow.db",
+        f"mlflow.artifact_root={tmp_path}/mlruns/artifacts",
+    ]
+    train(compose_cfg(small + home + ["detect.train.max_steps=1"]))  # the MLflow run starts at home
+    run = torch.load(tmp_path / "home/det_zh_en/detect/train/last.state.pt", weights_only=False)
+    there = tmp_path / "there/det_zh_en/detect/train"  # the bundle: no MLflow, a metrics file
+    (there.parent).mkdir(parents=True)
+    train(
+        compose_cfg(
+            small
+            + [
+                f"runs_dir={tmp_path}/there",
+                "mlflow.enabled=false",
+                f"mlflow.metrics_file={there}/metrics.jsonl",
+            ]
+            + [f"detect.train.resume_from={tmp_path}/home/det_zh_en/detect/train"]
+        )
+    )
+    import shutil
+
+    shutil.rmtree(tmp_path / "home")  # a fresh machine at home
+    for _ in range(2):
+        summary = train(compose_cfg(small + home + [f"detect.train.resume_from={there}"]))
+        out = tmp_path / "home/det_zh_en/detect/train"
+        assert summary["steps"] == 2 and (out / "summary.json").is_file()
+        for name in ("best.pt", "last.pt", "last.state.pt"):
+            assert (out / name).read_bytes() == (there / name).read_bytes()
+        assert mlflow_history(tmp_path, run["mlflow_run_id"], "val_f1") == [1, 2]  # 2 there, imported once
+
+
 def test_a_resume_puts_the_optimizer_moments_on_the_device_of_the_parameters(tmp_path):
     """The state is saved from one device and resumed on another (CPU at home, CUDA in a bundle): the
     moments must follow the parameters, or the first step fails (it did on a GPU). `meta` stands in for

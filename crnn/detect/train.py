@@ -35,7 +35,7 @@ from crnn.lineage import git_commit
 from crnn.models.checkpoint import atomic_torch_save
 from crnn.settings import RunConfig, load_run_config
 from crnn.tracking import Tracker
-from crnn.train_utils import pick_device, warmup_cosine
+from crnn.train_utils import bring_home, pick_device, warmup_cosine
 
 FORMAT = "crnn-detector/1"
 
@@ -239,6 +239,8 @@ def train(cfg: RunConfig) -> dict:
         state["mlflow_run_id"] = tracker.run_id or state["mlflow_run_id"]
         lineage["mlflow_run_id"] = state["mlflow_run_id"]
         tracker.log_params({"detect": asdict(cfg.detect), "seed": cfg.seed})
+        if t.resume_from:  # what a bundle brought back: its best.pt and metrics join this run
+            bring_home(resume_path(cfg).parent, out_dir(cfg), tracker, say)
         fit(cfg, model, opt, sched, state, val, device, tracker, lineage, say)
     summary = {
         "name": cfg.name,
@@ -251,6 +253,7 @@ def train(cfg: RunConfig) -> dict:
         "history": state["history"],
         "params": sum(p.numel() for p in model.parameters()),
     }
+    out_dir(cfg).mkdir(parents=True, exist_ok=True)
     (out_dir(cfg) / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
 
