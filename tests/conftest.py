@@ -55,7 +55,7 @@ def run_module(
     prefix: list[str] | None = None,
 ) -> subprocess.CompletedProcess:
     cmd = (prefix or [sys.executable, "-m"]) + [module, *overrides]
-    e = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1", **(env or {}))
+    e = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1", **(env or {})}
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout, env=e)
     if proc.returncode != 0:
         raise AssertionError(
@@ -109,7 +109,9 @@ def chain(tiny_data, tmp_path_factory):
     """A tiny model trained, pruned, exported and quantized by the real stage CLIs."""
     tmp = tmp_path_factory.mktemp("chain")
     data = tiny_data / "data"
-    common = tiny_overrides(tmp, "c") + [f"data.root={data}"]
+    # both cores for the two training stages (one thread took 255 s of CI's test time, two 190 s)
+    common = tiny_overrides(tmp, "c") + [f"data.root={data}", "train.threads=2"]
+    two = {"OMP_NUM_THREADS": "2"}
     run_module(
         "crnn.train",
         # long enough to read its own 256 training lines well: the serving tests send those
@@ -121,6 +123,7 @@ def chain(tiny_data, tmp_path_factory):
             "train.lr=0.003",
             "train.warmup_steps=20",
         ],
+        env=two,
     )
     run_module(
         "crnn.prune",
@@ -131,6 +134,7 @@ def chain(tiny_data, tmp_path_factory):
             "prune.finetune_steps=20",
             "prune.final_finetune_steps=40",
         ],
+        env=two,
     )
     run_module("crnn.export", common + ["export.parity_widths=[16,100,700,2000]", "export.parity_lines=16"])
     # the tiny model's own training lines as the check set: it reads them confidently, so INT8 agreement
