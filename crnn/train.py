@@ -348,7 +348,7 @@ def fit(run: Run, data: TrainData) -> tuple[dict, StepLog]:
                     bar.write(val_line(state.step, last_val))
                 distributed.barrier(run.dist)
             if main and (due(state.step, t.save_every, t.max_steps) or ending or clock.save_due()):
-                save_last(run.out_dir / "last.pt", run.snapshot(), run.parts.opt, run.parts.sched, state)
+                save_last(run.out_dir / "last.pt", run.snapshot(), run.parts.opt, state)
                 clock.saved()
             if ending:
                 bar.write(f"[train] train.max_minutes={t.max_minutes} spent: stopped at step {state.step}")
@@ -445,9 +445,8 @@ def run_training(cfg: RunConfig, dist_info: distributed.DistInfo, device: torch.
     parts = make_optimization(model.to(device), cfg.train, device)
     state = TrainState()
     if resume is not None:
-        state = restore_last(resume, last_path, parts.opt, parts.sched, lambda m: say(f"[train] {m}"))
-        if state.rewarm_from is not None:  # its lambda holds the step: rebuilt, at the run's step
-            parts.sched = schedule_from(parts.opt, cfg.train, state)
+        state = restore_last(resume, last_path, parts.opt, lambda m: say(f"[train] {m}"))
+        parts.sched = schedule_from(parts.opt, cfg.train, state)  # at the run's step
     if dist_info.enabled:
         parts.forward = DDP(model)
     data = train_data(cfg, charset, model.cfg.hstride, state.step, dist_info)

@@ -394,22 +394,16 @@ def state_path(weights: Path, previous: bool = False) -> Path:
     return weights.with_name(weights.stem + (".state.prev.pt" if previous else ".state.pt"))
 
 
-def save_last(
-    path: Path,
-    ck: Checkpoint,
-    opt: torch.optim.Optimizer,
-    sched: torch.optim.lr_scheduler.LRScheduler,
-    state: TrainState,
-) -> None:
+def save_last(path: Path, ck: Checkpoint, opt: torch.optim.Optimizer, state: TrainState) -> None:
     """`ck` (the weights, as best.pt) in `path`, and what an exact resume needs beside it in
-    last.state.pt: optimizer, scheduler, step, best so far, RNG, MLflow run. Two files, so that neither
+    last.state.pt: optimizer, step, best so far, re-warm-up start, RNG, MLflow run (the rate is a function
+    of the step and the re-warm-up start: no scheduler state). Two files, so that neither
     outgrows what travels easily (16 MiB) and the weights alone still resume (with fresh optimizer moments).
     Each write is atomic; the state before this save is kept until the new weights are in place, so a kill
     at any moment leaves weights and a state of the same step (`load_train_state` picks it)."""
     train_state = {
         "format": STATE_FORMAT,
         "optimizer": opt.state_dict(),
-        "scheduler": sched.state_dict(),
         "step": state.step,
         "best_cer": state.best_cer,
         "best_step": state.best_step,
@@ -448,14 +442,12 @@ def load_train_state(ck: Checkpoint, path: Path) -> dict | None:
 
 
 def restore_last(
-    ck: Checkpoint,
-    path: Path,
-    opt: torch.optim.Optimizer,
-    sched: torch.optim.lr_scheduler.LRScheduler,
-    say: Callable[[str], None] = print,
+    ck: Checkpoint, path: Path, opt: torch.optim.Optimizer, say: Callable[[str], None] = print
 ) -> TrainState:
-    """The counterpart of `save_last`: loads optimizer, scheduler and RNG, returns where the run stood.
-    Weights alone (a committed fp16 snapshot, say) resume at their step with fresh optimizer moments."""
+    """The counterpart of `save_last`: loads the optimizer's moments and the RNG, returns where the run
+    stood. Weights alone (a committed fp16 snapshot, say) resume at their step with fresh optimizer moments.
+    The scheduler is not loaded: its rate is a function of the step and the state's `rewarm_from`, so the
+    caller builds it from the returned state (`schedule_from`), one way for both kinds of resume."""
     ts = load_train_state(ck, path)
     if ts is None:
         step = int(ck.lineage.get("step", 0))
@@ -465,7 +457,6 @@ def restore_last(
         )
         return TrainState(step=step, mlflow_run_id=ck.lineage.get("mlflow_run_id") or None, rewarm_from=step)
     opt.load_state_dict(ts["optimizer"])
-    sched.load_state_dict(ts["scheduler"])
     torch.set_rng_state(ts["torch_rng"])
     return TrainState(
         step=int(ts["step"]),

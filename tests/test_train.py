@@ -277,6 +277,25 @@ def test_a_weights_only_resume_warms_the_rate_up_again_into_the_schedule():
     assert lr_at(59, 50) == pytest.approx(rates[59]) and lr_at(65, 50) == pytest.approx(rates[65])
 
 
+def test_a_resumed_schedule_is_rebuilt_at_its_step_for_each_kind():
+    """The scheduler is not saved: a resume rebuilds it from the step (restore_last leaves it alone), so the
+    rate at the step must be the uninterrupted run's, for one-cycle as for cosine."""
+    for kind in ("cosine", "onecycle"):
+        t = TrainConfig(lr=1e-3, warmup_steps=10, max_steps=100, schedule=kind)
+        plain = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=t.lr)
+        sched = make_scheduler(plain, t)
+        for _ in range(37):
+            plain.step()
+            sched.step()
+        opt = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=t.lr)
+        opt.load_state_dict(plain.state_dict())  # what restore_last does
+        again = schedule_from(opt, t, TrainState(step=37))
+        assert again.get_last_lr()[0] == pytest.approx(sched.get_last_lr()[0], rel=1e-9), kind
+        for _ in range(20):
+            opt.step(), plain.step(), again.step(), sched.step()
+        assert again.get_last_lr()[0] == pytest.approx(sched.get_last_lr()[0], rel=1e-9), kind
+
+
 def test_a_time_budget_stops_validates_and_saves(tiny_data, tmp_path):
     data = tiny_data / "data"
     over = [
