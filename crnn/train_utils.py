@@ -51,6 +51,7 @@ from crnn.models.checkpoint import (
 from crnn.models.config import ModelConfig
 from crnn.models.crnn import CRNN
 from crnn.settings import RunConfig, TrainConfig
+from crnn.tracking import Tracker
 
 STATE_FORMAT = "crnn-toolkit/train-state/v1"
 
@@ -480,7 +481,7 @@ def schedule_from(
     return sched
 
 
-def bring_home(src: Path, out: Path, tracker, say: Callable[[str], None]) -> None:
+def bring_home(src: Path, out: Path, tracker: Tracker, say: Callable[[str], None]) -> None:
     """A run resumed from elsewhere (`train.resume_from`, `detect.train.resume_from`: what a training
     bundle brought back) into its folder `out`: its best.pt comes along (the state's best score refers to
     it), and its metrics file joins this MLflow run, once: the files imported are remembered by hash in

@@ -3,6 +3,8 @@ scoring, a detector that learns a handful of pages, and the training stage with 
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pytest
 import torch
@@ -317,7 +319,7 @@ def test_what_a_bundle_brought_back_joins_the_run_at_home(tmp_path):
     train(compose_cfg(small + home + ["detect.train.max_steps=1"]))  # the MLflow run starts at home
     run = torch.load(tmp_path / "home/det_zh_en/detect/train/last.state.pt", weights_only=False)
     there = tmp_path / "there/det_zh_en/detect/train"  # the bundle: no MLflow, a metrics file
-    (there.parent).mkdir(parents=True)
+    there.parent.mkdir(parents=True)
     train(
         compose_cfg(
             small
@@ -329,8 +331,6 @@ def test_what_a_bundle_brought_back_joins_the_run_at_home(tmp_path):
             + [f"detect.train.resume_from={tmp_path}/home/det_zh_en/detect/train"]
         )
     )
-    import shutil
-
     shutil.rmtree(tmp_path / "home")  # a fresh machine at home
     for _ in range(2):
         summary = train(compose_cfg(small + home + [f"detect.train.resume_from={there}"]))
