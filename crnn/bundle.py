@@ -302,14 +302,15 @@ def copy_checkpoint(cfg: RunConfig, resume: str, out: Path) -> dict:
     }
 
 
-def copy_init(cfg: RunConfig, out: Path) -> str:
-    """A new run that fine-tunes (train.init_from) takes its source along, as init/<file>."""
-    if not cfg.train.init_from:
+def copy_init(path: str | None, out: Path, prefix: str = "") -> str:
+    """A checkpoint the run reads besides its own (train.init_from of a new fine-tuning run, the teacher of
+    train.distill) travels along as init/<prefix><file>; returns that path ("" when there is none)."""
+    if not path:
         return ""
-    src = Path(cfg.train.init_from)
-    (out / "init").mkdir()
-    shutil.copyfile(src, out / "init" / src.name)
-    return f"init/{src.name}"
+    src = Path(path)
+    (out / "init").mkdir(exist_ok=True)
+    shutil.copyfile(src, out / "init" / f"{prefix}{src.name}")
+    return f"init/{prefix}{src.name}"
 
 
 def overrides_for(cfg: RunConfig, args: list[str], val: list[str]) -> list[str]:
@@ -338,6 +339,7 @@ def overrides_for(cfg: RunConfig, args: list[str], val: list[str]) -> list[str]:
         "mlflow.artifact_root",
         "train.resume_from",
         "train.init_from",
+        "train.distill.teacher",
     }
     return [a for a in args if a.split("=", 1)[0].lstrip("+~") not in drop] + own
 
@@ -418,10 +420,12 @@ def build_bundle(
     words = write_vocab(out / "corpus" / "vocab.json.gz", cfg.corpus, charset)
     val = copy_val(cfg, out)
     ckpt = copy_checkpoint(cfg, resume, out)
-    init = copy_init(cfg, out) if not resume else ""
+    init = copy_init(cfg.train.init_from, out) if not resume else ""
+    teacher = copy_init(cfg.train.distill.teacher, out, "teacher_") if cfg.train.distill.weight > 0 else ""
     det = add_detector(detector, detector_resume, out, fonts, photos)[1] if detector else {}
     wheels = bundle_wheels(out, pythons)
     overrides = overrides_for(cfg, args, val) + ([f"train.init_from={init}"] if init else [])
+    overrides += [f"train.distill.teacher={teacher}"] if teacher else []
     (out / "overrides.txt").write_text("\n".join(overrides) + "\n", encoding="utf-8")
     commit = git_commit()
     (out / "COMMIT").write_text(commit + "\n")
@@ -439,6 +443,7 @@ def build_bundle(
         "val": val,
         "checkpoint": ckpt,
         "init_from": {"from": cfg.train.init_from, "as": init} if init else {},
+        "teacher": {"from": cfg.train.distill.teacher, "as": teacher} if teacher else {},
         "detector": det,
         "build_s": round(time.time() - t0, 1),
     }

@@ -27,6 +27,7 @@ from torch import nn
 
 from crnn.cli import StageError, stage_errors
 from crnn.data.dataset import LmdbLineDataset
+from crnn.distill import load_teacher
 from crnn.inference import TorchBackend, score_dataset
 from crnn.models.checkpoint import Checkpoint, git_commit, load_checkpoint, save_checkpoint, sha256_file
 from crnn.models.complexity import count_macs, count_params
@@ -179,6 +180,8 @@ def run(cfg: RunConfig, p: PruneConfig) -> dict:
     out_dir = cfg.stage_dir("prune")
     out_dir.mkdir(parents=True, exist_ok=True)
     val = LmdbLineDataset(cfg.data.val_paths(), src.charset, src.input_spec, cfg.oov_policy)
+    # the unpruned model teaches the pruned one (unless prune.distill.teacher names another)
+    teacher = load_teacher(p.distill, src.charset, model.cfg, torch.device("cpu"), "prune", str(source))
 
     def evaluate(m: CRNN) -> dict:
         scores, _ = score_dataset(
@@ -234,6 +237,7 @@ def run(cfg: RunConfig, p: PruneConfig) -> dict:
                 tracker,
                 "prune_ft",
                 step_base,
+                teacher,
             )
             step_base += p.finetune_steps
             info = {"iteration": it, **describe(model), "loss_end": losses[-1] if losses else None}
@@ -246,7 +250,15 @@ def run(cfg: RunConfig, p: PruneConfig) -> dict:
                 f"MACs {info['macs_32x320'] / full_macs:.1%} of the original"
             )
         losses = finetune(
-            model, cfg, p.final_finetune_steps, p.lr, "prune final fine-tune", tracker, "prune_ft", step_base
+            model,
+            cfg,
+            p.final_finetune_steps,
+            p.lr,
+            "prune final fine-tune",
+            tracker,
+            "prune_ft",
+            step_base,
+            teacher,
         )
         after = {**describe(model), "val": evaluate(model)}
         lineage = {
@@ -257,6 +269,7 @@ def run(cfg: RunConfig, p: PruneConfig) -> dict:
             "git_commit": git_commit(),
             "mlflow_run_id": tracker.run_id or "",
             "parent_run_id": parent,
+            **(teacher.lineage() if teacher else {}),
         }
         dest = out_dir / "pruned.pt"
         save_checkpoint(
@@ -272,6 +285,7 @@ def run(cfg: RunConfig, p: PruneConfig) -> dict:
         report = {
             "source": str(source),
             "criterion": p.criterion,
+            "distill": teacher.lineage() if teacher else None,
             "target_macs_ratio": p.target_macs_ratio,
             "macs_removed": 1 - after["macs_32x320"] / before["macs_32x320"],
             "params_removed": 1 - after["params"] / before["params"],

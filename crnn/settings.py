@@ -47,6 +47,16 @@ class DataConfig:
 
 
 @dataclass
+class DistillConfig:
+    """Knowledge distillation (crnn.distill): the student also learns the teacher's per-frame distributions,
+    which say more per line than the transcript CTC sees (which look-alike characters a frame could be)."""
+
+    teacher: str = ""  # checkpoint of the teacher; prune: "" is the unpruned model being pruned
+    weight: float = 0.0  # 0: off; loss = (1 - weight) * CTC + weight * T^2 * KL(teacher || student)
+    temperature: float = 1.0  # T: softens both distributions so the teacher's second choices count
+
+
+@dataclass
 class TrainConfig:
     max_steps: int = 2000
     batch_size: int = 64
@@ -78,6 +88,7 @@ class TrainConfig:
     bucket_pool: int = 50
     stream_pool: int = 1  # data.train=synth: batches rendered together and regrouped by width (1: off)
     augment: AugmentConfig = field(default_factory=AugmentConfig)  # training lines only, never validation
+    distill: DistillConfig = field(default_factory=DistillConfig)  # off unless distill.weight > 0
 
 
 @dataclass
@@ -96,6 +107,8 @@ class PruneConfig:
     final_finetune_steps: int = 400
     lr: float = 0.0005
     val_max_lines: int = 0
+    # the fine-tuning between steps learns from the unpruned model too (distill.teacher "" = prune.source)
+    distill: DistillConfig = field(default_factory=DistillConfig)
 
 
 @dataclass

@@ -37,6 +37,7 @@ from crnn import distributed
 from crnn.charset import Charset, load_charset
 from crnn.data.dataset import Batch, LmdbLineDataset
 from crnn.data.preprocess import InputSpec
+from crnn.distill import Teacher, load_teacher
 from crnn.inference import TorchBackend, score_dataset
 from crnn.memory import keep_freed_memory
 from crnn.models.checkpoint import Checkpoint, save_checkpoint
@@ -78,9 +79,12 @@ class Optimization:
     amp_dtype: torch.dtype | None  # None: full precision
     grad_clip: float
     channels_last: bool = False
+    teacher: Teacher | None = None  # knowledge distillation (crnn.distill): off when None
 
 
-def make_optimization(model: CRNN, t: TrainConfig, device: torch.device) -> Optimization:
+def make_optimization(
+    model: CRNN, t: TrainConfig, device: torch.device, teacher: Teacher | None = None
+) -> Optimization:
     """AdamW with the configured schedule and precision (the same for training and fine-tuning)."""
     amp_dtype = amp_dtype_for(t, device)
     if t.channels_last:
@@ -88,8 +92,9 @@ def make_optimization(model: CRNN, t: TrainConfig, device: torch.device) -> Opti
     opt = torch.optim.AdamW(model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
     scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
     forward = torch.compile(model, dynamic=True) if t.compile else model
+    sched = make_scheduler(opt, t)
     return Optimization(
-        model, forward, opt, make_scheduler(opt, t), scaler, device, amp_dtype, t.grad_clip, t.channels_last
+        model, forward, opt, sched, scaler, device, amp_dtype, t.grad_clip, t.channels_last, teacher
     )
 
 
@@ -99,17 +104,24 @@ def autocast(parts: Optimization):
     return torch.autocast(parts.device.type, dtype=parts.amp_dtype)
 
 
-def ctc_loss(parts: Optimization, batch: Batch) -> torch.Tensor:
-    """Mean CTC loss of a batch; the model reads each line's true width, as inference does."""
+def batch_loss(parts: Optimization, batch: Batch) -> torch.Tensor:
+    """Mean CTC loss of a batch (the model reads each line's true width, as inference does), blended with
+    the distillation loss when the run has a teacher."""
     d = parts.device
     fmt = torch.channels_last if parts.channels_last else torch.contiguous_format
+    images, widths = batch.images.to(d, non_blocking=True, memory_format=fmt), batch.widths.to(d)
     with autocast(parts):
-        logits = parts.forward(batch.images.to(d, non_blocking=True, memory_format=fmt), batch.widths.to(d))
+        logits = parts.forward(images, widths)
     log_probs = F.log_softmax(logits.float(), dim=-1).transpose(0, 1)  # (T, N, C)
     targets, input_lengths = batch.targets.to(d), batch.input_lengths.to(d)
-    return F.ctc_loss(
+    loss = F.ctc_loss(
         log_probs, targets, input_lengths, batch.target_lengths.to(d), blank=0, zero_infinity=True
     )
+    if parts.teacher is None:
+        return loss
+    with autocast(parts):
+        teacher_logits = parts.teacher.logits(images, widths)
+    return parts.teacher.blend(loss, logits, teacher_logits, input_lengths)
 
 
 def blank_loss(parts: Optimization) -> torch.Tensor:
@@ -129,8 +141,8 @@ def blank_loss(parts: Optimization) -> torch.Tensor:
 
 
 def train_step(parts: Optimization, batch: Batch) -> float:
-    """One optimisation step with CTC loss; returns the loss."""
-    loss = ctc_loss(parts, batch) if len(batch) else blank_loss(parts)
+    """One optimisation step with CTC loss (and distillation, with a teacher); returns the loss."""
+    loss = batch_loss(parts, batch) if len(batch) else blank_loss(parts)
     parts.opt.zero_grad(set_to_none=True)
     parts.scaler.scale(loss).backward()
     parts.scaler.unscale_(parts.opt)
@@ -210,6 +222,7 @@ def finetune(
     tracker: Tracker | None = None,
     metric_prefix: str = "ft",
     step_base: int = 0,
+    teacher: Teacher | None = None,
 ) -> list[float]:
     """Fine-tune `model` in place for `steps` on the experiment's training data (one process), with a short
     warm-up and a cosine decay from `lr`, through the training loop. The pruning stage runs it between
@@ -220,7 +233,7 @@ def finetune(
     if cfg.train.keep_heap and device.type == "cpu":
         keep_freed_memory()
     t = replace(cfg.train, lr=lr, max_steps=steps, warmup_steps=min(50, steps // 10))
-    parts = make_optimization(model, t, device)
+    parts = make_optimization(model, t, device, teacher)
     data = train_data(
         replace(cfg, seed=cfg.seed + 1 + step_base, train=t), load_charset(cfg.charset), model.cfg.hstride
     )
@@ -442,7 +455,8 @@ def run_training(cfg: RunConfig, dist_info: distributed.DistInfo, device: torch.
     say = print if dist_info.is_main else (lambda _msg: None)
     last_path = last_checkpoint_path(cfg)
     model, resume, transfer = initial_model(cfg, charset, last_path, lambda m: say(f"[train] {m}"))
-    parts = make_optimization(model.to(device), cfg.train, device)
+    teacher = load_teacher(cfg.train.distill, charset, model.cfg, device, "train")
+    parts = make_optimization(model.to(device), cfg.train, device, teacher)
     state = TrainState()
     if resume is not None:
         state = restore_last(resume, last_path, parts.opt, lambda m: say(f"[train] {m}"))
@@ -453,7 +467,8 @@ def run_training(cfg: RunConfig, dist_info: distributed.DistInfo, device: torch.
     val = validation_set(cfg, charset)
     own = cfg.mlflow if dist_info.is_main else replace(cfg.mlflow, enabled=False, metrics_file="")
     tracker = Tracker(own)
-    run = Run(cfg, charset, dist_info, parts, state, tracker, lineage_for(cfg, resume), val)
+    lineage = {**lineage_for(cfg, resume), **(teacher.lineage() if teacher else {})}
+    run = Run(cfg, charset, dist_info, parts, state, tracker, lineage, val)
     tags = {"stage": "train", "git_commit": run.lineage["git_commit"], "model": model.cfg.name}
     tags["data_fingerprint"] = run.lineage["data_fingerprint"]
     with tracker.run(run_name="train", tags=tags, resume_run_id=state.mlflow_run_id):

@@ -133,6 +133,7 @@ def chain(tiny_data, tmp_path_factory):
             "prune.iterations=2",
             "prune.finetune_steps=20",
             "prune.final_finetune_steps=40",
+            "prune.distill.weight=0.5",  # the trained model teaches the pruned one
         ],
         env=two,
     )

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from crnn.models.checkpoint import load_checkpoint
+from crnn.models.checkpoint import load_checkpoint, sha256_file
 from crnn.train_utils import load_train_state
 from tests.conftest import ROOT, compose_cfg, run_module, tiny_overrides
 
@@ -79,11 +79,16 @@ def test_bundle_trains_without_our_packages_and_the_run_continues_at_home(tiny_d
 
     # the bundle, unpacked somewhere else
     made = tmp_path / "made"
-    out = run_module("crnn.bundle", common + [f"+out={made}", f"+resume={home / 'last.pt'}"]).stdout
+    # the run there also learns from a teacher (here the run's own best.pt), which travels with it
+    teach = ["train.distill.weight=0.5", f"train.distill.teacher={home / 'best.pt'}"]
+    teacher_sha = sha256_file(home / "best.pt")
+    out = run_module("crnn.bundle", common + teach + [f"+out={made}", f"+resume={home / 'last.pt'}"]).stdout
     assert "MiB" in out
     manifest = json.loads((made / "manifest.json").read_text())
     assert manifest["size_bytes"] < 48 * MiB
     assert manifest["checkpoint"]["step"] == 4 and manifest["checkpoint"]["optimizer_state"]
+    assert manifest["teacher"]["as"] == "init/teacher_best.pt"
+    assert "train.distill.teacher=init/teacher_best.pt" in manifest["overrides"]
     assert sorted(manifest["fonts"]) == [
         "comic_neue",
         "dejavu_sans",
@@ -122,6 +127,7 @@ def test_bundle_trains_without_our_packages_and_the_run_continues_at_home(tiny_d
     assert ck.lineage["step"] == 24 and ck.train_state is None
     assert load_train_state(ck, back / "last.pt")["mlflow_run_id"] == first["mlflow_run_id"]
     assert ck.lineage["git_commit"] == (there / "COMMIT").read_text().strip()
+    assert ck.lineage["teacher"] == "init/teacher_best.pt" and ck.lineage["teacher_sha256"] == teacher_sha
     records = [json.loads(line) for line in (back / "metrics.jsonl").read_text().splitlines()]
     steps = [r["step"] for r in records if r["step"] is not None]  # run totals (best_val_cer) have none
     assert max(steps) == 24 and min(steps) > 4

@@ -16,7 +16,7 @@ from crnn.cli import stage_errors
 from crnn.data.lmdb_io import LmdbReader
 from crnn.data.preprocess import InputSpec, pad_batch, preprocess
 from crnn.data.source import train_stream_source
-from crnn.models.checkpoint import load_checkpoint
+from crnn.models.checkpoint import load_checkpoint, sha256_file
 from crnn.models.complexity import count_macs
 from crnn.models.crnn import CRNN, ConvBNReLU, DepthwiseSeparable, ModelConfig
 from crnn.models.fuse import fuse_model, is_fused
@@ -114,6 +114,13 @@ def test_pruned_checkpoint_reloads_from_its_own_config(chain):
     assert all(c % 8 == 0 for c in ck.model_config.channels)
     assert report["macs_removed"] >= 0.4
     assert ck.lineage["source_sha256"] and ck.lineage["stage"] == "prune"
+    # the fine-tuning learnt from the unpruned model (prune.distill.teacher "" = the source)
+    assert (
+        ck.lineage["teacher_sha256"]
+        == ck.lineage["source_sha256"]
+        == sha256_file(chain / "train" / "best.pt")
+    )
+    assert report["distill"]["teacher"] == str(chain / "train" / "best.pt")
     model = ck.build_model().eval()
     for w in (16, 200, 999):
         with torch.no_grad():
