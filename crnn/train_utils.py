@@ -473,11 +473,17 @@ def schedule_from(
     opt: torch.optim.Optimizer, t: TrainConfig, state: TrainState
 ) -> torch.optim.lr_scheduler.LRScheduler:
     """The scheduler of a resumed run at its step (with the re-warm-up its state names, if any)."""
-    sched = make_scheduler(opt, t, state.rewarm_from)
+    return at_step(make_scheduler(opt, t, state.rewarm_from), state.step)
+
+
+def at_step(sched: torch.optim.lr_scheduler.LRScheduler, step: int) -> torch.optim.lr_scheduler.LRScheduler:
+    """`sched` moved to `step`, its rate the schedule's there. A resumed run rebuilds its scheduler rather
+    than loading a saved one: the rate is a function of the step (and the re-warm-up), so one way serves a
+    resume with and without optimizer state, for the recognizer and the detector alike."""
     with warnings.catch_warnings():  # "scheduler.step() before optimizer.step()": on purpose here
         warnings.simplefilter("ignore", UserWarning)
-        sched.last_epoch = state.step - 1
-        sched.step()  # the schedule's rate at `step`
+        sched.last_epoch = step - 1
+        sched.step()
     return sched
 
 

@@ -245,7 +245,8 @@ def test_the_stages_train_resume_export_and_quantize(tmp_path):
     checks parity and writes the box settings; quantize measures INT8 against FP32 and decides."""
     from crnn.detect import export, quantize
     from crnn.detect.detector import Detector
-    from crnn.detect.train import train
+    from crnn.detect.train import setup, train
+    from crnn.train_utils import warmup_cosine
 
     common = [
         "experiment=det_zh_en",
@@ -275,7 +276,12 @@ def test_the_stages_train_resume_export_and_quantize(tmp_path):
     assert torch.load(out / "last.state.pt", weights_only=False)["mlflow_run_id"] == first
     ck = torch.load(out / "last.pt", weights_only=True)
     assert ck["lineage"]["step"] == 5 and ck["lineage"]["git_commit"]
-    assert torch.load(out / "last.state.pt", weights_only=False)["scheduler"]["last_epoch"] == 5
+    # no scheduler state is kept: a resumed run's rate is the schedule's at its step
+    assert "scheduler" not in torch.load(out / "last.state.pt", weights_only=False)
+    _, _, sched, state = setup(cfg, torch.device("cpu"), lambda _m: None)
+    t = cfg.detect.train
+    assert state["step"] == 5 and state["rewarm_from"] is None
+    assert sched.get_last_lr()[0] == pytest.approx(t.lr * warmup_cosine(5, t.warmup_steps, t.max_steps))
 
     report = export.run(cfg)
     assert report["parity"]["max_abs_diff"] < 1e-3 and report["macs_640"] > 0

@@ -3,16 +3,15 @@
 Read top to bottom like the recognizer's crnn.train: set up (model, optimizer, resume), `train_steps`
 until the step or wall-clock budget is spent, `evaluate` on the synthetic validation pages every
 `val_every` steps (precision, recall, F1 at IoU 0.5, read the way inference reads them), save last.pt
-(weights) + last.state.pt (optimizer, scheduler, step, RNG, MLflow run) atomically every `save_minutes`
-and at the end, best.pt on the best F1. `detect.train.resume=true` continues in the same MLflow run.
-Everything lands in runs/<name>/detect/train/.
+(weights) + last.state.pt (optimizer, step, RNG, MLflow run; the rate is the schedule's at the step)
+atomically every `save_minutes` and at the end, best.pt on the best F1. `detect.train.resume=true`
+continues in the same MLflow run. Everything lands in runs/<name>/detect/train/.
 """
 
 from __future__ import annotations
 
 import json
 import time
-import warnings
 from dataclasses import asdict
 from functools import partial
 from pathlib import Path
@@ -35,7 +34,7 @@ from crnn.lineage import git_commit
 from crnn.models.checkpoint import atomic_torch_save
 from crnn.settings import RunConfig, load_run_config
 from crnn.tracking import Tracker
-from crnn.train_utils import bring_home, pick_device, warmup_cosine
+from crnn.train_utils import at_step, bring_home, pick_device, warmup_cosine
 
 FORMAT = "crnn-detector/1"
 
@@ -179,7 +178,6 @@ def setup(cfg: RunConfig, device: torch.device, say) -> tuple[DBNet, torch.optim
     if path is not None:
         if st is not None:
             opt.load_state_dict(st["optimizer"])
-            sched.load_state_dict(st["scheduler"])
             torch.set_rng_state(st["torch_rng"])
             state = {k: st.get(k, v) for k, v in state.items()}
         else:
@@ -187,16 +185,13 @@ def setup(cfg: RunConfig, device: torch.device, say) -> tuple[DBNet, torch.optim
                 f"no optimizer state of step {step} beside {path}: fresh optimizer moments, the rate warmed "
                 "up again, best F1 unknown"
             )
-            sched.last_epoch = step - 1
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # "scheduler.step() before optimizer.step()": on purpose
-                sched.step()
+        at_step(sched, step)  # the rate is the schedule's at the step, with or without a saved state
         state["step"] = step
         say(f"resumed from {path} at step {step} (lr {sched.get_last_lr()[0]:.2e})")
     return model, opt, sched, state
 
 
-def save(cfg: RunConfig, name: str, model: DBNet, opt, sched, state: dict, lineage: dict) -> None:
+def save(cfg: RunConfig, name: str, model: DBNet, opt, state: dict, lineage: dict) -> None:
     path = out_dir(cfg) / name
     path.parent.mkdir(parents=True, exist_ok=True)
     if name == "last.pt":
@@ -204,7 +199,6 @@ def save(cfg: RunConfig, name: str, model: DBNet, opt, sched, state: dict, linea
             {
                 **state,
                 "optimizer": opt.state_dict(),
-                "scheduler": sched.state_dict(),
                 "torch_rng": torch.get_rng_state(),
             },
             state_file(path),
@@ -293,9 +287,9 @@ def fit(cfg, model, opt, sched, state, val, device, tracker, lineage, say) -> No
             say(f"step {step}: val P {o['precision']:.3f} R {o['recall']:.3f} F1 {o['f1']:.3f}")
             if o["f1"] > state["best_f1"]:
                 state["best_f1"] = o["f1"]
-                save(cfg, "best.pt", model, opt, sched, state, lineage)
+                save(cfg, "best.pt", model, opt, state, lineage)
         if done or step % t.val_every == 0 or time.perf_counter() - last_save > 60 * t.save_minutes:
-            save(cfg, "last.pt", model, opt, sched, state, lineage)
+            save(cfg, "last.pt", model, opt, state, lineage)
             last_save = time.perf_counter()
         if done:
             break
