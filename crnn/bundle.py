@@ -33,12 +33,15 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+import torch
 import yaml
 
 from crnn.charset import Charset, load_charset
 from crnn.data.corpus import write_vocab
+from crnn.distill import load_teacher
 from crnn.lineage import git_commit, sha256_file
 from crnn.settings import CONFIG_DIR, RunConfig, compose_run_config
+from crnn.train_utils import model_config_for
 
 ROOT = Path(__file__).resolve().parents[1]
 FILES = Path(__file__).resolve().parent / "bundle_files"
@@ -408,6 +411,9 @@ def build_bundle(
 ) -> dict:
     cfg, _ = compose_run_config(args)
     charset = load_charset(cfg.charset)
+    # a teacher that cannot teach this model fails here, not on the machine the bundle goes to
+    cpu = torch.device("cpu")
+    load_teacher(cfg.train.distill, charset, model_config_for(cfg, charset), cfg.input, cpu, "train")
     t0 = time.time()
     if out.exists():
         shutil.rmtree(out)

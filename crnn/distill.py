@@ -16,10 +16,12 @@ import torch
 import torch.nn.functional as F
 
 from crnn.charset import Charset
+from crnn.data.preprocess import InputSpec
 from crnn.models.checkpoint import load_checkpoint, sha256_file
 from crnn.models.config import ModelConfig
 from crnn.models.crnn import CRNN
 from crnn.settings import DistillConfig
+from crnn.train_utils import spec_mismatches
 
 
 def distill_loss(
@@ -88,14 +90,16 @@ def load_teacher(
     d: DistillConfig,
     charset: Charset,
     student: ModelConfig,
+    spec: InputSpec,
     device: torch.device,
     where: str,
     default: str = "",
 ) -> Teacher | None:
     """The teacher `d` asks for (its checkpoint, else `default`), or None when distillation is off.
 
-    The teacher must read the student's alphabet in the same class order and give one frame per
-    `hstride` pixels as the student does, else the frame-level loss compares unrelated things."""
+    The teacher must read the student's alphabet in the same class order, see the student's input (the
+    same normalisation) and give one frame per `hstride` pixels as the student does, else the frame-level
+    loss compares unrelated things."""
     check_distill(d, where)
     if d.weight == 0:
         return None
@@ -104,7 +108,7 @@ def load_teacher(
         raise ValueError(f"{where}.distill.weight={d.weight} needs {where}.distill.teacher=<checkpoint>")
     ck = load_checkpoint(path)
     problems = []
-    if ck.charset.as_string() != charset.as_string():
+    if ck.charset != charset:
         problems.append(
             f"its alphabet ({ck.charset.num_classes} classes) is not the student's ({charset.num_classes})"
         )
@@ -113,6 +117,7 @@ def load_teacher(
             problems.append(
                 f"model.{key} {getattr(ck.model_config, key)} against the student's {getattr(student, key)}"
             )
+    problems += spec_mismatches(ck.input_spec, spec)
     if problems:
         raise ValueError(f"{where}.distill.teacher={path} cannot teach this model: " + "; ".join(problems))
     model = ck.build_model().float().to(device).eval()

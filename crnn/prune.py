@@ -181,7 +181,8 @@ def run(cfg: RunConfig, p: PruneConfig) -> dict:
     out_dir.mkdir(parents=True, exist_ok=True)
     val = LmdbLineDataset(cfg.data.val_paths(), src.charset, src.input_spec, cfg.oov_policy)
     # the unpruned model teaches the pruned one (unless prune.distill.teacher names another)
-    teacher = load_teacher(p.distill, src.charset, model.cfg, torch.device("cpu"), "prune", str(source))
+    device = next(model.parameters()).device
+    teacher = load_teacher(p.distill, src.charset, model.cfg, src.input_spec, device, "prune", str(source))
 
     def evaluate(m: CRNN) -> dict:
         scores, _ = score_dataset(

@@ -455,7 +455,7 @@ def run_training(cfg: RunConfig, dist_info: distributed.DistInfo, device: torch.
     say = print if dist_info.is_main else (lambda _msg: None)
     last_path = last_checkpoint_path(cfg)
     model, resume, transfer = initial_model(cfg, charset, last_path, lambda m: say(f"[train] {m}"))
-    teacher = load_teacher(cfg.train.distill, charset, model.cfg, device, "train")
+    teacher = load_teacher(cfg.train.distill, charset, model.cfg, cfg.input, device, "train")
     parts = make_optimization(model.to(device), cfg.train, device, teacher)
     state = TrainState()
     if resume is not None:

@@ -366,12 +366,17 @@ def lineage_for(cfg: RunConfig, resumed: Checkpoint | None = None) -> dict:
         source = resumed.lineage["source_sha256"]
     else:
         source = sha256_file(t.init_from) if t.init_from else ""
+    # a teacher the run learnt from stays in its lineage when it goes on without one (crnn.distill)
+    taught = (
+        {k: v for k, v in resumed.lineage.items() if k.startswith(("teacher", "distill_"))} if resumed else {}
+    )
     return {
         "stage": "train",
         "data_fingerprint": data_fingerprint(cfg),
         "git_commit": git_commit(),
         "source_sha256": source,
         "config_name": cfg.name,
+        **taught,
     }
 
 
@@ -479,7 +484,8 @@ def schedule_from(
 def at_step(sched: torch.optim.lr_scheduler.LRScheduler, step: int) -> torch.optim.lr_scheduler.LRScheduler:
     """`sched` moved to `step`, its rate the schedule's there. A resumed run rebuilds its scheduler rather
     than loading a saved one: the rate is a function of the step (and the re-warm-up), so one way serves a
-    resume with and without optimizer state, for the recognizer and the detector alike."""
+    resume with and without optimizer state, for the recognizer and the detector alike. Built after the
+    optimizer's state is loaded, the scheduler keeps the base rate the run started with (`initial_lr`)."""
     with warnings.catch_warnings():  # "scheduler.step() before optimizer.step()": on purpose here
         warnings.simplefilter("ignore", UserWarning)
         sched.last_epoch = step - 1

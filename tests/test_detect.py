@@ -360,7 +360,7 @@ def test_a_resume_puts_the_optimizer_moments_on_the_device_of_the_parameters(tmp
     opt.step()
     sched.step()
     state = {"step": 1, "best_f1": 0.5, "mlflow_run_id": "", "history": []}
-    save(cfg, "last.pt", model, opt, sched, state, {"stage": "detect.train"})
+    save(cfg, "last.pt", model, opt, state, {"stage": "detect.train"})
 
     model, opt, _, state = setup(cfg, torch.device("meta"), lambda m: None)
     assert state["step"] == 1 and state["best_f1"] == 0.5
@@ -380,7 +380,7 @@ def test_a_detector_resumed_from_weights_alone_warms_its_rate_up_again(tmp_path)
     model = build_detector(cfg.detect.model)
     opt, sched = make_optimizer(model, cfg)
     state = {"step": 3000, "best_f1": 0.9, "mlflow_run_id": "", "history": []}
-    save(cfg, "last.pt", model, opt, sched, state, {"stage": "detect.train"})
+    save(cfg, "last.pt", model, opt, state, {"stage": "detect.train"})
     (tmp_path / "det_zh_en/detect/train/last.state.pt").unlink()  # weights alone, as in the snapshot
 
     _, opt, sched, state = setup(cfg, torch.device("cpu"), lambda m: None)
@@ -390,11 +390,29 @@ def test_a_detector_resumed_from_weights_alone_warms_its_rate_up_again(tmp_path)
         opt.step()
         sched.step()
     state["step"] = 3050
-    save(cfg, "last.pt", model, opt, sched, state, {"stage": "detect.train"})
+    save(cfg, "last.pt", model, opt, state, {"stage": "detect.train"})
     _, _, sched, state = setup(cfg, torch.device("cpu"), lambda m: None)  # with its state this time
     assert state["rewarm_from"] == 3000
     ramp = cfg.detect.train.lr * warmup_cosine(3050, 100, cfg.detect.train.max_steps) * 51 / 100
     assert sched.get_last_lr()[0] == pytest.approx(ramp)
+
+
+def test_a_resumed_detector_keeps_the_base_rate_its_run_started_with(tmp_path):
+    """As the recognizer (and as a loaded scheduler state did): the rate at the resumed step is the schedule's
+    at that step times the run's own base rate, not a `detect.train.lr` changed since (this resumed at the
+    new rate when the scheduler was first rebuilt instead of loaded)."""
+    from crnn.detect.train import make_optimizer, save, setup
+    from crnn.train_utils import warmup_cosine
+
+    over = ["experiment=det_zh_en", f"runs_dir={tmp_path}", "detect.train.resume=true"]
+    cfg = compose_cfg(over + ["detect.train.lr=0.002"])
+    model = build_detector(cfg.detect.model)
+    opt, sched = make_optimizer(model, cfg)
+    save(cfg, "last.pt", model, opt, {"step": 700, "best_f1": 0.5, "mlflow_run_id": "", "history": []}, {})
+    _, _, sched, state = setup(compose_cfg(over + ["detect.train.lr=0.01"]), torch.device("cpu"), print)
+    t = cfg.detect.train
+    assert state["step"] == 700
+    assert sched.get_last_lr()[0] == pytest.approx(0.002 * warmup_cosine(700, t.warmup_steps, t.max_steps))
 
 
 def test_shipping_needs_the_detector_to_beat_the_projection_splitter():

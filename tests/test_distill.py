@@ -6,6 +6,7 @@ from dataclasses import replace
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from crnn.charset import load_charset
 from crnn.data.dataset import Collate, LmdbLineDataset
@@ -28,10 +29,12 @@ def test_the_distillation_loss_reads_each_lines_own_frames_only():
     student[2, 3:] = 100.0
     assert float(distill_loss(student, teacher, lengths)) == pytest.approx(0.0, abs=1e-6)
     student[1, 2] = torch.randn(7, generator=g)  # one of line 1's own frames
-    one = float(distill_loss(student, teacher, lengths))
-    assert one > 0
-    # the mean over the 19 valid frames, scaled by T^2 at a temperature
-    assert float(distill_loss(student, teacher, lengths, 2.0)) != pytest.approx(one)
+    # the one frame that differs, over the 19 valid frames; at a temperature, T^2 times the softened KL
+    for temp in (1.0, 2.0):
+        t, s = F.log_softmax(teacher[1, 2] / temp, -1), F.log_softmax(student[1, 2] / temp, -1)
+        frame = float((t.exp() * (t - s)).sum())
+        assert frame > 0
+        assert float(distill_loss(student, teacher, lengths, temp)) == pytest.approx(temp**2 * frame / 19)
     with pytest.raises(ValueError, match="same alphabet and frame stride"):
         distill_loss(student[:, :5], teacher, lengths)
 
@@ -95,12 +98,12 @@ def test_the_loss_blends_ctc_and_distillation_by_weight(tiny_data):
 def test_a_teacher_must_read_the_students_alphabet_and_frames(tmp_path, tiny_data):
     cfg = compose_cfg(tiny_overrides(tiny_data))
     charset = load_charset(cfg.charset)
-    student = model_config_for(cfg, charset)
-    assert load_teacher(DistillConfig(), charset, student, torch.device("cpu"), "train") is None
+    student, spec, cpu = model_config_for(cfg, charset), cfg.input, torch.device("cpu")
+    assert load_teacher(DistillConfig(), charset, student, spec, cpu, "train") is None
     with pytest.raises(ValueError, match="needs train.distill.teacher"):
-        load_teacher(DistillConfig(weight=0.5), charset, student, torch.device("cpu"), "train")
+        load_teacher(DistillConfig(weight=0.5), charset, student, spec, cpu, "train")
     with pytest.raises(ValueError, match=r"within \[0, 1\]"):
-        load_teacher(DistillConfig(weight=1.5), charset, student, torch.device("cpu"), "train")
+        load_teacher(DistillConfig(weight=1.5), charset, student, spec, cpu, "train")
 
     def saved(cfg_overrides: list[str], name: str) -> str:
         c = compose_cfg(tiny_overrides(tiny_data) + cfg_overrides)
@@ -110,12 +113,37 @@ def test_a_teacher_must_read_the_students_alphabet_and_frames(tmp_path, tiny_dat
         return str(tmp_path / name)
 
     good = saved([], "good.pt")
-    t = load_teacher(DistillConfig(teacher=good, weight=0.5), charset, student, torch.device("cpu"), "train")
+    t = load_teacher(DistillConfig(teacher=good, weight=0.5), charset, student, spec, cpu, "train")
     assert not t.model.training and t.lineage()["teacher_sha256"] == sha256_file(good)
     assert not any(p.requires_grad for p in t.model.parameters())
-    for overrides, what in ((["charset=zh_en"], "alphabet"), (["model.hstride=8"], "model.hstride")):
+    refused = (
+        (["charset=zh_en"], "alphabet"),
+        (["model.hstride=8"], "model.hstride"),
+        (["input.mean=0.0"], "input.mean"),  # another normalisation: it would read other pixels
+    )
+    for overrides, what in refused:
         bad = saved(overrides, f"bad_{what}.pt")
         with pytest.raises(ValueError, match=what):
-            load_teacher(
-                DistillConfig(teacher=bad, weight=0.5), charset, student, torch.device("cpu"), "prune"
-            )
+            load_teacher(DistillConfig(teacher=bad, weight=0.5), charset, student, spec, cpu, "prune")
+
+
+def test_a_resumed_run_keeps_the_teacher_it_learnt_from_and_a_bundle_checks_its_teacher_first(tmp_path):
+    from crnn.bundle import build_bundle
+    from crnn.data.preprocess import InputSpec
+    from crnn.train_utils import lineage_for
+
+    cfg = compose_cfg(["experiment=demo"])
+    taught = {
+        "teacher": "t.pt",
+        "teacher_sha256": "abc",
+        "distill_weight": "0.5",
+        "distill_temperature": "1.0",
+    }
+    model = CRNN(model_config_for(cfg, load_charset(cfg.charset)))
+    ck = Checkpoint(model.cfg, {}, load_charset(cfg.charset), InputSpec(), {"source_sha256": "s", **taught})
+    assert taught.items() <= lineage_for(cfg, ck).items()  # resumed without train.distill
+    assert "teacher" not in lineage_for(cfg)
+    gone = ["experiment=demo", "train.distill.weight=0.5", f"train.distill.teacher={tmp_path}/gone.pt"]
+    with pytest.raises(Exception, match="gone.pt"):
+        build_bundle(gone, tmp_path / "bundle", "", ["3.12"], 48.0)
+    assert not (tmp_path / "bundle").exists()

@@ -84,8 +84,17 @@ def make_optimizer(
     resume: crnn.train_utils.warmup_cosine)."""
     t = cfg.detect.train
     opt = torch.optim.AdamW(model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
+    return opt, make_schedule(opt, cfg, rewarm_from)
+
+
+def make_schedule(
+    opt: torch.optim.Optimizer, cfg: RunConfig, rewarm_from: int | None = None
+) -> torch.optim.lr_scheduler.LambdaLR:
+    """Built after a resumed optimizer's state is loaded, its base rate is the one the run started with
+    (the state's `initial_lr`), as the recognizer's is; a new run's is `detect.train.lr`."""
+    t = cfg.detect.train
     factor = partial(warmup_cosine, warmup=t.warmup_steps, horizon=t.max_steps, rewarm_from=rewarm_from)
-    return opt, torch.optim.lr_scheduler.LambdaLR(opt, factor)
+    return torch.optim.lr_scheduler.LambdaLR(opt, factor)
 
 
 def train_step(
@@ -185,7 +194,8 @@ def setup(cfg: RunConfig, device: torch.device, say) -> tuple[DBNet, torch.optim
                 f"no optimizer state of step {step} beside {path}: fresh optimizer moments, the rate warmed "
                 "up again, best F1 unknown"
             )
-        at_step(sched, step)  # the rate is the schedule's at the step, with or without a saved state
+        # the rate is the schedule's at the step, with or without a saved state
+        sched = at_step(make_schedule(opt, cfg, state["rewarm_from"]), step)
         state["step"] = step
         say(f"resumed from {path} at step {step} (lr {sched.get_last_lr()[0]:.2e})")
     return model, opt, sched, state
