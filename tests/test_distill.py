@@ -132,7 +132,7 @@ def test_a_resumed_run_keeps_the_teacher_it_learnt_from_and_a_bundle_checks_its_
     from crnn.data.preprocess import InputSpec
     from crnn.train_utils import lineage_for
 
-    cfg = compose_cfg(["experiment=demo"])
+    cfg = compose_cfg(["experiment=demo", "data.train=synth"])  # no LMDB needed: a fresh clone has none
     taught = {
         "teacher": "t.pt",
         "teacher_sha256": "abc",
