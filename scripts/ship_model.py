@@ -6,7 +6,14 @@ Copies runs/<name>/quantize/model.int8.onnx and runs/<name>/export/model.onnx to
 models/crnn_<name>.int8.onnx and models/crnn_<name>.onnx (refusing if together they pass +max_mb, 15 by
 default; +out=DIR writes elsewhere), the evaluation report to models/crnn_<name>.eval.{json,md}, and
 writes models/README.md: data, alphabet, steps, hardware, training time, figures per scene type beside
-the targets, the learning curve, and the known weaknesses from the notes file. Every number comes from a
+the targets, the learning curve, and the known weaknesses from the notes file. `+as=zh_en` ships the run
+under another model's name (models/crnn_zh_en.*, the served default): a new version of the bundled model.
+
+Replacing a bundled model is gated by issue 12's rule: the candidate must make fewer errors than the
+bundled model on the real lines overall and in every category of 30 lines or more (its `make eval-real`
+report against models/crnn_<as>.realdev.json, the figures `make regress-real` checks), and meet every
+synthetic target the bundled model meets. `+force=true` ships anyway. A shipped model's real-line figures
+become the new models/crnn_<as>.realdev.json. Every number comes from a
 report or from MLflow; the training time is summed from the training run's metric timestamps, leaving out
 gaps over 10 minutes (between sessions), because a run resumed across sessions has no single wall time.
 """
@@ -26,6 +33,7 @@ from crnn.settings import compose_run_config
 ROOT = Path(__file__).resolve().parents[1]
 TARGETS = {"printed": 0.01, "signboard": 0.03, "handwritten": 0.05, "blurry": 0.05}
 SCENES = ["printed", "signboard", "handwritten", "blurry"]
+MIN_CATEGORY_LINES = 30  # issue 12: categories smaller than this are too noisy to decide a replacement
 
 
 def _json(path: Path) -> dict:
@@ -53,13 +61,193 @@ def pct(x: float) -> str:
     return f"{x * 100:.2f}%"
 
 
+def served_row(report: dict, int8: bool, where: str = "make eval", file: Path | None = None) -> dict:
+    """The row of an evaluation report that scored the file `make serve` would use (`file`, when given:
+    a report made with other artifacts does not count)."""
+    want = "int8_onnx" if int8 else "fp32_onnx"
+    row = next((m for m in report["models"] if m["name"] == want), None)
+    if row is None:
+        raise StageError(f"the evaluation report has no {want} row: score the shipped files ({where})")
+    if file is not None and (ROOT / row["path"]).resolve() != file.resolve():
+        raise StageError(f"the report's {want} row scored {row['path']}, not {file}: run {where} again")
+    return row
+
+
+def fresh_report(path: Path, served: Path, where: str) -> dict:
+    """A report made after the file it scored was last written (a re-export or re-quantization since
+    leaves figures of another model behind)."""
+    if not path.is_file():
+        raise StageError(f"{path} does not exist: run {where}")
+    if path.stat().st_mtime < served.stat().st_mtime:
+        raise StageError(f"{path} is older than {served}: run {where} again")
+    return _json(path)
+
+
+def replacement_problems(
+    cand_syn: dict,
+    inc_syn: dict,
+    cand_real: dict | None = None,
+    inc_real: dict | None = None,
+    min_lines: int = MIN_CATEGORY_LINES,
+) -> list[str]:
+    """Why a candidate may not replace the bundled model (empty: it may). `*_syn` are the served rows of
+    the synthetic evaluations, `*_real` the two models' figures on the same real lines (one test set's
+    summary: n, cer and per-category scenes). Real lines decide first; a synthetic target binds only where
+    the bundled model meets it, so a new model never ships by giving up what the old one did."""
+    problems = []
+    if inc_real is not None and cand_real is not None:
+        if cand_real["n"] != inc_real["n"]:
+            return [
+                f"real lines: the candidate was scored on {cand_real['n']} lines, the bundled model on "
+                f"{inc_real['n']}: not comparable (score the bundled model on the same lines and commit its "
+                "figures, as make regress-real would need too)"
+            ]
+        if cand_real["cer"] >= inc_real["cer"]:
+            problems.append(
+                f"real lines overall: CER {pct(cand_real['cer'])}, not lower than the bundled model's "
+                f"{pct(inc_real['cer'])}"
+            )
+        for cat, b in sorted(inc_real["scenes"].items()):
+            c = cand_real["scenes"].get(cat)
+            if b["n"] < min_lines:
+                continue
+            if c is None or c["n"] != b["n"]:
+                got = f"{c['n']} lines" if c else "no lines"
+                problems.append(f"{cat}: {got}, the bundled model's figures are over {b['n']}")
+            elif c["cer"] >= b["cer"]:
+                problems.append(
+                    f"{cat} ({b['n']} lines): CER {pct(c['cer'])}, not lower than the bundled model's "
+                    f"{pct(b['cer'])}"
+                )
+    for scene, target in TARGETS.items():
+        b, c = inc_syn["scenes"].get(scene), cand_syn["scenes"].get(scene)
+        if b is None or b["cer"] > target:
+            continue
+        if c is None or c["cer"] > target:
+            got = pct(c["cer"]) if c else "not measured"
+            problems.append(
+                f"synthetic {scene}: CER {got} misses the <= {target * 100:g}% target the bundled model "
+                f"meets ({pct(b['cer'])})"
+            )
+    return problems
+
+
+def realdev_baseline(report: dict, row: dict, real: dict, shipped: Path) -> dict:
+    """The figures `make regress-real` compares the bundled model with, taken from the candidate's
+    `make eval-real` run (same file, same lines, one thread): the shape of that gate's own report, with
+    the shipped file's sha256 so that the next replacement knows which file the figures describe."""
+    overall = {k: real[k] for k in ("n", "chars", "edits", "cer", "acc", "ned") if k in real}
+    return {
+        "experiment": "bundled",
+        "machine": report.get("machine", {}),
+        "test_sets": [t for t in report.get("test_sets", []) if t.get("path") == real["path"]],
+        "normalize": report.get("normalize"),
+        "models": [
+            {
+                "name": "bundled",
+                "path": str(shipped.relative_to(ROOT)) if shipped.is_relative_to(ROOT) else str(shipped),
+                "sha256": sha256(shipped),
+                "decoder": row.get("decoder", "greedy"),
+                "format": row["format"],
+                "int8": row["int8"],
+                "size_bytes": row.get("size_bytes"),
+                "params": row.get("params"),
+                "macs": row.get("macs"),
+                "scenes": real["scenes"],
+                "overall": overall,
+                "sets": [real],
+                "latency_ratio_to_fp32_onnx": None,
+            }
+        ],
+    }
+
+
+def bundled_file(dest: Path, as_name: str) -> Path:
+    """The file `make serve` uses for that name: INT8 where shipped, else FP32 (the Makefile's rule)."""
+    int8 = dest / f"crnn_{as_name}.int8.onnx"
+    return int8 if int8.is_file() else dest / f"crnn_{as_name}.onnx"
+
+
+def candidate_real(run: Path, served: Path, has_int8: bool, path: str | None) -> dict | None:
+    """The candidate's figures on real lines from `make eval-real` (the set at `path`, else the report's
+    folder of real lines), or None when it was not scored on them."""
+    where = f"make eval-real EXP={run.name}"
+    if not (run / "eval_real" / "report.json").is_file():
+        return None
+    report = fresh_report(run / "eval_real" / "report.json", served, where)
+    row = served_row(report, has_int8, where, served)
+    found = next(
+        (s for s in row["sets"] if s["path"] == path or (path is None and s["kind"] == "folder")), None
+    )
+    return {"report": report, "row": row, "set": found} if found else None
+
+
+def replacement_check(
+    run: Path, dest: Path, as_name: str, ev: dict, served: Path, has_int8: bool, force: bool
+) -> dict | None:
+    """Refuses (StageError) a candidate that may not replace the model shipped as models/crnn_<as_name>.*
+    unless `force`; returns the candidate's real-line figures for the new baseline (None: not scored on
+    real lines). Shipping the same file again (a new model card) decides nothing."""
+    baseline = dest / f"crnn_{as_name}.realdev.json"
+    inc_base = _json(baseline) if baseline.is_file() else None
+    inc_model = inc_base["models"][0] if inc_base else {}
+    inc_real = inc_model["sets"][0] if inc_base else None
+    real = candidate_real(run, served, has_int8, inc_real["path"] if inc_real else None)
+    incumbent = bundled_file(dest, as_name)
+    if force or not incumbent.is_file() or sha256(incumbent) == sha256(served):
+        return real
+    if inc_real is None:
+        raise StageError(
+            f"{incumbent} has no real-line figures to beat ({baseline} is missing): score it first (make "
+            f"regress-real writes runs/bundled/realdev/report.json; copy it there), or ship with +force=true"
+        )
+    if inc_model.get("sha256") not in (None, sha256(incumbent)):
+        raise StageError(f"{baseline} describes another file than {incumbent}: score the bundled model again")
+    if real is None:
+        raise StageError(
+            f"{incumbent} was scored on the real lines of {inc_real['path']} ({baseline.name}); score the "
+            f"candidate on the same lines first: make eval-real EXP={run.name} REALDEV={inc_real['path']} "
+            "REAL_PEERS="
+        )
+    problems = []
+    if real["report"].get("normalize") != inc_base.get("normalize"):
+        problems.append("the two models' real lines were scored by different normalisation rules")
+    if real["row"].get("decoder", "greedy") != inc_model.get("decoder", "greedy"):
+        problems.append("the two models' real lines were decoded differently")
+    inc_syn = served_row(_json(dest / f"crnn_{as_name}.eval.json"), incumbent.name.endswith(".int8.onnx"))
+    problems += replacement_problems(served_row(ev, has_int8, file=served), inc_syn, real["set"], inc_real)
+    if problems:
+        raise StageError(
+            f"this model may not replace {incumbent}: "
+            + "; ".join(problems)
+            + " (+force=true ships it anyway)"
+        )
+    return real
+
+
+def init_line(init_from: str) -> list[str]:
+    """Where the weights started, from the initial checkpoint's own lineage: a run that continues
+    another one has seen that one's lines too."""
+    if not init_from:
+        return []
+    from crnn.models.checkpoint import load_checkpoint
+
+    lineage = load_checkpoint(ROOT / init_from).lineage or {}
+    step = lineage.get("step")
+    what = (
+        f"step {step:,} of `{lineage.get('config_name', '?')}`" if step is not None else "its lineage unknown"
+    )
+    return [f"- Initialised from `{init_from}` ({what}); the lines above are this run's own."]
+
+
 def main(argv: list[str]) -> int:
-    cfg, own = compose_run_config(argv, extras=("notes", "max_mb", "out"))
+    cfg, own = compose_run_config(argv, extras=("notes", "max_mb", "out", "as", "force"))
+    as_name = str(own.get("as") or cfg.name)
+    force = str(own.get("force", "false")).lower() in ("true", "1", "yes")
     run = ROOT / cfg.runs_dir / cfg.name
     train = _json(run / "train" / "summary.json")
     prune = _json(run / "prune" / "report.json") if (run / "prune" / "report.json").is_file() else None
     quant = _json(run / "quantize" / "report.json")
-    ev = _json(run / "eval" / "report.json")
     export = _json(run / "export" / "report.json")
     shipped_pruned = Path(export["source"]).name == "pruned.pt"
     int8, fp32 = run / "quantize" / "model.int8.onnx", run / "export" / "model.onnx"
@@ -69,6 +257,7 @@ def main(argv: list[str]) -> int:
         raise StageError(f"{int8} does not exist: run make quantize EXP={cfg.name}")
     has_int8 = int8.is_file()  # no INT8 when no recipe qualified: FP32 alone is shipped and served
     shipped = [int8, fp32] if has_int8 else [fp32]
+    ev = fresh_report(run / "eval" / "report.json", shipped[0], f"make eval EXP={cfg.name}")
     max_mb = float(own.get("max_mb", 15))
     total_mb = sum(p.stat().st_size for p in shipped) / 1e6
     if total_mb > max_mb:
@@ -83,14 +272,25 @@ def main(argv: list[str]) -> int:
 
     dest = ROOT / own.get("out", "models")
     dest.mkdir(exist_ok=True)
-    out_int8, out_fp32 = dest / f"crnn_{cfg.name}.int8.onnx", dest / f"crnn_{cfg.name}.onnx"
+    real = replacement_check(run, dest, as_name, ev, shipped[0], has_int8, force)
+    stale = dest / f"crnn_{as_name}.realdev.json"
+    before = bundled_file(dest, as_name)
+    replacing = before.is_file() and sha256(before) != sha256(shipped[0])
+    out_int8, out_fp32 = dest / f"crnn_{as_name}.int8.onnx", dest / f"crnn_{as_name}.onnx"
     if has_int8:
         shutil.copyfile(int8, out_int8)
     else:
         out_int8.unlink(missing_ok=True)  # an older INT8 file would be served instead of this model
     shutil.copyfile(fp32, out_fp32)
-    shutil.copyfile(run / "eval" / "report.json", dest / f"crnn_{cfg.name}.eval.json")
-    shutil.copyfile(run / "eval" / "report.md", dest / f"crnn_{cfg.name}.eval.md")
+    shutil.copyfile(run / "eval" / "report.json", dest / f"crnn_{as_name}.eval.json")
+    shutil.copyfile(run / "eval" / "report.md", dest / f"crnn_{as_name}.eval.md")
+    served_out = out_int8 if has_int8 else out_fp32
+    if real is not None:
+        baseline = realdev_baseline(real["report"], real["row"], real["set"], served_out)
+        stale.write_text(json.dumps(baseline, indent=2, ensure_ascii=False))
+    elif replacing and stale.is_file():
+        stale.unlink()  # another model's figures: make regress-real would check this one against them
+        print(f"[ship] removed {stale}: no real-line figures for this model (make eval-real EXP={cfg.name})")
 
     shipped_out = [out_int8, out_fp32] if has_int8 else [out_fp32]
     models = {m["name"]: m for m in ev["models"]}
@@ -105,7 +305,7 @@ def main(argv: list[str]) -> int:
     )
     lines_seen = train["steps"] * cfg.train.batch_size
     md = [
-        f"# crnn_{cfg.name}: the bundled model",
+        f"# crnn_{as_name}: the bundled model",
         "",
         f"A CRNN ({train['model']['name']} preset: {train['params'] / 1e6:.2f} M parameters before pruning) "
         + ("trained, pruned, exported" if shipped_pruned else "trained, exported")
@@ -131,7 +331,10 @@ def main(argv: list[str]) -> int:
             if "train" in splits
             else "read from LMDB"
         )
-        + f"; corpus seed {splits['train'].seed if 'train' in splits else '?'}; the four scene types alike.",
+        + f"; corpus seed {splits['train'].seed if 'train' in splits else '?'}; scene types (weight): "
+        + ", ".join(f"{n} ({r.weight:g})" for n, r in cfg.render.scenes.items())
+        + ".",
+        *init_line(cfg.train.init_from),
         f"- Test set: {ev['test_sets'][0]['n']} lines (`{ev['test_sets'][0]['path']}`), corpus seed "
         f"{splits['test'].seed}, 1/4 per scene; fonts never seen in training or validation: "
         f"{', '.join(heldout) or 'none'}.",
@@ -159,8 +362,11 @@ def main(argv: list[str]) -> int:
                 "a line in about a millisecond (the `pruned` row below)."
             )
         )
+    tried = ", ".join(m["name"] for m in quant["models"] if m["name"] != "fp32")
     md.append(
-        f"- Quantization: `{quant['chosen']}` chosen among {', '.join(m['name'] for m in quant['models'])}."
+        f"- Quantization: `{quant['chosen']}` chosen among {tried}."
+        if quant.get("chosen")
+        else f"- Quantization: none of {tried} qualified ({quant.get('decision', '')}); FP32 is served."
     )
     md += [
         "",

@@ -190,6 +190,119 @@ def test_compare_script_reads_two_runs_back(tmp_path):
     assert (tmp_path / "out" / "compare.png").stat().st_size > 1000
 
 
+def _real_folder(tiny_data, root: Path) -> Path:
+    """The tiny test set's lines as a folder of labelled images: 30 in `big`, 2 in `small` (a category
+    under issue 12's 30-line floor), the layout of ../shared/realdev."""
+    import cv2
+
+    src = LmdbReader(tiny_data / "data" / "test")
+    for cat, ids in (("big", range(1, 31)), ("small", range(31, 33))):
+        (root / cat).mkdir(parents=True)
+        rows = []
+        for i in ids:
+            rec = src.read(i)
+            cv2.imwrite(str(root / cat / f"{i:04d}.png"), rec.image)
+            rows.append(f"{i:04d}.png\t{rec.label}")
+        (root / cat / "labels.tsv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    return root
+
+
+def test_a_model_replaces_the_bundled_one_only_when_it_beats_it_on_real_lines(evaluated, tiny_data, tmp_path):
+    """`+as` ships a run under the bundled model's name; the gate compares it with the model it replaces
+    on the same real lines (overall and per category of 30+ lines) and keeps its real-line figures as the
+    new regress-real baseline, which the shipped file then passes."""
+    import hashlib
+    import os
+
+    runs = evaluated.parent.parent
+    over = tiny_overrides(runs.parent, "c") + [f"data.root={tiny_data / 'data'}"]
+    folder = _real_folder(tiny_data, tmp_path / "real")
+    sets = f"eval.test_sets=[{tiny_data / 'data' / 'test'},{folder}]"
+    real_report = runs / "c" / "eval_real" / "report.json"
+    out = tmp_path / "models"
+    ship = [sys.executable, str(ROOT / "scripts" / "ship_model.py"), *over, f"+out={out}", "+as=zz"]
+
+    def shipped(*extra: str) -> subprocess.CompletedProcess:
+        return subprocess.run(ship + list(extra), capture_output=True, text=True, cwd=ROOT)
+
+    try:
+        run_module(
+            "crnn.eval", over + ["eval.out_dir=eval_real", "eval.threads=1", "eval.latency_lines=2", sets]
+        )
+        first = shipped()  # nothing to replace: shipped, with its real-line figures as the baseline
+        assert first.returncode == 0, first.stderr[-2000:]
+        assert "# crnn_zz: the bundled model" in (out / "README.md").read_text()
+        served = out / "crnn_zz.int8.onnx" if (out / "crnn_zz.int8.onnx").is_file() else out / "crnn_zz.onnx"
+        baseline_path = out / "crnn_zz.realdev.json"
+        baseline = json.loads(baseline_path.read_text())
+        assert baseline["models"][0]["sets"][0]["path"] == str(folder)
+        assert baseline["models"][0]["sha256"] == hashlib.sha256(served.read_bytes()).hexdigest()
+        assert shipped().returncode == 0  # the same file again (a new card): nothing to decide
+
+        # the bundled file becomes another model with the same figures (the gate reads only its bytes'
+        # hash and its figures): the candidate does not beat it
+        with served.open("ab") as f:
+            f.write(b"another model")
+        other = copy.deepcopy(baseline)
+        other["models"][0]["sha256"] = hashlib.sha256(served.read_bytes()).hexdigest()
+        baseline_path.write_text(json.dumps(other))
+        tie = shipped()
+        assert tie.returncode == 2 and "may not replace" in tie.stderr, tie.stderr[-2000:]
+        assert "real lines overall" in tie.stderr and "big (30 lines)" in tie.stderr
+        assert "small" not in tie.stderr.split("may not replace")[1]  # under 30 lines: not a condition
+
+        baseline_path.write_text(
+            json.dumps({**other, "models": [{**other["models"][0], "sha256": "0" * 64}]})
+        )
+        assert "describes another file" in shipped().stderr  # figures of some other file decide nothing
+
+        worse = copy.deepcopy(other)  # a bundled model with more errors on the real lines
+        worse["models"][0]["sets"][0]["cer"] += 0.1
+        worse["models"][0]["sets"][0]["scenes"]["big"]["cer"] += 0.1
+        baseline_path.write_text(json.dumps(worse))
+        t = real_report.stat().st_mtime
+        os.utime(real_report, (t - 86400, t - 86400))  # figures older than the model they claim to score
+        assert "is older than" in shipped().stderr
+        os.utime(real_report, (t, t))
+        replaced = shipped()
+        assert replaced.returncode == 0, replaced.stderr[-2000:]
+        assert json.loads(baseline_path.read_text()) == baseline  # the new model's own figures again
+    finally:
+        shutil.rmtree(real_report.parent, ignore_errors=True)  # the chain's run stays as other tests know it
+
+    # the baseline is the shape `make regress-real` compares: the shipped file scored alone passes it
+    alone = tiny_overrides(runs.parent, "bundled_zz") + [
+        "eval.out_dir=realdev",
+        "eval.threads=1",
+        "eval.latency_lines=2",
+        f"eval.test_sets=[{folder}]",
+        f"eval.artifacts=['bundled={served}']",
+    ]
+    run_module("crnn.eval", alone)
+    report = json.loads((runs / "bundled_zz" / "realdev" / "report.json").read_text())
+    assert compare(baseline, report, 0.25, 0.15) == []
+
+
+def test_the_replacement_rule_keeps_the_synthetic_targets_the_bundled_model_meets(monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "scripts"))
+    from ship_model import replacement_problems
+
+    def row(printed: float, signboard: float) -> dict:
+        return {"scenes": {"printed": {"cer": printed}, "signboard": {"cer": signboard}}}
+
+    # printed: met by the bundled model (<= 1 %), so binding; signboard: missed by both, so not
+    assert replacement_problems(row(0.009, 0.05), row(0.006, 0.036)) == []
+    problems = replacement_problems(row(0.011, 0.02), row(0.006, 0.036))
+    assert len(problems) == 1 and "synthetic printed" in problems[0] and "1.10%" in problems[0]
+    real = {"n": 40, "cer": 0.05, "scenes": {"a": {"n": 30, "cer": 0.04}, "b": {"n": 10, "cer": 0.2}}}
+    better = {"n": 40, "cer": 0.04, "scenes": {"a": {"n": 30, "cer": 0.03}, "b": {"n": 10, "cer": 0.3}}}
+    assert replacement_problems(row(0, 0), row(0, 0), better, real) == []
+    assert replacement_problems(row(0, 0), row(0, 0), real, better) == [
+        "real lines overall: CER 5.00%, not lower than the bundled model's 4.00%",
+        "a (30 lines): CER 4.00%, not lower than the bundled model's 3.00%",
+    ]
+
+
 def test_tesseract_peer_on_the_same_test_set(tiny_data):
     """The peer path of the stage (its own process): same sets, same scoring, one OpenMP thread."""
     from dataclasses import asdict
