@@ -20,7 +20,6 @@ gaps over 10 minutes (between sessions), because a run resumed across sessions h
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import sys
@@ -28,6 +27,7 @@ from pathlib import Path
 
 from crnn.charset import load_charset
 from crnn.cli import StageError, stage_errors
+from crnn.lineage import sha256_file
 from crnn.settings import compose_run_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -51,10 +51,6 @@ def training_history(tracking_uri: str, run_id: str) -> tuple[float, list[tuple[
     seconds = sum(b - a for a, b in zip(stamps, stamps[1:]) if b - a < 600_000) / 1000
     curve = sorted((m.step, m.value) for m in client.get_metric_history(run_id, "val_cer"))
     return seconds, curve, {}
-
-
-def sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def pct(x: float) -> str:
@@ -146,7 +142,7 @@ def realdev_baseline(report: dict, row: dict, real: dict, shipped: Path) -> dict
             {
                 "name": "bundled",
                 "path": str(shipped.relative_to(ROOT)) if shipped.is_relative_to(ROOT) else str(shipped),
-                "sha256": sha256(shipped),
+                "sha256": sha256_file(shipped),
                 "decoder": row.get("decoder", "greedy"),
                 "format": row["format"],
                 "int8": row["int8"],
@@ -183,25 +179,26 @@ def candidate_real(run: Path, served: Path, has_int8: bool, path: str | None) ->
 
 
 def replacement_check(
-    run: Path, dest: Path, as_name: str, ev: dict, served: Path, has_int8: bool, force: bool
+    run: Path, dest: Path, as_name: str, ev: dict, served: Path, has_int8: bool, gated: bool
 ) -> dict | None:
     """Refuses (StageError) a candidate that may not replace the model shipped as models/crnn_<as_name>.*
-    unless `force`; returns the candidate's real-line figures for the new baseline (None: not scored on
-    real lines). Shipping the same file again (a new model card) decides nothing."""
+    when `gated` (another file is bundled under that name and +force is off: shipping the same file again,
+    for a new model card, decides nothing); returns the candidate's real-line figures for the new baseline
+    (None: not scored on real lines)."""
     baseline = dest / f"crnn_{as_name}.realdev.json"
     inc_base = _json(baseline) if baseline.is_file() else None
     inc_model = inc_base["models"][0] if inc_base else {}
     inc_real = inc_model["sets"][0] if inc_base else None
     real = candidate_real(run, served, has_int8, inc_real["path"] if inc_real else None)
     incumbent = bundled_file(dest, as_name)
-    if force or not incumbent.is_file() or sha256(incumbent) == sha256(served):
+    if not gated:
         return real
     if inc_real is None:
         raise StageError(
             f"{incumbent} has no real-line figures to beat ({baseline} is missing): score it first (make "
             f"regress-real writes runs/bundled/realdev/report.json; copy it there), or ship with +force=true"
         )
-    if inc_model.get("sha256") not in (None, sha256(incumbent)):
+    if inc_model.get("sha256") not in (None, sha256_file(incumbent)):
         raise StageError(f"{baseline} describes another file than {incumbent}: score the bundled model again")
     if real is None:
         raise StageError(
@@ -272,10 +269,10 @@ def main(argv: list[str]) -> int:
 
     dest = ROOT / own.get("out", "models")
     dest.mkdir(exist_ok=True)
-    real = replacement_check(run, dest, as_name, ev, shipped[0], has_int8, force)
-    stale = dest / f"crnn_{as_name}.realdev.json"
     before = bundled_file(dest, as_name)
-    replacing = before.is_file() and sha256(before) != sha256(shipped[0])
+    replacing = before.is_file() and sha256_file(before) != sha256_file(shipped[0])
+    real = replacement_check(run, dest, as_name, ev, shipped[0], has_int8, replacing and not force)
+    stale = dest / f"crnn_{as_name}.realdev.json"
     out_int8, out_fp32 = dest / f"crnn_{as_name}.int8.onnx", dest / f"crnn_{as_name}.onnx"
     if has_int8:
         shutil.copyfile(int8, out_int8)
@@ -316,7 +313,10 @@ def main(argv: list[str]) -> int:
         "",
         "| file | size | sha256 |",
         "|---|---|---|",
-        *[f"| `{p.name}` | {p.stat().st_size / 1e6:.2f} MB | `{sha256(p)[:16]}…` |" for p in shipped_out],
+        *[
+            f"| `{p.name}` | {p.stat().st_size / 1e6:.2f} MB | `{sha256_file(p)[:16]}…` |"
+            for p in shipped_out
+        ],
         "",
         "Everything a server needs (alphabet, input spec, stride, lineage) is in each file's ONNX metadata.",
         "",
