@@ -181,3 +181,60 @@ def test_contact_sheets_show_the_new_recipes(tmp_path):
     mod.main(["render=real", f"runs_dir={tmp_path}", "+rows=1"])
     for scene in NEW_SCENES:
         assert (tmp_path / "default" / "samples" / f"{scene}.png").is_file()
+
+
+def _ink_runs(mask: np.ndarray) -> list[tuple[int, int]]:
+    """(start, end) of each run of columns holding ink."""
+    cols = np.r_[0, (mask.max(axis=0) > 64).astype(np.int8), 0]
+    edges = np.flatnonzero(np.diff(cols))
+    return list(zip(edges[::2], edges[1::2]))
+
+
+@pytest.mark.parametrize("text, dot", [("京A·12345", True), ("京A 12385", False), ("京A12345", False)])
+def test_plate_cells_make_every_glyph_as_tall_as_its_cell(real_cfg, text, dot):
+    """Glyphs drawn at a font size are short beside a plate's characters, which fill the plate's height;
+    in cells each one spans the band, `1` stays narrower than `5`, and the dot is drawn when the label has
+    it (and only then)."""
+    from crnn.data.plate_layout import draw_plate
+
+    bank = LineRenderer(real_cfg)
+    spec = next(f for f in bank.scene_fonts["plate"] if covers(f, text))
+    size = 60
+    din = [f for f in bank.serial_fonts["plate"] if f.name == "open_din"]  # its 1 is a stroke and a flag
+    mask = draw_plate(text, spec, size, np.random.default_rng(0), serial_fonts=din)
+    runs = _ink_runs(mask)
+    assert len(runs) == 7 + dot, runs
+    heights = []
+    for x0, x1 in runs:
+        rows = np.flatnonzero(mask[:, x0:x1].max(axis=1) > 64)
+        heights.append(rows[-1] - rows[0] + 1)
+    glyphs = [h for i, h in enumerate(heights) if not (dot and i == 2)]
+    assert min(glyphs) >= 0.85 * size, heights
+    if dot:
+        assert heights[2] < 0.2 * size
+    widths = [x1 - x0 for x0, x1 in runs]
+    one, five = (widths[3], widths[7]) if dot else (widths[2], widths[6])
+    assert one < 0.7 * five
+    # the wide gap after the office letter only where the label has a separator: glyphs sit centred in
+    # their cells, so the distance between ink centres is the cell pitch
+    centres = [(x0 + x1) / 2 for i, (x0, x1) in enumerate(runs) if not (dot and i == 2)]
+    pitches = np.diff(centres)
+    wider = pitches[1] - max(pitches[2:])
+    if dot or " " in text:
+        assert wider > 0.1 * size, pitches
+    else:
+        assert abs(wider) < 0.05 * size, pitches
+
+
+def test_plate_recipe_draws_cells_and_keeps_its_label(real_cfg):
+    """The plate recipe's lines in cells still show their label (what a line reads is decided by the
+    corpus, not the layout), and the layout is drawn by the recipe (plate_cells_p), not by accident."""
+    assert real_cfg.scenes["plate"].plate_cells_p > 0
+    off = replace(real_cfg, scenes={"plate": replace(real_cfg.scenes["plate"], plate_cells_p=0.0)})
+    on = replace(real_cfg, scenes={"plate": replace(real_cfg.scenes["plate"], plate_cells_p=1.0)})
+    a, b = LineRenderer(off), LineRenderer(on)
+    text = "苏E·5T2K9"
+    ia = a.render(text, "plate", random.Random(1), np.random.default_rng(4))
+    ib = b.render(text, "plate", random.Random(1), np.random.default_rng(4))
+    assert ia is not None and ib is not None and ia.shape[0] == ib.shape[0] == real_cfg.height
+    assert ia.shape != ib.shape or not np.array_equal(ia, ib)

@@ -24,6 +24,7 @@ from PIL import Image, ImageDraw
 
 from crnn.data import augment
 from crnn.data.fonts import FontBank, FontError, FontSpec, covers, load_font
+from crnn.data.plate_layout import draw_plate
 
 SCENES = ("printed", "signboard", "handwritten", "blurry")
 
@@ -82,6 +83,8 @@ class SceneRecipe:
     speckle: float = 0.002  # their density (share of pixels)
     tight_p: float = 0.0  # crop to the ink box, margins touching the letters
     tight_margin: list[float] = field(default_factory=lambda: [0.0, 0.1])  # margin, relative to ink height
+    plate_cells_p: float = 0.0  # a plate's fixed cells, each glyph as tall as its cell (data/plate_layout.py)
+    serial_fonts: list[str] = field(default_factory=list)  # faces for a plate's letters and digits
 
 
 # Fields added with the real-image recipes. Left out of `render_identity` when at their defaults, so data
@@ -151,6 +154,11 @@ class LineRenderer:
             name: self.bank.resolve(recipe.fonts, exclude=exclude_fonts)
             for name, recipe in cfg.scenes.items()
         }
+        self.serial_fonts: dict[str, list[FontSpec]] = {
+            name: self.bank.resolve(recipe.serial_fonts, exclude=exclude_fonts)
+            for name, recipe in cfg.scenes.items()
+            if recipe.serial_fonts
+        }
         self.photos: tuple[np.ndarray, ...] = ()
         users = [n for n, r in cfg.scenes.items() if r.backgrounds.get("photo", 0) > 0]
         if users:
@@ -185,8 +193,12 @@ class LineRenderer:
         if spec is None:
             return None
         size = max(8, int(self.cfg.height * self.cfg.canvas_scale * nrng.uniform(*recipe.font_scale)))
-        mask = _draw_mask(text, spec, size, recipe, nrng)
-        mask = _shape_mask(mask, size, recipe, nrng)
+        if _chance(nrng, recipe.plate_cells_p):
+            mask = draw_plate(text, spec, size, nrng, recipe.bold_p, self.serial_fonts.get(scene))
+            mask = _shape_mask(mask, size, recipe, nrng, squeeze=False)  # the cells set the glyphs' widths
+        else:
+            mask = _draw_mask(text, spec, size, recipe, nrng)
+            mask = _shape_mask(mask, size, recipe, nrng)
         img = _compose_scene(mask, recipe, nrng, self.photos)
         img = _degrade(img, recipe, nrng)
         img = np.clip(img, 0, 255).astype(np.uint8)
@@ -300,10 +312,12 @@ def _chance(nrng: np.random.Generator, p: float) -> bool:
     return p > 0 and nrng.random() < p
 
 
-def _shape_mask(mask: np.ndarray, size: int, r: SceneRecipe, nrng: np.random.Generator) -> np.ndarray:
+def _shape_mask(
+    mask: np.ndarray, size: int, r: SceneRecipe, nrng: np.random.Generator, squeeze: bool = True
+) -> np.ndarray:
     """The real-image recipes' changes to the ink itself: condensed glyphs, a bent baseline, printer dots,
     faint ink. Nothing is drawn from `nrng` for a recipe that uses none of them."""
-    if _chance(nrng, r.squeeze_p):
+    if squeeze and _chance(nrng, r.squeeze_p):
         mask = augment.squeeze(mask, nrng, *r.squeeze)
     if _chance(nrng, r.curve_p):
         mask = augment.curve(mask, nrng, r.curve)

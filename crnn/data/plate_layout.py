@@ -1,0 +1,93 @@
+"""A licence plate's fixed-cell layout: every character stretched to the full height of its own cell.
+
+Chinese plates (GA 36) print each character 45 x 90 mm at 12 mm gaps (43 mm wide at 9 mm on the
+eight-character green plates), with a wider 34 mm gap holding the separator dot after the province and
+office letter. Glyphs drawn with a text font at a font size are short and unevenly spaced next to that: on
+94x24 plate crops the model read the office letter `A` as `N` or `M` and the dot as `:` or `-`. Here each
+glyph's ink is scaled to the cell's height, as narrow as it is drawn or squeezed into the cell's width (a
+`1` stays a stroke, a hanzi or `M` fills the cell), and the dot is drawn in the wide gap only when the
+label holds it.
+"""
+
+from __future__ import annotations
+
+import random
+
+import cv2
+import numpy as np
+from PIL import Image, ImageDraw
+
+from crnn.data.fonts import FontSpec, covers, load_font
+
+SEPARATORS = "· "  # the separator dot or a bare gap between the office letter and the serial
+
+
+def glyph_ink(ch: str, spec: FontSpec, size: int, stroke: int) -> np.ndarray | None:
+    """One character's ink (uint8), cropped to its box; None for a glyph with no ink."""
+    font = load_font(spec.path, spec.index, size)
+    x0, y0, x1, y1 = font.getbbox(ch, anchor="ls")
+    pad = stroke + 2
+    img = Image.new("L", (max(1, x1 - x0) + 2 * pad, max(1, y1 - y0) + 2 * pad), 0)
+    ImageDraw.Draw(img).text((pad - x0, pad - y0), ch, font=font, fill=255, anchor="ls")
+    mask = np.asarray(img)
+    if stroke:
+        mask = cv2.dilate(mask, np.ones((2 * stroke + 1, 2 * stroke + 1), np.uint8))
+    rows, cols = np.flatnonzero(mask.max(axis=1) > 64), np.flatnonzero(mask.max(axis=0) > 64)
+    if not rows.size or not cols.size:
+        return None
+    return mask[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+
+
+def draw_plate(
+    text: str,
+    spec: FontSpec,
+    size: int,
+    nrng: np.random.Generator,
+    bold_p: float = 0.0,
+    serial_fonts: list[FontSpec] | None = None,
+) -> np.ndarray:
+    """Ink coverage (uint8) of `text` laid out in plate cells `size` pixels tall, with margins around them.
+
+    `serial_fonts`: faces for the letters and digits (plates use a condensed engineering face beside a hei
+    hanzi); one that covers them all is drawn at random, else the line's own font."""
+    chars = [c for c in text if c not in SEPARATORS]
+    sep = next((c for c in text if c in SEPARATORS), "")
+    split = text.find(sep) if sep else -1  # cells before the wide gap
+    eight = len(chars) >= 8
+    cell_w = size * nrng.uniform(0.42, 0.5) if eight else size * nrng.uniform(0.44, 0.56)
+    gap = size * (nrng.uniform(0.07, 0.12) if eight else nrng.uniform(0.1, 0.16))
+    wide = size * nrng.uniform(0.3, 0.42)
+    condense = nrng.uniform(0.75, 1.0)  # the plate face is narrower than text faces drawn as tall
+    stroke = max(1, size // 28) if nrng.random() < bold_p else 0
+    serial = _serial_font(chars, serial_fonts or [], nrng) or spec
+    m_top, m_bot = (int(nrng.uniform(0.08, 0.3) * size) + 1 for _ in range(2))
+    pad_l, pad_r = (int(nrng.uniform(0.05, 0.4) * size) + 1 for _ in range(2))
+    widths = [cell_w] * len(chars)
+    gaps = [wide if i == split - 1 else gap for i in range(len(chars) - 1)]
+    width = int(pad_l + pad_r + sum(widths) + sum(gaps)) + 2
+    canvas = np.zeros((size + m_top + m_bot, width), np.uint8)
+    x = float(pad_l)
+    for i, ch in enumerate(chars):
+        face = spec if ord(ch) > 0x2E7F else serial  # hanzi from the line's font, the serial from its own
+        ink = glyph_ink(ch, face, size, stroke)
+        if ink is not None:
+            h = int(round(size * nrng.uniform(0.9, 1.0)))
+            w = int(round(min(cell_w, ink.shape[1] * h / ink.shape[0] * condense)))
+            glyph = cv2.resize(ink, (max(1, w), max(1, h)), interpolation=cv2.INTER_AREA)
+            gx = int(round(x + (cell_w - w) / 2))
+            gy = m_top + (size - h) // 2
+            np.maximum(canvas[gy : gy + h, gx : gx + w], glyph, out=canvas[gy : gy + h, gx : gx + w])
+        x += cell_w
+        if i < len(gaps):
+            if i == split - 1 and sep == "·":
+                r = max(1, int(round(size * nrng.uniform(0.04, 0.07))))
+                cv2.circle(canvas, (int(round(x + gaps[i] / 2)), m_top + size // 2), r, 255, -1)
+            x += gaps[i]
+    return canvas
+
+
+def _serial_font(chars: list[str], fonts: list[FontSpec], nrng: np.random.Generator) -> FontSpec | None:
+    serial = "".join(c for c in chars if ord(c) <= 0x2E7F)
+    order = list(fonts)
+    random.Random(int(nrng.integers(2**31))).shuffle(order)
+    return next((f for f in order if covers(f, serial)), None)
