@@ -238,3 +238,14 @@ def test_plate_recipe_draws_cells_and_keeps_its_label(real_cfg):
     ib = b.render(text, "plate", random.Random(1), np.random.default_rng(4))
     assert ia is not None and ib is not None and ia.shape[0] == ib.shape[0] == real_cfg.height
     assert ia.shape != ib.shape or not np.array_equal(ia, ib)
+
+
+def test_a_plate_A_can_have_the_plate_face_flat_top(real_cfg):
+    from crnn.data.plate_layout import flat_apex, glyph_ink
+
+    spec = LineRenderer(real_cfg).serial_fonts["plate"][0]
+    a = glyph_ink("A", spec, 60, 0)
+    flat = flat_apex(a, 0.2)
+    top = lambda g: int((g[0] > 64).sum())  # noqa: E731 - ink columns in the glyph's first row
+    assert top(flat) >= 1.5 * top(a) and top(flat) >= 0.25 * a.shape[1]
+    assert np.array_equal(flat[int(0.25 * a.shape[0]) :], a[int(0.25 * a.shape[0]) :])  # the rest is the A

@@ -5,8 +5,8 @@ eight-character green plates), with a wider 34 mm gap holding the separator dot 
 office letter. Glyphs drawn with a text font at a font size are short and unevenly spaced next to that: on
 94x24 plate crops the model read the office letter `A` as `N` or `M` and the dot as `:` or `-`. Here each
 glyph's ink is scaled to the cell's height, as narrow as it is drawn or squeezed into the cell's width (a
-`1` stays a stroke, a hanzi or `M` fills the cell), and the dot is drawn in the wide gap only when the
-label holds it.
+`1` stays a stroke, a hanzi or `M` fills the cell), the dot is drawn in the wide gap only when the label
+holds it, and an `A` often gets the plate face's flat top.
 """
 
 from __future__ import annotations
@@ -74,6 +74,8 @@ def draw_plate(
             h = int(round(size * nrng.uniform(0.9, 1.0)))
             w = int(round(min(cell_w, ink.shape[1] * h / ink.shape[0] * condense)))
             glyph = cv2.resize(ink, (max(1, w), max(1, h)), interpolation=cv2.INTER_AREA)
+            if ch == "A" and nrng.random() < 0.6:
+                glyph = flat_apex(glyph, nrng.uniform(0.15, 0.28))
             gx = int(round(x + (cell_w - w) / 2))
             gy = m_top + (size - h) // 2
             np.maximum(canvas[gy : gy + h, gx : gx + w], glyph, out=canvas[gy : gy + h, gx : gx + w])
@@ -84,6 +86,18 @@ def draw_plate(
                 cv2.circle(canvas, (int(round(x + gaps[i] / 2)), m_top + size // 2), r, 255, -1)
             x += gaps[i]
     return canvas
+
+
+def flat_apex(glyph: np.ndarray, depth: float) -> np.ndarray:
+    """An `A` with the plate face's flat top: the apex filled across, down to `depth` of the glyph's height,
+    as wide as the strokes are there. Text faces draw it pointed, and the model read a plate's `A` as `N`
+    or `M`."""
+    out = glyph.copy()
+    k = max(1, int(round(glyph.shape[0] * depth)))
+    cols = np.flatnonzero(glyph[min(k, glyph.shape[0] - 1)] > 64)
+    if cols.size:
+        out[:k, cols[0] : cols[-1] + 1] = 255
+    return out
 
 
 def _serial_font(chars: list[str], fonts: list[FontSpec], nrng: np.random.Generator) -> FontSpec | None:
