@@ -192,10 +192,11 @@ def subset_font(path: str, index: int, charset: Charset, dest: Path) -> Path:
 
 
 def bundled_fonts(cfg: RunConfig) -> list[str]:
-    """The fonts training draws with: every scene's, less the ones the train split keeps out."""
+    """The fonts training draws with: every scene's (its plates' letter and digit faces too), less the ones
+    the train split keeps out."""
     split = cfg.data.splits.get("train")
     excluded = set(split.exclude_fonts) if split else set()
-    used = {f for s in cfg.render.scenes.values() for f in s.fonts} - excluded
+    used = {f for s in cfg.render.scenes.values() for f in [*s.fonts, *s.serial_fonts]} - excluded
     return sorted(f for f in used if Path(cfg.render.fonts[f]["path"]).is_file())
 
 

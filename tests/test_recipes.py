@@ -244,7 +244,7 @@ def test_a_plate_A_can_have_the_plate_face_flat_top(real_cfg):
     from crnn.data.plate_layout import flat_apex, glyph_ink
 
     spec = LineRenderer(real_cfg).serial_fonts["plate"][0]
-    a = glyph_ink("A", spec, 60, 0)
+    a = glyph_ink("A", spec, 60)
     flat = flat_apex(a, 0.2)
     top = lambda g: int((g[0] > 64).sum())  # noqa: E731 - ink columns in the glyph's first row
     assert top(flat) >= 1.5 * top(a) and top(flat) >= 0.25 * a.shape[1]

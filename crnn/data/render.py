@@ -24,7 +24,7 @@ from PIL import Image, ImageDraw
 
 from crnn.data import augment
 from crnn.data.fonts import FontBank, FontError, FontSpec, covers, load_font
-from crnn.data.plate_layout import draw_plate
+from crnn.data.plate_layout import draw_plate, fits_cells
 
 SCENES = ("printed", "signboard", "handwritten", "blurry")
 
@@ -193,8 +193,8 @@ class LineRenderer:
         if spec is None:
             return None
         size = max(8, int(self.cfg.height * self.cfg.canvas_scale * nrng.uniform(*recipe.font_scale)))
-        if _chance(nrng, recipe.plate_cells_p):
-            mask = draw_plate(text, spec, size, nrng, recipe.bold_p, self.serial_fonts.get(scene))
+        if _chance(nrng, recipe.plate_cells_p) and fits_cells(text):
+            mask = draw_plate(text, spec, size, nrng, self.serial_fonts.get(scene))
             mask = _shape_mask(mask, size, recipe, nrng, squeeze=False)  # the cells set the glyphs' widths
         else:
             mask = _draw_mask(text, spec, size, recipe, nrng)
