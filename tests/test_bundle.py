@@ -214,3 +214,15 @@ def test_the_detector_travels_with_its_checkpoint_and_only_with_the_fonts_it_dra
         add_detector("det_zh_en", str(src), tmp_path / "b", fewer, {"p.jpg": "photos/p.jpg"})
     with pytest.raises(BundleError, match="photographs"):
         add_detector("det_zh_en", str(src), tmp_path / "c", fonts, {})
+
+
+def test_a_bundle_carries_the_faces_of_plate_letters_and_digits():
+    """Plates draw their letters and digits in `serial_fonts`, a list of its own: a face only there must
+    travel too, or the bundle's machine drops it and renders other plates than this machine for a seed."""
+    from crnn.bundle import bundled_fonts
+
+    cfg = compose_cfg(["experiment=zh_en_v2"])
+    serial = set(cfg.render.scenes["plate"].serial_fonts)
+    only_serial = serial - {f for s in cfg.render.scenes.values() for f in s.fonts}
+    assert only_serial  # routed_gothic_narrow: otherwise this test would not tell
+    assert serial <= set(bundled_fonts(cfg))

@@ -111,6 +111,10 @@ def test_new_scene_draws_its_label_with_a_font_that_has_every_glyph(real_cfg, re
         notdef = _glyph(spec, "\uffff")
         for ch in set(s.label) - {" "}:
             assert not np.array_equal(_glyph(spec, ch), notdef), (spec.name, ch)
+        for serial in src.renderer.serial_fonts.get(scene, []):  # a plate's letters and digits
+            blank = _glyph(serial, "\uffff")
+            for ch in {c for c in s.label if c.isascii() and c != " "}:
+                assert covers(serial, ch) and not np.array_equal(_glyph(serial, ch), blank), (serial.name, ch)
 
 
 @pytest.mark.parametrize("scene", NEW_SCENES)
@@ -190,7 +194,16 @@ def _ink_runs(mask: np.ndarray) -> list[tuple[int, int]]:
     return list(zip(edges[::2], edges[1::2]))
 
 
-@pytest.mark.parametrize("text, dot", [("京A·12345", True), ("京A 12385", False), ("京A12345", False)])
+@pytest.mark.parametrize(
+    "text, dot",
+    [
+        ("京A·12345", True),
+        ("京A 12385", False),
+        ("京A12345", False),
+        ("粤B·D12345", True),
+        ("京A·1234学", True),
+    ],
+)
 def test_plate_cells_make_every_glyph_as_tall_as_its_cell(real_cfg, text, dot):
     """Glyphs drawn at a font size are short beside a plate's characters, which fill the plate's height;
     in cells each one spans the band, `1` stays narrower than `5`, and the dot is drawn when the label has
@@ -203,7 +216,8 @@ def test_plate_cells_make_every_glyph_as_tall_as_its_cell(real_cfg, text, dot):
     din = [f for f in bank.serial_fonts["plate"] if f.name == "open_din"]  # its 1 is a stroke and a flag
     mask = draw_plate(text, spec, size, np.random.default_rng(0), serial_fonts=din)
     runs = _ink_runs(mask)
-    assert len(runs) == 7 + dot, runs
+    cells = len(text) - (dot or " " in text)
+    assert len(runs) == cells + dot, runs
     heights = []
     for x0, x1 in runs:
         rows = np.flatnonzero(mask[:, x0:x1].max(axis=1) > 64)
@@ -212,12 +226,14 @@ def test_plate_cells_make_every_glyph_as_tall_as_its_cell(real_cfg, text, dot):
     assert min(glyphs) >= 0.85 * size, heights
     if dot:
         assert heights[2] < 0.2 * size
-    widths = [x1 - x0 for x0, x1 in runs]
-    one, five = (widths[3], widths[7]) if dot else (widths[2], widths[6])
-    assert one < 0.7 * five
+    chars = [c for c in text if c not in "· "]
+    glyph_runs = [r for i, r in enumerate(runs) if not (dot and i == 2)]
+    if "5" in chars:
+        one, five = (glyph_runs[chars.index(c)] for c in "15")
+        assert one[1] - one[0] < 0.7 * (five[1] - five[0])
     # the wide gap after the office letter only where the label has a separator: glyphs sit centred in
     # their cells, so the distance between ink centres is the cell pitch
-    centres = [(x0 + x1) / 2 for i, (x0, x1) in enumerate(runs) if not (dot and i == 2)]
+    centres = [(x0 + x1) / 2 for x0, x1 in glyph_runs]
     pitches = np.diff(centres)
     wider = pitches[1] - max(pitches[2:])
     if dot or " " in text:
@@ -226,18 +242,53 @@ def test_plate_cells_make_every_glyph_as_tall_as_its_cell(real_cfg, text, dot):
         assert abs(wider) < 0.05 * size, pitches
 
 
-def test_plate_recipe_draws_cells_and_keeps_its_label(real_cfg):
-    """The plate recipe's lines in cells still show their label (what a line reads is decided by the
-    corpus, not the layout), and the layout is drawn by the recipe (plate_cells_p), not by accident."""
+def _plain_plate(cfg: RenderConfig, cells_p: float) -> LineRenderer:
+    """The plate recipe with only its glyph drawing left: flat ground, no frame, no faults."""
+    plain = replace(
+        cfg.scenes["plate"],
+        plate_cells_p=cells_p,
+        plate_p=0.0,
+        backgrounds={"flat": 1.0},
+        invert_p=0.0,
+        stroke_jitter_p=0.0,
+        perspective_p=0.0,
+        rotate_p=0.0,
+        motion_blur_p=0.0,
+        defocus_p=0.0,
+        uneven_light_p=0.0,
+        source_height_p=0.0,
+        noise_sigma=0.0,
+        jpeg_p=0.0,
+        tight_p=0.0,
+        contrast=[200, 200],
+        bg_level=[230, 230],
+    )
+    return LineRenderer(replace(cfg, scenes={"plate": plain}))
+
+
+def test_plate_recipe_draws_its_lines_in_cells(real_cfg):
+    """The recipe's switch reaches the drawing: with plate_cells_p 1 the letters and digits stand as tall as
+    the province hanzi (cells), with 0 they stand at their face's cap height, below the hanzi's."""
     assert real_cfg.scenes["plate"].plate_cells_p > 0
-    off = replace(real_cfg, scenes={"plate": replace(real_cfg.scenes["plate"], plate_cells_p=0.0)})
-    on = replace(real_cfg, scenes={"plate": replace(real_cfg.scenes["plate"], plate_cells_p=1.0)})
-    a, b = LineRenderer(off), LineRenderer(on)
     text = "苏E·5T2K9"
-    ia = a.render(text, "plate", random.Random(1), np.random.default_rng(4))
-    ib = b.render(text, "plate", random.Random(1), np.random.default_rng(4))
-    assert ia is not None and ib is not None and ia.shape[0] == ib.shape[0] == real_cfg.height
-    assert ia.shape != ib.shape or not np.array_equal(ia, ib)
+    ratios = {}
+    for p in (0.0, 1.0):
+        img = _plain_plate(real_cfg, p).render(text, "plate", random.Random(1), np.random.default_rng(4))
+        ink = (img < 115).astype(np.uint8) * 255
+        runs = _ink_runs(ink)
+        assert len(runs) == 8, (p, runs)  # 7 glyphs and the dot
+        heights = [np.ptp(np.flatnonzero(ink[:, x0:x1].max(axis=1))) + 1 for x0, x1 in runs]
+        ratios[p] = min(heights[1:2] + heights[3:]) / heights[0]
+    assert ratios[1.0] >= 0.85 > ratios[0.0], ratios
+    # a label the cells cannot show as it reads is drawn as text
+    from crnn.data.plate_layout import fits_cells
+
+    assert fits_cells("苏E·5T2K9") and fits_cells("苏E5T2K9") and fits_cells("苏E 5T2K9")
+    assert not fits_cells("·苏E5T2K9") and not fits_cells("苏E·5T·2K9") and not fits_cells("苏E5T2K9 ")
+    assert (
+        _plain_plate(real_cfg, 1.0).render("苏E5T2·K9·", "plate", random.Random(1), np.random.default_rng(4))
+        is not None
+    )
 
 
 def test_a_plate_A_can_have_the_plate_face_flat_top(real_cfg):
