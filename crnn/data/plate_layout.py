@@ -64,6 +64,10 @@ def draw_plate(
     gap = size * (nrng.uniform(0.07, 0.12) if eight else nrng.uniform(0.1, 0.16))
     wide = size * nrng.uniform(0.3, 0.42)
     condense = nrng.uniform(0.75, 1.0)  # the plate face is narrower than text faces drawn as tall
+    # plate crops are often resized to a fixed box (94x24 for LPRNet: 1.25x wider than a plate's 440x140),
+    # which widens cells, gaps and glyphs alike
+    stretch = nrng.uniform(0.9, 1.35)
+    cell_w, gap, wide = cell_w * stretch, gap * stretch, wide * stretch
     serial = _serial_font(chars, serial_fonts or [], nrng) or spec
     m_top = int(nrng.uniform(0.15, 0.3) * size) + 1  # room above the glyphs for the plate's bolts
     m_bot = int(nrng.uniform(0.08, 0.3) * size) + 1
@@ -80,7 +84,7 @@ def draw_plate(
         if ink is None:
             raise ValueError(f"{ch!r} draws no ink in {face.name} or {spec.name}")
         h = int(round(size * nrng.uniform(0.9, 1.0)))
-        w = int(round(min(cell_w, ink.shape[1] * h / ink.shape[0] * condense)))
+        w = int(round(min(cell_w, ink.shape[1] * h / ink.shape[0] * condense * stretch)))
         glyph = cv2.resize(ink, (max(1, w), max(1, h)), interpolation=cv2.INTER_AREA)
         if ch == "A" and nrng.random() < 0.6:
             glyph = flat_apex(glyph, nrng.uniform(0.15, 0.28))
