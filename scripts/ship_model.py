@@ -128,7 +128,7 @@ def replacement_problems(
     return problems
 
 
-def realdev_baseline(report: dict, row: dict, real: dict, shipped: Path) -> dict:
+def realdev_baseline(report: dict, row: dict, real: dict, shipped: Path, sha256: str) -> dict:
     """The figures `make regress-real` compares the bundled model with, taken from the candidate's
     `make eval-real` run (same file, same lines, one thread): the shape of that gate's own report, with
     the shipped file's sha256 so that the next replacement knows which file the figures describe."""
@@ -142,7 +142,7 @@ def realdev_baseline(report: dict, row: dict, real: dict, shipped: Path) -> dict
             {
                 "name": "bundled",
                 "path": str(shipped.relative_to(ROOT)) if shipped.is_relative_to(ROOT) else str(shipped),
-                "sha256": sha256_file(shipped),
+                "sha256": sha256,
                 "decoder": row.get("decoder", "greedy"),
                 "format": row["format"],
                 "int8": row["int8"],
@@ -179,12 +179,19 @@ def candidate_real(run: Path, served: Path, has_int8: bool, path: str | None) ->
 
 
 def replacement_check(
-    run: Path, dest: Path, as_name: str, ev: dict, served: Path, has_int8: bool, gated: bool
+    run: Path,
+    dest: Path,
+    as_name: str,
+    ev: dict,
+    served: Path,
+    has_int8: bool,
+    gated: bool,
+    incumbent_sha: str,
 ) -> dict | None:
     """Refuses (StageError) a candidate that may not replace the model shipped as models/crnn_<as_name>.*
     when `gated` (another file is bundled under that name and +force is off: shipping the same file again,
     for a new model card, decides nothing); returns the candidate's real-line figures for the new baseline
-    (None: not scored on real lines)."""
+    (None: not scored on real lines). `incumbent_sha`: the bundled file's sha256, hashed once by main."""
     baseline = dest / f"crnn_{as_name}.realdev.json"
     inc_base = _json(baseline) if baseline.is_file() else None
     inc_model = inc_base["models"][0] if inc_base else {}
@@ -198,7 +205,7 @@ def replacement_check(
             f"{incumbent} has no real-line figures to beat ({baseline} is missing): score it first (make "
             f"regress-real writes runs/bundled/realdev/report.json; copy it there), or ship with +force=true"
         )
-    if inc_model.get("sha256") not in (None, sha256_file(incumbent)):
+    if inc_model.get("sha256") not in (None, incumbent_sha):
         raise StageError(f"{baseline} describes another file than {incumbent}: score the bundled model again")
     if real is None:
         raise StageError(
@@ -270,8 +277,12 @@ def main(argv: list[str]) -> int:
     dest = ROOT / own.get("out", "models")
     dest.mkdir(exist_ok=True)
     before = bundled_file(dest, as_name)
-    replacing = before.is_file() and sha256_file(before) != sha256_file(shipped[0])
-    real = replacement_check(run, dest, as_name, ev, shipped[0], has_int8, replacing and not force)
+    before_sha = sha256_file(before) if before.is_file() else ""
+    served_sha = sha256_file(shipped[0])
+    replacing = before_sha not in ("", served_sha)
+    real = replacement_check(
+        run, dest, as_name, ev, shipped[0], has_int8, replacing and not force, before_sha
+    )
     stale = dest / f"crnn_{as_name}.realdev.json"
     out_int8, out_fp32 = dest / f"crnn_{as_name}.int8.onnx", dest / f"crnn_{as_name}.onnx"
     if has_int8:
@@ -283,7 +294,7 @@ def main(argv: list[str]) -> int:
     shutil.copyfile(run / "eval" / "report.md", dest / f"crnn_{as_name}.eval.md")
     served_out = out_int8 if has_int8 else out_fp32
     if real is not None:
-        baseline = realdev_baseline(real["report"], real["row"], real["set"], served_out)
+        baseline = realdev_baseline(real["report"], real["row"], real["set"], served_out, served_sha)
         stale.write_text(json.dumps(baseline, indent=2, ensure_ascii=False))
     elif replacing and stale.is_file():
         stale.unlink()  # another model's figures: make regress-real would check this one against them

@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 from PIL import Image, ImageDraw
 
-from crnn.data.fonts import FontSpec, covers, load_font
+from crnn.data.fonts import FontBank, FontSpec, load_font
 
 SEPARATORS = "· "  # the separator dot or a bare gap between the office letter and the serial
 
@@ -68,7 +68,10 @@ def draw_plate(
     # which widens cells, gaps and glyphs alike
     stretch = nrng.uniform(0.9, 1.35)
     cell_w, gap, wide = cell_w * stretch, gap * stretch, wide * stretch
-    serial = _serial_font(chars, serial_fonts or [], nrng) or spec
+    # FontBank.pick on a generator seeded from nrng: the plate stays a function of nrng alone
+    serial_text = "".join(c for c in chars if ord(c) <= 0x2E7F)
+    pick_rng = random.Random(int(nrng.integers(2**31)))
+    serial = FontBank.pick(serial_fonts or [], serial_text, pick_rng) or spec
     m_top = int(nrng.uniform(0.15, 0.3) * size) + 1  # room above the glyphs for the plate's bolts
     m_bot = int(nrng.uniform(0.08, 0.3) * size) + 1
     pad_l, pad_r = (int(nrng.uniform(0.05, 0.4) * size) + 1 for _ in range(2))
@@ -110,10 +113,3 @@ def flat_apex(glyph: np.ndarray, depth: float) -> np.ndarray:
     if cols.size:
         out[:k, cols[0] : cols[-1] + 1] = 255
     return out
-
-
-def _serial_font(chars: list[str], fonts: list[FontSpec], nrng: np.random.Generator) -> FontSpec | None:
-    serial = "".join(c for c in chars if ord(c) <= 0x2E7F)
-    order = list(fonts)
-    random.Random(int(nrng.integers(2**31))).shuffle(order)
-    return next((f for f in order if covers(f, serial)), None)
