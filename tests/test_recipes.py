@@ -143,7 +143,14 @@ def test_scene_text_generators():
     lengths = [len(prose.line(i)) for i in range(30)]
     assert max(lengths) <= 100 and np.mean(lengths) > 50
     assert prose.line(3) == c.for_scene({"prose": 1}, [[60, 100, 1]], 100).line(3)  # (seed, index) -> line
-    assert c.stats.retries == 0  # plates, receipts and prose fit the alphabet at the first draw
+    specs = c.for_scene({"spec": 1}, [[1, 10, 0.4], [10, 30, 0.45], [30, 60, 0.15]], 60)
+    lines = [specs.line(i) for i in range(200)]
+    assert lines[7] == c.for_scene({"spec": 1}, [[1, 10, 0.4], [10, 30, 0.45], [30, 60, 0.15]], 60).line(7)
+    assert sum(bool(re.match(r"^【[^】]+】[：:]", x)) for x in lines) > 40  # bracketed labels with a colon
+    assert sum(bool(re.match(r"^[^【：:]{2,5}：", x)) for x in lines) > 20  # a bare label, full-width colon
+    assert sum(bool(re.match(r"^([一二三四五六七八九十]、|\d+[.、]|（\d+）|\(\d+\)|第)", x)) for x in lines) > 40
+    assert max(len(x) for x in lines) <= 60
+    assert c.stats.retries == 0  # plates, receipts, prose and spec lines fit the alphabet at the first draw
 
 
 def test_photo_scene_without_photographs_says_what_to_install(real_cfg):

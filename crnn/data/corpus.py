@@ -671,6 +671,50 @@ def gen_ui(c: Corpus, rng: random.Random, target: int) -> str:
     )
 
 
+SPEC_UNITS = ["ml", "mL", "g", "kg", "L", "mm", "cm", "m", "W", "V", "mAh", "GB", "片", "粒", "袋", "盒", "个月", "年", "天", "元"]
+ZH_ORDINALS = "一二三四五六七八九十"
+
+
+def _spec_value(c: Corpus, rng: random.Random, target: int) -> str:
+    k = rng.random()
+    if k < 0.45:  # words, sometimes a list of them
+        n = max(2, target)
+        if rng.random() < 0.4:
+            items = [gen_zh_words(c, rng, rng.randint(2, 5)).strip("，、；：。？！") for _ in range(rng.randint(2, 5))]
+            return "、".join(i for i in items if i)[:n]
+        return gen_zh_words(c, rng, n)
+    if k < 0.65:  # a quantity
+        q = rng.choice([str(rng.randint(1, 999)), f"{rng.uniform(0.1, 99):.1f}", f"{rng.randint(1, 20)}x{rng.randint(1, 50)}"])
+        return q + rng.choice(SPEC_UNITS)
+    if k < 0.8:  # a model or part number
+        letters = "".join(rng.choice(string.ascii_uppercase) for _ in range(rng.randint(1, 3)))
+        return rng.choice([f"{letters}-{_digits(rng, rng.randint(2, 5))}", f"{letters}{_digits(rng, rng.randint(3, 8))}",
+                           f"{letters}-{rng.choice(string.ascii_uppercase)}-{_digits(rng, 4)}"])
+    if k < 0.9:
+        return gen_date(c, rng, target)
+    return gen_en_words(c, rng, max(3, min(target, 16))).upper()
+
+
+def gen_spec(c: Corpus, rng: random.Random, target: int) -> str:
+    """A labelled line of Chinese print, as product pages, labels, forms and worksheets set it: a label in
+    【】 or followed by a full-width colon, then its value; or a numbered item (一、 1. （1）). The wide
+    brackets and the full-width colon right after a hanzi are rare in running text, so words alone seldom
+    show them where such lines put them: at the line's start, after the label."""
+    label = gen_zh_words(c, rng, rng.randint(2, 5)).strip("，、；：。？！“”‘’（）《》【】") or "名称"
+    value = _spec_value(c, rng, max(2, target - len(label) - 3))
+    k = rng.random()
+    if k < 0.4:
+        return f"【{label}】{rng.choice(['：', '：', ':', ''])}{value}"
+    if k < 0.65:
+        return f"{label}{rng.choice(['：', '：', ':'])}{value}"
+    n = rng.randint(1, 10)
+    head = rng.choice([f"{ZH_ORDINALS[n - 1]}、", f"{n}.", f"{n}、", f"（{n}）", f"({n})", f"第{ZH_ORDINALS[n - 1]}条 "])
+    text = head + gen_zh_words(c, rng, max(2, target - len(head)))
+    if rng.random() < 0.3:
+        text = text.rstrip("，、；：。？！") + rng.choice(["。", ""]) + f"（{rng.choice(['共', ''])}{rng.randint(2, 40)}分）"
+    return text
+
+
 Generator = Callable[[Corpus, random.Random, int], str]
 GENERATORS: dict[str, Generator] = {
     "zh_words": gen_zh_words,
@@ -688,4 +732,5 @@ GENERATORS: dict[str, Generator] = {
     "sign": gen_sign,
     "prose": gen_prose,
     "ui": gen_ui,
+    "spec": gen_spec,
 }
