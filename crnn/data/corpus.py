@@ -700,7 +700,7 @@ def gen_spec(c: Corpus, rng: random.Random, target: int) -> str:
     【】 or followed by a full-width colon, then its value; or a numbered item (一、 1. （1）). The wide
     brackets and the full-width colon right after a hanzi are rare in running text, so words alone seldom
     show them where such lines put them: at the line's start, after the label."""
-    label = gen_zh_words(c, rng, rng.randint(2, 5)).strip("，、；：。？！“”‘’（）《》【】") or "名称"
+    label = "".join(_pick_words(c, "zh", rng, rng.randint(2, 5), ""))[:6] or "名称"
     value = _spec_value(c, rng, max(2, target - len(label) - 3))
     k = rng.random()
     if k < 0.4:
