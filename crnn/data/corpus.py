@@ -700,7 +700,13 @@ def gen_spec(c: Corpus, rng: random.Random, target: int) -> str:
     【】 or followed by a full-width colon, then its value; or a numbered item (一、 1. （1）). The wide
     brackets and the full-width colon right after a hanzi are rare in running text, so words alone seldom
     show them where such lines put them: at the line's start, after the label."""
-    label = "".join(_pick_words(c, "zh", rng, rng.randint(2, 5), ""))[:6] or "名称"
+    label = ""
+    for w in _pick_words(c, "zh", rng, rng.randint(2, 5), ""):
+        if len(label) + len(w) > 6:
+            break
+        if all("\u4e00" <= ch <= "\u9fff" for ch in w):  # a hanzi label (the zh word list has some Latin)
+            label += w
+    label = label or "名称"
     value = _spec_value(c, rng, max(2, target - len(label) - 3))
     k = rng.random()
     if k < 0.4:
@@ -709,8 +715,9 @@ def gen_spec(c: Corpus, rng: random.Random, target: int) -> str:
         return f"{label}{rng.choice(['：', '：', ':'])}{value}"
     n = rng.randint(1, 10)
     head = rng.choice([f"{ZH_ORDINALS[n - 1]}、", f"{n}.", f"{n}、", f"（{n}）", f"({n})", f"第{ZH_ORDINALS[n - 1]}条 "])
-    text = head + gen_zh_words(c, rng, max(2, target - len(head)))
-    if rng.random() < 0.3:
+    score = rng.random() < 0.3
+    text = head + gen_zh_words(c, rng, max(2, target - len(head) - (7 if score else 0)))
+    if score:  # room kept for it, so the line's length limit does not cut it off
         text = text.rstrip("，、；：。？！") + rng.choice(["。", ""]) + f"（{rng.choice(['共', ''])}{rng.randint(2, 40)}分）"
     return text
 
