@@ -673,6 +673,7 @@ def gen_ui(c: Corpus, rng: random.Random, target: int) -> str:
 
 SPEC_UNITS = ["ml", "mL", "g", "kg", "L", "mm", "cm", "m", "W", "V", "mAh", "GB", "片", "粒", "袋", "盒", "个月", "年", "天", "元"]
 ZH_ORDINALS = "一二三四五六七八九十"
+ZH_PUNCT = ZH_PUNCT_INLINE + ZH_PUNCT_END  # what gen_zh_words may put at a piece's end
 
 
 def _spec_value(c: Corpus, rng: random.Random, target: int) -> str:
@@ -680,7 +681,7 @@ def _spec_value(c: Corpus, rng: random.Random, target: int) -> str:
     if k < 0.45:  # words, sometimes a list of them
         n = max(2, target)
         if rng.random() < 0.4:
-            items = [gen_zh_words(c, rng, rng.randint(2, 5)).strip("，、；：。？！") for _ in range(rng.randint(2, 5))]
+            items = [gen_zh_words(c, rng, rng.randint(2, 5)).strip(ZH_PUNCT) for _ in range(rng.randint(2, 5))]
             return "、".join(i for i in items if i)[:n]
         return gen_zh_words(c, rng, n)
     if k < 0.65:  # a quantity
@@ -718,7 +719,7 @@ def gen_spec(c: Corpus, rng: random.Random, target: int) -> str:
     score = rng.random() < 0.3
     text = head + gen_zh_words(c, rng, max(2, target - len(head) - (7 if score else 0)))
     if score:  # room kept for it, so the line's length limit does not cut it off
-        text = text.rstrip("，、；：。？！") + rng.choice(["。", ""]) + f"（{rng.choice(['共', ''])}{rng.randint(2, 40)}分）"
+        text = text.rstrip(ZH_PUNCT) + rng.choice(["。", ""]) + f"（{rng.choice(['共', ''])}{rng.randint(2, 40)}分）"
     return text
 
 
