@@ -139,6 +139,10 @@ def test_scene_text_generators():
     letters = "".join(ch for line in receipts for ch in line if ch.isascii() and ch.isalpha())
     assert sum(ch.isupper() for ch in letters) > 0.7 * len(letters)  # mostly upper case
     assert sum(bool(re.search(r"\d+\.\d\d", line)) for line in receipts) > 25  # amounts
+    receipts += [c.for_scene({"receipt": 1}).line(i) for i in range(100, 400)]
+    unit_price, tax_rate = re.compile(r"\d ?@ ?\D{0,4}\d+\.\d\d"), re.compile(r"[A-Z] ?[@= ] ?\d+%")
+    assert sum(bool(unit_price.search(line)) for line in receipts) > 8  # "2 @ 7.60", "4PC @1.20"
+    assert sum(bool(tax_rate.search(line)) for line in receipts) > 6  # "SR @ 6%", "GST@0%"
     prose = c.for_scene({"prose": 1}, [[60, 100, 1]], 100)
     lengths = [len(prose.line(i)) for i in range(30)]
     assert max(lengths) <= 100 and np.mean(lengths) > 50

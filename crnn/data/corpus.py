@@ -459,6 +459,8 @@ RECEIPT_FOOTERS = [
     "SIGNATURE NOT REQUIRED",
     "PRICES INCLUDE TAX",
 ]
+RECEIPT_TAX_CODES = ["SR", "ZR", "ZRL", "GST", "VAT", "TAX", "SST", "SALES TAX", "SERVICE TAX", "TX"]
+RECEIPT_TAX_RATES = [0, 5, 6, 7, 8, 9, 10, 13, 15, 16, 19, 20]
 RECEIPT_CURRENCIES = ["", "", "", "$", "RM", "USD", "EUR", "GBP", "S$", "HK$", "￥", "RMB"]
 RECEIPT_ZH = [
     "合计",
@@ -518,8 +520,15 @@ def gen_receipt(c: Corpus, rng: random.Random, target: int) -> str:
                 f"{qty} {name}",
                 name,
                 f"{_digits(rng, rng.randint(6, 13))} {name}",
+                f"{qty} @ {_money(rng)}",  # a unit price after the quantity, as most tills print it
+                f"{qty}{unit} @ {_money(rng)} {_money(rng)}",
+                f"{name} {qty}{unit.strip()}{rng.choice(['@', ' @ ', ' @'])}{_money(rng)}",
             ]
         )
+    elif k < 0.31:  # a tax code with its rate: "SR @ 6%", "GST@0%", "VAT 20% 1.50"
+        rate = f"{rng.choice(RECEIPT_TAX_CODES)}{rng.choice([' @ ', '@', ' @', ' ', '='])}"
+        rate += f"{rng.choice(RECEIPT_TAX_RATES)}%"
+        text = rng.choice([rate, f"{rate} {_money(rng)}", f"({rate})", f"TOTAL {rate}"])
     elif k < 0.5:
         sep = rng.choice([" ", ": ", " : ", ":", "  "])
         text = (
