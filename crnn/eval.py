@@ -25,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
+import editdistance
 import hydra
 import numpy as np
 from omegaconf import DictConfig
@@ -34,6 +35,7 @@ from crnn.cli import StageError, stage_errors
 from crnn.data.folder import FolderFormatError, FolderLineDataset, is_folder_set
 from crnn.data.lines import LmdbLineDataset
 from crnn.data.lmdb_io import LmdbFormatError
+from crnn.lineage import sha256_file
 from crnn.metrics import SceneScores
 from crnn.models.checkpoint import git_commit, load_checkpoint
 from crnn.models.complexity import count_macs, count_params
@@ -160,15 +162,18 @@ def _pct(xs: list[float], q: float) -> float:
 
 
 def _line_records(ds: TestSet, preds: dict[int, str], norm: Normalizer) -> list[dict]:
-    """Every line with the text it was scored on (label and prediction normalised alike)."""
+    """Every line with the text it was scored on (label and prediction normalised alike) and its edits,
+    which a paired comparison of two models on the same lines counts (crnn/paired.py)."""
     out = []
     for i, (_, _, label, scene, _) in enumerate(ds.entries):
+        lab, pred = norm(label, scene), norm(preds.get(i, ""), scene)
         out.append(
             {
                 **ds.source(i),
-                "label": norm(label, scene),
+                "label": lab,
                 "scene": scene or "unknown",
-                "pred": norm(preds.get(i, ""), scene),
+                "pred": pred,
+                "edits": editdistance.eval(lab, pred),
             }
         )
     return out
@@ -278,6 +283,7 @@ def evaluate_artifact(name: str, path: str, test_paths: list[str], e_dict: dict,
         run,
         name=name,
         path=str(p),
+        sha256=sha256_file(p),  # the replacement gate finds the bundled model's lines by its bytes
         format="onnx" if p.suffix == ".onnx" else "torch",
         int8="int8" in p.name or "quantize" in str(p.parent),
         size_bytes=p.stat().st_size,

@@ -19,6 +19,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from crnn.data.image_io import ImageDecodeError, decode_image  # noqa: E402
 from crnn.data.lmdb_io import LmdbReader  # noqa: E402
+from crnn.paired import LINES_FILE  # noqa: E402
 
 
 def _lmdb_scenes(models: list[dict]) -> list[str]:
@@ -270,3 +271,8 @@ def write_reports(
     (out_dir / "report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False))
     (out_dir / "report.md").write_text(to_markdown(report))
     (out_dir / "report.html").write_text(to_html(report, lines, worst, latencies), encoding="utf-8")
+    sha = {m["name"]: m.get("sha256") for m in report["models"]}  # peers have none
+    with open(out_dir / LINES_FILE, "w", encoding="utf-8") as f:  # every model's every line, paired later
+        for name, ls in lines.items():
+            for x in ls:
+                f.write(json.dumps({"model": name, "sha256": sha.get(name), **x}, ensure_ascii=False) + "\n")

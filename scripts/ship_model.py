@@ -10,9 +10,13 @@ the targets, the learning curve, and the known weaknesses from the notes file. `
 under another model's name (models/crnn_zh_en.*, the served default): a new version of the bundled model.
 
 Replacing a bundled model is gated by issue 12's rule: the candidate must make fewer errors than the
-bundled model on the real lines overall and in every category of 30 lines or more (its `make eval-real`
-report against models/crnn_<as>.realdev.json, the figures `make regress-real` checks), and meet every
-synthetic target the bundled model meets. `+force=true` ships anyway. A shipped model's real-line figures
+bundled model on the real lines overall (its `make eval-real` report against models/crnn_<as>.realdev.json,
+the figures `make regress-real` checks), must not be worse in any category of 30 lines or more, and must meet
+every synthetic target the bundled model meets. "Worse in a category" is decided on paired lines when the
+same `make eval-real` run also read the bundled file (MODELS="...,bundled=<its served file>"): refused
+when the candidate's extra edits on the category's lines are below 5 % chance by a one-sided paired
+sign-flip test (crnn/paired.py); without those lines, by a strictly lower category CER. `+force=true`
+ships anyway. A shipped model's real-line figures
 become the new models/crnn_<as>.realdev.json. Every number comes from a
 report or from MLflow; the training time is summed from the training run's metric timestamps, leaving out
 gaps over 10 minutes (between sessions), because a run resumed across sessions has no single wall time.
@@ -28,12 +32,14 @@ from pathlib import Path
 from crnn.charset import load_charset
 from crnn.cli import StageError, stage_errors
 from crnn.lineage import sha256_file
+from crnn.paired import LINES_FILE, Paired, pair, read_lines
 from crnn.settings import compose_run_config
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGETS = {"printed": 0.01, "signboard": 0.03, "handwritten": 0.05, "blurry": 0.05}
 SCENES = ["printed", "signboard", "handwritten", "blurry"]
 MIN_CATEGORY_LINES = 30  # issue 12: categories smaller than this are too noisy to decide a replacement
+SIGNIFICANCE = 0.05  # a category's losses on paired lines refuse a candidate below this chance
 
 
 def _json(path: Path) -> dict:
@@ -85,11 +91,13 @@ def replacement_problems(
     cand_real: dict | None = None,
     inc_real: dict | None = None,
     min_lines: int = MIN_CATEGORY_LINES,
+    paired: dict[str, Paired] | None = None,
 ) -> list[str]:
     """Why a candidate may not replace the bundled model (empty: it may). `*_syn` are the served rows of
     the synthetic evaluations, `*_real` the two models' figures on the same real lines (one test set's
-    summary: n, cer and per-category scenes). Real lines decide first; a synthetic target binds only where
-    the bundled model meets it, so a new model never ships by giving up what the old one did."""
+    summary: n, cer and per-category scenes), `paired` the lines of each category each model read better
+    in one run. Real lines decide first; a synthetic target binds only where the bundled model meets it,
+    so a new model never ships by giving up what the old one did."""
     problems = []
     if inc_real is not None and cand_real is not None:
         if cand_real["n"] != inc_real["n"]:
@@ -110,6 +118,14 @@ def replacement_problems(
             if c is None or c["n"] != b["n"]:
                 got = f"{c['n']} lines" if c else "no lines"
                 problems.append(f"{cat}: {got}, the bundled model's figures are over {b['n']}")
+            elif paired is not None and cat in paired:
+                pr = paired[cat]
+                if pr.p_worse < SIGNIFICANCE:
+                    problems.append(
+                        f"{cat} ({b['n']} lines): {pr.worse} lines read worse and {pr.better} better than "
+                        f"by the bundled model, {sum(pr.diffs):+d} edits (paired sign-flip test p = "
+                        f"{pr.p_worse:.3f} < {SIGNIFICANCE})"
+                    )
             elif c["cer"] >= b["cer"]:
                 problems.append(
                     f"{cat} ({b['n']} lines): CER {pct(c['cer'])}, not lower than the bundled model's "
@@ -178,6 +194,34 @@ def candidate_real(run: Path, served: Path, has_int8: bool, path: str | None) ->
     return {"report": report, "row": row, "set": found} if found else None
 
 
+def paired_lines(run: Path, real: dict, incumbent_sha: str, set_path: str) -> dict[str, Paired] | None:
+    """Per category, the candidate's edits against the bundled file's on the same lines, when the
+    candidate's `make eval-real` run read that file too (found by its sha256); None otherwise. The line
+    records name the file each model was, so lines of an older run under the same names never pair."""
+    inc = next((m for m in real["report"]["models"] if m.get("sha256") == incumbent_sha), None)
+    if inc is None:
+        print(
+            f"[ship] the bundled file was not read in make eval-real EXP={run.name}: categories are "
+            "compared by CER alone (add bundled=<the served file> to MODELS to compare them line by line)"
+        )
+        return None
+    lines_file = run / "eval_real" / LINES_FILE
+    if not lines_file.is_file():
+        raise StageError(f"{lines_file} is missing: run make eval-real EXP={run.name} again")
+    try:
+        lines = read_lines(lines_file)
+        cand, other = lines[real["row"]["name"]], lines[inc["name"]]
+        for name, ls, sha in (
+            (real["row"]["name"], cand, real["row"].get("sha256")),
+            (inc["name"], other, incumbent_sha),
+        ):
+            if {r.get("sha256") for r in ls.values()} != {sha}:
+                raise ValueError(f"{name}'s lines were read from another file than its report row's")
+        return pair(cand, other, set_path)
+    except (KeyError, ValueError) as e:
+        raise StageError(f"{lines_file}: {e}: run make eval-real EXP={run.name} again") from None
+
+
 def replacement_check(
     run: Path,
     dest: Path,
@@ -219,7 +263,10 @@ def replacement_check(
     if real["row"].get("decoder", "greedy") != inc_model.get("decoder", "greedy"):
         problems.append("the two models' real lines were decoded differently")
     inc_syn = served_row(_json(dest / f"crnn_{as_name}.eval.json"), incumbent.name.endswith(".int8.onnx"))
-    problems += replacement_problems(served_row(ev, has_int8, file=served), inc_syn, real["set"], inc_real)
+    paired = paired_lines(run, real, incumbent_sha, inc_real["path"])
+    problems += replacement_problems(
+        served_row(ev, has_int8, file=served), inc_syn, real["set"], inc_real, paired=paired
+    )
     if problems:
         raise StageError(
             f"this model may not replace {incumbent}: "

@@ -267,6 +267,11 @@ def test_a_model_replaces_the_bundled_one_only_when_it_beats_it_on_real_lines(ev
         replaced = shipped()
         assert replaced.returncode == 0, replaced.stderr[-2000:]
         assert json.loads(baseline_path.read_text()) == baseline  # the new model's own figures again
+        assert "compared by CER alone" in replaced.stdout  # the bundled file was not read in that run
+
+        # the tie again, but with the bundled file read line by line in the same run: no category is
+        # worse on paired lines (every line reads the same), so only the overall tie refuses it
+        _paired_tie(served, baseline_path, over, sets, runs / "c", shipped)
     finally:
         shutil.rmtree(real_report.parent, ignore_errors=True)  # the chain's run stays as other tests know it
 
@@ -281,6 +286,86 @@ def test_a_model_replaces_the_bundled_one_only_when_it_beats_it_on_real_lines(ev
     run_module("crnn.eval", alone)
     report = json.loads((runs / "bundled_zz" / "realdev" / "report.json").read_text())
     assert compare(baseline, report, 0.25, 0.15) == []
+
+
+def _paired_tie(served: Path, baseline_path: Path, over: list[str], sets: str, run: Path, shipped) -> None:
+    """A bundled file that is another file (new metadata) with the candidate's weights, scored by the
+    candidate's eval-real run beside it: the gate pairs their lines. Puts the served file back after."""
+    import hashlib
+
+    import onnx
+
+    original, before = served.read_bytes(), baseline_path.read_text()
+    int8 = run / "quantize" / "model.int8.onnx"
+    cand = f"int8_onnx={int8}" if int8.is_file() else f"fp32_onnx={run / 'export' / 'model.onnx'}"
+    try:
+        twin = onnx.load(str(served))
+        onnx.helper.set_model_props(twin, {**{p.key: p.value for p in twin.metadata_props}, "twin": "1"})
+        onnx.save(twin, str(served))
+        other = json.loads(before)
+        other["models"][0]["sha256"] = hashlib.sha256(served.read_bytes()).hexdigest()
+        baseline_path.write_text(json.dumps(other))
+        run_module(
+            "crnn.eval",
+            over
+            + ["eval.out_dir=eval_real", "eval.threads=1", "eval.latency_lines=2", sets]
+            + [f"eval.artifacts=['{cand}','bundled={served}']"],
+        )
+        tie = shipped()
+        assert tie.returncode == 2 and "real lines overall" in tie.stderr, tie.stderr[-2000:]
+        assert "big (30 lines)" not in tie.stderr and "compared by CER alone" not in tie.stdout
+    finally:
+        served.write_bytes(original)
+        baseline_path.write_text(before)
+
+
+def test_a_category_is_refused_only_when_its_paired_losses_are_unlikely_to_be_chance(monkeypatch, tmp_path):
+    """The exact sign-flip test on the lines' edit differences: 8 lines one edit worse and 2 one edit
+    better is p = 56/1024 (kept), 9 and 1 is p = 11/1024 (refused); how much worse a line got counts too.
+    Without paired lines a category's CER must be lower."""
+    monkeypatch.syspath_prepend(str(ROOT / "scripts"))
+    from ship_model import replacement_problems
+
+    from crnn.paired import Paired, pair, read_lines, sign_flip_p
+
+    assert sign_flip_p([1] * 8 + [-1] * 2) == pytest.approx(56 / 1024) and sign_flip_p([]) == 1.0
+    assert sign_flip_p([1] * 9 + [-1]) == pytest.approx(11 / 1024) and sign_flip_p([1, -1, 1]) == 0.5
+    # three lines 5 edits worse, three 1 better: a sign test's 3 of 6 (p = 42/64), but +12 edits; only
+    # the three 5s positive reach +12 (8 of 64 sign patterns)
+    assert sign_flip_p([5, 5, 5, -1, -1, -1]) == pytest.approx(8 / 64)
+
+    rows = [
+        ("cand", "a", "x", 0), ("cand", "b", "x", 2), ("cand", "c", "x", 1), ("cand", "d", "y", 0),
+        ("inc", "a", "x", 1), ("inc", "b", "x", 2), ("inc", "c", "x", 3), ("inc", "d", "y", 1),
+        ("inc", "e", "y", 1),
+    ]  # fmt: skip
+    recs = [{"model": m, "set": "/r", "file": f, "scene": sc, "edits": e} for m, f, sc, e in rows]
+    path = tmp_path / "lines.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in recs[:8]))
+    lines = read_lines(path)
+    got = pair(lines["cand"], lines["inc"], "/r/")  # the path as typed, with its slash
+    assert got == {"x": Paired(n=3, diffs=[-1, -2]), "y": Paired(n=1, diffs=[-1])}
+    assert got["x"].better == 2 and got["x"].worse == 0
+    path.write_text("".join(json.dumps(r) + "\n" for r in recs))
+    with pytest.raises(ValueError, match="different lines"):
+        pair(*(read_lines(path)[m] for m in ("cand", "inc")), "/r")
+    path.write_text("".join(json.dumps(r) + "\n" for r in recs + recs[:1]))
+    with pytest.raises(ValueError, match="twice"):
+        read_lines(path)
+
+    syn = {"scenes": {}}
+    inc_real = {"n": 80, "cer": 0.05, "scenes": {"a": {"n": 40, "cer": 0.04}, "b": {"n": 40, "cer": 0.05}}}
+    cand_real = {"n": 80, "cer": 0.04, "scenes": {"a": {"n": 40, "cer": 0.05}, "b": {"n": 40, "cer": 0.03}}}
+    assert replacement_problems(syn, syn, cand_real, inc_real) == [
+        "a (40 lines): CER 5.00%, not lower than the bundled model's 4.00%"
+    ]
+    chance = {"a": Paired(40, [1] * 8 + [-1] * 2), "b": Paired(40, [-1] * 9 + [1])}
+    assert replacement_problems(syn, syn, cand_real, inc_real, paired=chance) == []
+    loss = {"a": Paired(40, [1] * 9 + [-1]), "b": Paired(40, [-1] * 9 + [1])}
+    assert replacement_problems(syn, syn, cand_real, inc_real, paired=loss) == [
+        "a (40 lines): 9 lines read worse and 1 better than by the bundled model, +8 edits "
+        "(paired sign-flip test p = 0.011 < 0.05)"
+    ]
 
 
 def test_the_replacement_rule_keeps_the_synthetic_targets_the_bundled_model_meets(monkeypatch):
