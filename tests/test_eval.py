@@ -107,6 +107,25 @@ def test_gate_passes_equal_and_fails_worse(evaluated):
     assert any("not evaluated now" in p for p in compare(r, missing, 0.5, 0.5))
 
 
+def test_gate_times_only_the_served_onnx_models():
+    """PyTorch eager's latency against ONNX Runtime is not gated: it varies by CPU beyond any tolerance."""
+
+    def row(name: str, fmt: str, ratio: float) -> dict:
+        overall = {"n": 10, "chars": 100, "cer": 0.01}
+        return {"name": name, "format": fmt, "int8": "int8" in name, "scenes": {}, "overall": overall,
+                "latency_ratio_to_fp32_onnx": ratio}  # fmt: skip
+
+    base = {
+        "models": [row("trained", "torch", 4.6), row("fp32_onnx", "onnx", 1.0), row("int8_onnx", "onnx", 0.9)]
+    }
+    slower = copy.deepcopy(base)
+    for m in slower["models"][::2]:  # the reference itself stays at 1
+        m["latency_ratio_to_fp32_onnx"] *= 1.6  # beyond the 50 % tolerance
+    assert compare(base, base, 0.5, 0.5) == []
+    assert [p.split(":")[0] for p in compare(base, slower, 0.5, 0.5)] == ["int8_onnx", "int8_onnx"]
+    assert "no longer faster" in compare(base, slower, 0.5, 0.5)[-1]
+
+
 def test_regress_cli_exit_codes(evaluated, tmp_path, tiny_data):
     r = json.loads((evaluated / "report.json").read_text())
     worse = copy.deepcopy(r)
