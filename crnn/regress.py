@@ -72,7 +72,7 @@ def compare(baseline: dict, current: dict, cer_points: float, latency_tolerance:
         r_now, r_base = m.get("latency_ratio_to_fp32_onnx"), b.get("latency_ratio_to_fp32_onnx")
         # Only what is served (ONNX) is timed against the gate. PyTorch eager's per-call overhead against
         # ONNX Runtime varies by CPU and by run more than any useful tolerance (the demo's trained model:
-        # 4.6x FP32 ONNX on the baseline's CPU, 5.6x and 7.3x in two runs of one clone on another one).
+        # 4.6x FP32 ONNX on the baseline's CPU, 5.8x and 7.3x in two runs of one clone on another one).
         served = m.get("format") == "onnx"
         if served and r_now is not None and r_base is not None and r_now > r_base * (1 + latency_tolerance):
             problems.append(
