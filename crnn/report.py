@@ -11,7 +11,6 @@ import json
 from pathlib import Path
 
 import cv2
-import editdistance
 import matplotlib
 
 matplotlib.use("Agg")
@@ -241,9 +240,7 @@ def to_html(
         for ln in ls:
             by_scene.setdefault(ln["scene"], []).append(ln)
         for scene, items in sorted(by_scene.items()):
-            scored = sorted(
-                items, key=lambda x: -editdistance.eval(x["label"], x["pred"]) / max(len(x["label"]), 1)
-            )
+            scored = sorted(items, key=lambda x: -x["edits"] / max(len(x["label"]), 1))
             scored = [x for x in scored if x["label"] != x["pred"]][:worst]
             parts.append(
                 f"<h3>{html.escape(scene)} ({len(scored)} shown)</h3><table><tr><th>image</th><th>label</th>"
@@ -253,7 +250,7 @@ def to_html(
                 lab, pre = _diff_html(x["label"], x["pred"])
                 img = _line_image(cache, x)
                 shown = f"<img class='line' src='data:image/png;base64,{img}'>" if img else "(unreadable)"
-                c = editdistance.eval(x["label"], x["pred"]) / max(len(x["label"]), 1)
+                c = x["edits"] / max(len(x["label"]), 1)
                 parts.append(f"<tr><td>{shown}</td><td>{lab}</td><td>{pre}</td><td>{c * 100:.0f}%</td></tr>")
             parts.append("</table>")
     parts.append("</body></html>")

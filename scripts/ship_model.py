@@ -16,10 +16,10 @@ every synthetic target the bundled model meets. "Worse in a category" is decided
 same `make eval-real` run also read the bundled file (MODELS="...,bundled=<its served file>"): refused
 when the candidate's extra edits on the category's lines are below 5 % chance by a one-sided paired
 sign-flip test (crnn/paired.py); without those lines, by a strictly lower category CER. `+force=true`
-ships anyway. A shipped model's real-line figures
-become the new models/crnn_<as>.realdev.json. Every number comes from a
-report or from MLflow; the training time is summed from the training run's metric timestamps, leaving out
-gaps over 10 minutes (between sessions), because a run resumed across sessions has no single wall time.
+ships anyway. A shipped model's real-line figures become the new models/crnn_<as>.realdev.json. Every
+number comes from a report or from MLflow; the training time is summed from the training run's metric
+timestamps, leaving out gaps over 10 minutes (between sessions), because a run resumed across sessions has
+no single wall time.
 """
 
 from __future__ import annotations
