@@ -19,7 +19,7 @@ FONT_PACKAGES := fonts-noto-cjk fonts-wqy-zenhei fonts-wqy-microhei fonts-arphic
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: detect-train detect-export detect-quantize detect-eval ship-detector
-.PHONY: help install fonts browser tesseract ppocr eval-real regress-real data samples train train-bundle prune export quantize eval regress compare mlflow-ui ship model serve \
+.PHONY: help install fonts browser tesseract ppocr eval-real regress-real data samples train train-bundle prune export average quantize eval regress compare mlflow-ui ship model serve \
 	demo test lint bench bench-train bench-runtime bench-serve clean
 
 help:
@@ -28,6 +28,7 @@ help:
 	@echo "make data train EXP=<preset> ARGS='<hydra overrides>'"
 	@echo "make samples         contact sheet PNG per scene type (runs/<EXP>/samples/)"
 	@echo "make train-bundle EXP=<preset> [RESUME=last.pt]   an offline GPU training folder (runs/<EXP>/bundle/)"
+	@echo "make average EXP=<preset> CKPTS='<commit>:<path> ... last.pt'   the mean of a run's checkpoints"
 	@echo "make bench           renderer lines/s, training img/s per preset, params and MACs"
 	@echo "make eval-real EXP=<preset> [MODELS=name=path,...]   + PP-OCRv4 and Tesseract on ../shared/realdev"
 	@echo "make regress-real    the bundled model's real-line CER per category against its committed figures"
@@ -82,6 +83,13 @@ prune: install
 
 export: install
 	$(PY) -m crnn.export experiment=$(EXP) $(ARGS)
+
+# make average EXP=zh_en_v2 CKPTS="a0823f1:models/snapshots/crnn_zh_en_v2.pt runs/zh_en_v2/train/last.pt"
+# the uniform mean of a run's checkpoints (files or <commit>:<path>, oldest first) in runs/<EXP>/average/model.pt;
+# then make quantize eval EXP=<EXP> ARGS="export.source=runs/<EXP>/average/model.pt"
+CKPTS ?=
+average: install
+	$(PY) -m crnn.average runs/$(EXP)/average/model.pt $(CKPTS)
 
 # Quantization reads the FP32 ONNX, so it exports first (seconds) from the newest pruned or trained model.
 quantize: export

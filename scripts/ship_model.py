@@ -291,6 +291,19 @@ def init_line(init_from: str) -> list[str]:
     return [f"- Initialised from `{init_from}` ({what}); the lines above are this run's own."]
 
 
+def average_line(source: str) -> list[str]:
+    """The shipped weights are a mean of the run's checkpoints (crnn/average.py) when the exported file
+    says so: the card names the steps, since the run's last step alone would not describe them."""
+    from crnn.average import describe
+    from crnn.models.checkpoint import load_checkpoint
+
+    path = Path(source) if Path(source).is_absolute() else ROOT / source
+    lineage = load_checkpoint(path).lineage if path.is_file() else {}
+    if lineage.get("stage") != "average":
+        return []
+    return [f"- The weights are {describe(lineage)} (`{source}`, `make average`)."]
+
+
 def main(argv: list[str]) -> int:
     cfg, own = compose_run_config(argv, extras=("notes", "max_mb", "out", "as", "force"))
     as_name = str(own.get("as") or cfg.name)
@@ -393,6 +406,7 @@ def main(argv: list[str]) -> int:
         + ", ".join(f"{n} ({r.weight:g})" for n, r in cfg.render.scenes.items())
         + ".",
         *init_line(cfg.train.init_from),
+        *average_line(export["source"]),
         f"- Test set: {ev['test_sets'][0]['n']} lines (`{ev['test_sets'][0]['path']}`), corpus seed "
         f"{splits['test'].seed}, 1/4 per scene; fonts never seen in training or validation: "
         f"{', '.join(heldout) or 'none'}.",

@@ -1,0 +1,116 @@
+"""Checkpoint averaging (crnn/average.py) on real checkpoints, a real git history and the real CLI."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from crnn.average import AverageError, average
+from crnn.charset import load_charset
+from crnn.models.checkpoint import Checkpoint, load_checkpoint, save_checkpoint, sha256_file
+from crnn.models.crnn import CRNN
+from crnn.train_utils import model_config_for
+from tests.conftest import ROOT, compose_cfg
+
+
+def _checkpoint(seed: int, step: int, overrides: list[str] | None = None, half: bool = False) -> Checkpoint:
+    cfg = compose_cfg(["experiment=demo", *(overrides or [])])
+    charset = load_charset(cfg.charset)
+    torch.manual_seed(seed)
+    model = CRNN(model_config_for(cfg, charset))
+    with torch.no_grad():  # BatchNorm's statistics differ between checkpoints too, as after training
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-1, 1)
+                m.running_var.uniform_(0.5, 2)
+                m.num_batches_tracked.fill_(step)
+    sd = {k: v.half() if half and v.is_floating_point() else v for k, v in model.state_dict().items()}
+    lineage = {"stage": "train", "step": step, "config_name": "demo", "mlflow_run_id": f"run{seed}"}
+    return Checkpoint(model.cfg, sd, charset, cfg.input, lineage)
+
+
+def test_the_average_is_the_mean_of_the_weights_and_names_every_input(tmp_path, monkeypatch):
+    a, b = tmp_path / "a.pt", tmp_path / "b.pt"
+    save_checkpoint(_checkpoint(1, 1000), a)
+    save_checkpoint(_checkpoint(2, 2000), b)
+    out = tmp_path / "avg" / "model.pt"
+    proc = subprocess.run(
+        [sys.executable, "-m", "crnn.average", str(out), str(a), str(b)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "at steps 1,000, 2,000" in proc.stdout
+    avg, ca, cb = load_checkpoint(out), load_checkpoint(a), load_checkpoint(b)
+    for k, v in avg.state_dict.items():
+        if v.is_floating_point():
+            torch.testing.assert_close(v, (ca.state_dict[k] + cb.state_dict[k]) / 2)
+        else:  # the batch counter is the newest input's, not a mean
+            assert torch.equal(v, cb.state_dict[k])
+    assert avg.lineage["stage"] == "average" and avg.lineage["step"] == 2000
+    assert avg.lineage["mlflow_run_id"] == "run2"
+    assert [i["sha256"] for i in avg.lineage["averaged"]] == [sha256_file(a), sha256_file(b)]
+    assert [i["step"] for i in avg.lineage["averaged"]] == [1000, 2000]
+    assert avg.train_state is None
+    x = torch.rand(1, 1, avg.input_spec.height, 96)
+    assert avg.build_model().eval()(x).shape == cb.build_model().eval()(x).shape
+    monkeypatch.syspath_prepend(str(ROOT / "scripts"))
+    from ship_model import average_line  # the model card names the averaged steps
+
+    assert average_line(str(out)) == [
+        f"- The weights are the uniform average of 2 checkpoints of the run, at steps 1,000, 2,000 (`{out}`, "
+        "`make average`)."
+    ]
+    assert average_line(str(b)) == []
+
+
+def test_an_input_replaced_by_a_later_commit_is_read_from_git_history(tmp_path):
+    """models/snapshots/ keeps one file per run: the step a later commit replaced is `<commit>:<path>`."""
+    repo = tmp_path / "repo"
+    (repo / "snap").mkdir(parents=True)
+    git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    old = _checkpoint(1, 1000, half=True)
+    save_checkpoint(old, repo / "snap" / "m.pt")
+    subprocess.run([*git, "add", "snap/m.pt"], check=True)
+    subprocess.run([*git, "commit", "-qm", "step 1000"], check=True)
+    first = subprocess.run(
+        [*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
+    save_checkpoint(_checkpoint(2, 2000, half=True), repo / "snap" / "m.pt")  # replaced in place
+    avg = average([f"{first}:snap/m.pt", str(repo / "snap" / "m.pt")], tmp_path / "avg.pt", repo=repo)
+    assert [i["step"] for i in avg.lineage["averaged"]] == [1000, 2000]
+    assert avg.lineage["averaged"][0]["spec"] == f"{first}:snap/m.pt"
+    k = next(k for k, v in old.state_dict.items() if v.is_floating_point())
+    assert avg.state_dict[k].dtype == torch.float16  # fp16 snapshots average into an fp16 snapshot
+    new = load_checkpoint(repo / "snap" / "m.pt")
+    expect = ((old.state_dict[k].float() + new.state_dict[k].float()) / 2).half()
+    torch.testing.assert_close(avg.state_dict[k], expect)
+    with pytest.raises(AverageError, match="git show"):
+        average([f"{first}:snap/missing.pt", str(repo / "snap" / "m.pt")], tmp_path / "x.pt", repo=repo)
+
+
+def test_only_checkpoints_of_one_model_average(tmp_path):
+    a, other = tmp_path / "a.pt", tmp_path / "other.pt"
+    save_checkpoint(_checkpoint(1, 1000), a)
+    save_checkpoint(_checkpoint(2, 2000, ["model.hstride=8"]), other)
+    with pytest.raises(AverageError, match="another model"):
+        average([str(a), str(other)], tmp_path / "x.pt")
+    with pytest.raises(AverageError, match="two or more"):
+        average([str(a)], tmp_path / "x.pt")
+    with pytest.raises(AverageError, match="neither a file"):
+        average([str(a), str(tmp_path / "nope.pt")], tmp_path / "x.pt")
+    assert not (tmp_path / "x.pt").exists()
+    proc = subprocess.run(
+        [sys.executable, "-m", "crnn.average", str(tmp_path / "x.pt"), str(a), str(other)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 2 and "another model" in proc.stderr and "Traceback" not in proc.stderr
