@@ -87,6 +87,9 @@ class TrainConfig:
     val_max_lines: int = 0  # 0: the whole validation set
     bucket_pool: int = 50
     stream_pool: int = 1  # data.train=synth: batches rendered together and regrouped by width (1: off)
+    # a moving average of the weights (crnn/ema.py), which validation, best.pt and snapshots use; 0: none.
+    # It averages over about 1 / (1 - ema_decay) steps.
+    ema_decay: float = 0.0
     augment: AugmentConfig = field(default_factory=AugmentConfig)  # training lines only, never validation
     distill: DistillConfig = field(default_factory=DistillConfig)  # off unless distill.weight > 0
 

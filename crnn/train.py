@@ -38,6 +38,7 @@ from crnn.charset import Charset, load_charset
 from crnn.data.dataset import Batch, LmdbLineDataset
 from crnn.data.preprocess import InputSpec
 from crnn.distill import Teacher, load_teacher
+from crnn.ema import WeightEma
 from crnn.inference import TorchBackend, score_dataset
 from crnn.memory import keep_freed_memory
 from crnn.models.checkpoint import Checkpoint, save_checkpoint
@@ -80,6 +81,7 @@ class Optimization:
     grad_clip: float
     channels_last: bool = False
     teacher: Teacher | None = None  # knowledge distillation (crnn.distill): off when None
+    ema: WeightEma | None = None  # the weights' moving average (train.ema_decay): off when None
 
 
 def make_optimization(
@@ -207,6 +209,8 @@ def train_steps(
         batch = next(batches)
         state.count_skipped(batch)
         loss = train_step(parts, batch)
+        if parts.ema is not None:
+            parts.ema.update(parts.model)
         state.step += 1
         log.add(loss, len(batch))
         bar.update(1)
@@ -273,7 +277,8 @@ def val_metrics(result: dict) -> dict[str, float]:
 def val_line(step: int, result: dict) -> str:
     v = result["val"]
     scenes = ", ".join(f"{s} {r['cer']:.4f}" for s, r in v["scenes"].items())
-    return f"[val] step {step}: CER {scenes} | overall {v['overall']['cer']:.4f}"
+    raw = f" (trained weights {result['val_raw_cer']:.4f})" if "val_raw_cer" in result else ""
+    return f"[val] step {step}: CER {scenes} | overall {v['overall']['cer']:.4f}{raw}"
 
 
 # ------------------------------------------------------------------------------------------- a run
@@ -296,19 +301,36 @@ class Run:
     def out_dir(self) -> Path:
         return self.cfg.stage_dir("train")
 
-    def snapshot(self) -> Checkpoint:
-        return snapshot(self.parts.model, self.charset, self.cfg.input, self.lineage, self.state.step)
+    @property
+    def served(self) -> CRNN:
+        """The weights later stages read: the moving average when the run keeps one, else the trained ones."""
+        return self.parts.ema.model if self.parts.ema is not None else self.parts.model
+
+    def snapshot(self, averaged: bool = False) -> Checkpoint:
+        """The trained weights (last.pt, which a resume continues), or with `averaged` the served ones."""
+        model = self.served if averaged else self.parts.model
+        lineage = (
+            dict(self.lineage, ema_decay=self.parts.ema.decay)
+            if averaged and self.parts.ema
+            else self.lineage
+        )
+        return snapshot(model, self.charset, self.cfg.input, lineage, self.state.step)
 
 
 def validate(run: Run) -> dict:
-    """Rank 0: score the validation set, log it, keep best.pt when the CER is the best so far."""
-    p, state = run.parts, run.state
-    result = evaluate(p.model, run.val, run.charset, run.cfg.input, p.device, run.cfg.train)
-    run.tracker.log_metrics(val_metrics(result), step=state.step)
+    """Rank 0: score the validation set (the served weights; with a moving average, the trained ones
+    too, as val_raw_cer), log it, keep best.pt when the CER is the best so far."""
+    p, state, t = run.parts, run.state, run.cfg.train
+    result = evaluate(run.served, run.val, run.charset, run.cfg.input, p.device, t)
+    metrics = val_metrics(result)
+    if p.ema is not None:
+        raw = evaluate(p.model, run.val, run.charset, run.cfg.input, p.device, t)
+        result["val_raw_cer"] = metrics["val_raw_cer"] = raw["val"]["overall"]["cer"]
+    run.tracker.log_metrics(metrics, step=state.step)
     cer = result["val"]["overall"]["cer"]
     if cer < state.best_cer:
         state.best_cer, state.best_step = cer, state.step
-        save_checkpoint(run.snapshot(), run.out_dir / "best.pt")
+        save_checkpoint(run.snapshot(averaged=True), run.out_dir / "best.pt")
     return result
 
 
@@ -361,7 +383,8 @@ def fit(run: Run, data: TrainData) -> tuple[dict, StepLog]:
                     bar.write(val_line(state.step, last_val))
                 distributed.barrier(run.dist)
             if main and (due(state.step, t.save_every, t.max_steps) or ending or clock.save_due()):
-                save_last(run.out_dir / "last.pt", run.snapshot(), run.parts.opt, state)
+                ema = run.parts.ema.state_dict() if run.parts.ema is not None else None
+                save_last(run.out_dir / "last.pt", run.snapshot(), run.parts.opt, state, ema)
                 clock.saved()
             if ending:
                 bar.write(f"[train] train.max_minutes={t.max_minutes} spent: stopped at step {state.step}")
@@ -448,6 +471,20 @@ def prepare_process(t: TrainConfig, device: torch.device, seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def moving_average(model: CRNN, decay: float, state: TrainState, say) -> WeightEma | None:
+    """The run's moving average of the weights: continued from the resumed state's, else started at the
+    weights the run starts from. None when train.ema_decay is 0."""
+    if not decay:
+        return None
+    ema = WeightEma(model, decay)
+    if state.ema is not None:
+        ema.load_state_dict(state.ema)
+    elif state.step:
+        say(f"train.ema_decay={decay}: the moving average starts at step {state.step}'s weights")
+    state.ema = None  # the run's copy lives in the WeightEma now
+    return ema
+
+
 def run_training(cfg: RunConfig, dist_info: distributed.DistInfo, device: torch.device) -> dict:
     """Set the run up (model, optimizer, resume, DDP, data), train it and write its summary."""
     prepare_process(cfg.train, device, cfg.seed)
@@ -461,6 +498,7 @@ def run_training(cfg: RunConfig, dist_info: distributed.DistInfo, device: torch.
     if resume is not None:
         state = restore_last(resume, last_path, parts.opt, lambda m: say(f"[train] {m}"))
         parts.sched = schedule_from(parts.opt, cfg.train, state)  # at the run's step
+    parts.ema = moving_average(model, cfg.train.ema_decay, state, lambda m: say(f"[train] {m}"))
     if dist_info.enabled:
         parts.forward = DDP(model)
     data = train_data(cfg, charset, model.cfg.hstride, state.step, dist_info)

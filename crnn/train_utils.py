@@ -69,6 +69,7 @@ class TrainState:
     mlflow_run_id: str | None = None
     skipped: dict[str, int] = field(default_factory=lambda: {"corrupt": 0, "too_long": 0, "empty_label": 0})
     rewarm_from: int | None = None  # the step a weights-only resume warmed the rate up again from
+    ema: dict | None = None  # the moving average a resume continues (train.ema_decay), until the run takes it
 
     def count_skipped(self, batch: Batch) -> None:
         for k, v in batch.skipped.items():
@@ -400,13 +401,17 @@ def state_path(weights: Path, previous: bool = False) -> Path:
     return weights.with_name(weights.stem + (".state.prev.pt" if previous else ".state.pt"))
 
 
-def save_last(path: Path, ck: Checkpoint, opt: torch.optim.Optimizer, state: TrainState) -> None:
+def save_last(
+    path: Path, ck: Checkpoint, opt: torch.optim.Optimizer, state: TrainState, ema: dict | None = None
+) -> None:
     """`ck` (the weights, as best.pt) in `path`, and what an exact resume needs beside it in
     last.state.pt: optimizer, step, best so far, re-warm-up start, RNG, MLflow run (the rate is a function
     of the step and the re-warm-up start: no scheduler state). Two files, so that neither
     outgrows what travels easily (16 MiB) and the weights alone still resume (with fresh optimizer moments).
     Each write is atomic; the state before this save is kept until the new weights are in place, so a kill
-    at any moment leaves weights and a state of the same step (`load_train_state` picks it)."""
+    at any moment leaves weights and a state of the same step (`load_train_state` picks it). A run that
+    keeps a moving average of its weights (`ema`) saves it in the state too: 3.7 MB more for the tiny
+    preset, under the 16 MiB that travel."""
     train_state = {
         "format": STATE_FORMAT,
         "optimizer": opt.state_dict(),
@@ -418,6 +423,8 @@ def save_last(path: Path, ck: Checkpoint, opt: torch.optim.Optimizer, state: Tra
         "rewarm_from": state.rewarm_from,
         "torch_rng": torch.get_rng_state(),
     }
+    if ema is not None:
+        train_state["ema"] = ema
     current, previous = state_path(path), state_path(path, previous=True)
     if current.is_file() and path.is_file():
         os.replace(current, previous)
@@ -471,6 +478,7 @@ def restore_last(
         mlflow_run_id=ts.get("mlflow_run_id") or None,
         skipped=dict(ts["skipped"]),
         rewarm_from=ts.get("rewarm_from"),
+        ema=ts.get("ema"),
     )
 
 

@@ -68,7 +68,7 @@ def _train_cmd(tmp_path, name, steps, extra=()):
 
 def test_kill_and_resume_matches_an_uninterrupted_run(tiny_data, tmp_path):
     data = tiny_data / "data"
-    common = [f"data.root={data}", "train.warmup_steps=5"]
+    common = [f"data.root={data}", "train.warmup_steps=5", "train.ema_decay=0.9"]  # the average resumes too
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
     # uninterrupted reference, in this process (one thread, as the runs below): the CLI is the chain's
     train(compose_cfg(_train_cmd(tmp_path, "ref", 30, [*common, "train.keep_heap=false"])[3:]))
@@ -102,6 +102,10 @@ def test_kill_and_resume_matches_an_uninterrupted_run(tiny_data, tmp_path):
     assert ref.keys() == cut.keys()
     for k in ref:
         assert torch.equal(ref[k], cut[k]), f"{k} differs after resume from step {killed_at}"
+    ref_ema = load_train_state(load_checkpoint(tmp_path / "runs/ref/train/last.pt"), last)["ema"]["weights"]
+    cut_ema = load_train_state(load_checkpoint(last), last)["ema"]["weights"]
+    for k in ref_ema:
+        assert torch.equal(ref_ema[k], cut_ema[k]), f"the average's {k} differs after resume from {killed_at}"
     assert load_checkpoint(last).lineage["step"] == 30
     assert load_train_state(load_checkpoint(last), last)["step"] == 30
 
@@ -393,3 +397,61 @@ def test_finetune_autocasts_with_the_configured_dtype(tiny_data, tmp_path, monke
     model.classifier.register_forward_hook(lambda m, i, o: seen.append(o.dtype))
     finetune(model, cfg, 2, 1e-4, "ft")
     assert seen and set(seen) == {torch.float16}
+
+
+def test_the_weights_moving_average_updates_as_its_formula_says():
+    from crnn.ema import WeightEma
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.BatchNorm2d(2))
+    ema = WeightEma(model, 0.75)
+    start = {k: v.clone() for k, v in model.state_dict().items()}
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(1.0)
+        model[1].running_mean.fill_(2.0)
+        model[1].num_batches_tracked.fill_(7)
+    ema.update(model)
+    now = model.state_dict()
+    for k, v in ema.model.state_dict().items():
+        if v.is_floating_point():
+            torch.testing.assert_close(v, 0.75 * start[k] + 0.25 * now[k])
+        else:
+            assert torch.equal(v, now[k])
+    assert not any(p.requires_grad for p in ema.model.parameters())
+    for bad in (1.0, 1.5, -0.1):
+        with pytest.raises(ValueError, match="ema_decay"):
+            WeightEma(model, bad)
+
+
+def test_with_a_moving_average_validation_best_pt_and_snapshots_read_the_average(tiny_data, tmp_path, capsys):
+    """The trained weights go on in last.pt (a resume continues them); the average is what is scored, kept
+    in best.pt and snapshot, and its own CER is the one best.pt is chosen by."""
+    data = tiny_data / "data"
+    over = ["train.max_steps=6", "train.val_every=3", "train.save_every=3", "train.ema_decay=0.5"]
+    s = _train_in_process(tmp_path, "ema", data, over)
+    out = capsys.readouterr().out
+    assert "(trained weights " in out
+    assert 0 <= s["final"]["val_raw_cer"] <= 1
+    last, best = tmp_path / "runs/ema/train/last.pt", tmp_path / "runs/ema/train/best.pt"
+    state = load_train_state(load_checkpoint(last), last)
+    assert state["ema"]["decay"] == 0.5
+    averaged, trained = state["ema"]["weights"], load_checkpoint(last).state_dict
+    k = next(n for n, v in trained.items() if v.is_floating_point())
+    assert not torch.equal(averaged[k], trained[k])
+    b = load_checkpoint(best)
+    assert b.lineage["ema_decay"] == 0.5
+    if s["best_step"] == 6:
+        assert all(torch.equal(b.state_dict[n], averaged[n]) for n in averaged)
+    snap = tmp_path / "snap.pt"
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "scripts/snapshot.py"), str(last), str(snap)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0 and "moving average" in proc.stdout, proc.stderr
+    sn = load_checkpoint(snap)
+    assert sn.lineage["ema_decay"] == 0.5 and sn.lineage["step"] == 6
+    torch.testing.assert_close(sn.state_dict[k], averaged[k].half())
