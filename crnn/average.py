@@ -38,14 +38,15 @@ class AverageError(StageError):
     """Inputs that cannot be averaged: fewer than two, another model, another alphabet."""
 
 
-def resolve(spec: str, workdir: Path, repo: Path = ROOT) -> Path:
-    """A file path, or `<commit>:<path>` written out of git history into `workdir`."""
+def resolve(spec: str, workdir: Path, repo: Path = ROOT, index: int = 0) -> Path:
+    """A file path, or `<commit>:<path>` written out of git history into `workdir` (as input `index`, so
+    that two inputs of one name never share a file there)."""
     if Path(spec).is_file():
         return Path(spec)
     m = GIT_SPEC.match(spec)
     if not m:
         raise AverageError(f"{spec} is neither a file nor <commit>:<path>")
-    out = workdir / f"{m.group(1)}_{Path(m.group(2)).name}"
+    out = workdir / f"{index}_{m.group(1)}_{Path(m.group(2)).name}"
     proc = subprocess.run(["git", "show", spec], cwd=repo, capture_output=True, timeout=60)
     if proc.returncode != 0:
         raise AverageError(f"git show {spec}: {proc.stderr.decode(errors='replace').strip()}")
@@ -68,6 +69,11 @@ def average_state_dicts(dicts: list[dict]) -> dict:
 
 
 def check_compatible(ckpts: list[Checkpoint], names: list[str]) -> None:
+    """One model, alphabet and input, inputs oldest first: the newest input gives the average its step,
+    run and integer buffers, so an order that goes back in steps is a mistake in the command."""
+    steps = [ck.lineage.get("step") for ck in ckpts]
+    if all(isinstance(s, int) for s in steps) and steps != sorted(steps):
+        raise AverageError(f"name the checkpoints oldest first: their steps are {steps}")
     first = ckpts[0]
     for ck, name in zip(ckpts[1:], names[1:]):
         if ck.model_config != first.model_config:
@@ -88,7 +94,7 @@ def average(specs: list[str], out: str | Path, repo: Path = ROOT) -> Checkpoint:
     if len(specs) < 2:
         raise AverageError(f"averaging needs two or more checkpoints, got {len(specs)}")
     with tempfile.TemporaryDirectory() as tmp:
-        paths = [resolve(s, Path(tmp), repo) for s in specs]
+        paths = [resolve(s, Path(tmp), repo, i) for i, s in enumerate(specs)]
         ckpts = [load_checkpoint(p) for p in paths]
         check_compatible(ckpts, specs)
         inputs = [
@@ -131,6 +137,7 @@ def describe(lineage: dict) -> str:
 
 
 def main(argv: list[str]) -> int:
+    """python -m crnn.average OUT IN IN [IN ...]: exit 2 with one line on bad input, as every stage."""
     if len(argv) < 3:
         print(__doc__, file=sys.stderr)
         return 2

@@ -252,6 +252,7 @@ def run(cfg: RunConfig, e: ExportConfig) -> dict:
         speed = eager_vs_onnx(model, dest, ck.input_spec)
         report = {
             "source": str(source),
+            "source_sha256": input_sha,
             "onnx": str(dest),
             "size_bytes": dest.stat().st_size,
             "opset": e.opset,

@@ -19,7 +19,7 @@ from __future__ import annotations
 import contextlib
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import closing
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -471,7 +471,9 @@ def prepare_process(t: TrainConfig, device: torch.device, seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def moving_average(model: CRNN, decay: float, state: TrainState, say) -> WeightEma | None:
+def moving_average(
+    model: CRNN, decay: float, state: TrainState, say: Callable[[str], None]
+) -> WeightEma | None:
     """The run's moving average of the weights: continued from the resumed state's, else started at the
     weights the run starts from. None when train.ema_decay is 0."""
     if not decay:

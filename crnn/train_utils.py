@@ -411,7 +411,7 @@ def save_last(
     Each write is atomic; the state before this save is kept until the new weights are in place, so a kill
     at any moment leaves weights and a state of the same step (`load_train_state` picks it). A run that
     keeps a moving average of its weights (`ema`) saves it in the state too: 3.7 MB more for the tiny
-    preset, under the 16 MiB that travel."""
+    preset (11 MB in all, still under the 16 MiB a file may have to travel in)."""
     train_state = {
         "format": STATE_FORMAT,
         "optimizer": opt.state_dict(),

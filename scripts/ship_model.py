@@ -291,9 +291,11 @@ def init_line(init_from: str) -> list[str]:
     return [f"- Initialised from `{init_from}` ({what}); the lines above are this run's own."]
 
 
-def average_line(source: str) -> list[str]:
+def average_line(source: str, exported_sha256: str = "") -> list[str]:
     """The shipped weights are a mean of the run's checkpoints (crnn/average.py) when the exported file
-    says so: the card names the steps, since the run's last step alone would not describe them."""
+    says so: the card names the steps, since the run's last step alone would not describe them. The file
+    must still be the one exported (`exported_sha256`, from the export report), or the card would name
+    another average's steps."""
     from crnn.average import describe
     from crnn.models.checkpoint import load_checkpoint
 
@@ -301,6 +303,8 @@ def average_line(source: str) -> list[str]:
     lineage = load_checkpoint(path).lineage if path.is_file() else {}
     if lineage.get("stage") != "average":
         return []
+    if exported_sha256 and sha256_file(path) != exported_sha256:
+        raise StageError(f"{source} changed since it was exported: run make export again")
     return [f"- The weights are {describe(lineage)} (`{source}`, `make average`)."]
 
 
@@ -406,7 +410,7 @@ def main(argv: list[str]) -> int:
         + ", ".join(f"{n} ({r.weight:g})" for n, r in cfg.render.scenes.items())
         + ".",
         *init_line(cfg.train.init_from),
-        *average_line(export["source"]),
+        *average_line(export["source"], export.get("source_sha256", "")),
         f"- Test set: {ev['test_sets'][0]['n']} lines (`{ev['test_sets'][0]['path']}`), corpus seed "
         f"{splits['test'].seed}, 1/4 per scene; fonts never seen in training or validation: "
         f"{', '.join(heldout) or 'none'}.",

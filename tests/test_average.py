@@ -67,6 +67,11 @@ def test_the_average_is_the_mean_of_the_weights_and_names_every_input(tmp_path, 
         "`make average`)."
     ]
     assert average_line(str(b)) == []
+    assert average_line(str(out), sha256_file(out)) == average_line(str(out))
+    from crnn.cli import StageError
+
+    with pytest.raises(StageError, match="changed since it was exported"):
+        average_line(str(out), sha256_file(a))  # the card would name another average's steps
 
 
 def test_an_input_replaced_by_a_later_commit_is_read_from_git_history(tmp_path):
@@ -99,8 +104,12 @@ def test_only_checkpoints_of_one_model_average(tmp_path):
     a, other = tmp_path / "a.pt", tmp_path / "other.pt"
     save_checkpoint(_checkpoint(1, 1000), a)
     save_checkpoint(_checkpoint(2, 2000, ["model.hstride=8"]), other)
+    other_step = tmp_path / "later.pt"
+    save_checkpoint(_checkpoint(4, 4000), other_step)
     with pytest.raises(AverageError, match="another model"):
         average([str(a), str(other)], tmp_path / "x.pt")
+    with pytest.raises(AverageError, match="oldest first"):  # the newest gives the step and buffers
+        average([str(other_step), str(a)], tmp_path / "x.pt")
     with pytest.raises(AverageError, match="two or more"):
         average([str(a)], tmp_path / "x.pt")
     with pytest.raises(AverageError, match="neither a file"):

@@ -424,25 +424,39 @@ def test_the_weights_moving_average_updates_as_its_formula_says():
             WeightEma(model, bad)
 
 
-def test_with_a_moving_average_validation_best_pt_and_snapshots_read_the_average(tiny_data, tmp_path, capsys):
-    """The trained weights go on in last.pt (a resume continues them); the average is what is scored, kept
-    in best.pt and snapshot, and its own CER is the one best.pt is chosen by."""
+def test_with_a_moving_average_validation_best_pt_and_snapshots_read_the_average(
+    tiny_data, tmp_path, capsys, monkeypatch
+):
+    """The trained weights go on in last.pt (a resume continues them); the average is what is scored first,
+    kept in best.pt and snapshot, and its own CER is the one best.pt is chosen by."""
+    import crnn.train as training
+
+    scored, real_evaluate = [], training.evaluate
+
+    def spy(model, *args, **kwargs):  # the real evaluation, noting which weights it read
+        scored.append({n: v.detach().clone() for n, v in model.state_dict().items()})
+        return real_evaluate(model, *args, **kwargs)
+
+    monkeypatch.setattr(training, "evaluate", spy)
     data = tiny_data / "data"
     over = ["train.max_steps=6", "train.val_every=3", "train.save_every=3", "train.ema_decay=0.5"]
     s = _train_in_process(tmp_path, "ema", data, over)
-    out = capsys.readouterr().out
-    assert "(trained weights " in out
-    assert 0 <= s["final"]["val_raw_cer"] <= 1
+    assert "(trained weights " in capsys.readouterr().out and s["final"]["val_raw_cer"] >= 0
     last, best = tmp_path / "runs/ema/train/last.pt", tmp_path / "runs/ema/train/best.pt"
     state = load_train_state(load_checkpoint(last), last)
     assert state["ema"]["decay"] == 0.5
     averaged, trained = state["ema"]["weights"], load_checkpoint(last).state_dict
     k = next(n for n, v in trained.items() if v.is_floating_point())
     assert not torch.equal(averaged[k], trained[k])
+
+    def same(a: dict, b: dict) -> bool:
+        return a.keys() == b.keys() and all(torch.equal(a[n], b[n]) for n in a)
+
+    assert len(scored) == 4  # steps 3 and 6: the average, then the trained weights
+    assert same(scored[2], averaged) and same(scored[3], trained)
     b = load_checkpoint(best)
-    assert b.lineage["ema_decay"] == 0.5
-    if s["best_step"] == 6:
-        assert all(torch.equal(b.state_dict[n], averaged[n]) for n in averaged)
+    assert b.lineage["ema_decay"] == 0.5 and s["best_step"] in (3, 6)
+    assert same(b.state_dict, scored[0] if s["best_step"] == 3 else scored[2])
     snap = tmp_path / "snap.pt"
     proc = subprocess.run(
         [sys.executable, str(ROOT / "scripts/snapshot.py"), str(last), str(snap)],
