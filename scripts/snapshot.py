@@ -20,15 +20,14 @@ from crnn.train_utils import load_train_state
 def main(src: str, dst: str) -> None:
     ck = load_checkpoint(src)
     state = load_train_state(ck, Path(src)) or {}
-    weights, what = ck.state_dict, "weights"
-    if state.get("ema") is not None:  # a run with train.ema_decay: its moving average, as best.pt holds
-        weights, what = state["ema"]["weights"], "moving average of the weights"
+    ema = state.get("ema")  # a run with train.ema_decay: its moving average, as best.pt holds
+    weights, what = (ema["weights"], "moving average of the weights") if ema else (ck.state_dict, "weights")
     half = {k: v.half() if v.is_floating_point() else v for k, v in weights.items()}
     lineage = dict(
         ck.lineage, mlflow_run_id=state.get("mlflow_run_id") or ck.lineage.get("mlflow_run_id", "")
     )
-    if state.get("ema") is not None:
-        lineage["ema_decay"] = state["ema"]["decay"]
+    if ema:
+        lineage["ema_decay"] = ema["decay"]
     save_checkpoint(replace(ck, state_dict=half, train_state=None, lineage=lineage), dst)
     print(f"[snapshot] {dst}: step {lineage.get('step')}, fp16 {what} of {src}")
 
