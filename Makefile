@@ -178,7 +178,7 @@ serve: install $(MODEL)
 #   make detect-train [ARGS="detect.train.resume=true detect.train.max_minutes=60"]   synthetic pages -> DB
 #   make detect-export                                         runs/<DEXP>/detect/export/detector.onnx
 #   make detect-quantize                        INT8, kept only when faster and as accurate as FP32
-#   make detect-eval [ARGS="detect.eval.readers=[detector,projection]"]   real pages ($(REALDEV)/pages)
+#   make detect-eval [ARGS="detect.eval.readers=[detector,truth]"]   real pages ($(REALDEV)/pages); truth: labelled boxes
 #   make ship-detector                          models/<DEXP>.onnx + card, when it beats the projection splitter
 DEXP ?= det_zh_en
 detect-train: install fonts

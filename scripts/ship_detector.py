@@ -36,7 +36,7 @@ def by_reader(results: list[dict]) -> dict[str, dict]:
     for r in results:
         key = "detector" if r["reader"].startswith("detector") else "projection"
         key = "ppocr" if r["reader"].startswith("PP-OCR") else key
-        out[key] = r
+        out[r.get("key", key)] = r  # reports before the truth reader carry no key
     return out
 
 
@@ -72,7 +72,7 @@ def page_table(readers: dict[str, dict]) -> list[str]:
         "| page CER zh ads | page CER all complete | p50 ms per page |",
         "|---|---|---|---|---|---|---|",
     ]
-    for key in ("detector", "projection", "ppocr"):
+    for key in ("detector", "truth", "projection", "ppocr"):
         r = readers.get(key)
         if r is None:
             continue

@@ -89,3 +89,52 @@ def test_a_single_line_in_auto_mode_is_read_whole(detector):
     line = source.sample(7, scene="printed").image  # the recognizer's own kind of line image
     crops = split(line, "auto", detector=detector)
     assert len(crops) == 1 and crops[0][1] == [0, 0, line.shape[1], line.shape[0]]
+
+
+def test_page_evaluation_splits_what_detection_costs_from_what_recognition_costs(tmp_path):
+    """`crnn.detect.evaluate` on a folder in the realdev pages' format (image + boxes and texts): the truth
+    reader crops the labelled boxes, so it matches every line and its page CER is the recognizer's alone;
+    the detector reader's is at least that on a clean page (it crops the same lines less exactly, or misses
+    some). Each result names its reader's key, which the detector's card is built from."""
+    import json
+
+    import cv2
+
+    from crnn.detect.evaluate import run
+
+    synth = synth_for(  # pages of the size a scan or photo has: training's small ones draw 10 px receipts
+        "detect.pages.long_side=[1600,1600]",
+        "detect.pages.rotate_p=0",
+        "detect.pages.perspective_p=0",
+        "detect.pages.distractor_p=0",
+    )
+    folder = tmp_path / "pages"
+    folder.mkdir()
+    for i, layout in enumerate(["document", "receipt"]):
+        page = synth.page(i, layout)
+        cv2.imwrite(str(folder / f"{i:04d}.png"), page.image)
+        lines = [
+            {"box": ln.quad.round().astype(int).tolist(), "text": "###" if ln.ignore else ln.text}
+            for ln in page.lines
+        ]
+        meta = {"category": "printed_doc_zh", "level": "line", "complete": True, "lines": lines}
+        (folder / f"{i:04d}.json").write_text(json.dumps(meta, ensure_ascii=False))
+    cfg = compose_cfg(
+        [
+            "experiment=det_zh_en",
+            f"runs_dir={tmp_path}/runs",
+            f"detect.eval.pages={folder}",
+            "detect.eval.readers=[detector,truth]",
+            f"detect.eval.detector={DETECTOR}",
+            f"detect.eval.recognizer={bundled_model()}",
+        ]
+    )
+    det, truth = run(cfg)
+    assert (det["key"], truth["key"]) == ("detector", "truth")
+    assert truth["reader"].startswith("truth boxes")
+    t = truth["complete_pages"]
+    assert t["matched"] == t["truth"] == t["predicted"] >= 10
+    assert t["cer"] < 0.1, "the bundled recognizer misreads clean rendered lines"
+    assert det["complete_pages"]["cer"] >= t["cer"]
+    saved = json.loads((tmp_path / "runs" / "det_zh_en" / "detect" / "eval" / "pages.json").read_text())
+    assert [r["key"] for r in saved] == ["detector", "truth"]

@@ -6,7 +6,10 @@ Reads a folder of whole images with every line's box and text (../shared/realdev
 - `detector`: our detector (ONNX) -> upright crops -> the recognizer, all lines of a page in one call;
 - `projection`: the projection-profile splitter (crnn.serve.segment) -> the same recognizer: the baseline;
 - `ppocr`: PP-OCRv4's detector + its own recognizer (the rapidocr-onnxruntime wheel, library defaults):
-  the peer.
+  the peer;
+- `truth`: the page's own labelled boxes -> the same recognizer: a perfect detector, so its page CER is what
+  the recognizer alone costs, and the gap to `detector` is what detection costs. Not a page reader a user
+  could run; a diagnostic that says which of the two limits page mode.
 
 Reports per source type (the pages' `level`: line / segment / word) detection precision, recall and F1 at
 IoU >= 0.5, end-to-end page CER per category and over all complete pages, and latency per page (decode
@@ -32,7 +35,7 @@ from crnn.detect.score import IGNORE_TEXT, Counts, PageTruth, score_page
 from crnn.lineage import sha256_file
 from crnn.settings import RunConfig, load_run_config
 
-READERS = ("detector", "projection", "ppocr")
+READERS = ("detector", "projection", "ppocr", "truth")
 
 
 @dataclass
@@ -93,7 +96,7 @@ class DetectorReader(RecognizerReader):
         self.name = f"detector ({Path(detector).name}) + {Path(model).name}"
         self.files = [detector, model]
 
-    def read(self, gray: np.ndarray) -> tuple[list[np.ndarray], list[str]]:
+    def read(self, gray: np.ndarray, truth: PageTruth) -> tuple[list[np.ndarray], list[str]]:
         quads = [b.quad for b in self.detector.detect(gray)]
         quads = [quads[i] for i in reading_order(quads)]
         return quads, self.recognize([crop_line(gray, q) for q in quads])
@@ -105,12 +108,25 @@ class ProjectionReader(RecognizerReader):
         self.name = f"projection splitter + {Path(model).name}"
         self.files = [model]
 
-    def read(self, gray: np.ndarray) -> tuple[list[np.ndarray], list[str]]:
+    def read(self, gray: np.ndarray, truth: PageTruth) -> tuple[list[np.ndarray], list[str]]:
         from crnn.serve.segment import split
 
         crops = split(gray, "page")
         quads = [np.float32([[x, y], [x + w, y], [x + w, y + h], [x, y + h]]) for _, (x, y, w, h) in crops]
         return quads, self.recognize([c for c, _ in crops])
+
+
+class TruthBoxReader(RecognizerReader):
+    """The labelled boxes, cropped as the detector's are: page CER with detection taken out."""
+
+    def __init__(self, model: str, threads: int) -> None:
+        super().__init__(model, threads)
+        self.name = f"truth boxes + {Path(model).name}"
+        self.files = [model]
+
+    def read(self, gray: np.ndarray, truth: PageTruth) -> tuple[list[np.ndarray], list[str]]:
+        quads = [truth.quads[i] for i in reading_order(truth.quads)]
+        return quads, self.recognize([crop_line(gray, q) for q in quads])
 
 
 class PpocrPageReader:
@@ -122,7 +138,7 @@ class PpocrPageReader:
         self.engine = _import_rapidocr().RapidOCR()
         self.name = "PP-OCRv4 det + rec (rapidocr-onnxruntime defaults)"
 
-    def read(self, gray: np.ndarray) -> tuple[list[np.ndarray], list[str]]:
+    def read(self, gray: np.ndarray, truth: PageTruth) -> tuple[list[np.ndarray], list[str]]:
         import cv2
 
         result, _ = self.engine(cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR))
@@ -149,6 +165,8 @@ def make_reader(name: str, cfg: RunConfig):
         return ProjectionReader(ev.recognizer, ev.threads)
     if name == "ppocr":
         return PpocrPageReader()
+    if name == "truth":
+        return TruthBoxReader(ev.recognizer, ev.threads)
     raise StageError(f"detect.eval.readers: unknown reader {name!r}; known: {list(READERS)}")
 
 
@@ -188,11 +206,11 @@ class ReaderResult:
 
 def evaluate_reader(reader, pages: list[RealPage]) -> ReaderResult:
     res = ReaderResult(reader.name, files={p: sha256_file(p) for p in getattr(reader, "files", [])})
-    reader.read(decode_image(pages[0].path.read_bytes()))  # warm-up
+    reader.read(decode_image(pages[0].path.read_bytes()), pages[0].truth)  # warm-up
     for page in tqdm(pages, desc=reader.name[:30], leave=False):
         gray = decode_image(page.path.read_bytes())
         t0 = time.perf_counter()
-        quads, texts = reader.read(gray)
+        quads, texts = reader.read(gray, page.truth)
         res.seconds.append(time.perf_counter() - t0)
         c = score_page(page.truth, quads, texts, row_order)
         res.by_level.setdefault(page.level, Counts()).add(c)
@@ -243,7 +261,7 @@ def run(cfg: RunConfig) -> list[dict]:
     results = []
     for name in ev.readers:
         reader = make_reader(name, cfg)
-        results.append(evaluate_reader(reader, pages).summary())
+        results.append({"key": name, **evaluate_reader(reader, pages).summary()})
     out = cfg.stage_dir("detect") / ev.out_dir
     out.mkdir(parents=True, exist_ok=True)
     (out / "pages.json").write_text(json.dumps(results, indent=2))
