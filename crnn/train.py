@@ -82,6 +82,7 @@ class Optimization:
     channels_last: bool = False
     teacher: Teacher | None = None  # knowledge distillation (crnn.distill): off when None
     ema: WeightEma | None = None  # the weights' moving average (train.ema_decay): off when None
+    world: int = 1  # processes training together, each on its own share of the lines (DDP)
 
 
 def make_optimization(
@@ -212,6 +213,7 @@ def train_steps(
         if parts.ema is not None:
             parts.ema.update(parts.model)
         state.step += 1
+        state.lines_seen += len(batch) * parts.world
         log.add(loss, len(batch))
         bar.update(1)
         log.report(state.step, parts.sched.get_last_lr()[0], bar)
@@ -309,12 +311,11 @@ class Run:
     def snapshot(self, averaged: bool = False) -> Checkpoint:
         """The trained weights (last.pt, which a resume continues), or with `averaged` the served ones."""
         model = self.served if averaged else self.parts.model
-        lineage = (
-            dict(self.lineage, ema_decay=self.parts.ema.decay)
-            if averaged and self.parts.ema
-            else self.lineage
-        )
-        return snapshot(model, self.charset, self.cfg.input, lineage, self.state.step)
+        s = self.state
+        lineage = dict(self.lineage, lines_seen=s.lines_seen, lines_counted_from=s.lines_counted_from)
+        if averaged and self.parts.ema:
+            lineage["ema_decay"] = self.parts.ema.decay
+        return snapshot(model, self.charset, self.cfg.input, lineage, s.step)
 
 
 def validate(run: Run) -> dict:
@@ -322,7 +323,7 @@ def validate(run: Run) -> dict:
     too, as val_raw_cer), log it, keep best.pt when the CER is the best so far."""
     p, state, t = run.parts, run.state, run.cfg.train
     result = evaluate(run.served, run.val, run.charset, run.cfg.input, p.device, t)
-    metrics = val_metrics(result)
+    metrics = {**val_metrics(result), "lines_seen": state.lines_seen}
     if p.ema is not None:
         raw = evaluate(p.model, run.val, run.charset, run.cfg.input, p.device, t)
         result["val_raw_cer"] = metrics["val_raw_cer"] = raw["val"]["overall"]["cer"]
@@ -424,6 +425,8 @@ def summarize(run: Run, last_val: dict, log: StepLog, wall: float, data: TrainDa
         "params": count_params(model),
         "macs_32x320": count_macs(model.cfg, 320),
         "steps": state.step,
+        "lines_seen": state.lines_seen,
+        "lines_counted_from": state.lines_counted_from,
         "best_step": state.best_step,
         "best_val_cer": state.best_cer,
         "final": last_val,
@@ -501,6 +504,7 @@ def run_training(cfg: RunConfig, dist_info: distributed.DistInfo, device: torch.
         state = restore_last(resume, last_path, parts.opt, lambda m: say(f"[train] {m}"))
         parts.sched = schedule_from(parts.opt, cfg.train, state)  # at the run's step
     parts.ema = moving_average(model, cfg.train.ema_decay, state, lambda m: say(f"[train] {m}"))
+    parts.world = dist_info.world
     if dist_info.enabled:
         parts.forward = DDP(model)
     data = train_data(cfg, charset, model.cfg.hstride, state.step, dist_info)

@@ -70,6 +70,10 @@ class TrainState:
     skipped: dict[str, int] = field(default_factory=lambda: {"corrupt": 0, "too_long": 0, "empty_label": 0})
     rewarm_from: int | None = None  # the step a weights-only resume warmed the rate up again from
     ema: dict | None = None  # the moving average a resume continues (train.ema_decay), until the run takes it
+    # Lines trained on, over all processes: batches change size between a CPU and a GPU, so steps do not say.
+    # A run resumed from a state written before the count existed counts from that step (lines_counted_from).
+    lines_seen: int = 0
+    lines_counted_from: int = 0
 
     def count_skipped(self, batch: Batch) -> None:
         for k, v in batch.skipped.items():
@@ -421,6 +425,8 @@ def save_last(
         "mlflow_run_id": state.mlflow_run_id or "",
         "skipped": state.skipped,
         "rewarm_from": state.rewarm_from,
+        "lines_seen": state.lines_seen,
+        "lines_counted_from": state.lines_counted_from,
         "torch_rng": torch.get_rng_state(),
     }
     if ema is not None:
@@ -468,7 +474,13 @@ def restore_last(
             f"{path} holds weights only: resuming at step {step} with fresh optimizer moments, "
             "the rate warmed up again"
         )
-        return TrainState(step=step, mlflow_run_id=ck.lineage.get("mlflow_run_id") or None, rewarm_from=step)
+        return TrainState(
+            step=step,
+            mlflow_run_id=ck.lineage.get("mlflow_run_id") or None,
+            rewarm_from=step,
+            lines_seen=int(ck.lineage.get("lines_seen", 0)),
+            lines_counted_from=int(ck.lineage.get("lines_counted_from", step)),
+        )
     opt.load_state_dict(ts["optimizer"])
     torch.set_rng_state(ts["torch_rng"])
     return TrainState(
@@ -479,6 +491,8 @@ def restore_last(
         skipped=dict(ts["skipped"]),
         rewarm_from=ts.get("rewarm_from"),
         ema=ts.get("ema"),
+        lines_seen=int(ts.get("lines_seen", 0)),
+        lines_counted_from=int(ts.get("lines_counted_from", ts["step"])),
     )
 
 

@@ -291,6 +291,22 @@ def init_line(init_from: str) -> list[str]:
     return [f"- Initialised from `{init_from}` ({what}); the lines above are this run's own."]
 
 
+def lines_seen_text(train: dict, batch_size: int) -> str:
+    """How many lines the run trained on, as its state counted them (a GPU burst's batches are larger than
+    the CPU's, so steps times one batch size is not it). A run that began before the count existed counts
+    from the step it was first resumed with it; runs older still give only steps times the batch size."""
+    steps, seen = train["steps"], train.get("lines_seen")
+    if seen is None:
+        return f"{steps * batch_size:,} lines seen if every one of its {steps:,} steps had {batch_size} lines"
+    since = train.get("lines_counted_from", 0)
+    if not since:
+        return f"{seen:,} lines seen in {steps:,} steps"
+    return (
+        f"{seen:,} lines seen in steps {since:,} to {steps:,} (the first {since:,} steps ran before the "
+        "run counted lines)"
+    )
+
+
 def average_line(source: str, exported_sha256: str = "") -> list[str]:
     """The shipped weights are a mean of the run's checkpoints (crnn/average.py) when the exported file
     says so: the card names the steps, since the run's last step alone would not describe them. The file
@@ -375,7 +391,6 @@ def main(argv: list[str]) -> int:
         if "train" in splits
         else []
     )
-    lines_seen = train["steps"] * cfg.train.batch_size
     md = [
         f"# crnn_{as_name}: the bundled model",
         "",
@@ -398,7 +413,7 @@ def main(argv: list[str]) -> int:
         "## Alphabet and data",
         "",
         f"- Alphabet `{cfg.charset}`: {len(charset.chars)} characters (configs/charsets/) and the CTC blank.",
-        f"- Training: {lines_seen:,} lines seen ({train['steps']:,} steps of {cfg.train.batch_size}), "
+        f"- Training: {lines_seen_text(train, cfg.train.batch_size)}, "
         + (
             "rendered on the fly by the synthetic renderer (`data.train=synth`), never repeated"
             if cfg.data.train == "synth"

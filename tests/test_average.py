@@ -123,3 +123,17 @@ def test_only_checkpoints_of_one_model_average(tmp_path):
         timeout=300,
     )
     assert proc.returncode == 2 and "another model" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_the_card_counts_lines_as_the_run_counted_them(monkeypatch):
+    """A run's steps had different batch sizes on a GPU and on the CPU: the card says what the state counted,
+    from the step the count began, and says when it only multiplies steps by one batch size."""
+    monkeypatch.syspath_prepend(str(ROOT / "scripts"))
+    from ship_model import lines_seen_text
+
+    assert lines_seen_text({"steps": 100, "lines_seen": 9_000, "lines_counted_from": 0}, 64) == (
+        "9,000 lines seen in 100 steps"
+    )
+    since = lines_seen_text({"steps": 100, "lines_seen": 3_200, "lines_counted_from": 50}, 64)
+    assert since.startswith("3,200 lines seen in steps 50 to 100") and "first 50 steps" in since
+    assert lines_seen_text({"steps": 100}, 64).startswith("6,400 lines seen if every one of its 100 steps")

@@ -452,3 +452,5 @@ def test_ship_writes_models_and_a_model_card(evaluated, tmp_path):
     assert f"{row['scenes']['printed']['cer'] * 100:.2f}%" in card
     assert f"uses the {'INT8' if made.is_file() else 'FP32'} file by default" in card
     assert "Reads digits only." in card and "## Known weaknesses" in card
+    train = json.loads((evaluated.parent / "train" / "summary.json").read_text())
+    assert f"- Training: {train['lines_seen']:,} lines seen in {train['steps']:,} steps" in card

@@ -107,7 +107,15 @@ def test_kill_and_resume_matches_an_uninterrupted_run(tiny_data, tmp_path):
     for k in ref_ema:
         assert torch.equal(ref_ema[k], cut_ema[k]), f"the average's {k} differs after resume from {killed_at}"
     assert load_checkpoint(last).lineage["step"] == 30
-    assert load_train_state(load_checkpoint(last), last)["step"] == 30
+    cut_state = load_train_state(load_checkpoint(last), last)
+    ref_state = load_train_state(load_checkpoint(tmp_path / "runs/ref/train/last.pt"), last)
+    assert cut_state["step"] == 30
+    # every line drawn was trained on or counted as skipped, across the kill; the count starts at step 0
+    batch = compose_cfg(_train_cmd(tmp_path, "ref", 30, common)[3:]).train.batch_size
+    drawn = 30 * batch - sum(ref_state["skipped"].values())
+    assert cut_state["lines_seen"] == ref_state["lines_seen"] == drawn
+    assert cut_state["lines_counted_from"] == 0
+    assert load_checkpoint(last).lineage["lines_seen"] == cut_state["lines_seen"]
 
 
 def test_mlflow_run_records_params_metrics_and_checkpoint(tiny_data, tmp_path, monkeypatch):
@@ -253,10 +261,29 @@ def test_the_weights_find_their_own_state_and_resume_alone_without_one(tiny_data
     assert load_train_state(ck, last)["step"] == 4
     state_path(last, previous=True).unlink()
     assert load_train_state(ck, last) is None
+    seen_at_4 = ck.lineage["lines_seen"]
+    assert seen_at_4 > 0
     s = _train_in_process(tmp_path, "st", data, ["train.resume=true", "train.max_steps=6"])
     assert "weights only: resuming at step 4" in capsys.readouterr().out
     assert s["steps"] == 6 and load_train_state(load_checkpoint(last), last)["step"] == 6
     assert load_train_state(load_checkpoint(last), last)["rewarm_from"] == 4  # kept for the next resume
+    # the weights carry the count: two more steps of the same batches add to it
+    assert s["lines_seen"] == seen_at_4 * 6 // 4 and s["lines_counted_from"] == 0
+
+
+def test_a_run_resumed_from_a_state_without_a_line_count_counts_from_its_step(tiny_data, tmp_path):
+    """States written before lines were counted: the run counts from the step it resumed at, and says so
+    (the model card then names that step instead of guessing the lines before it)."""
+    data = tiny_data / "data"
+    _train_in_process(tmp_path, "old", data, ["train.max_steps=2", "train.save_every=2"])
+    last = tmp_path / "runs/old/train/last.pt"
+    ck = load_checkpoint(last)
+    ts = load_train_state(ck, last)
+    del ts["lines_seen"], ts["lines_counted_from"]
+    torch.save(ts, state_path(last))
+    s = _train_in_process(tmp_path, "old", data, ["train.resume=true", "train.max_steps=4"])
+    assert s["lines_counted_from"] == 2
+    assert 0 < s["lines_seen"] <= 2 * compose_cfg(tiny_overrides(tmp_path, "old")).train.batch_size
 
 
 def test_a_weights_only_resume_warms_the_rate_up_again_into_the_schedule():
