@@ -213,7 +213,7 @@ def train_steps(
         if parts.ema is not None:
             parts.ema.update(parts.model)
         state.step += 1
-        state.lines_seen += len(batch) * parts.world
+        state.lines_seen += (len(batch) + sum(batch.skipped.values())) * parts.world
         log.add(loss, len(batch))
         bar.update(1)
         log.report(state.step, parts.sched.get_last_lr()[0], bar)
@@ -480,9 +480,17 @@ def moving_average(
     """The run's moving average of the weights: continued from the resumed state's, else started at the
     weights the run starts from. None when train.ema_decay is 0."""
     if not decay:
+        if state.ema is not None:
+            say(
+                "train.ema_decay=0: the resumed state's moving average is dropped; validation and best.pt "
+                f"now read the trained weights (best so far, {state.best_cer:.4f}, was the average's)"
+            )
+            state.ema = None
         return None
     ema = WeightEma(model, decay)
     if state.ema is not None:
+        if state.ema.get("decay") != decay:
+            say(f"the resumed moving average, kept with decay {state.ema.get('decay')}, goes on with {decay}")
         ema.load_state_dict(state.ema)
     elif state.step:
         say(f"train.ema_decay={decay}: the moving average starts at step {state.step}'s weights")

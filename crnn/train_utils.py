@@ -70,8 +70,9 @@ class TrainState:
     skipped: dict[str, int] = field(default_factory=lambda: {"corrupt": 0, "too_long": 0, "empty_label": 0})
     rewarm_from: int | None = None  # the step a weights-only resume warmed the rate up again from
     ema: dict | None = None  # the moving average a resume continues (train.ema_decay), until the run takes it
-    # Lines trained on, over all processes: batches change size between a CPU and a GPU, so steps do not say.
-    # A run resumed from a state written before the count existed counts from that step (lines_counted_from).
+    # Lines drawn for training (skipped ones included) over all processes, as rank 0's draw times the world
+    # size (every rank draws a batch of the same size): batches change size between a CPU and a GPU, so
+    # steps do not say. A run resumed from a state written before the count existed counts from that step.
     lines_seen: int = 0
     lines_counted_from: int = 0
 

@@ -316,11 +316,12 @@ def average_line(source: str, exported_sha256: str = "") -> list[str]:
     from crnn.models.checkpoint import load_checkpoint
 
     path = Path(source) if Path(source).is_absolute() else ROOT / source
+    if exported_sha256 and (not path.is_file() or sha256_file(path) != exported_sha256):
+        # checked first: a file replaced by plain weights, or gone, would otherwise drop the line silently
+        raise StageError(f"{source} is gone or changed since it was exported: run make export again")
     lineage = load_checkpoint(path).lineage if path.is_file() else {}
     if lineage.get("stage") != "average":
         return []
-    if exported_sha256 and sha256_file(path) != exported_sha256:
-        raise StageError(f"{source} changed since it was exported: run make export again")
     return [f"- The weights are {describe(lineage)} (`{source}`, `make average`)."]
 
 

@@ -72,6 +72,13 @@ def test_the_average_is_the_mean_of_the_weights_and_names_every_input(tmp_path, 
 
     with pytest.raises(StageError, match="changed since it was exported"):
         average_line(str(out), sha256_file(a))  # the card would name another average's steps
+    exported = sha256_file(out)
+    out.write_bytes(b.read_bytes())  # the average replaced by plain weights after its export
+    with pytest.raises(StageError, match="changed since it was exported"):
+        average_line(str(out), exported)  # not silently an unaveraged card
+    out.unlink()
+    with pytest.raises(StageError, match="gone or changed"):
+        average_line(str(out), exported)
 
 
 def test_an_input_replaced_by_a_later_commit_is_read_from_git_history(tmp_path):

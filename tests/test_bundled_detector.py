@@ -93,9 +93,8 @@ def test_a_single_line_in_auto_mode_is_read_whole(detector):
 
 def test_page_evaluation_splits_what_detection_costs_from_what_recognition_costs(tmp_path):
     """`crnn.detect.evaluate` on a folder in the realdev pages' format (image + boxes and texts): the truth
-    reader crops the labelled boxes, so it matches every line and its page CER is the recognizer's alone;
-    the detector reader's is at least that on a clean page (it crops the same lines less exactly, or misses
-    some). Each result names its reader's key, which the detector's card is built from."""
+    reader crops the labelled boxes, so it matches every line and its page CER is the recognizer's alone.
+    Each result names its reader's key, which the detector's card is built from."""
     import json
 
     import cv2
@@ -135,6 +134,6 @@ def test_page_evaluation_splits_what_detection_costs_from_what_recognition_costs
     t = truth["complete_pages"]
     assert t["matched"] == t["truth"] == t["predicted"] >= 10
     assert t["cer"] < 0.1, "the bundled recognizer misreads clean rendered lines"
-    assert det["complete_pages"]["cer"] >= t["cer"]
+    assert det["complete_pages"]["matched"] >= 0.8 * t["truth"]
     saved = json.loads((tmp_path / "runs" / "det_zh_en" / "detect" / "eval" / "pages.json").read_text())
     assert [r["key"] for r in saved] == ["detector", "truth"]

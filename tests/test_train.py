@@ -102,18 +102,18 @@ def test_kill_and_resume_matches_an_uninterrupted_run(tiny_data, tmp_path):
     assert ref.keys() == cut.keys()
     for k in ref:
         assert torch.equal(ref[k], cut[k]), f"{k} differs after resume from step {killed_at}"
-    ref_ema = load_train_state(load_checkpoint(tmp_path / "runs/ref/train/last.pt"), last)["ema"]["weights"]
+    ref_last = tmp_path / "runs/ref/train/last.pt"
+    ref_ema = load_train_state(load_checkpoint(ref_last), ref_last)["ema"]["weights"]
     cut_ema = load_train_state(load_checkpoint(last), last)["ema"]["weights"]
     for k in ref_ema:
         assert torch.equal(ref_ema[k], cut_ema[k]), f"the average's {k} differs after resume from {killed_at}"
     assert load_checkpoint(last).lineage["step"] == 30
     cut_state = load_train_state(load_checkpoint(last), last)
-    ref_state = load_train_state(load_checkpoint(tmp_path / "runs/ref/train/last.pt"), last)
-    assert cut_state["step"] == 30
-    # every line drawn was trained on or counted as skipped, across the kill; the count starts at step 0
+    ref_state = load_train_state(load_checkpoint(ref_last), ref_last)
+    assert cut_state["step"] == 30 and ref_state["step"] == 30
+    # every line drawn counts, across the kill (skipped ones are counted apart too); from step 0 on
     batch = compose_cfg(_train_cmd(tmp_path, "ref", 30, common)[3:]).train.batch_size
-    drawn = 30 * batch - sum(ref_state["skipped"].values())
-    assert cut_state["lines_seen"] == ref_state["lines_seen"] == drawn
+    assert cut_state["lines_seen"] == ref_state["lines_seen"] == 30 * batch
     assert cut_state["lines_counted_from"] == 0
     assert load_checkpoint(last).lineage["lines_seen"] == cut_state["lines_seen"]
 
@@ -449,6 +449,22 @@ def test_the_weights_moving_average_updates_as_its_formula_says():
     for bad in (1.0, 1.5, -0.1):
         with pytest.raises(ValueError, match="ema_decay"):
             WeightEma(model, bad)
+
+
+def test_a_resume_that_turns_the_moving_average_off_or_changes_its_decay_says_so():
+    from crnn.ema import WeightEma
+    from crnn.train import moving_average
+
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.BatchNorm2d(2))
+    saved = {"decay": 0.9, "weights": WeightEma(model, 0.9).model.state_dict()}
+    said: list[str] = []
+    state = TrainState(step=10, best_cer=0.2, ema=dict(saved))
+    assert moving_average(model, 0.0, state, said.append) is None
+    assert state.ema is None and "moving average is dropped" in said[-1]
+    state = TrainState(step=10, ema=dict(saved))
+    ema = moving_average(model, 0.99, state, said.append)
+    assert ema is not None and ema.decay == 0.99 and state.ema is None
+    assert "kept with decay 0.9, goes on with 0.99" in said[-1]
 
 
 def test_with_a_moving_average_validation_best_pt_and_snapshots_read_the_average(
