@@ -7,6 +7,8 @@ A page is a pure function of (seed, index). Its layout is drawn by weight (`Page
 - receipt: a narrow strip of monospace rows; item and price are separate boxes (as SROIE labels a row),
   rules of dashes are ink without a box;
 - ad: a few large lines of mixed sizes on a photo or gradient, light or dark, outlined, on colour bands;
+- banner: an e-commerce banner: a headline, captions on tight pills, rows of short selling points with
+  bullet icons beside them, prices with a small suffix in the same box (`5.8起`) and small captions;
 - scene: short signs on a photograph, each turned by up to 25 degrees;
 - screen: list rows, chat bubbles and icons on a flat light or dark ground;
 - table: ruled cells, one box per cell text.
@@ -32,14 +34,22 @@ from crnn.data import augment
 from crnn.data.fonts import FontSpec, covers, load_font
 from crnn.data.source import SynthSource
 
-LAYOUTS = ("document", "receipt", "ad", "scene", "screen", "table")
+LAYOUTS = ("document", "receipt", "ad", "banner", "scene", "screen", "table")
 
 
 @dataclass
 class PageConfig:
     long_side: list[int] = field(default_factory=lambda: [512, 960])  # rendered page, px
     layouts: dict[str, float] = field(
-        default_factory=lambda: {"document": 2, "receipt": 2, "ad": 2, "scene": 1.5, "screen": 1, "table": 1}
+        default_factory=lambda: {
+            "document": 2,
+            "receipt": 2,
+            "ad": 2,
+            "banner": 1.5,
+            "scene": 1.5,
+            "screen": 1,
+            "table": 1,
+        }
     )
     rotate_p: float = 0.35
     rotate_deg: float = 6.0
@@ -74,6 +84,7 @@ RECIPES = {
     "document": ("scan", "printed"),
     "receipt": ("receipt", "printed"),
     "ad": ("signboard", "scene", "printed"),
+    "banner": ("signboard", "scene", "printed"),
     "scene": ("scene", "signboard", "printed"),
     "screen": ("screen", "printed"),
     "table": ("scan", "printed"),
@@ -121,7 +132,8 @@ class Canvas:
         self.synth, self.rng, self.nrng, self.index, self.layout = synth, rng, nrng, index, layout
         self.scene = synth.recipe[layout]
         long_side = int(nrng.integers(synth.cfg.long_side[0], synth.cfg.long_side[1] + 1))
-        aspect = {"receipt": (1.4, 2.6), "screen": (1.3, 2.1), "ad": (0.5, 1.4)}.get(layout, (0.7, 1.5))
+        aspect = {"receipt": (1.4, 2.6), "screen": (1.3, 2.1), "ad": (0.5, 1.4), "banner": (0.6, 1.6)}
+        aspect = aspect.get(layout, (0.7, 1.5))
         a = nrng.uniform(*aspect)  # height / width
         self.h = long_side if a >= 1 else max(128, int(long_side * a))
         self.w = max(128, int(long_side / a)) if a >= 1 else long_side
@@ -372,17 +384,17 @@ def draw_receipt(c: Canvas) -> None:
                 c.draw(got[0], got[1], size, (left + right - w) / 2, y, ink=ink)
         else:
             parts = {"pair": 2, "left": 1, "triple": 3}[kind]
-            xs = [left]
             widths = [(right - left) * (0.55 if parts > 1 else 0.95)]
-            if parts == 3:
-                xs, widths = (
-                    [left, left + (right - left) * 0.15],
-                    [(right - left) * 0.1, (right - left) * 0.45],
-                )
-            for x, width in zip(xs, widths):
-                got = _fit_line(c, width, size, fill=c.nrng.uniform(0.3, 1.0))
-                if got:
-                    c.draw(got[0], got[1], size, x, y, ink=ink)
+            if parts == 3:  # a quantity, then the item after a gap of 3 to 7 monospace cells
+                widths = [(right - left) * 0.1, (right - left) * 0.45]
+            x = left
+            for width in widths:
+                room = min(width, left + (right - left) * 0.7 - x)  # the price takes at most the last 0.3
+                got = _fit_line(c, room, size, fill=c.nrng.uniform(0.3, 1.0)) if room > size else None
+                if got and c.draw(got[0], got[1], size, x, y, ink=ink):
+                    # a segment ends where a wide gap begins (SROIE's boxes): a single space, which
+                    # punctuation beside it can widen to two cells, never separates two boxes
+                    x = float(c.lines[-1].quad[1, 0]) + size * c.nrng.uniform(1.8, 4.0)
             if parts > 1:
                 money = f"{c.nrng.uniform(0.1, 999):.2f}"
                 if c.nrng.random() < 0.3:
@@ -424,6 +436,161 @@ def draw_ad(c: Canvas) -> None:
             stroke = max(1, size // 30) if c.nrng.random() < 0.3 else 0
             c.draw(text, spec, size, x, y, stroke=stroke, outline=outline)
         y += size * c.nrng.uniform(1.3, 2.2)
+
+
+def _centred_x(c: Canvas, w: float) -> float:
+    return max(1.0, (c.w - w) / 2 + c.nrng.uniform(-0.04, 0.04) * c.w)
+
+
+def _text_width(text: str, spec: FontSpec, size: int) -> float:
+    return load_font(spec.path, spec.index, size).getlength(text)
+
+
+def banner_headline(c: Canvas, y: float) -> float | None:
+    size = int(np.clip(c.h / c.nrng.uniform(5, 12), 14, 160))
+    got = _fit_line(c, c.w * 0.92, size, fill=c.nrng.uniform(0.2, 0.6))
+    if y + size * 1.4 > c.h or not got:
+        return None
+    outline = float(c.nrng.uniform(0, 255)) if c.nrng.random() < 0.3 else None
+    stroke = max(1, size // 30) if c.nrng.random() < 0.4 else 0
+    w = _text_width(got[0], got[1], size)
+    c.draw(got[0], got[1], size, _centred_x(c, w), y, stroke=stroke, outline=outline)
+    return y + size * 1.4
+
+
+def banner_pill(c: Canvas, y: float) -> float | None:
+    """Small text on a rounded band that hugs it: light on dark or dark on light."""
+    size = int(np.clip(c.h / c.nrng.uniform(18, 45), 9, 48))
+    got = _fit_line(c, c.w * 0.7, size, fill=c.nrng.uniform(0.2, 0.8))
+    if y + size * 1.8 > c.h or not got:
+        return None
+    w = _text_width(got[0], got[1], size)
+    x = _centred_x(c, w) if c.nrng.random() < 0.7 else c.w * c.nrng.uniform(0.04, 0.1)
+    px, py = int(size * c.nrng.uniform(0.4, 1.0)), int(size * c.nrng.uniform(0.1, 0.3))
+    y0, y1 = int(y) - py, int(y + size * 1.3) + py
+    c.fill(int(x) - px, y0, int(x + w) + px, y1, float(c.nrng.uniform(0, 255)), radius=(y1 - y0) // 2)
+    c.draw(got[0], got[1], size, x, y)
+    return y + size * 1.3 + py
+
+
+def _bullet(c: Canvas, x: float, y: float, size: int) -> None:
+    """An icon before a selling point: ink that is not text (not in the line's box)."""
+    r = max(2, int(size * c.nrng.uniform(0.3, 0.45)))
+    cx, cy = int(x + r), int(y + size * 0.65)
+    under = float(c.img[max(0, cy - r) : cy + r + 1, max(0, cx - r) : cx + r + 1].mean())
+    ink = c.contrast_ink(under)
+    kind = c.rng.choice(["dot", "ring", "target", "check", "square"])
+    if kind in ("dot", "target"):
+        cv2.circle(c.img, (cx, cy), r, ink, -1)
+        if kind == "target":
+            cv2.circle(c.img, (cx, cy), max(1, r * 2 // 3), under, max(1, r // 4))
+    elif kind == "ring":
+        cv2.circle(c.img, (cx, cy), r, ink, max(1, r // 3))
+    elif kind == "square":
+        cv2.rectangle(c.img, (cx - r, cy - r), (cx + r, cy + r), ink, max(1, r // 3))
+    else:
+        pts = np.int32([[cx - r, cy], [cx - r // 3, cy + r * 2 // 3], [cx + r, cy - r * 2 // 3]])
+        cv2.polylines(c.img, [pts], False, ink, max(1, r // 3))
+
+
+def banner_items(c: Canvas, y: float) -> float | None:
+    """One or two rows of 2-4 short selling points side by side, most with a bullet icon before them."""
+    n, rows = int(c.nrng.integers(2, 5)), int(c.nrng.integers(1, 3))
+    size = int(np.clip(c.h / c.nrng.uniform(14, 35), 9, 64))
+    step = size * c.nrng.uniform(1.5, 2.1)
+    if y + rows * step > c.h:
+        return None
+    margin = c.w * c.nrng.uniform(0.03, 0.08)
+    cell = (c.w - 2 * margin) / n
+    bullets = c.nrng.random() < 0.7
+    for r in range(rows):
+        for k in range(n):
+            x = margin + k * cell
+            room = cell - size * (1.6 if bullets else 0.6)
+            got = _fit_line(c, room, size, fill=c.nrng.uniform(0.4, 1.0))
+            if not got:
+                continue
+            if bullets:
+                _bullet(c, x, y + r * step, size)
+                x += size * 1.2
+            c.draw(got[0], got[1], size, x, y + r * step)
+    return y + rows * step
+
+
+def _price_text(c: Canvas) -> tuple[str, str]:
+    value = c.nrng.uniform(0.5, 999)
+    number = c.rng.choice(["{:.0f}", "{:.1f}", "{:.2f}"]).format(value)
+    number = c.rng.choice(["", "", "¥", "$", "￥"]) + number
+    return number, c.rng.choice(["起", "元", "/件", "折", "%", "+", "元/斤", "万", "/月", "包邮"])
+
+
+def banner_price(c: Canvas, y: float) -> float | None:
+    """A large price and its small suffix, one box (as a reader would label `5.8起`), sometimes with a
+    small caption of its own before it (`券后价¥`)."""
+    size = int(np.clip(c.h / c.nrng.uniform(5, 10), 16, 180))
+    small = max(9, int(size * c.nrng.uniform(0.25, 0.5)))
+    number, suffix = _price_text(c)
+    spec_n, spec_s = c.font(number), c.font(suffix)
+    if y + size * 1.4 > c.h or spec_n is None or spec_s is None:
+        return None
+    wn, ws = _text_width(number, spec_n, size), _text_width(suffix, spec_s, small)
+    x = _centred_x(c, wn + ws)
+    caption = _fit_line(c, max(x - small, 1), small, fill=c.nrng.uniform(0.3, 0.8)) if x > small * 3 else None
+    first = len(c.lines)
+    c.draw(number, spec_n, size, x, y)
+    if len(c.lines) == first:
+        return None
+    big = c.lines[-1].quad
+    c.draw(suffix, spec_s, small, big[1, 0] + 1, big[2, 1] - small * 1.25)  # bottom-aligned, right after
+    if len(c.lines) == first + 2:
+        q = np.concatenate([c.lines[-2].quad, c.lines[-1].quad])
+        (x0, y0), (x1, y1) = q.min(axis=0), q.max(axis=0)
+        del c.lines[first:]
+        c.lines.append(PageLine(np.float32([[x0, y0], [x1, y0], [x1, y1], [x0, y1]]), number + suffix))
+    if caption is not None and c.nrng.random() < 0.6:
+        cw = _text_width(caption[0], caption[1], small)
+        c.draw(caption[0], caption[1], small, x - cw - small * 0.5, big[2, 1] - small * 1.25)
+    return y + size * 1.3
+
+
+def banner_caption(c: Canvas, y: float) -> float | None:
+    size = int(np.clip(c.h / c.nrng.uniform(30, 60), 9, 32))
+    got = _fit_line(c, c.w * 0.8, size, fill=c.nrng.uniform(0.3, 1.0))
+    if y + size * 1.4 > c.h or not got:
+        return None
+    w = _text_width(got[0], got[1], size)
+    x = _centred_x(c, w) if c.nrng.random() < 0.6 else c.w * c.nrng.uniform(0.03, 0.1)
+    c.draw(got[0], got[1], size, x, y)
+    return y + size * 1.3
+
+
+BANNER_ROWS = {
+    "headline": (banner_headline, 2.0),
+    "pill": (banner_pill, 2.0),
+    "items": (banner_items, 2.0),
+    "price": (banner_price, 1.5),
+    "caption": (banner_caption, 1.5),
+}
+
+
+def draw_banner(c: Canvas) -> None:
+    """Rows of an e-commerce banner top to bottom, drawn by kind (BANNER_ROWS), on a photo, a gradient or
+    a flat colour, sometimes inside a light card that covers most of the page."""
+    c.background(c.rng.choice(["photo", "gradient", "flat"]), 0, 255)
+    if c.nrng.random() < 0.4:
+        m = int(min(c.w, c.h) * c.nrng.uniform(0.03, 0.08))
+        c.fill(m, int(c.h * c.nrng.uniform(0.2, 0.4)), c.w - m, c.h - m, float(c.nrng.uniform(200, 255)), m)
+    kinds = list(BANNER_ROWS)
+    weights = [BANNER_ROWS[k][1] for k in kinds]
+    y = c.h * c.nrng.uniform(0.02, 0.06)
+    for _ in range(12):
+        kind = c.rng.choices(kinds, weights=weights)[0]
+        nxt = BANNER_ROWS[kind][0](c, y)
+        if nxt is None:
+            if y > c.h * 0.7:
+                break
+            continue
+        y = nxt + c.h * c.nrng.uniform(0.01, 0.05)
 
 
 def draw_scene(c: Canvas) -> None:
@@ -565,6 +732,7 @@ DRAW = {
     "document": draw_document,
     "receipt": draw_receipt,
     "ad": draw_ad,
+    "banner": draw_banner,
     "scene": draw_scene,
     "screen": draw_screen,
     "table": draw_table,
