@@ -97,14 +97,19 @@ def average(specs: list[str], out: str | Path, repo: Path = ROOT) -> Checkpoint:
         paths = [resolve(s, Path(tmp), repo, i) for i, s in enumerate(specs)]
         ckpts = [load_checkpoint(p) for p in paths]
         check_compatible(ckpts, specs)
+        shas = [sha256_file(p) for p in paths]
+        for j, sha in enumerate(shas):
+            if sha in shas[:j]:
+                first = specs[shas.index(sha)]
+                raise AverageError(f"{first} and {specs[j]} are the same file: it would count twice")
         inputs = [
             {
                 "spec": s,
-                "sha256": sha256_file(p),
+                "sha256": sha,
                 "step": ck.lineage.get("step"),
                 "config_name": ck.lineage.get("config_name", ""),
             }
-            for s, p, ck in zip(specs, paths, ckpts)
+            for s, sha, ck in zip(specs, shas, ckpts)
         ]
     newest = ckpts[-1]
     lineage = {

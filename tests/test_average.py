@@ -119,6 +119,10 @@ def test_only_checkpoints_of_one_model_average(tmp_path):
         average([str(other_step), str(a)], tmp_path / "x.pt")
     with pytest.raises(AverageError, match="two or more"):
         average([str(a)], tmp_path / "x.pt")
+    copy = tmp_path / "copy.pt"
+    copy.write_bytes(a.read_bytes())
+    with pytest.raises(AverageError, match="same file"):  # equal steps pass the order check
+        average([str(a), str(copy), str(other_step)], tmp_path / "x.pt")
     with pytest.raises(AverageError, match="neither a file"):
         average([str(a), str(tmp_path / "nope.pt")], tmp_path / "x.pt")
     assert not (tmp_path / "x.pt").exists()
