@@ -179,7 +179,7 @@ serve: install $(MODEL)
 #   make detect-export                                         runs/<DEXP>/detect/export/detector.onnx
 #   make detect-quantize                        INT8, kept only when faster and as accurate as FP32
 #   make detect-eval [ARGS="detect.eval.readers=[detector,truth]"]   real pages ($(REALDEV)/pages); truth: labelled boxes
-#   make ship-detector                          models/<DEXP>.onnx + card, when it beats the projection splitter
+#   make ship-detector                          models/<DEXP>.onnx + card, when it beats the projection splitter and the bundled detector
 DEXP ?= det_zh_en
 detect-train: install fonts
 	$(PY) -m crnn.detect.train experiment=$(DEXP) $(ARGS)

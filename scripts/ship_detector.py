@@ -6,9 +6,10 @@ Copies runs/<name>/detect/export/detector.onnx to models/<name>.onnx (and the IN
 crnn.detect.quantize kept one), the real-page report to models/<name>.pages.json, and writes the card
 models/<name>.md: architecture, size, MACs, training (pages seen, steps, validation F1 by step), the
 quantization decision, and the real-page table per source type beside the projection splitter and
-PP-OCRv4. Refuses when models/ would pass +max_mb (15 by default) or when the detector does not beat the
-projection splitter on the real pages (detection F1 at every level and page CER over all complete pages):
-page mode must not get worse by shipping it.
+PP-OCRv4. Refuses when models/ would pass +max_mb (15 by default), when the detector does not beat the
+projection splitter on the real pages (detection F1 at every level and page CER over all complete pages),
+or when it does not beat the detector models/ already holds, measured in the same `make detect-eval` run
+(page CER lower, no level's F1 more than 0.01 lower): page mode must not get worse by shipping it.
 """
 
 from __future__ import annotations
@@ -57,6 +58,29 @@ def check_better(readers: dict[str, dict]) -> list[str]:
     return worse
 
 
+F1_BUDGET = 0.01  # detection F1 a replacement may lose on a level while it lowers the page CER
+
+
+def check_replaces(readers: dict[str, dict], served: str) -> list[str]:
+    """Where the detector does not beat the one models/ serves, both measured in the same run behind the
+    same recognizer: its page CER over all complete pages must be lower, and no level's F1 more than
+    F1_BUDGET lower. Nothing to beat when models/ has none, or it is this very file (`served`, sha256)."""
+    det, old = readers.get("detector"), readers.get("bundled")
+    if old is None:
+        return ["the real-page report lacks the bundled detector: run make detect-eval with it"]
+    if served in old.get("files", {}).values():
+        return []
+    worse = [
+        f"{lvl} F1 {v['f1']:.3f} < the bundled detector's {old['levels'][lvl]['f1']:.3f} - {F1_BUDGET}"
+        for lvl, v in det["levels"].items()
+        if v["f1"] < old["levels"].get(lvl, {}).get("f1", 0.0) - F1_BUDGET
+    ]
+    new_cer, old_cer = det["complete_pages"]["cer"], old["complete_pages"]["cer"]
+    if new_cer >= old_cer:
+        worse.append(f"page CER {new_cer:.3f} >= the bundled detector's {old_cer:.3f}")
+    return worse
+
+
 def _f1(levels: dict, level: str) -> str:
     v = levels.get(level)
     return f"{v['f1']:.3f} ({v['precision']:.2f} / {v['recall']:.2f})" if v else "-"
@@ -72,7 +96,7 @@ def page_table(readers: dict[str, dict]) -> list[str]:
         "| page CER zh ads | page CER all complete | p50 ms per page |",
         "|---|---|---|---|---|---|---|",
     ]
-    for key in ("detector", "truth", "projection", "ppocr"):
+    for key in ("detector", "bundled", "truth", "projection", "ppocr"):
         r = readers.get(key)
         if r is None:
             continue
@@ -125,6 +149,12 @@ def card(name: str, export: dict, quant: dict | None, train: dict, readers: dict
     return "\n".join(lines)
 
 
+def default_detector_in(folder: Path) -> Path | None:
+    from crnn.command import BUNDLED_DETECTOR
+
+    return next((folder / n for n in BUNDLED_DETECTOR if (folder / n).is_file()), None)
+
+
 def main(argv: list[str]) -> int:
     cfg, own = compose_run_config(argv, extras=("max_mb", "out", "force"))
     run = ROOT / cfg.runs_dir / cfg.name / "detect"
@@ -143,13 +173,17 @@ def main(argv: list[str]) -> int:
             "not shipped: the detector does not beat the projection splitter: " + "; ".join(worse)
         )
     out = Path(own.get("out", ROOT / "models"))
-    out.mkdir(parents=True, exist_ok=True)
     files = {run / "export" / "detector.onnx": out / f"{cfg.name}.onnx"}
     served = run / "export" / "detector.onnx"
     if quant is not None and quant["kept"]:
         served = run / "quantize" / "detector.int8.onnx"
         files[served] = out / f"{cfg.name}.int8.onnx"
-    else:
+    if default_detector_in(out) is not None:
+        worse = check_replaces(readers, sha256_file(served))
+        if worse and not own.get("force"):
+            raise StageError("not shipped: the detector does not beat the bundled one: " + "; ".join(worse))
+    out.mkdir(parents=True, exist_ok=True)
+    if served == run / "export" / "detector.onnx":
         (out / f"{cfg.name}.int8.onnx").unlink(missing_ok=True)
     scored = readers["detector"].get("files", {})
     if sha256_file(served) not in scored.values():  # page mode serves INT8 when kept: that file was scored

@@ -123,17 +123,18 @@ def test_page_evaluation_splits_what_detection_costs_from_what_recognition_costs
             "experiment=det_zh_en",
             f"runs_dir={tmp_path}/runs",
             f"detect.eval.pages={folder}",
-            "detect.eval.readers=[detector,truth]",
+            "detect.eval.readers=[detector,truth,bundled]",
             f"detect.eval.detector={DETECTOR}",
             f"detect.eval.recognizer={bundled_model()}",
         ]
     )
-    det, truth = run(cfg)
-    assert (det["key"], truth["key"]) == ("detector", "truth")
+    det, truth, bundled = run(cfg)
+    assert (det["key"], truth["key"], bundled["key"]) == ("detector", "truth", "bundled")
+    assert bundled["reader"].startswith("bundled detector") and bundled["files"] == det["files"]
     assert truth["reader"].startswith("truth boxes")
     t = truth["complete_pages"]
     assert t["matched"] == t["truth"] == t["predicted"] >= 10
     assert t["cer"] < 0.1, "the bundled recognizer misreads clean rendered lines"
     assert det["complete_pages"]["matched"] >= 0.8 * t["truth"]
     saved = json.loads((tmp_path / "runs" / "det_zh_en" / "detect" / "eval" / "pages.json").read_text())
-    assert [r["key"] for r in saved] == ["detector", "truth"]
+    assert [r["key"] for r in saved] == ["detector", "truth", "bundled"]

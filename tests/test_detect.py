@@ -436,6 +436,36 @@ def test_shipping_needs_the_detector_to_beat_the_projection_splitter():
     assert len(ship.check_better(worse)) == 2
 
 
+def test_shipping_a_new_detector_needs_it_to_beat_the_bundled_one_in_the_same_run():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("ship_detector", ROOT / "scripts" / "ship_detector.py")
+    ship = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ship)
+
+    def reader(key, sha, line_f1, seg_f1, cer):
+        return {
+            "key": key,
+            "reader": key,
+            "files": {"det.onnx": sha},
+            "levels": {"line": {"f1": line_f1}, "segment": {"f1": seg_f1}},
+            "complete_pages": {"cer": cer},
+        }
+
+    old = reader("bundled", "old", 0.92, 0.86, 0.130)
+    new = ship.by_reader([reader("detector", "new", 0.915, 0.90, 0.100), old])
+    assert ship.check_replaces(new, "new") == []  # 0.005 of line F1 lost, within the budget
+    lower_cer_less_f1 = ship.by_reader([reader("detector", "new", 0.90, 0.90, 0.100), old])
+    assert ship.check_replaces(lower_cer_less_f1, "new") == [
+        "line F1 0.900 < the bundled detector's 0.920 - 0.01"
+    ]
+    no_gain = ship.by_reader([reader("detector", "new", 0.95, 0.90, 0.130), old])
+    assert ship.check_replaces(no_gain, "new") == ["page CER 0.130 >= the bundled detector's 0.130"]
+    same_file = ship.by_reader([reader("detector", "old", 0.90, 0.80, 0.2), old])
+    assert ship.check_replaces(same_file, "old") == []  # a new card for the file models/ holds
+    assert "lacks the bundled detector" in ship.check_replaces(ship.by_reader([new["detector"]]), "new")[0]
+
+
 def test_unclip_distance_inverts_the_shrink():
     from crnn.detect.boxes import unclip_distance
 

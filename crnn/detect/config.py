@@ -77,7 +77,9 @@ class DetEvalConfig:
     """crnn.detect.evaluate: page mode on real pages (boxes and texts), per reader."""
 
     pages: str = "../shared/realdev/pages"
-    readers: list[str] = field(default_factory=lambda: ["detector", "truth", "projection", "ppocr"])
+    readers: list[str] = field(
+        default_factory=lambda: ["detector", "bundled", "truth", "projection", "ppocr"]
+    )
     recognizer: str = ""  # default: the bundled recognizer (models/crnn_zh_en.int8.onnx, else .onnx)
     detector: str = ""  # default: runs/<name>/detect/export/detector.onnx
     threads: int = 2

@@ -4,6 +4,8 @@ Reads a folder of whole images with every line's box and text (../shared/realdev
 + NNNN.json) with each reader of `detect.eval.readers`:
 
 - `detector`: our detector (ONNX) -> upright crops -> the recognizer, all lines of a page in one call;
+- `bundled`: the detector page mode serves today (models/, as `make serve` finds it) -> the same recognizer:
+  what a new detector has to beat to replace it (scripts/ship_detector.py), measured in the same run;
 - `projection`: the projection-profile splitter (crnn.serve.segment) -> the same recognizer: the baseline;
 - `ppocr`: PP-OCRv4's detector + its own recognizer (the rapidocr-onnxruntime wheel, library defaults):
   the peer;
@@ -35,7 +37,7 @@ from crnn.detect.score import IGNORE_TEXT, Counts, PageTruth, score_page
 from crnn.lineage import sha256_file
 from crnn.settings import RunConfig, load_run_config
 
-READERS = ("detector", "projection", "ppocr", "truth")
+READERS = ("detector", "bundled", "projection", "ppocr", "truth")
 
 
 @dataclass
@@ -88,12 +90,12 @@ class RecognizerReader:
 
 
 class DetectorReader(RecognizerReader):
-    def __init__(self, model: str, detector: str, threads: int) -> None:
+    def __init__(self, model: str, detector: str, threads: int, label: str = "detector") -> None:
         from crnn.detect.detector import Detector
 
         super().__init__(model, threads)
         self.detector = Detector(detector, threads=threads)
-        self.name = f"detector ({Path(detector).name}) + {Path(model).name}"
+        self.name = f"{label} ({Path(detector).name}) + {Path(model).name}"
         self.files = [detector, model]
 
     def read(self, gray: np.ndarray, truth: PageTruth) -> tuple[list[np.ndarray], list[str]]:
@@ -155,12 +157,17 @@ def served_detector(cfg: RunConfig) -> Path:
 def make_reader(name: str, cfg: RunConfig):
     from dataclasses import replace
 
-    from crnn.command import default_model
+    from crnn.command import default_detector, default_model
 
     ev = cfg.detect.eval
     ev = replace(ev, recognizer=ev.recognizer or default_model())
     if name == "detector":
         return DetectorReader(ev.recognizer, ev.detector or str(served_detector(cfg)), ev.threads)
+    if name == "bundled":
+        shipped = default_detector()
+        if shipped is None:
+            raise StageError("detect.eval.readers names `bundled`, but models/ has no detector: leave it out")
+        return DetectorReader(ev.recognizer, shipped, ev.threads, label="bundled detector")
     if name == "projection":
         return ProjectionReader(ev.recognizer, ev.threads)
     if name == "ppocr":
