@@ -466,6 +466,22 @@ def test_shipping_a_new_detector_needs_it_to_beat_the_bundled_one_in_the_same_ru
     assert "lacks the bundled detector" in ship.check_replaces(ship.by_reader([new["detector"]]), "new")[0]
 
 
+def test_the_size_budget_counts_the_served_onnx_files_not_the_training_snapshots(tmp_path):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("ship_detector", ROOT / "scripts" / "ship_detector.py")
+    ship = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ship)
+    out, run = tmp_path / "models", tmp_path / "run"
+    (out / "snapshots").mkdir(parents=True)
+    run.mkdir()
+    (out / "snapshots" / "crnn.pt").write_bytes(b"x" * 5000)
+    (out / "crnn_zh_en.onnx").write_bytes(b"x" * 300)
+    (out / "det_zh_en.onnx").write_bytes(b"x" * 100)  # replaced by the new one
+    (run / "detector.onnx").write_bytes(b"x" * 40)
+    assert ship.served_bytes(out, {run / "detector.onnx": out / "det_zh_en.onnx"}) == 340
+
+
 def test_unclip_distance_inverts_the_shrink():
     from crnn.detect.boxes import unclip_distance
 
