@@ -5,6 +5,7 @@ A page is a pure function of (seed, index). Its layout is drawn by weight (`Page
 
 - document: paragraphs in one or two columns, headings, indents, on paper or a scan;
 - receipt: a narrow strip of monospace rows; item and price are separate boxes (as SROIE labels a row),
+  so are a lone quantity (`1`) and the colon column of `key : value` rows,
   rules of dashes are ink without a box;
 - ad: a few large lines of mixed sizes on a photo or gradient, light or dark, outlined, on colour bands;
 - banner: an e-commerce banner: a headline, captions on tight pills, rows of short selling points with
@@ -369,8 +370,11 @@ def draw_receipt(c: Canvas) -> None:
     y = size * c.nrng.uniform(0.5, 3)
     left, right = sx + margin, sx + sw - margin
     while y + size * 1.4 < c.h:
-        kind = c.rng.choices(["pair", "left", "center", "rule", "triple"], weights=[4, 3, 1.5, 1, 1])[0]
-        if kind == "rule":
+        kinds = ["pair", "left", "center", "rule", "triple", "keyval"]
+        kind = c.rng.choices(kinds, weights=[4, 3, 1.5, 1, 1.5, 1.5])[0]
+        if kind == "keyval":
+            _receipt_keyval(c, left, right, y, size, ink)
+        elif kind == "rule":
             ch = c.rng.choice("-=*.")
             mask, _, _ = text_mask(ch * 40, c.font("-") or c.font("a"), size)  # dashes: ink, not a line
             mw = min(mask.shape[1], right - left)
@@ -388,9 +392,12 @@ def draw_receipt(c: Canvas) -> None:
             if parts == 3:  # a quantity, then the item after a gap of 3 to 7 monospace cells
                 widths = [(right - left) * 0.1, (right - left) * 0.45]
             x = left
-            for width in widths:
+            for k, width in enumerate(widths):
                 room = min(width, left + (right - left) * 0.7 - x)  # the price takes at most the last 0.3
                 got = _fit_line(c, room, size, fill=c.nrng.uniform(0.3, 1.0)) if room > size else None
+                if k == 0 and parts == 3 and c.nrng.random() < 0.6:  # a quantity: often one digit alone
+                    qty = str(int(c.nrng.choice([1, 1, 2, 3, 4, 6, 10, 12])))
+                    got = (qty, c.font(qty)) if c.font(qty) is not None else got
                 if got and c.draw(got[0], got[1], size, x, y, ink=ink):
                     # a segment ends where a wide gap begins (SROIE's boxes): a single space, which
                     # punctuation beside it can widen to two cells, never separates two boxes
@@ -404,6 +411,24 @@ def draw_receipt(c: Canvas) -> None:
                     w = load_font(spec.path, spec.index, size).getlength(money)
                     c.draw(money, spec, size, right - w, y, ink=ink)
         y += size * c.nrng.uniform(1.25, 1.9)
+
+
+def _receipt_keyval(c: Canvas, left: int, right: int, y: float, size: int, ink: float) -> None:
+    """`Cashier : JOHN`: a key, a colon in a column of its own and a value, three boxes (as SROIE labels
+    them) a few cells apart; boxes of one or two characters are what real receipts hold most of."""
+    w = right - left
+    key = _fit_line(c, w * 0.3, size, fill=c.nrng.uniform(0.3, 1.0))
+    colon = c.rng.choice([":", ":", "：", "="])
+    spec = c.font(colon)
+    if not key or spec is None or not c.draw(key[0], key[1], size, left, y, ink=ink):
+        return
+    x = max(left + w * 0.35, float(c.lines[-1].quad[1, 0]) + size * 1.8)
+    if x > left + w * 0.6 or not c.draw(colon, spec, size, x, y, ink=ink):
+        return
+    x = float(c.lines[-1].quad[1, 0]) + size * c.nrng.uniform(1.8, 3.0)
+    value = _fit_line(c, right - x, size, fill=c.nrng.uniform(0.2, 0.9)) if right - x > size else None
+    if value:
+        c.draw(value[0], value[1], size, x, y, ink=ink)
 
 
 def draw_ad(c: Canvas) -> None:
