@@ -18,7 +18,7 @@ FONT_PACKAGES := fonts-noto-cjk fonts-wqy-zenhei fonts-wqy-microhei fonts-arphic
 # (the last: 15 CC-BY/CC-BY-SA/CC0 photographs, the scene recipe's backgrounds in configs/render/real.yaml)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: detect-train detect-export detect-quantize detect-eval ship-detector
+.PHONY: detect-train detect-export detect-calibrate detect-quantize detect-eval ship-detector
 .PHONY: help install fonts browser tesseract ppocr eval-real regress-real data samples train train-bundle prune export average quantize eval regress compare mlflow-ui ship model serve \
 	demo test lint bench bench-train bench-runtime bench-serve clean
 
@@ -32,7 +32,7 @@ help:
 	@echo "make bench           renderer lines/s, training img/s per preset, params and MACs"
 	@echo "make eval-real EXP=<preset> [MODELS=name=path,...]   + PP-OCRv4 and Tesseract on ../shared/realdev"
 	@echo "make regress-real    the bundled model's real-line CER per category against its committed figures"
-	@echo "make detect-train | detect-export | detect-quantize | detect-eval | ship-detector [DEXP=det_zh_en]"
+	@echo "make detect-train | detect-export | detect-calibrate | detect-quantize | detect-eval | ship-detector [DEXP=det_zh_en]"
 	@echo "                     the text-line detector of page mode: synthetic pages -> DB -> ONNX -> real pages"
 	@echo "make mlflow-ui       MLflow UI on 127.0.0.1:5001"
 
@@ -177,6 +177,7 @@ serve: install $(MODEL)
 # The text-line detector (crnn/detect/, issue 14), DEXP=det_zh_en by default:
 #   make detect-train [ARGS="detect.train.resume=true detect.train.max_minutes=60"]   synthetic pages -> DB
 #   make detect-export                                         runs/<DEXP>/detect/export/detector.onnx
+#   make detect-calibrate                      box settings chosen on held-out synthetic pages, into that file
 #   make detect-quantize                        INT8, kept only when faster and as accurate as FP32
 #   make detect-eval [ARGS="detect.eval.readers=[detector,truth]"]   real pages ($(REALDEV)/pages); truth: labelled boxes
 #   make ship-detector                          models/<DEXP>.onnx + card, when it beats the projection splitter and the bundled detector
@@ -185,6 +186,9 @@ detect-train: install fonts
 	$(PY) -m crnn.detect.train experiment=$(DEXP) $(ARGS)
 detect-export: install
 	$(PY) -m crnn.detect.export experiment=$(DEXP) $(ARGS)
+# after export, before quantize: the box settings chosen on held-out synthetic pages, written into the file
+detect-calibrate: install fonts
+	$(PY) -m crnn.detect.calibrate experiment=$(DEXP) $(ARGS)
 detect-quantize: install
 	$(PY) -m crnn.detect.quantize experiment=$(DEXP) $(ARGS)
 detect-eval: install ppocr

@@ -138,3 +138,49 @@ def test_page_evaluation_splits_what_detection_costs_from_what_recognition_costs
     assert det["complete_pages"]["matched"] >= 0.8 * t["truth"]
     saved = json.loads((tmp_path / "runs" / "det_zh_en" / "detect" / "eval" / "pages.json").read_text())
     assert [r["key"] for r in saved] == ["detector", "truth", "bundled"]
+
+
+def test_calibration_writes_the_grid_point_with_the_best_f1_into_the_file(tmp_path):
+    """detect-calibrate on a copy of the bundled detector: every grid point scored on the same held-out
+    synthetic pages, the best written into the file's metadata (a fresh Detector reads it) with the table in
+    its lineage, the rest of the metadata untouched; the chosen boxes score what the report says."""
+    import json
+    import shutil
+
+    from crnn.detect import calibrate
+    from crnn.detect.boxes import BoxConfig
+    from crnn.detect.detector import read_detector_metadata
+
+    path = tmp_path / "detector.onnx"
+    shutil.copyfile(DETECTOR, path)
+    before = read_detector_metadata(path)
+    cfg = compose_cfg(
+        [
+            "experiment=det_zh_en",
+            f"runs_dir={tmp_path}/runs",
+            "mlflow.enabled=false",
+            f"detect.calibrate.detector={path}",
+            "detect.calibrate.pages=6",
+            "detect.calibrate.unclip_scale=[0.5,0.8,1.3]",
+            "detect.calibrate.box_thresh=[0.6]",
+            "detect.calibrate.threads=1",
+        ]
+    )
+    report = calibrate.run(cfg)
+    rows = report["grid"]
+    assert [r["boxes"]["unclip_scale"] for r in rows] == [0.5, 0.8, 1.3]
+    # boxes grown back further are taller: the measured heights follow the grid
+    assert rows[0]["height_ratio"] < rows[1]["height_ratio"] < rows[2]["height_ratio"]
+    assert report["chosen"] == max(rows, key=lambda r: (round(r["f1"], 3), -abs(r["height_ratio"] - 1)))
+    assert report["seed"] not in (cfg.detect.val_seed, cfg.detect.val_seed + 1)
+
+    after = read_detector_metadata(path)
+    chosen = BoxConfig(**report["chosen"]["boxes"])
+    assert Detector(path).boxes == chosen
+    lineage = json.loads(after["lineage"])
+    assert lineage["calibration"]["chosen"] == report["chosen"]
+    assert {k: v for k, v in lineage.items() if k != "calibration"} == json.loads(before["lineage"])
+    assert after["model_config"] == before["model_config"] and after["format"] == before["format"]
+    # the report's figures are what the rewritten file finds on those pages
+    again = calibrate.score_boxes(calibrate.read_maps(Detector(path, threads=1), cfg), chosen)
+    assert again == {k: report["chosen"][k] for k in again}

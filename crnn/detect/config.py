@@ -73,6 +73,19 @@ class DetQuantizeConfig:
 
 
 @dataclass
+class DetCalibrateConfig:
+    """crnn.detect.calibrate: the box settings chosen on held-out synthetic pages after export."""
+
+    pages: int = 80
+    seed_offset: int = 2  # pages from detect.val_seed + this (validation is + 0, the contact sheet + 1)
+    unclip_scale: list[float] = field(default_factory=lambda: [0.7, 0.75, 0.8, 0.85, 0.9, 1.0, 1.1])
+    box_thresh: list[float] = field(default_factory=lambda: [0.5, 0.6, 0.7])
+    bin_thresh: list[float] = field(default_factory=lambda: [0.3])
+    detector: str = ""  # default: runs/<name>/detect/export/detector.onnx, rewritten in place
+    threads: int = 2
+
+
+@dataclass
 class DetEvalConfig:
     """crnn.detect.evaluate: page mode on real pages (boxes and texts), per reader."""
 
@@ -94,6 +107,7 @@ class DetectConfig:
     boxes: BoxConfig = field(default_factory=BoxConfig)
     train: DetTrainConfig = field(default_factory=DetTrainConfig)
     export: DetExportConfig = field(default_factory=DetExportConfig)
+    calibrate: DetCalibrateConfig = field(default_factory=DetCalibrateConfig)
     quantize: DetQuantizeConfig = field(default_factory=DetQuantizeConfig)
     eval: DetEvalConfig = field(default_factory=DetEvalConfig)
     val_seed: int = 90210  # synthetic validation pages
