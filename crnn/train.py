@@ -17,6 +17,7 @@ scores the validation set per scene type, `fit` alternates them with checkpoints
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import time
 from collections.abc import Callable, Iterator
@@ -206,14 +207,18 @@ def train_steps(
 ) -> None:
     """The training loop, shared by training and fine-tuning: steps from `state.step` up to `stop`."""
     parts.model.train()
+    kind = parts.device.type
     while state.step < stop:
+        t0 = time.perf_counter()
         batch = next(batches)
         state.count_skipped(batch)
         loss = train_step(parts, batch)
         if parts.ema is not None:
             parts.ema.update(parts.model)
         state.step += 1
-        state.lines_seen += (len(batch) + sum(batch.skipped.values())) * parts.world
+        drawn = (len(batch) + sum(batch.skipped.values())) * parts.world
+        state.lines_seen += drawn
+        state.count_device(kind, time.perf_counter() - t0, drawn)
         log.add(loss, len(batch))
         bar.update(1)
         log.report(state.step, parts.sched.get_last_lr()[0], bar)
@@ -312,7 +317,13 @@ class Run:
         """The trained weights (last.pt, which a resume continues), or with `averaged` the served ones."""
         model = self.served if averaged else self.parts.model
         s = self.state
-        lineage = dict(self.lineage, lines_seen=s.lines_seen, lines_counted_from=s.lines_counted_from)
+        lineage = dict(
+            self.lineage,
+            lines_seen=s.lines_seen,
+            lines_counted_from=s.lines_counted_from,
+            devices=copy.deepcopy(s.devices),
+            devices_counted_from=s.devices_counted_from,
+        )
         if averaged and self.parts.ema:
             lineage["ema_decay"] = self.parts.ema.decay
         return snapshot(model, self.charset, self.cfg.input, lineage, s.step)
@@ -427,6 +438,8 @@ def summarize(run: Run, last_val: dict, log: StepLog, wall: float, data: TrainDa
         "steps": state.step,
         "lines_seen": state.lines_seen,
         "lines_counted_from": state.lines_counted_from,
+        "devices": state.devices,
+        "devices_counted_from": state.devices_counted_from,
         "best_step": state.best_step,
         "best_val_cer": state.best_cer,
         "final": last_val,

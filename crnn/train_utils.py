@@ -7,6 +7,7 @@ its arguments, so each piece can be read (and tested) on its own.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import math
@@ -75,6 +76,16 @@ class TrainState:
     # steps do not say. A run resumed from a state written before the count existed counts from that step.
     lines_seen: int = 0
     lines_counted_from: int = 0
+    # Seconds in training steps (wall clock, all processes at once) and lines drawn, per device type
+    # ("cpu", "cuda"): one run moves between CPU sessions and GPU bursts, and the model card says what each
+    # gave. Counted from `devices_counted_from` (a state written before the count resumes from its step).
+    devices: dict[str, dict] = field(default_factory=dict)
+    devices_counted_from: int = 0
+
+    def count_device(self, kind: str, seconds: float, lines: int) -> None:
+        d = self.devices.setdefault(kind, {"seconds": 0.0, "lines": 0})
+        d["seconds"] += seconds
+        d["lines"] += lines
 
     def count_skipped(self, batch: Batch) -> None:
         for k, v in batch.skipped.items():
@@ -428,6 +439,8 @@ def save_last(
         "rewarm_from": state.rewarm_from,
         "lines_seen": state.lines_seen,
         "lines_counted_from": state.lines_counted_from,
+        "devices": state.devices,
+        "devices_counted_from": state.devices_counted_from,
         "torch_rng": torch.get_rng_state(),
     }
     if ema is not None:
@@ -481,6 +494,8 @@ def restore_last(
             rewarm_from=step,
             lines_seen=int(ck.lineage.get("lines_seen", 0)),
             lines_counted_from=int(ck.lineage.get("lines_counted_from", step)),
+            devices=copy.deepcopy(ck.lineage.get("devices", {})),
+            devices_counted_from=int(ck.lineage.get("devices_counted_from", step)),
         )
     opt.load_state_dict(ts["optimizer"])
     torch.set_rng_state(ts["torch_rng"])
@@ -494,6 +509,8 @@ def restore_last(
         ema=ts.get("ema"),
         lines_seen=int(ts.get("lines_seen", 0)),
         lines_counted_from=int(ts.get("lines_counted_from", ts["step"])),
+        devices=copy.deepcopy(ts.get("devices", {})),
+        devices_counted_from=int(ts.get("devices_counted_from", ts["step"])),
     )
 
 

@@ -307,6 +307,24 @@ def lines_seen_text(train: dict, batch_size: int) -> str:
     )
 
 
+def devices_text(train: dict) -> str:
+    """Where the run trained, as its state timed it per device type: a run that moves between CPU sessions
+    and GPU bursts reports each, with its lines per second. Runs from before the count name the step it
+    began at."""
+    devices = train.get("devices") or {}
+    if not devices:
+        return "- Trained on: not recorded (the run predates the count per device)."
+    names = {"cpu": "CPU", "cuda": "CUDA GPU"}
+    parts = [
+        f"{d['seconds'] / 3600:.2f} h on {names.get(k, k)} ({d['lines']:,} lines, "
+        f"{d['lines'] / max(d['seconds'], 1e-9):.0f} lines/s)"
+        for k, d in sorted(devices.items())
+    ]
+    since = train.get("devices_counted_from", 0)
+    tail = f", counted from step {since:,} (the run's earlier steps predate the count)" if since else ""
+    return f"- Trained on: {'; '.join(parts)}{tail}."
+
+
 def average_line(source: str, exported_sha256: str = "") -> list[str]:
     """The shipped weights are a mean of the run's checkpoints (crnn/average.py) when the exported file
     says so: the card names the steps, since the run's last step alone would not describe them. The file
@@ -436,7 +454,8 @@ def main(argv: list[str]) -> int:
         f"- Steps: {train['steps']:,} (best validation at step {train['best_step']:,}); schedule "
         f"{cfg.train.schedule} over {cfg.train.max_steps:,} steps, lr {cfg.train.lr}, AdamW, batch "
         f"{cfg.train.batch_size}; resumable (`train.resume=true`).",
-        f"- Hardware: {ev['machine'].get('cpu', '?')}, {ev['machine'].get('cores', '?')} CPU cores, no GPU; "
+        devices_text(train),
+        f"- Evaluated on: {ev['machine'].get('cpu', '?')}, {ev['machine'].get('cores', '?')} CPU cores; "
         f"torch {ev['machine'].get('torch', '?')}.",
         f"- Training time: {seconds / 3600:.2f} h of active training (MLflow metric timestamps).",
     ]

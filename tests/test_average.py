@@ -148,3 +148,20 @@ def test_the_card_counts_lines_as_the_run_counted_them(monkeypatch):
     since = lines_seen_text({"steps": 100, "lines_seen": 3_200, "lines_counted_from": 50}, 64)
     assert since.startswith("3,200 lines seen in steps 50 to 100") and "first 50 steps" in since
     assert lines_seen_text({"steps": 100}, 64).startswith("6,400 lines seen if every one of its 100 steps")
+
+
+def test_the_card_says_how_long_each_device_trained(monkeypatch):
+    """A run that moved between CPU sessions and a GPU burst: hours and lines per second of each, as the
+    state timed them; the card claimed "no GPU" for v2, which had H100 bursts."""
+    monkeypatch.syspath_prepend(str(ROOT / "scripts"))
+    from ship_model import devices_text
+
+    both = {"cpu": {"seconds": 7200.0, "lines": 720_000}, "cuda": {"seconds": 360.0, "lines": 360_000}}
+    text = devices_text({"devices": both, "devices_counted_from": 0})
+    assert text == (
+        "- Trained on: 2.00 h on CPU (720,000 lines, 100 lines/s); 0.10 h on CUDA GPU (360,000 lines, "
+        "1000 lines/s)."
+    )
+    later = devices_text({"devices": {"cpu": both["cpu"]}, "devices_counted_from": 55_000})
+    assert later.endswith("counted from step 55,000 (the run's earlier steps predate the count).")
+    assert "not recorded" in devices_text({})

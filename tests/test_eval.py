@@ -454,3 +454,4 @@ def test_ship_writes_models_and_a_model_card(evaluated, tmp_path):
     assert "Reads digits only." in card and "## Known weaknesses" in card
     train = json.loads((evaluated.parent / "train" / "summary.json").read_text())
     assert f"- Training: {train['lines_seen']:,} lines seen in {train['steps']:,} steps" in card
+    assert f"h on CPU ({train['lines_seen']:,} lines, " in card and "no GPU" not in card

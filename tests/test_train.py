@@ -116,6 +116,11 @@ def test_kill_and_resume_matches_an_uninterrupted_run(tiny_data, tmp_path):
     assert cut_state["lines_seen"] == ref_state["lines_seen"] == 30 * batch
     assert cut_state["lines_counted_from"] == 0
     assert load_checkpoint(last).lineage["lines_seen"] == cut_state["lines_seen"]
+    # and each line is booked to the device that trained on it, with the time its steps took
+    assert cut_state["devices"]["cpu"]["lines"] == ref_state["devices"]["cpu"]["lines"] == 30 * batch
+    assert cut_state["devices"].keys() == {"cpu"} and cut_state["devices"]["cpu"]["seconds"] > 0
+    assert cut_state["devices_counted_from"] == 0
+    assert load_checkpoint(last).lineage["devices"] == cut_state["devices"]
 
 
 def test_mlflow_run_records_params_metrics_and_checkpoint(tiny_data, tmp_path, monkeypatch):
@@ -269,6 +274,7 @@ def test_the_weights_find_their_own_state_and_resume_alone_without_one(tiny_data
     assert load_train_state(load_checkpoint(last), last)["rewarm_from"] == 4  # kept for the next resume
     # the weights carry the count: two more steps of the same batches add to it
     assert s["lines_seen"] == seen_at_4 * 6 // 4 and s["lines_counted_from"] == 0
+    assert s["devices"]["cpu"]["lines"] == s["lines_seen"] and s["devices_counted_from"] == 0
 
 
 def test_a_run_resumed_from_a_state_without_a_line_count_counts_from_its_step(tiny_data, tmp_path):
@@ -279,10 +285,11 @@ def test_a_run_resumed_from_a_state_without_a_line_count_counts_from_its_step(ti
     last = tmp_path / "runs/old/train/last.pt"
     ck = load_checkpoint(last)
     ts = load_train_state(ck, last)
-    del ts["lines_seen"], ts["lines_counted_from"]
+    del ts["lines_seen"], ts["lines_counted_from"], ts["devices"], ts["devices_counted_from"]
     torch.save(ts, state_path(last))
     s = _train_in_process(tmp_path, "old", data, ["train.resume=true", "train.max_steps=4"])
-    assert s["lines_counted_from"] == 2
+    assert s["lines_counted_from"] == 2 and s["devices_counted_from"] == 2
+    assert s["devices"]["cpu"]["lines"] == s["lines_seen"]
     assert 0 < s["lines_seen"] <= 2 * compose_cfg(tiny_overrides(tmp_path, "old")).train.batch_size
 
 
