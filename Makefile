@@ -186,7 +186,7 @@ detect-train: install fonts
 	$(PY) -m crnn.detect.train experiment=$(DEXP) $(ARGS)
 detect-export: install
 	$(PY) -m crnn.detect.export experiment=$(DEXP) $(ARGS)
-# after export, before quantize: the box settings chosen on held-out synthetic pages, written into the file
+# after each export, before quantize: the box settings chosen on held-out synthetic pages, written into the file
 detect-calibrate: install fonts
 	$(PY) -m crnn.detect.calibrate experiment=$(DEXP) $(ARGS)
 detect-quantize: install

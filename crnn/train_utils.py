@@ -78,7 +78,9 @@ class TrainState:
     lines_counted_from: int = 0
     # Seconds in training steps (wall clock, all processes at once) and lines drawn, per device type
     # ("cpu", "cuda"): one run moves between CPU sessions and GPU bursts, and the model card says what each
-    # gave. Counted from `devices_counted_from` (a state written before the count resumes from its step).
+    # gave. A step's time runs from drawing its batch to its update, so loader start-up is in the first
+    # step; validation and saving are not. Counted from `devices_counted_from` (a state written before the
+    # count resumes from its step).
     devices: dict[str, dict] = field(default_factory=dict)
     devices_counted_from: int = 0
 

@@ -11,8 +11,10 @@ neither the training stream, nor validation, nor the contact sheet; never the re
 evaluate) once through the exported file, turns each probability map into boxes under every grid
 point (unclip scale x box threshold x binarization threshold), and writes the best into the file's
 metadata (`boxes`), with the whole table in its lineage. Best: the highest F1 to three decimals (80
-pages do not separate finer), then the boxes whose median height is nearest the truth's. Run it before
-`detect-quantize`, which copies the metadata into the INT8 file.
+pages do not separate finer), then the boxes whose median height is nearest the truth's. Run it after
+each `detect-export` (which writes the config's settings again) and before `detect-quantize`, which copies
+the metadata into the INT8 file: an INT8 file quantized before is stale and is removed. Files under
+`models/` are refused: a shipped file changes only through `make ship-detector`.
 """
 
 from __future__ import annotations
@@ -33,13 +35,15 @@ from crnn.cli import stage_errors
 from crnn.detect.boxes import BoxConfig, find_boxes
 from crnn.detect.config import DetCalibrateConfig
 from crnn.detect.data import page_synth
-from crnn.detect.detector import Detector
+from crnn.detect.detector import Detector, read_detector_metadata
 from crnn.detect.score import Counts, PageTruth, match, score_page
 from crnn.detect.train import page_truth
 from crnn.lineage import git_commit, sha256_file
 from crnn.onnx_model import ExportError, set_metadata
 from crnn.settings import RunConfig, load_run_config
 from crnn.tracking import Tracker
+
+MODELS = Path(__file__).resolve().parents[2] / "models"
 
 
 @dataclass
@@ -112,11 +116,31 @@ def rewrite_boxes(path: Path, boxes: BoxConfig, calibration: dict) -> None:
         Path(tmp).unlink(missing_ok=True)
 
 
+def calibration_of(path: Path) -> dict | None:
+    return json.loads(read_detector_metadata(path)["lineage"]).get("calibration")
+
+
+def drop_stale_int8(cfg: RunConfig, path: Path) -> None:
+    """The run's INT8 file quantized before this calibration carries the old box settings: removed."""
+    int8 = cfg.stage_dir("detect") / "quantize" / "detector.int8.onnx"
+    if int8.is_file() and calibration_of(int8) != calibration_of(path):
+        int8.unlink()
+        print(f"[calibrate] removed {int8}: quantized with the old box settings; run detect-quantize again")
+
+
+def export_file(cfg: RunConfig) -> Path:
+    return cfg.stage_dir("detect") / "export" / "detector.onnx"
+
+
 def run(cfg: RunConfig) -> dict:
     c = cfg.detect.calibrate
-    path = Path(c.detector) if c.detector else cfg.stage_dir("detect") / "export" / "detector.onnx"
+    path = Path(c.detector) if c.detector else export_file(cfg)
     if not path.is_file():
         raise ExportError(f"{path} does not exist: run python -m crnn.detect.export first")
+    if MODELS in path.resolve().parents:
+        raise ExportError(
+            f"{path} is a shipped file: calibrate a copy (detect.calibrate.detector=<copy>), then ship it"
+        )
     det = Detector(path, threads=c.threads)
     before = det.boxes
     tracker = Tracker(cfg.mlflow)
@@ -146,6 +170,8 @@ def run(cfg: RunConfig) -> dict:
         out.mkdir(parents=True, exist_ok=True)
         (out / "calibrate_report.json").write_text(json.dumps(report, indent=2))
         tracker.log_artifact(out / "calibrate_report.json")
+    if path == export_file(cfg):
+        drop_stale_int8(cfg, path)
     return report
 
 
