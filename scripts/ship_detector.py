@@ -110,7 +110,31 @@ def page_table(readers: dict[str, dict]) -> list[str]:
     return rows
 
 
-def card(name: str, export: dict, quant: dict | None, train: dict, readers: dict, pages_dir: str) -> str:
+def boxes_row(served: Path) -> str:
+    """The box settings the served file carries, and where they came from (crnn.detect.calibrate)."""
+    from crnn.detect.detector import read_detector_metadata
+
+    meta = read_detector_metadata(served)
+    b, cal = json.loads(meta["boxes"]), json.loads(meta["lineage"]).get("calibration")
+    text = (
+        f"unclip {b['unclip_scale']:g}, box threshold {b['box_thresh']:g}, binarization {b['bin_thresh']:g}, "
+        f"long side {b['max_side']} px"
+    )
+    if cal:
+        before, chosen = cal["before"], cal["chosen"]
+        text += (
+            f": chosen by `make detect-calibrate` on {cal['pages']} synthetic pages (F1 {before['f1']:.3f} "
+            f"-> {chosen['f1']:.3f}, box height / truth {before['height_ratio']:.2f} -> "
+            f"{chosen['height_ratio']:.2f})"
+        )
+    else:
+        text += ": the config's, not calibrated"
+    return f"| box settings | {text} |"
+
+
+def card(
+    name: str, export: dict, quant: dict | None, train: dict, readers: dict, pages_dir: str, served: Path
+) -> str:
     m = export["model"]
     lines = [
         f"# {name}: the text-line detector behind page mode",
@@ -132,6 +156,7 @@ def card(name: str, export: dict, quant: dict | None, train: dict, readers: dict
         f"| validation F1 (synthetic pages) | {train['best_f1']:.3f} |",
         f"| ONNX parity | max prob diff {export['parity']['max_abs_diff']:.1e}, "
         f"{export['parity']['same_boxes']}/{export['parity']['boxes']} same boxes |",
+        boxes_row(served),
     ]
     if quant is not None:
         lines.append(
@@ -206,7 +231,9 @@ def main(argv: list[str]) -> int:
     for src, dest in files.items():
         shutil.copyfile(src, dest)
     (out / f"{cfg.name}.pages.json").write_text(json.dumps(results, indent=2))
-    (out / f"{cfg.name}.md").write_text(card(cfg.name, export, quant, train, readers, cfg.detect.eval.pages))
+    (out / f"{cfg.name}.md").write_text(
+        card(cfg.name, export, quant, train, readers, cfg.detect.eval.pages, served)
+    )
     print(f"shipped {', '.join(str(d) for d in files.values())} and {out / (cfg.name + '.md')}")
     return 0
 

@@ -488,3 +488,28 @@ def test_unclip_distance_inverts_the_shrink():
     for w, h in [(200, 22), (40, 40), (600, 12)]:
         d = shrink_distance(rect(0, 0, w, h), 0.4)
         assert unclip_distance(w - 2 * d, h - 2 * d, 0.4) == pytest.approx(d, rel=1e-6)
+
+
+def test_the_card_names_the_box_settings_and_their_calibration(tmp_path, monkeypatch):
+    """The card's box settings are the served file's, and say whether crnn.detect.calibrate chose them."""
+    import json
+
+    import onnx
+
+    from crnn.detect.detector import read_detector_metadata
+    from crnn.onnx_model import set_metadata
+
+    monkeypatch.syspath_prepend(str(ROOT / "scripts"))
+    import ship_detector as ship
+
+    src = ROOT / "models" / "det_zh_en.onnx"  # shipped after `make detect-calibrate`
+    meta = read_detector_metadata(src)
+    boxes, lineage = json.loads(meta["boxes"]), json.loads(meta["lineage"])
+    row = ship.boxes_row(src)
+    assert row.startswith(f"| box settings | unclip {boxes['unclip_scale']:g}, box threshold")
+    assert f"chosen by `make detect-calibrate` on {lineage['calibration']['pages']} synthetic pages" in row
+    model = onnx.load(str(src))
+    del lineage["calibration"]
+    set_metadata(model, {**meta, "lineage": json.dumps(lineage)})
+    onnx.save(model, str(tmp_path / "plain.onnx"))
+    assert ship.boxes_row(tmp_path / "plain.onnx").endswith("px: the config's, not calibrated |")
