@@ -167,12 +167,13 @@ ship: install
 model: install $(MODEL)
 
 BATCH_MAX ?= 0
-# page mode's text-line detector: the bundled one when it exists (DETECTOR= turns it off: projection splitter)
+# page mode's text-line detector file: the bundled one when it exists (PAGE_DETECTOR= turns it off: projection
+# splitter). Not DETECTOR, which names the detector experiment a training bundle takes along (train-bundle).
 BUNDLED_DETECTOR := $(firstword $(wildcard models/det_zh_en.int8.onnx models/det_zh_en.onnx))
-DETECTOR ?= $(BUNDLED_DETECTOR)
+PAGE_DETECTOR ?= $(BUNDLED_DETECTOR)
 serve: install $(MODEL)
 	$(PY) -m crnn.serve --model $(MODEL) --host $(HOST) --port $(PORT) --workers $(WORKERS) --batch-max $(BATCH_MAX) \
-		$(if $(DETECTOR),--detector $(DETECTOR))
+		$(if $(PAGE_DETECTOR),--detector $(PAGE_DETECTOR))
 
 # The text-line detector (crnn/detect/, issue 14), DEXP=det_zh_en by default:
 #   make detect-train [ARGS="detect.train.resume=true detect.train.max_minutes=60"]   synthetic pages -> DB

@@ -226,3 +226,38 @@ def test_a_bundle_carries_the_faces_of_plate_letters_and_digits():
     only_serial = serial - {f for s in cfg.render.scenes.values() for f in s.fonts}
     assert only_serial  # routed_gothic_narrow: otherwise this test would not tell
     assert serial <= set(bundled_fonts(cfg))
+
+
+def test_make_train_bundle_takes_a_detector_only_when_asked():
+    """`make train-bundle EXP=...` alone bundled the served detector *file* as a detector experiment
+    (DETECTOR was also the file `make serve` reads), and failed in Hydra; DETECTOR=det_zh_en still adds it."""
+    env = {k: v for k, v in os.environ.items() if k not in ("DETECTOR", "PAGE_DETECTOR", "MAKEFLAGS")}
+
+    def dry(*args: str) -> str:
+        proc = subprocess.run(
+            ["make", "-n", "--no-print-directory", "train-bundle", "EXP=zh_en_v2", *args],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert proc.returncode == 0, proc.stderr
+        lines = proc.stdout.replace("\\\n", " ").splitlines()  # the recipe's continued lines, joined
+        return next(ln for ln in lines if "crnn.bundle" in ln)
+
+    assert "+detector=" not in dry()
+    assert "+detector=det_zh_en " in dry("DETECTOR=det_zh_en")
+    serve = subprocess.run(
+        ["make", "-n", "--no-print-directory", "serve"], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    bundled = next(
+        (
+            ROOT / "models" / n
+            for n in ("det_zh_en.int8.onnx", "det_zh_en.onnx")
+            if (ROOT / "models" / n).is_file()
+        ),
+        None,
+    )
+    if bundled is not None:
+        assert f"--detector models/{bundled.name}" in serve.stdout
