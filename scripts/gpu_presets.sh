@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Issue 12, part 3: accuracy per training hour of the presets, measured on a GPU machine from one training
+# bundle. Each preset trains from scratch in turn, for the same wall-clock minutes, on the same rendered line
+# stream and the same rate schedule (one cosine horizon fixed up front, so every preset is at the same point
+# of it after the same number of steps). What comes back is packed into $OUT as preset_<name>.tar (last.pt,
+# summary.json, metrics.jsonl; the small preset's fp32 weights are 14 MB, under the 16 MiB a file may have)
+# and preset_<name>.log:
+#   make train-bundle EXP=zh_en_v2 BUNDLE=runs/gpu/presets RESUME=models/snapshots/crnn_zh_en_v2.pt  # 41 MiB
+#   bash scripts/gpu_presets.sh runs/gpu/presets 2.7 tiny,small,mobile    # there: 2.7 min each, < 10 in all
+#   for p in tiny small mobile; do mkdir -p back/$p && tar xf preset_$p.tar -C back/$p; done     # here
+#   python -m crnn.eval experiment=zh_en_v2 eval.out_dir=eval_presets \
+#       'eval.test_sets=[${data.root}/test,../shared/realdev]' "eval.artifacts=['tiny=back/tiny/last.pt',...]"
+# The bundle's checkpoint is not used: train.init_from and the resume are turned off for every preset.
+# Environment: RW loader workers (15 on 16 cores), RB lines per step (256), HORIZON steps (4000), OUT.
+set -uo pipefail
+BUNDLE="${1:?the bundle folder}"
+MIN="${2:-3}"
+PRESETS="${3:-tiny,small,mobile}"
+OUT="${OUT:-/tmp/out}"
+HORIZON="${HORIZON:-4000}"
+mkdir -p "$OUT"
+cd "$BUNDLE"
+nvidia-smi --query-gpu=name,memory.total --format=csv > "$OUT/gpu.txt" 2>&1
+for p in ${PRESETS//,/ }; do
+  RUN="runs/preset_$p/train"
+  WORKERS="${RW:-15}" BATCH="${RB:-256}" ./train.sh "$MIN" "model=$p" "name=preset_$p" \
+    train.resume=false train.resume_from=null train.init_from=null train.ema_decay=0 \
+    "train.max_steps=$HORIZON" train.warmup_steps=300 "mlflow.metrics_file=$RUN/metrics.jsonl" \
+    > "preset_$p.log" 2>&1
+  echo "$p rc $?" >> "$OUT/rc.txt"
+  tr '\r' '\n' < "preset_$p.log" | grep -v "step, img_s\|s/step\]$" | tail -c 30000 > "$OUT/preset_$p.log"
+  tar cf "$OUT/preset_$p.tar" -C "$RUN" last.pt summary.json metrics.jsonl || echo "$p: nothing to pack" >> "$OUT/rc.txt"
+done
+ls -la "$OUT"
+big=$(find "$OUT" -type f -size +16M)
+if [ -n "$big" ]; then echo "over 16 MiB, will not come back: $big" | tee -a "$OUT/rc.txt"; exit 1; fi
