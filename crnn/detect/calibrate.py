@@ -32,6 +32,7 @@ from omegaconf import DictConfig
 from tqdm import tqdm
 
 from crnn.cli import stage_errors
+from crnn.command import models_dir
 from crnn.detect.boxes import BoxConfig, find_boxes
 from crnn.detect.config import DetCalibrateConfig
 from crnn.detect.data import page_synth
@@ -42,8 +43,6 @@ from crnn.lineage import git_commit, sha256_file
 from crnn.onnx_model import ExportError, set_metadata
 from crnn.settings import RunConfig, load_run_config
 from crnn.tracking import Tracker
-
-MODELS = Path(__file__).resolve().parents[2] / "models"
 
 
 @dataclass
@@ -137,7 +136,7 @@ def run(cfg: RunConfig) -> dict:
     path = Path(c.detector) if c.detector else export_file(cfg)
     if not path.is_file():
         raise ExportError(f"{path} does not exist: run python -m crnn.detect.export first")
-    if MODELS in path.resolve().parents:
+    if models_dir() in path.resolve().parents:
         raise ExportError(
             f"{path} is a shipped file: calibrate a copy (detect.calibrate.detector=<copy>), then ship it"
         )
@@ -148,7 +147,8 @@ def run(cfg: RunConfig) -> dict:
         maps = read_maps(det, cfg)
         rows = [{"boxes": asdict(b), **score_boxes(maps, b)} for b in grid(before, c)]
         chosen = best(rows)
-        was = {"boxes": asdict(before), **score_boxes(maps, before)}
+        was = next((r for r in rows if r["boxes"] == asdict(before)), None)  # scored once if on the grid
+        was = was or {"boxes": asdict(before), **score_boxes(maps, before)}
         report = {
             "detector": str(path),
             "pages": c.pages,
