@@ -11,13 +11,16 @@
 #   python -m crnn.eval experiment=zh_en_v2 eval.out_dir=eval_presets \
 #       'eval.test_sets=[${data.root}/test,../shared/realdev]' "eval.artifacts=['tiny=back/tiny/last.pt',...]"
 # The bundle's checkpoint is not used: train.init_from and the resume are turned off for every preset.
-# Environment: RW loader workers (15 on 16 cores), RB lines per step (256), HORIZON steps (4000), OUT.
+# Environment: RW loader workers (15 on 16 cores), RB lines per step (256), HORIZON steps (4000), WARMUP steps
+# (300), VAL_EVERY steps between validations (100: the learning curve of each preset), OUT.
 set -uo pipefail
 BUNDLE="${1:?the bundle folder}"
 MIN="${2:-3}"
 PRESETS="${3:-tiny,small,mobile}"
 OUT="${OUT:-/tmp/out}"
 HORIZON="${HORIZON:-4000}"
+WARMUP="${WARMUP:-300}"
+VAL_EVERY="${VAL_EVERY:-100}"
 mkdir -p "$OUT"
 cd "$BUNDLE"
 nvidia-smi --query-gpu=name,memory.total --format=csv > "$OUT/gpu.txt" 2>&1
@@ -25,7 +28,7 @@ for p in ${PRESETS//,/ }; do
   RUN="runs/preset_$p/train"
   WORKERS="${RW:-15}" BATCH="${RB:-256}" ./train.sh "$MIN" "model=$p" "name=preset_$p" \
     train.resume=false train.resume_from=null train.init_from=null train.ema_decay=0 \
-    "train.max_steps=$HORIZON" train.warmup_steps=300 "mlflow.metrics_file=$RUN/metrics.jsonl" \
+    "train.max_steps=$HORIZON" "train.warmup_steps=$WARMUP" "train.val_every=$VAL_EVERY" "mlflow.metrics_file=$RUN/metrics.jsonl" \
     > "preset_$p.log" 2>&1
   echo "$p rc $?" >> "$OUT/rc.txt"
   tr '\r' '\n' < "preset_$p.log" | grep -v "step, img_s\|s/step\]$" | tail -c 30000 > "$OUT/preset_$p.log"
