@@ -29,6 +29,7 @@ from crnn.train_utils import (
     schedule_from,
     state_path,
     train_data,
+    transfer_from,
 )
 from tests.conftest import ROOT, compose_cfg, read_summary, run_module, tiny_overrides
 
@@ -394,6 +395,26 @@ def test_init_from_refuses_another_input_spec_but_takes_another_alphabet(tiny_da
     assert s["transfer"] == {"shared_chars": len(new) - 2, "new_chars": 2, "dropped_chars": 2}
     assert read_summary(tmp_path, "ft")["transfer"] == s["transfer"]
     assert ft.lineage["source_sha256"] == sha256_file(src_path)
+
+
+def test_a_larger_alphabet_starts_out_reading_what_the_source_read(tiny_data):
+    """v2 moved onto all of GB2312 (3,096 new characters): before its first step the fine-tuned model must
+    read every line as v2 does. With fresh rows for the new characters it read validation at 184 % CER."""
+    from crnn.data.dataset import LmdbLineDataset
+    from crnn.inference import TorchBackend, score_dataset
+
+    src = load_checkpoint(ROOT / "models/snapshots/crnn_zh_en_v2.pt")
+    larger = load_charset("zh_en_gb2312")
+    assert set(src.charset.chars) < set(larger.chars) and len(larger.chars) - len(src.charset.chars) > 3000
+    moved, info = transfer_from(src, larger)
+    assert info == {"shared_chars": len(src.charset.chars), "new_chars": 3096, "dropped_chars": 0}
+    readings = {}
+    for name, model, charset in (("v2", src.build_model(), src.charset), ("moved", moved, larger)):
+        val = LmdbLineDataset([str(tiny_data / "data" / "val")], charset, src.input_spec, "skip")
+        readings[name] = {}
+        score_dataset(TorchBackend(model, charset, src.input_spec), val, 32, predictions=readings[name])
+    assert len(readings["v2"]) > 20 and any(readings["v2"].values())
+    assert readings["moved"] == readings["v2"]
 
 
 def test_training_and_fine_tuning_pick_the_same_autocast_dtype():
