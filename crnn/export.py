@@ -5,8 +5,8 @@
 Opset 17, dynamic batch and width, `metadata_props` holding the charset, input spec, model config and
 lineage (DESIGN.md), `onnx.checker` on the result, and a parity check on validation lines resized to every
 width in `export.parity_widths` (16 to 2000 px): max |logit difference| below `export.parity_atol` and
-identical greedy decodes. The file is written under a temporary name and renamed only after every check
-passed, so a failed export leaves nothing behind.
+identical greedy decodes (save where two classes tie within that tolerance). The file is written under a
+temporary name and renamed only after every check passed, so a failed export leaves nothing behind.
 
 We use the TorchScript-based exporter (`dynamo=False`): it maps nn.LSTM to the ONNX LSTM op, which ONNX
 Runtime runs as one fused kernel and which its dynamic quantizer knows (DynamicQuantizeLSTM).
@@ -121,6 +121,7 @@ def parity(
     charset: Charset,
     widths: list[int],
     batch_size: int = 16,
+    tie: float = 1e-3,
 ) -> dict:
     """Max |logit diff| and decode agreement of ONNX Runtime against PyTorch at each width, both read
     through the predictor's own batch call (same padding, widths and decoder); then the lines at their own
@@ -130,28 +131,45 @@ def parity(
     per_width: dict = {}
     for w in widths:
         per_width[w] = compare_batches(
-            torch_reader, onnx_reader, [at_width(im, spec, w) for im in images], batch_size
+            torch_reader, onnx_reader, [at_width(im, spec, w) for im in images], batch_size, tie
         )
     mixed = [preprocess(im, spec) for im in images]
-    per_width["mixed"] = compare_batches(torch_reader, onnx_reader, mixed, len(mixed))
+    per_width["mixed"] = compare_batches(torch_reader, onnx_reader, mixed, len(mixed), tie)
     per_width["mixed"]["batch_invariance_max_abs_diff"] = batch_invariance_gap(onnx_reader.backend, mixed)
     return per_width
 
 
-def compare_batches(a: Predictor, b: Predictor, xs: list[np.ndarray], batch_size: int) -> dict:
-    """Worst |logit diff| over each line's own frames, and how many lines decode alike, batch by batch."""
-    worst, same = 0.0, 0
+def compare_batches(
+    a: Predictor, b: Predictor, xs: list[np.ndarray], batch_size: int, tie: float = 1e-3
+) -> dict:
+    """Worst |logit diff| over each line's own frames, how many lines decode alike, and how many decode
+    differently only through ties: every frame whose best class differs has two classes within `tie` of
+    each other in `a`'s logits, so a difference far below the tolerance picks either. A model with
+    look-alike classes meets such ties on validation lines squeezed to 64 px (v3 on GB2312: 1 line of 64,
+    its logits 3.7e-5 apart); any other disagreement still fails the export."""
+    worst, same, ties = 0.0, 0, 0
     for k in range(0, len(xs), batch_size):
         chunk = xs[k : k + batch_size]
         batch, widths = pad_batch(chunk)
         la, lb = a.backend.logits(batch, widths), b.backend.logits(batch, widths)
-        for i, w in enumerate(widths):
-            t = output_length(int(w), a.backend.hstride)
-            worst = max(worst, float(np.abs(la[i, :t] - lb[i, :t]).max()))
         lengths = np.array([output_length(int(w), a.backend.hstride) for w in widths])
+        for i, t in enumerate(lengths):
+            worst = max(worst, float(np.abs(la[i, :t] - lb[i, :t]).max()))
         da, db = decode(la, a.charset, lengths), decode(lb, b.charset, lengths)
-        same += sum(x.text == y.text for x, y in zip(da, db))
-    return {"max_abs_diff": worst, "same_decodes": same, "lines": len(xs)}
+        for i, (x, y) in enumerate(zip(da, db)):
+            if x.text == y.text:
+                same += 1
+            else:
+                ties += only_ties(la[i, : lengths[i]], lb[i, : lengths[i]], tie)
+    return {"max_abs_diff": worst, "same_decodes": same, "tie_flips": ties, "lines": len(xs)}
+
+
+def only_ties(la: np.ndarray, lb: np.ndarray, tie: float) -> bool:
+    """True when every frame whose best class differs between the two (T, C) logits is a tie in `la`."""
+    ia, ib = la.argmax(-1), lb.argmax(-1)
+    frames = np.nonzero(ia != ib)[0]
+    margins = la[frames, ia[frames]] - la[frames, ib[frames]]
+    return bool(len(frames)) and bool((margins <= tie).all())
 
 
 @torch.no_grad()
@@ -236,12 +254,12 @@ def run(cfg: RunConfig, e: ExportConfig) -> dict:
         tmp = Path(tmp_name)
         try:
             export_onnx(fused, tmp, e.opset, metadata_for(ck, lineage))
-            par = parity(model, tmp, images, ck.input_spec, ck.charset, e.parity_widths)
+            par = parity(model, tmp, images, ck.input_spec, ck.charset, e.parity_widths, tie=e.parity_atol)
             bad = {
                 w: v
                 for w, v in par.items()
                 if v["max_abs_diff"] > e.parity_atol
-                or v["same_decodes"] != v["lines"]
+                or v["same_decodes"] + v["tie_flips"] != v["lines"]
                 or v.get("batch_invariance_max_abs_diff", 0.0) > INVARIANCE_ATOL
             }
             if bad:
