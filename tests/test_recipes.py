@@ -2,11 +2,12 @@
 every glyph of it, the same lines for the same seed, and the four original scenes render what they
 rendered before the recipes existed."""
 
-import hashlib
 import importlib.util
+import json
 import random
 import re
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -24,15 +25,17 @@ from tests.conftest import CONFIGS, ROOT, compose_cfg
 
 NEW_SCENES = ("receipt", "plate", "scene", "scan", "screen")
 
-# sha256 (first 16 hex) of labels, shapes and pixels of lines 0-2 of each original scene (default.yaml, zh_en,
-# default corpus, seed 5), computed on the renderer before the real-image recipes were added (commit 942ef5d).
-# A change here changes the synthetic test sets and the meaning of the regression gate: re-baseline first.
-OLD_SCENE_DIGESTS = {
-    "printed": "b9ecf0f29e3337b1",
-    "signboard": "f22d6a356f3bb470",
-    "handwritten": "5aae1510f13f0cfc",
-    "blurry": "520279a3424aa5d8",
-}
+# Lines 0-2 of each original scene (default.yaml, zh_en, default corpus, seed 5), rendered by the renderer
+# before the real-image recipes were added (commit 942ef5d, checked out in a worktree). A change here changes
+# the synthetic test sets and the meaning of the regression gate: re-baseline first.
+ORIGINAL_SCENES = Path(__file__).parent / "data" / "original_scenes_942ef5d.npz"
+# Labels and shapes must match exactly; pixels within what float maths on another CPU moves. These lines were
+# once compared by sha256, which an Intel Xeon failed where the AMD EPYC that made the digests passed, with
+# the very same code (942ef5d renders here what HEAD renders). Measured on this renderer: a float32 input
+# nudged by 1e-6 before each warp and blur moves a line's mean by at most 0.01 gray level; 10 % more noise in
+# signboard lines moves one by 0.36, 5 more contrast in blurry lines moves one by 1.28.
+MAX_MEAN_DIFF = 0.1
+MAX_FAR_SHARE = 0.002  # share of pixels more than 16 gray levels off
 
 
 @pytest.fixture(scope="module")
@@ -45,14 +48,22 @@ def real_src(real_cfg) -> SynthSource:
     return SynthSource(CorpusConfig(), real_cfg, load_charset("zh_en"), seed=3)
 
 
-def _digest(src: SynthSource, scene: str, n: int = 3) -> str:
-    h = hashlib.sha256()
-    for i in range(n):
-        s = src.sample(i, scene=scene)
-        h.update(s.label.encode())
-        h.update(str(s.image.shape).encode())
-        h.update(s.image.tobytes())
-    return h.hexdigest()[:16]
+def _differences(src: SynthSource) -> dict[str, str]:
+    """What differs between each original scene's lines and the reference; empty when they match."""
+    ref = np.load(ORIGINAL_SCENES)
+    labels = json.loads(str(ref["labels"]))
+    out = {}
+    for scene in SCENES:
+        for i in range(3):
+            key, s = f"{scene}_{i}", src.sample(i, scene=scene)
+            want = ref[key]
+            if s.label != labels[key] or s.image.shape != want.shape:
+                out[key] = f"label/shape {s.label!r} {s.image.shape} != {labels[key]!r} {want.shape}"
+                continue
+            diff = np.abs(s.image.astype(np.int16) - want.astype(np.int16))
+            if diff.mean() > MAX_MEAN_DIFF or (diff > 16).mean() > MAX_FAR_SHARE:
+                out[key] = f"mean diff {diff.mean():.3f}, {100 * (diff > 16).mean():.2f} % of pixels > 16 off"
+    return out
 
 
 @pytest.mark.parametrize("config", ["default", "real"])
@@ -61,8 +72,16 @@ def test_original_scenes_render_what_they_rendered(config):
         cfg = from_dict(RenderConfig, yaml.safe_load((CONFIGS / "render" / "default.yaml").read_text()))
     else:
         cfg = compose_cfg(["render=real"]).render
-    src = SynthSource(CorpusConfig(), cfg, load_charset("zh_en"), seed=5)
-    assert {s: _digest(src, s) for s in SCENES} == OLD_SCENE_DIGESTS
+    assert _differences(SynthSource(CorpusConfig(), cfg, load_charset("zh_en"), seed=5)) == {}
+
+
+def test_the_reference_comparison_sees_a_small_change_in_one_scene():
+    """The tolerance forgives float noise, not a change of recipe: 10 % more noise in signboard fails."""
+    d = yaml.safe_load((CONFIGS / "render" / "default.yaml").read_text())
+    d["scenes"]["signboard"]["noise_sigma"] *= 1.1
+    cfg = from_dict(RenderConfig, d)
+    found = _differences(SynthSource(CorpusConfig(), cfg, load_charset("zh_en"), seed=5))
+    assert found and all(k.startswith("signboard") for k in found)
 
 
 def test_real_config_is_default_plus_new_scenes(real_cfg):
