@@ -46,6 +46,7 @@ from crnn.models.checkpoint import Checkpoint, save_checkpoint
 from crnn.models.complexity import count_macs, count_params
 from crnn.models.crnn import CRNN
 from crnn.settings import RunConfig, TrainConfig, load_run_config
+from crnn.stop import StopRequest, stop_on_signals
 from crnn.tracking import Tracker
 from crnn.train_utils import (
     TrainData,
@@ -178,6 +179,7 @@ class StepLog:
     window_images: int = 0
     window_t0: float = field(default_factory=time.perf_counter)
     curve: list[tuple[int, float, float]] = field(default_factory=list)  # (step, loss EMA, img/s) per report
+    stopped: str = ""  # why the loop stopped before its last step ("" when it reached it)
 
     def add(self, loss: float, lines: int) -> None:
         self.losses.append(loss)
@@ -358,12 +360,18 @@ class Clock:
 
     max_minutes: float
     save_minutes: float
+    stop: StopRequest = field(default_factory=StopRequest)
     t0: float = field(default_factory=time.monotonic)
     last_save: float = field(default_factory=time.monotonic)
 
-    def out_of_time(self, dist_info: distributed.DistInfo, device: torch.device) -> bool:
+    def stop_reason(self, dist_info: distributed.DistInfo, device: torch.device) -> str:
+        """Why the run stops here ("" to go on): its time budget is spent, or a signal asked it to stop."""
         spent = self.max_minutes > 0 and time.monotonic() - self.t0 >= 60 * self.max_minutes
-        return distributed.agree(spent, dist_info, device)
+        if not distributed.agree(spent or bool(self.stop.signal_name), dist_info, device):
+            return ""
+        if self.stop.signal_name:
+            return f"{self.stop.signal_name} received"
+        return f"train.max_minutes={self.max_minutes} spent"
 
     def save_due(self) -> bool:
         return self.save_minutes > 0 and time.monotonic() - self.last_save >= 60 * self.save_minutes
@@ -383,12 +391,14 @@ def fit(run: Run, data: TrainData) -> tuple[dict, StepLog]:
         total=t.max_steps, initial=state.step, desc="train", unit="step", disable=not main, dynamic_ncols=True
     )
     last_val: dict = {}
-    with closing(data.batches(state.step)) as batches, bar:  # closing stops the loader's workers
+    with stop_on_signals() as asked, closing(data.batches(state.step)) as batches, bar:
+        clock.stop = asked  # checked with the clock, at every log, validation and save step
         while state.step < t.max_steps:
             every = (t.val_every, t.save_every, t.log_every)
             stop = min([t.max_steps] + [(state.step // e + 1) * e for e in every])
             train_steps(run.parts, batches, state, stop, log, bar)
-            ending = clock.out_of_time(run.dist, run.parts.device)
+            reason = clock.stop_reason(run.dist, run.parts.device)
+            ending = bool(reason)
             if due(state.step, t.val_every, t.max_steps) or ending:
                 if main:
                     last_val = validate(run)
@@ -399,7 +409,8 @@ def fit(run: Run, data: TrainData) -> tuple[dict, StepLog]:
                 save_last(run.out_dir / "last.pt", run.snapshot(), run.parts.opt, state, ema)
                 clock.saved()
             if ending:
-                bar.write(f"[train] train.max_minutes={t.max_minutes} spent: stopped at step {state.step}")
+                bar.write(f"[train] {reason}: stopped at step {state.step}")
+                log.stopped = reason
                 break
     return last_val, log
 
@@ -449,6 +460,7 @@ def summarize(run: Run, last_val: dict, log: StepLog, wall: float, data: TrainDa
         "labels": data.dataset.label_stats.as_dict() if data.dataset is not None else {},
         "throughput_img_s": log.images / max(wall, 1e-9),
         "loss_curve": log.curve,
+        "stopped_early": log.stopped,
         "wall_s": wall,
         "world_size": run.dist.world,
         "device": str(run.parts.device),

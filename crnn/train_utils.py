@@ -52,6 +52,7 @@ from crnn.models.checkpoint import (
 from crnn.models.config import ModelConfig
 from crnn.models.crnn import CRNN
 from crnn.settings import RunConfig, TrainConfig
+from crnn.stop import ignore_stop_signals
 from crnn.tracking import Tracker
 
 STATE_FORMAT = "crnn-toolkit/train-state/v1"
@@ -324,6 +325,7 @@ def synth_train_data(
         persistent_workers=False,
         prefetch_factor=4 if t.num_workers else None,
         in_order=not t.num_workers,  # each worker renders whole pools: take what is ready, reorder here
+        worker_init_fn=ignore_stop_signals,  # the main process stops them when it stops politely
     )
     return TrainData(None, lambda epoch, skip: in_step_order(loader, start_step), None)
 
@@ -350,7 +352,13 @@ def lmdb_train_data(cfg: RunConfig, charset: Charset, dist_info, collate: Collat
 
     def loader_for(epoch: int, skip: int) -> DataLoader:
         sampler.set_epoch(epoch, skip)
-        return DataLoader(lines, batch_sampler=batches, collate_fn=collate, num_workers=t.num_workers)
+        return DataLoader(
+            lines,
+            batch_sampler=batches,
+            collate_fn=collate,
+            num_workers=t.num_workers,
+            worker_init_fn=ignore_stop_signals,
+        )
 
     return TrainData(ds, loader_for, len(sampler))
 

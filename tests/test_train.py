@@ -350,6 +350,47 @@ def test_a_time_budget_stops_validates_and_saves(tiny_data, tmp_path):
     assert [c[0] for c in s["loss_curve"]] == [5]
 
 
+@pytest.mark.parametrize("how", ["ctrl-c to the group", "kill to the process"])
+def test_a_signal_stops_the_run_politely_and_it_can_be_judged(tiny_data, tmp_path, how):
+    """Ctrl-C (SIGINT to the whole group, loader workers too) or `kill` (SIGTERM): the run validates, saves
+    last.pt and writes summary.json at its next check, exit status 0, as when its time budget runs out."""
+    data = tiny_data / "data"
+    extra = [
+        f"data.root={data}",
+        "train.val_every=100000",
+        "train.val_max_lines=8",
+        "train.num_workers=1",
+    ]
+    proc = subprocess.Popen(
+        _train_cmd(tmp_path, "sig", 100000, extra),
+        cwd=ROOT,
+        env=dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    last = tmp_path / "runs/sig/train/last.pt"
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None and not last.is_file():
+        time.sleep(0.05)  # a checkpoint exists: the loop runs, with its handlers in place
+    assert proc.poll() is None, "the run ended before it could be stopped"
+    if how == "ctrl-c to the group":
+        os.killpg(proc.pid, signal.SIGINT)
+    else:
+        os.kill(proc.pid, signal.SIGTERM)
+    out, _ = proc.communicate(timeout=120)
+    name = "SIGINT" if how == "ctrl-c to the group" else "SIGTERM"
+    assert proc.returncode == 0, out[-3000:]
+    assert f"{name} received: stopped at step" in out
+    s = read_summary(tmp_path, "sig")
+    assert s["stopped_early"] == f"{name} received"
+    assert 5 <= s["steps"] < 100000 and s["steps"] % 5 == 0  # stopped at a check, the log step
+    assert s["final"]["val"]["overall"]["n"] > 0
+    assert load_checkpoint(last).lineage["step"] == s["steps"]
+    assert (tmp_path / "runs/sig/train/best.pt").is_file()
+
+
 def test_init_from_refuses_another_input_spec_but_takes_another_alphabet(tiny_data, tmp_path):
     data = tiny_data / "data"
     _train_in_process(tmp_path, "src", data)
