@@ -3,7 +3,13 @@ scoring, a detector that learns a handful of pages, and the training stage with 
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
@@ -295,6 +301,45 @@ def test_the_stages_train_resume_export_and_quantize(tmp_path):
         and q["int8"]["size_bytes"] < q["fp32"]["size_bytes"]
     )
     assert not (out.parent / "quantize" / "detector.int8.onnx").exists()
+
+
+def test_ctrl_c_stops_the_detector_run_politely(tmp_path):
+    """SIGINT to the whole group (loader worker too): the run validates, saves and writes summary.json."""
+    over = [
+        "experiment=det_zh_en",
+        f"runs_dir={tmp_path}/runs",
+        "mlflow.enabled=false",
+        "detect.train.batch_size=2",
+        "detect.train.size=128",
+        "detect.train.val_pages=2",
+        "detect.train.val_every=2",
+        "detect.train.log_every=1",
+        "detect.train.num_workers=1",
+        "detect.train.threads=1",
+        "detect.train.max_steps=100000",
+        "detect.pages.long_side=[160,200]",
+    ]
+    out = tmp_path / "runs" / "det_zh_en" / "detect" / "train"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "crnn.detect.train", *over],
+        cwd=ROOT,
+        env=dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None and not (out / "last.pt").is_file():
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run ended before it could be stopped"
+    os.killpg(proc.pid, signal.SIGINT)
+    text, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 0, text[-3000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["stopped_early"] == "SIGINT received" and 2 <= summary["steps"] < 100000
+    assert summary["history"][-1]["step"] == summary["steps"]  # validated where it stopped
+    assert torch.load(out / "last.pt", weights_only=True)["lineage"]["step"] == summary["steps"]
 
 
 def test_what_a_bundle_brought_back_joins_the_run_at_home(tmp_path):

@@ -19,6 +19,7 @@ from crnn.data.source import SynthSource
 from crnn.detect.boxes import det_normalize
 from crnn.detect.pages import Page, PageSynth
 from crnn.detect.targets import make_targets
+from crnn.stop import ignore_stop_signals
 
 if TYPE_CHECKING:
     from crnn.settings import RunConfig
@@ -106,6 +107,7 @@ def train_loader(cfg: RunConfig, start: int) -> DataLoader:
         num_workers=workers,
         prefetch_factor=2 if workers else None,
         persistent_workers=False,
+        worker_init_fn=ignore_stop_signals,  # Ctrl-C stops the main process politely (crnn.stop)
     )
 
 

@@ -33,6 +33,7 @@ from crnn.detect.score import Counts, PageTruth, score_page
 from crnn.lineage import git_commit
 from crnn.models.checkpoint import atomic_torch_save
 from crnn.settings import RunConfig, load_run_config
+from crnn.stop import StopRequest, stop_on_signals
 from crnn.tracking import Tracker
 from crnn.train_utils import at_step, bring_home, pick_device, warmup_cosine
 
@@ -245,10 +246,11 @@ def train(cfg: RunConfig) -> dict:
         tracker.log_params({"detect": asdict(cfg.detect), "seed": cfg.seed})
         if t.resume_from:  # what a bundle brought back: its best.pt and metrics join this run
             bring_home(resume_path(cfg).parent, out_dir(cfg), tracker, say)
-        fit(cfg, model, opt, sched, state, val, device, tracker, lineage, say)
+        stopped = fit(cfg, model, opt, sched, state, val, device, tracker, lineage, say)
     summary = {
         "name": cfg.name,
         "steps": state["step"],
+        "stopped_early": stopped,
         "batch_size": t.batch_size,
         # this run's only: an earlier run (a GPU bundle's, say) may have had another batch size
         "started_at_step": start_step,
@@ -262,11 +264,17 @@ def train(cfg: RunConfig) -> dict:
     return summary
 
 
-def fit(cfg, model, opt, sched, state, val, device, tracker, lineage, say) -> None:
-    """Train until max_steps or max_minutes; validation history goes into `state` (saved with last.pt)."""
+def fit(cfg, model, opt, sched, state, val, device, tracker, lineage, say) -> str:
+    """Train until max_steps or max_minutes, or until Ctrl-C or `kill` asks it to stop (crnn.stop);
+    validation history goes into `state` (saved with last.pt). Returns why it stopped early ("" if not)."""
+    with stop_on_signals() as asked:
+        return _fit(cfg, model, opt, sched, state, val, device, tracker, lineage, say, asked)
+
+
+def _fit(cfg, model, opt, sched, state, val, device, tracker, lineage, say, asked: StopRequest) -> str:
     t = cfg.detect.train
     start, t0, last_save = state["step"], time.perf_counter(), time.perf_counter()
-    window = []
+    window, stopped = [], ""
     bar = tqdm(total=t.max_steps, initial=start, desc="detect.train", dynamic_ncols=True)
     for batch in train_loader(cfg, start):
         if state["step"] >= t.max_steps:
@@ -285,8 +293,10 @@ def fit(cfg, model, opt, sched, state, val, device, tracker, lineage, say) -> No
             tracker.log_metrics({f"train_{k}": v for k, v in mean.items()}, step=step)
             bar.set_postfix(loss=f"{mean['loss']:.3f}", crops_s=f"{rate:.1f}")
             window = []
-        out_of_time = t.max_minutes > 0 and time.perf_counter() - t0 > 60 * t.max_minutes
-        done = step >= t.max_steps or out_of_time
+        if t.max_minutes > 0 and time.perf_counter() - t0 > 60 * t.max_minutes:
+            stopped = f"detect.train.max_minutes={t.max_minutes} spent"
+        stopped = f"{asked.signal_name} received" if asked.signal_name else stopped
+        done = step >= t.max_steps or bool(stopped)
         if step % t.val_every == 0 or done:
             res = evaluate(model, val, cfg.detect.boxes, device)
             o = res["overall"]
@@ -302,8 +312,11 @@ def fit(cfg, model, opt, sched, state, val, device, tracker, lineage, say) -> No
             save(cfg, "last.pt", model, opt, state, lineage)
             last_save = time.perf_counter()
         if done:
+            if stopped:
+                say(f"{stopped}: stopped at step {step}")
             break
     bar.close()
+    return stopped
 
 
 @hydra.main(config_path="../../configs", config_name="config", version_base="1.3")
