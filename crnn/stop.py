@@ -7,6 +7,7 @@ atomically, so even that loses no more than the steps since the last save."""
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import threading
 from collections.abc import Iterator
@@ -28,14 +29,16 @@ def stop_on_signals() -> Iterator[StopRequest]:
     if threading.current_thread() is not threading.main_thread():
         yield request
         return
-    previous = {s: signal.getsignal(s) for s in SIGNALS}
+    # a signal ignored when the job started (a `cmd &` of a script) stays ignored; a handler set in C
+    # (getsignal gives None) is left alone
+    previous = {s: h for s in SIGNALS if (h := signal.getsignal(s)) not in (signal.SIG_IGN, None)}
 
     def note(signum: int, _frame) -> None:
         request.signal_name = signal.Signals(signum).name
         for s, handler in previous.items():  # a second signal acts as before
             signal.signal(s, handler)
 
-    for s in SIGNALS:
+    for s in previous:
         signal.signal(s, note)
     try:
         yield request
@@ -44,9 +47,18 @@ def stop_on_signals() -> Iterator[StopRequest]:
             signal.signal(s, handler)
 
 
+def exit_status(stopped: str) -> int:
+    """128 + the signal's number when `stopped` ("SIGINT received", ...) names one, else 0: the status a
+    shell expects of a process that a signal ended, so that `make` and `&&` chains stop there too."""
+    name = stopped.split(" ", 1)[0]
+    return 128 + signal.Signals[name].value if name in signal.Signals.__members__ else 0
+
+
 def ignore_stop_signals(_worker_id: int = 0) -> None:
-    """For data-loader workers: Ctrl-C reaches the whole process group, and a worker killed by it would
-    end the loop with 'worker exited unexpectedly' before the main process could stop politely. Workers
-    still end with their parent (PyTorch's watchdog) or when the loader is closed."""
-    for s in SIGNALS:
-        signal.signal(s, signal.SIG_IGN)
+    """For data-loader workers: a process group of their own, so that Ctrl-C at a terminal (SIGINT to its
+    foreground group) or torchrun's SIGTERM to a rank's group does not kill them before the main process
+    has stopped politely; SIGINT ignored besides, and SIGTERM back to its default, so that the loader can
+    still end a worker that does not stop. They also end with their parent (PyTorch's watchdog)."""
+    os.setpgid(0, 0)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
+import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import closing
@@ -46,7 +47,7 @@ from crnn.models.checkpoint import Checkpoint, save_checkpoint
 from crnn.models.complexity import count_macs, count_params
 from crnn.models.crnn import CRNN
 from crnn.settings import RunConfig, TrainConfig, load_run_config
-from crnn.stop import StopRequest, stop_on_signals
+from crnn.stop import StopRequest, exit_status, stop_on_signals
 from crnn.tracking import Tracker
 from crnn.train_utils import (
     TrainData,
@@ -380,6 +381,12 @@ class Clock:
         self.last_save = time.monotonic()
 
 
+def save_state(run: Run, clock: Clock) -> None:
+    ema = run.parts.ema.state_dict() if run.parts.ema is not None else None
+    save_last(run.out_dir / "last.pt", run.snapshot(), run.parts.opt, run.state, ema)
+    clock.saved()
+
+
 def fit(run: Run, data: TrainData) -> tuple[dict, StepLog]:
     """Train from the run's step to train.max_steps (or until train.max_minutes is spent), validating
     (rank 0, the others wait) and saving last.pt on schedule. Returns the last validation (empty if none ran
@@ -399,18 +406,18 @@ def fit(run: Run, data: TrainData) -> tuple[dict, StepLog]:
             train_steps(run.parts, batches, state, stop, log, bar)
             reason = clock.stop_reason(run.dist, run.parts.device)
             ending = bool(reason)
+            if main and ending and asked.signal_name:
+                save_state(run, clock)  # first: a scheduler's grace period may end before validation does
             if due(state.step, t.val_every, t.max_steps) or ending:
                 if main:
                     last_val = validate(run)
                     bar.write(val_line(state.step, last_val))
                 distributed.barrier(run.dist)
             if main and (due(state.step, t.save_every, t.max_steps) or ending or clock.save_due()):
-                ema = run.parts.ema.state_dict() if run.parts.ema is not None else None
-                save_last(run.out_dir / "last.pt", run.snapshot(), run.parts.opt, state, ema)
-                clock.saved()
+                save_state(run, clock)
             if ending:
                 bar.write(f"[train] {reason}: stopped at step {state.step}")
-                log.stopped = reason
+                log.stopped = reason if state.step < t.max_steps else ""
                 break
     return last_val, log
 
@@ -594,6 +601,10 @@ def print_summary(summary: dict) -> None:
 def main(dcfg: DictConfig) -> None:
     summary = train(load_run_config(dcfg))
     print_summary(summary)
+    # stopped by a signal: say so in the exit status (130, 143), so that `make demo` or a `&&` chain stops
+    status = exit_status(summary.get("stopped_early", ""))
+    if status:
+        sys.exit(status)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ continues in the same MLflow run. Everything lands in runs/<name>/detect/train/.
 from __future__ import annotations
 
 import json
+import sys
 import time
 from dataclasses import asdict
 from functools import partial
@@ -33,7 +34,7 @@ from crnn.detect.score import Counts, PageTruth, score_page
 from crnn.lineage import git_commit
 from crnn.models.checkpoint import atomic_torch_save
 from crnn.settings import RunConfig, load_run_config
-from crnn.stop import StopRequest, stop_on_signals
+from crnn.stop import StopRequest, exit_status, stop_on_signals
 from crnn.tracking import Tracker
 from crnn.train_utils import at_step, bring_home, pick_device, warmup_cosine
 
@@ -312,6 +313,7 @@ def _fit(cfg, model, opt, sched, state, val, device, tracker, lineage, say, aske
             save(cfg, "last.pt", model, opt, state, lineage)
             last_save = time.perf_counter()
         if done:
+            stopped = stopped if step < t.max_steps else ""
             if stopped:
                 say(f"{stopped}: stopped at step {step}")
             break
@@ -324,6 +326,9 @@ def main(dcfg: DictConfig) -> None:
     with stage_errors():
         summary = train(load_run_config(dcfg))
     print(json.dumps({k: v for k, v in summary.items() if k != "history"}, indent=2))
+    status = exit_status(summary["stopped_early"])  # 130, 143: a signal stopped it (make, && stop too)
+    if status:
+        sys.exit(status)
 
 
 if __name__ == "__main__":
