@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -221,3 +223,29 @@ def mini_detector(tmp_path_factory) -> dict:
     }
     export_onnx(model, path, 17, meta)
     return {"model": model, "pages": pages, "onnx": path, "cfg": cfg}
+
+
+def signal_once_saved(cmd: list[str], saved: Path, sig: int, group: bool) -> tuple[int, str]:
+    """Run `cmd` in a session of its own, send it `sig` once `saved` exists (the training loop is running,
+    its handlers in place), to its whole process group (Ctrl-C at a terminal) or to it alone (`kill`).
+    Returns its exit status and output; a run that outlives the test is killed."""
+    proc = subprocess.Popen(
+        cmd,
+        cwd=ROOT,
+        env=dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.time() + 240
+        while time.time() < deadline and proc.poll() is None and not saved.is_file():
+            time.sleep(0.05)
+        assert proc.poll() is None and saved.is_file(), "the run ended, or saved nothing, before the signal"
+        os.killpg(proc.pid, sig) if group else os.kill(proc.pid, sig)
+        out, _ = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    return proc.returncode, out

@@ -4,12 +4,9 @@ scoring, a detector that learns a handful of pages, and the training stage with 
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
-import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -30,7 +27,7 @@ from crnn.detect.pages import LAYOUTS
 from crnn.detect.polygons import area, offset, rect_iou, shrink_distance
 from crnn.detect.score import Counts, PageTruth, score_page
 from crnn.detect.targets import TargetConfig, make_targets
-from tests.conftest import ROOT, compose_cfg, run_module
+from tests.conftest import ROOT, compose_cfg, run_module, signal_once_saved
 
 
 def rect(x0, y0, x1, y1) -> np.ndarray:
@@ -320,26 +317,9 @@ def test_ctrl_c_stops_the_detector_run_politely(tmp_path):
         "detect.pages.long_side=[160,200]",
     ]
     out = tmp_path / "runs" / "det_zh_en" / "detect" / "train"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "crnn.detect.train", *over],
-        cwd=ROOT,
-        env=dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1"),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
-    try:
-        deadline = time.time() + 240
-        while time.time() < deadline and proc.poll() is None and not (out / "last.pt").is_file():
-            time.sleep(0.05)
-        assert proc.poll() is None and (out / "last.pt").is_file(), "ended or saved nothing before the signal"
-        os.killpg(proc.pid, signal.SIGINT)
-        text, _ = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-    assert proc.returncode == 128 + signal.SIGINT.value, text[-3000:]
+    cmd = [sys.executable, "-m", "crnn.detect.train", *over]
+    status, text = signal_once_saved(cmd, out / "last.pt", signal.SIGINT, group=True)
+    assert status == 128 + signal.SIGINT.value, text[-3000:]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["stopped_early"] == "SIGINT received" and 2 <= summary["steps"] < 100000
     assert summary["history"][-1]["step"] == summary["steps"]  # validated where it stopped

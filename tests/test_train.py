@@ -31,7 +31,7 @@ from crnn.train_utils import (
     train_data,
     transfer_from,
 )
-from tests.conftest import ROOT, compose_cfg, read_summary, run_module, tiny_overrides
+from tests.conftest import ROOT, compose_cfg, read_summary, run_module, signal_once_saved, tiny_overrides
 
 
 def _weights(path):
@@ -353,7 +353,7 @@ def test_a_time_budget_stops_validates_and_saves(tiny_data, tmp_path):
 @pytest.mark.parametrize("how", ["ctrl-c to the group", "kill to the process"])
 def test_a_signal_stops_the_run_politely_and_it_can_be_judged(tiny_data, tmp_path, how):
     """Ctrl-C (SIGINT to the whole group, loader workers too) or `kill` (SIGTERM): the run validates, saves
-    last.pt and writes summary.json at its next check, exit status 0, as when its time budget runs out."""
+    last.pt and writes summary.json at its next check, as when its time budget runs out; exit 128+signal."""
     data = tiny_data / "data"
     extra = [
         f"data.root={data}",
@@ -361,32 +361,12 @@ def test_a_signal_stops_the_run_politely_and_it_can_be_judged(tiny_data, tmp_pat
         "train.val_max_lines=8",
         "train.num_workers=1",
     ]
-    proc = subprocess.Popen(
-        _train_cmd(tmp_path, "sig", 100000, extra),
-        cwd=ROOT,
-        env=dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1"),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
     last = tmp_path / "runs/sig/train/last.pt"
-    try:
-        deadline = time.time() + 240
-        while time.time() < deadline and proc.poll() is None and not last.is_file():
-            time.sleep(0.05)  # a checkpoint exists: the loop runs, with its handlers in place
-        assert proc.poll() is None and last.is_file(), "the run ended, or saved nothing, before the signal"
-        if how == "ctrl-c to the group":
-            os.killpg(proc.pid, signal.SIGINT)
-        else:
-            os.kill(proc.pid, signal.SIGTERM)
-        out, _ = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-    sig = signal.SIGINT if how == "ctrl-c to the group" else signal.SIGTERM
+    group = how == "ctrl-c to the group"
+    sig = signal.SIGINT if group else signal.SIGTERM
+    status, out = signal_once_saved(_train_cmd(tmp_path, "sig", 100000, extra), last, sig, group)
     name = sig.name
-    assert proc.returncode == 128 + sig.value, out[-3000:]  # a shell sees the signal: make stops there
+    assert status == 128 + sig.value, out[-3000:]  # a shell sees the signal: make stops there
     assert f"{name} received: stopped at step" in out
     s = read_summary(tmp_path, "sig")
     assert s["stopped_early"] == f"{name} received"
