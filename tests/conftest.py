@@ -237,6 +237,9 @@ def signal_once_saved(cmd: list[str], saved: Path, sig: int, group: bool) -> tup
         stderr=subprocess.STDOUT,
         text=True,
         start_new_session=True,
+        # as a terminal starts it: a job started in the background of a script (CI's `make test &`) inherits
+        # SIGINT ignored, and crnn.stop leaves an ignored signal ignored
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         deadline = time.time() + 240
