@@ -20,6 +20,11 @@ SIGNALS = (signal.SIGINT, signal.SIGTERM)
 class StopRequest:
     signal_name: str = ""  # the first signal received, "" while none
 
+    @property
+    def reason(self) -> str:
+        """summary.json's `stopped_early` ("SIGINT received"; "" while none), which exit_status reads."""
+        return f"{self.signal_name} received" if self.signal_name else ""
+
 
 @contextlib.contextmanager
 def stop_on_signals() -> Iterator[StopRequest]:

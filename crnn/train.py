@@ -370,9 +370,7 @@ class Clock:
         spent = self.max_minutes > 0 and time.monotonic() - self.t0 >= 60 * self.max_minutes
         if not distributed.agree(spent or bool(self.stop.signal_name), dist_info, device):
             return ""
-        if self.stop.signal_name:
-            return f"{self.stop.signal_name} received"
-        return f"train.max_minutes={self.max_minutes} spent"
+        return self.stop.reason or f"train.max_minutes={self.max_minutes} spent"
 
     def save_due(self) -> bool:
         return self.save_minutes > 0 and time.monotonic() - self.last_save >= 60 * self.save_minutes

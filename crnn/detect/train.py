@@ -296,7 +296,7 @@ def _fit(cfg, model, opt, sched, state, val, device, tracker, lineage, say, aske
             window = []
         if t.max_minutes > 0 and time.perf_counter() - t0 > 60 * t.max_minutes:
             stopped = f"detect.train.max_minutes={t.max_minutes} spent"
-        stopped = f"{asked.signal_name} received" if asked.signal_name else stopped
+        stopped = asked.reason or stopped
         done = step >= t.max_steps or bool(stopped)
         if step % t.val_every == 0 or done:
             res = evaluate(model, val, cfg.detect.boxes, device)
