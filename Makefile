@@ -19,7 +19,7 @@ FONT_PACKAGES := fonts-noto-cjk fonts-wqy-zenhei fonts-wqy-microhei fonts-arphic
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: detect-train detect-export detect-calibrate detect-quantize detect-eval ship-detector
-.PHONY: help install fonts browser tesseract ppocr eval-real regress-real data samples train train-bundle prune export average quantize eval regress compare mlflow-ui ship model serve \
+.PHONY: help install fonts browser tesseract ppocr eval-real regress-real data samples train train-bundle prune export average quantize eval lm regress compare mlflow-ui ship model serve \
 	demo test lint bench bench-train bench-runtime bench-serve clean
 
 help:
@@ -32,6 +32,7 @@ help:
 	@echo "make bench           renderer lines/s, training img/s per preset, params and MACs"
 	@echo "make eval-real EXP=<preset> [MODELS=name=path,...]   + PP-OCRv4 and Tesseract on ../shared/realdev"
 	@echo "make regress-real    the bundled model's real-line CER per category against its committed figures"
+	@echo "make lm EXP=<preset> the character LM of decoder lm: EXP's corpus counted, weights chosen on its val lines"
 	@echo "make detect-train | detect-export | detect-calibrate | detect-quantize | detect-eval | ship-detector [DEXP=det_zh_en]"
 	@echo "                     the text-line detector of page mode: synthetic pages -> DB -> ONNX -> real pages"
 	@echo "make mlflow-ui       MLflow UI on 127.0.0.1:5001"
@@ -116,6 +117,11 @@ PEER_DEPS = $(if $(findstring tesseract,$(PEERS)$(ARGS)),tesseract) $(if $(finds
 eval: install $(PEER_DEPS)
 	$(PY) -m crnn.eval experiment=$(EXP) $(if $(PEERS),'eval.peers=[$(PEERS)]') $(ARGS)
 
+# The character LM of the CTC beam search (decoder lm): runs/<EXP>/lm/lm.npz counted from EXP's own corpus,
+# its weights chosen on EXP's validation lines with its INT8 (else FP32) file (ARGS="lm.model=FILE" for another)
+lm: install
+	$(PY) -m crnn.lm_build experiment=$(EXP) $(ARGS)
+
 # Real labelled lines (evaluation only, never training): every artifact of EXP (or MODELS=name=path,...)
 # plus PP-OCRv4 and Tesseract, on the synthetic test set and $(REALDEV), one thread each -> runs/<EXP>/eval_real/
 REALDEV ?= ../shared/realdev
@@ -171,9 +177,12 @@ BATCH_MAX ?= 0
 # splitter). Not DETECTOR, which names the detector experiment a training bundle takes along (train-bundle).
 BUNDLED_DETECTOR := $(firstword $(wildcard models/det_zh_en.int8.onnx models/det_zh_en.onnx))
 PAGE_DETECTOR ?= $(BUNDLED_DETECTOR)
+# the character LM of decoder lm: the bundled one when the bundled model serves (LM= turns it off: greedy)
+BUNDLED_LM := $(wildcard models/crnn_zh_en.lm.npz)
+LM ?= $(if $(filter $(BUNDLED_MODEL),$(MODEL)),$(BUNDLED_LM))
 serve: install $(MODEL)
 	$(PY) -m crnn.serve --model $(MODEL) --host $(HOST) --port $(PORT) --workers $(WORKERS) --batch-max $(BATCH_MAX) \
-		$(if $(PAGE_DETECTOR),--detector $(PAGE_DETECTOR))
+		$(if $(PAGE_DETECTOR),--detector $(PAGE_DETECTOR)) $(if $(LM),--lm $(LM))
 
 # The text-line detector (crnn/detect/, issue 14), DEXP=det_zh_en by default:
 #   make detect-train [ARGS="detect.train.resume=true detect.train.max_minutes=60"]   synthetic pages -> DB

@@ -30,6 +30,7 @@ STAGES = {
 }
 BUNDLED = ("crnn_zh_en.int8.onnx", "crnn_zh_en.onnx")
 BUNDLED_DETECTOR = ("det_zh_en.int8.onnx", "det_zh_en.onnx")
+BUNDLED_LM = "crnn_zh_en.lm.npz"
 EXAMPLES = """examples:
   crnn predict line.png
   crnn predict scans/ --format csv --out results.csv
@@ -80,6 +81,20 @@ def default_detector() -> str | None:
     return None
 
 
+def default_lm(model_given: bool) -> str | None:
+    """$CRNN_LM ("" turns it off), else the bundled character LM when the bundled model reads (an LM is
+    built for one alphabet and tuned with one model), else None (greedy decoding)."""
+    env = os.environ.get("CRNN_LM")
+    if env is not None:
+        return env or None
+    if model_given or os.environ.get("CRNN_MODEL"):
+        return None
+    for folder in (models_dir(), Path.cwd() / "models"):
+        if (folder / BUNDLED_LM).is_file():
+            return str(folder / BUNDLED_LM)
+    return None
+
+
 def build_parser() -> argparse.ArgumentParser:
     from crnn.ctc import DECODERS
     from crnn.predict import FORMATS
@@ -120,7 +135,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="how page mode finds lines: detector (default when one is available) or projection",
     )
     p.add_argument(
-        "--decoder", choices=DECODERS, default="greedy", help="CTC decoding (beam: prefix beam search)"
+        "--decoder",
+        choices=DECODERS,
+        default=None,
+        help="CTC decoding (beam: prefix beam search; lm: beam search with the character LM); default lm "
+        "when an LM is at hand, else greedy",
+    )
+    p.add_argument(
+        "--lm",
+        help="character LM file for --decoder lm (default: the bundled one when the bundled model reads, "
+        "or $CRNN_LM)",
     )
     p.add_argument("--format", choices=FORMATS, default="text", dest="fmt", help="output format")
     p.add_argument("--out", help="write results to this file (default: standard output)")
@@ -153,11 +177,12 @@ def build_parser() -> argparse.ArgumentParser:
 def cmd_predict(a: argparse.Namespace) -> int:
     from crnn.predict import run
 
+    lm = a.lm or default_lm(model_given=bool(a.model))
     tally = run(
         a.inputs,
         a.model or default_model(),
         mode=a.mode,
-        decoder=a.decoder,
+        decoder=a.decoder or ("lm" if lm else "greedy"),
         fmt=a.fmt,
         out=a.out,
         batch=a.batch,
@@ -165,6 +190,7 @@ def cmd_predict(a: argparse.Namespace) -> int:
         show_progress=a.progress,
         detector=a.detector or default_detector(),
         splitter=a.splitter,
+        lm=lm,
     )
     return 0 if tally.images else 1
 
@@ -186,7 +212,14 @@ def cmd_serve(args: list[str]) -> int:
         model = default_model()
     except NoModelError:
         model = None  # then --model is required, and argparse says so
-    return serve_main(args, default_model=model, prog="crnn serve", default_detector=default_detector())
+    given = any(x == "--model" or x.startswith("--model=") for x in args)
+    return serve_main(
+        args,
+        default_model=model,
+        prog="crnn serve",
+        default_detector=default_detector(),
+        default_lm=default_lm(model_given=given),
+    )
 
 
 def cmd_stage(name: str, args: list[str]) -> int:

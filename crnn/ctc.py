@@ -7,14 +7,14 @@ valid frames (lines of a padded batch are shorter than the batch's T).
 from __future__ import annotations
 
 import math
-from collections import defaultdict
 from dataclasses import dataclass
 
 import numpy as np
 
 from crnn.charset import Charset
+from crnn.lm import EOS, CharLM
 
-DECODERS = ("greedy", "beam")
+DECODERS = ("greedy", "beam", "lm")  # lm: beam search with the character LM (crnn.lm)
 
 
 @dataclass
@@ -59,44 +59,111 @@ def greedy_decode(logits: np.ndarray, charset: Charset, lengths: np.ndarray | No
     return out
 
 
+NEG = -1e30
+BEAM_NATS = 10.0  # a prefix this far below the best one (e^-10 of its probability) is dropped
+PRUNE_NATS = 7.0  # a candidate this far below its frame's best class (1e-3 of its probability) is skipped
+
+
+def _lse(a: float, b: float) -> float:
+    if a < b:
+        a, b = b, a
+    return a if b <= NEG else a + math.log1p(math.exp(b - a))
+
+
 def beam_decode(
-    logits: np.ndarray, charset: Charset, lengths: np.ndarray | None = None, beam_width: int = 10
+    logits: np.ndarray,
+    charset: Charset,
+    lengths: np.ndarray | None = None,
+    beam_width: int = 10,
+    lm: CharLM | None = None,
 ) -> list[Decoded]:
-    """CTC prefix beam search (no language model); better than greedy when frames are ambiguous."""
-    logp_all = log_softmax(logits.astype(np.float32, copy=False))
-    n, t, c = logp_all.shape
+    """CTC prefix beam search; better than greedy when frames are ambiguous. With `lm` each prefix also
+    carries alpha log P_lm(its characters, its end) + beta per character (crnn.lm: shallow fusion), which
+    ranks the beams; the confidence stays the recognizer's own."""
+    if logits.ndim != 3:
+        raise ValueError(f"expected (N, T, C) logits, got shape {logits.shape}")
+    n, t, _ = logits.shape
     out = []
     for i in range(n):
         ti = t if lengths is None else int(min(t, lengths[i]))
-        # prefix -> (log p ending in blank, log p ending in non-blank)
-        beams: dict[tuple[int, ...], tuple[float, float]] = {(): (0.0, -math.inf)}
-        for f in range(ti):
-            lp = logp_all[i, f]
-            cand = np.argsort(lp)[::-1][: max(beam_width, 2)]
-            nxt: dict[tuple[int, ...], list[float]] = defaultdict(lambda: [-math.inf, -math.inf])
-            for prefix, (pb, pnb) in beams.items():
-                total = np.logaddexp(pb, pnb)
-                for k in cand:
-                    p = float(lp[k])
-                    if k == 0:
-                        e = nxt[prefix]
-                        e[0] = np.logaddexp(e[0], total + p)
-                        continue
-                    new = prefix + (int(k),)
-                    e = nxt[new]
-                    if prefix and prefix[-1] == k:
-                        e[1] = np.logaddexp(e[1], pb + p)  # repeat needs a blank in between
-                        same = nxt[prefix]
-                        same[1] = np.logaddexp(same[1], pnb + p)
-                    else:
-                        e[1] = np.logaddexp(e[1], total + p)
-            ranked = sorted(nxt.items(), key=lambda kv: np.logaddexp(*kv[1]), reverse=True)[:beam_width]
-            beams = {k: (v[0], v[1]) for k, v in ranked}
-        best, (pb, pnb) = max(beams.items(), key=lambda kv: np.logaddexp(*kv[1]))
-        score = float(np.logaddexp(pb, pnb))
-        conf = float(math.exp(score / max(len(best), 1))) if best else 1.0
-        out.append(Decoded(charset.decode(list(best)), min(conf, 1.0), list(best)))
+        top, vals = frame_candidates(logits[i, :ti].astype(np.float32, copy=False), beam_width)
+        ids, score = beam_search(top, vals, charset, beam_width, lm)
+        conf = float(math.exp(score / max(len(ids), 1))) if ids else 1.0
+        out.append(Decoded(charset.decode(ids), min(conf, 1.0), ids))
     return out
+
+
+def frame_candidates(logits: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each frame's classes within PRUNE_NATS of its best, at most k (at least 2), and their
+    log-probabilities: (T, k) arrays padded with class -1 at -inf. All a beam of width k extends a prefix
+    with (`crnn.lm_build` keeps only these to tune the LM's weights). One comparison over the logits finds
+    them: sorting 3,873 classes per frame cost more than the search itself."""
+    t, c = logits.shape
+    k = min(max(k, 2), c)
+    best = logits.max(axis=1)
+    norm = best + np.log(np.exp(logits - best[:, None]).sum(axis=1))  # log-softmax's denominator
+    rows, cols = np.nonzero(logits > (best - PRUNE_NATS)[:, None])
+    counts = np.bincount(rows, minlength=t)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+    for f in np.nonzero(counts > k)[0]:  # rare: more than k close candidates, the k best kept
+        seg = cols[starts[f] : starts[f] + counts[f]]
+        cols[starts[f] : starts[f] + counts[f]] = seg[np.argsort(-logits[f, seg])]
+    slot = np.arange(len(rows)) - starts[rows]
+    ok = slot < k
+    top = np.full((t, k), -1, np.int64)
+    vals = np.full((t, k), -np.inf, np.float32)
+    top[rows[ok], slot[ok]] = cols[ok]
+    vals[rows[ok], slot[ok]] = logits[rows[ok], cols[ok]] - norm[rows[ok]]
+    return top, vals
+
+
+def beam_search(
+    top: np.ndarray, vals: np.ndarray, charset: Charset, beam_width: int, lm: CharLM | None = None
+) -> tuple[list[int], float]:
+    """The best prefix of one line, from its frames' candidate classes (`frame_candidates`), and the
+    prefix's CTC log-probability."""
+    alpha, beta = (lm.fusion.alpha, lm.fusion.beta) if lm else (0.0, 0.0)
+    chars = charset.chars
+    keep = vals > vals.max(axis=1, keepdims=True) - PRUNE_NATS
+    # prefix -> [log p ending in blank, log p ending in non-blank, LM score, text]
+    beams: dict[tuple[int, ...], list] = {(): [0.0, NEG, 0.0, ""]}
+    for ids, lps, ok in zip(top.tolist(), vals.tolist(), keep.tolist()):
+        cand = [(j, p) for j, p, o in zip(ids, lps, ok) if o]
+        if len(cand) == 1 and cand[0][0] == 0:  # only a blank can be here: every beam ends in it, same order
+            p = cand[0][1]
+            beams = {k: [_lse(pb, pnb) + p, NEG, s, text] for k, (pb, pnb, s, text) in beams.items()}
+            continue
+        nxt: dict[tuple[int, ...], list] = {}
+        for prefix, (pb, pnb, s, text) in beams.items():
+            total = _lse(pb, pnb)
+            for j, p in cand:
+                if j == 0:
+                    e = nxt.setdefault(prefix, [NEG, NEG, s, text])
+                    e[0] = _lse(e[0], total + p)
+                    continue
+                if prefix and prefix[-1] == j:
+                    same = nxt.setdefault(prefix, [NEG, NEG, s, text])
+                    same[1] = _lse(same[1], pnb + p)
+                    base = pb + p  # a repeat needs a blank in between
+                else:
+                    base = total + p
+                new = prefix + (j,)
+                e = nxt.get(new)
+                if e is None:
+                    ch = chars[j - 1]
+                    gain = alpha * lm.logp(ch, text) + beta if lm else 0.0
+                    e = nxt[new] = [NEG, NEG, s + gain, text + ch]
+                e[1] = _lse(e[1], base)
+        scored = sorted(((_lse(v[0], v[1]) + v[2], k, v) for k, v in nxt.items()), reverse=True)[:beam_width]
+        floor = scored[0][0] - BEAM_NATS
+        beams = {k: v for sc, k, v in scored if sc >= floor}
+
+    def final(kv: tuple[tuple[int, ...], list]) -> float:
+        pb, pnb, s, text = kv[1]
+        return _lse(pb, pnb) + s + (alpha * lm.logp(EOS, text) if lm else 0.0)
+
+    best, (pb, pnb, _, _) = max(beams.items(), key=final)
+    return list(best), _lse(pb, pnb)
 
 
 def decode(
@@ -105,9 +172,14 @@ def decode(
     lengths: np.ndarray | None = None,
     method: str = "greedy",
     beam_width: int = 10,
+    lm: CharLM | None = None,
 ) -> list[Decoded]:
     if method == "greedy":
         return greedy_decode(logits, charset, lengths)
     if method == "beam":
         return beam_decode(logits, charset, lengths, beam_width)
+    if method == "lm":
+        if lm is None:
+            raise ValueError("decoder 'lm' needs a character LM (crnn.lm.load_lm)")
+        return beam_decode(logits, charset, lengths, lm.fusion.beam_width, lm)
     raise ValueError(f"decoder must be one of {DECODERS}, got {method!r}")

@@ -84,9 +84,22 @@ def machine_info(threads: int) -> dict:
     }
 
 
+LM_JOIN = "+"  # an artifact "model.onnx+lm.npz" is the recognizer read with that character LM (decoder lm)
+
+
+def split_artifact(path: str | Path) -> tuple[Path, Path | None]:
+    """(recognizer, its character LM or None) of an artifact path: `model.onnx+lm.npz` pairs the two, so one
+    run can read the same recognizer with and without the LM (a replacement gate pairs their lines)."""
+    s = str(path)
+    if LM_JOIN in s and s.endswith(".npz"):
+        model, lm = s.rsplit(LM_JOIN, 1)
+        return Path(model), Path(lm)
+    return Path(s), None
+
+
 def experiment_artifacts(cfg: RunConfig) -> list[tuple[str, Path]]:
     run = Path(cfg.runs_dir) / cfg.name
-    if cfg.eval.artifacts:  # "path" (named by its stem) or "name=path"
+    if cfg.eval.artifacts:  # "path" (named by its stem) or "name=path"; path may be "model+lm.npz"
         named = [a.split("=", 1) if "=" in a else (Path(a).stem, a) for a in cfg.eval.artifacts]
         return [(name, Path(path)) for name, path in named]
     found = [(name, run / rel) for name, rel in STANDARD_ARTIFACTS if (run / rel).is_file()]
@@ -265,13 +278,17 @@ def _result(run: dict, **info) -> dict:
 def evaluate_artifact(name: str, path: str, test_paths: list[str], e_dict: dict, threads: int) -> dict:
     """Runs in a fresh process: scores, latencies, throughput and peak memory of one artifact."""
     from crnn.config import from_dict
+    from crnn.lm import load_lm
     from crnn.predictor import Predictor
 
     e = from_dict(EvalConfig, e_dict)
     norm = Normalizer(e.normalize)
-    p = Path(path)
+    p, lm_path = split_artifact(path)
+    lm_path = lm_path or (Path(e.lm) if e.lm and e.decoder == "lm" else None)
+    decoder = "lm" if lm_path else e.decoder
     backend = _backend(p, threads)
-    predictor = Predictor(backend, decoder=e.decoder, beam_width=e.beam_width)
+    lm = load_lm(lm_path) if lm_path else None
+    predictor = Predictor(backend, decoder=decoder, beam_width=e.beam_width, lm=lm)
     sets, _ = open_test_sets(test_paths, backend.charset, backend.spec)
 
     def score(ds: TestSet, preds: dict[int, str]) -> SceneScores:
@@ -290,7 +307,12 @@ def evaluate_artifact(name: str, path: str, test_paths: list[str], e_dict: dict,
         params=count_params(CRNN(mc)),
         macs=count_macs(mc),
         throughput_batch=e.batch_size,
-        decoder=e.decoder,
+        decoder=decoder,
+        **(
+            {"lm": str(lm_path), "lm_sha256": sha256_file(lm_path), "lm_fusion": asdict(lm.fusion)}
+            if lm
+            else {}
+        ),
     )
 
 
@@ -358,16 +380,19 @@ def run_peer(name: str, test_paths: list[str], e_dict: dict, threads: int, chars
 def run(cfg: RunConfig) -> dict:
     e = cfg.eval
     artifacts = experiment_artifacts(cfg)
-    missing = [str(p) for _, p in artifacts if not p.is_file()]
+    files = [f for _, p in artifacts for f in split_artifact(p) if f is not None]
+    missing = [str(f) for f in files if not f.is_file()]
     if missing:
         raise EvalError(f"artifact(s) not found: {missing}")
+    if e.decoder == "lm" and not e.lm and not all(split_artifact(p)[1] for _, p in artifacts):
+        raise EvalError("eval.decoder=lm needs eval.lm=<file> (make lm) or artifacts given as model+lm.npz")
     test_paths = list(e.test_sets) or [str(cfg.data.split_path("test"))]
     threads = e.threads or os.cpu_count() or 1
     try:
         Normalizer(e.normalize)
     except ValueError as err:
         raise EvalError(f"eval.normalize: {err}") from None
-    first = _backend(artifacts[0][1], threads)
+    first = _backend(split_artifact(artifacts[0][1])[0], threads)
     _, records = open_test_sets(test_paths, first.charset, first.spec)
     if not any(r.get("n") for r in records):
         raise EvalError(f"no readable, non-empty test set among {test_paths}: {records}")

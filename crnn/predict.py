@@ -233,11 +233,13 @@ def run(
     err: TextIO | None = None,
     detector: str | None = None,
     splitter: str = "",
+    lm: str | None = None,
 ) -> Tally:
     """Read `inputs` with `model`, write results to the file `out` (standard output when None), report on
     `err` (standard error). Options and the model are checked before `out` is opened, so a mistake never
     empties an earlier results file; the report is printed even when the run stops half-way. `detector`
-    (an ONNX file) finds the lines of pages unless `splitter` is "projection"."""
+    (an ONNX file) finds the lines of pages unless `splitter` is "projection"; `lm` (a character LM file)
+    is what decoder "lm" reads with."""
     from crnn.onnx_model import OnnxBackend
     from crnn.predictor import Predictor
 
@@ -246,8 +248,21 @@ def run(
         raise OptionError(f"splitter must be one of {SPLITTERS}, got {splitter!r}")
     if splitter == "detector" and not detector:
         raise OptionError("--splitter detector needs a detector model (--detector, or the bundled one)")
+    if decoder == "lm" and not lm:
+        raise OptionError("--decoder lm needs a character LM (--lm, or the bundled one)")
     err = err if err is not None else sys.stderr
-    predictor = Predictor(OnnxBackend(model, threads=threads), decoder=decoder, max_batch=32)
+    backend = OnnxBackend(model, threads=threads)
+    char_lm = None
+    if decoder == "lm":
+        from crnn.lm import LMFormatError, load_lm
+
+        try:
+            char_lm = load_lm(lm)
+        except LMFormatError as e:
+            raise OptionError(f"--lm: {e}") from None
+        if char_lm.meta.get("charset_fingerprint") not in (None, backend.charset.fingerprint()):
+            raise OptionError(f"--lm {lm} was built for another alphabet than {model}'s")
+    predictor = Predictor(backend, decoder=decoder, max_batch=32, lm=char_lm)
     det = None
     if detector and splitter != "projection" and mode != "line":
         from crnn.detect.detector import Detector

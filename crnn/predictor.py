@@ -21,6 +21,7 @@ import numpy as np
 from crnn.charset import Charset
 from crnn.ctc import DECODERS, Decoded, decode
 from crnn.data.preprocess import InputSpec, pad_batch, preprocess
+from crnn.lm import CharLM
 from crnn.models.geometry import output_length
 
 
@@ -38,8 +39,9 @@ class Backend(Protocol):
 @dataclass
 class Predictor:
     backend: Backend
-    decoder: str = "greedy"  # greedy | beam (CTC prefix beam search)
+    decoder: str = "greedy"  # greedy | beam (CTC prefix beam search) | lm (beam search + `lm`)
     beam_width: int = 10
+    lm: CharLM | None = None  # the character LM of decoder "lm", with its fusion weights
     bucket_px: int = 64  # lines whose widths differ by at most this share a model call
     max_batch: int = 64  # lines per model call
     max_logits_mb: float = 32.0  # and at most this much float32 output per call (N x T x classes)
@@ -47,6 +49,8 @@ class Predictor:
     def __post_init__(self) -> None:
         if self.decoder not in DECODERS:
             raise ValueError(f"decoder must be one of {DECODERS}, got {self.decoder!r}")
+        if self.decoder == "lm" and self.lm is None:
+            raise ValueError("decoder 'lm' needs a character LM (lm=crnn.lm.load_lm(path))")
         if self.max_batch < 1:
             raise ValueError(f"max_batch must be at least 1, got {self.max_batch}")
 
@@ -75,7 +79,7 @@ class Predictor:
         batch, widths = pad_batch(inputs)
         logits = self.backend.logits(batch, widths)
         lengths = np.array([output_length(int(w), self.backend.hstride) for w in widths])
-        return decode(logits, self.charset, lengths, self.decoder, self.beam_width)
+        return decode(logits, self.charset, lengths, self.decoder, self.beam_width, self.lm)
 
     def batches(self, widths: list[int]) -> list[list[int]]:
         """Indices grouped by width: sorted, within `bucket_px` (exact for width-blind models), at most

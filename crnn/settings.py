@@ -162,8 +162,9 @@ class EvalConfig:
     normalize: dict[str, list[str]] = field(default_factory=dict)
     out_dir: str = "eval"  # report folder under runs/<name>/
     batch_size: int = 32  # for throughput
-    decoder: str = "greedy"  # greedy | beam (CTC prefix beam search)
+    decoder: str = "greedy"  # greedy | beam (CTC prefix beam search) | lm (beam search + eval.lm)
     beam_width: int = 10
+    lm: str = ""  # the character LM file of decoder lm (crnn.lm_build), its weights inside
     latency_lines: int = 50  # lines per scene timed at batch 1
     threads: int = 0  # 0: all cores
     worst: int = 20  # worst lines per scene in the HTML report
@@ -171,6 +172,24 @@ class EvalConfig:
     latency_tolerance: float = 0.5  # gate: latency ratio to FP32 ONNX may rise by this fraction
     baseline: str = ""  # gate: the report.json to compare against
     peers: list[str] = field(default_factory=list)  # other recognisers in the same report: ppocr, tesseract
+
+
+@dataclass
+class LmConfig:
+    """crnn.lm_build: a character n-gram LM of the run's own corpus for the CTC beam search (crnn.lm), its
+    fusion weights chosen on the validation lines."""
+
+    order: int = 4  # characters per n-gram: 3 of context
+    lines: int = 200000  # corpus lines counted
+    seed: int = 4242  # the corpus seed of those lines (not a data split's)
+    min_count: int = 3  # rarer n-grams are dropped (their mass goes to the shorter context)
+    discount: float = 0.75
+    model: str = ""  # the recognizer the weights are tuned with; default runs/<name>/quantize/model.int8.onnx
+    alpha: list[float] = field(default_factory=lambda: [0.1, 0.2, 0.3, 0.4, 0.5])  # LM weight
+    beta: list[float] = field(default_factory=lambda: [0.0, 0.5, 1.0, 1.5, 2.0])  # bonus per character
+    beam_width: int = 8
+    val_max_lines: int = 0  # 0: every validation line
+    threads: int = 0
 
 
 @dataclass
@@ -193,6 +212,7 @@ class RunConfig:
     export: ExportConfig = field(default_factory=ExportConfig)
     quantize: QuantizeConfig = field(default_factory=QuantizeConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    lm: LmConfig = field(default_factory=LmConfig)
     detect: DetectConfig = field(default_factory=DetectConfig)  # the text-line detector (crnn.detect)
 
     def __post_init__(self) -> None:

@@ -22,9 +22,10 @@ def main(
     default_model: str | None = None,
     prog: str | None = None,
     default_detector: str | None = None,
+    default_lm: str | None = None,
 ) -> int:
-    """`default_model`, `default_detector`: what serves when --model / --detector is not given (`crnn serve`
-    passes the bundled ones)."""
+    """`default_model`, `default_detector`, `default_lm`: what serves when --model / --detector / --lm is not
+    given (`crnn serve` passes the bundled ones)."""
     ap = argparse.ArgumentParser(
         prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -40,6 +41,12 @@ def main(
         default=default_detector or "",
         help="the text-line detector's ONNX file for page mode (crnn.detect.export); without it page mode "
         "uses the projection splitter" + (f"; default {default_detector}" if default_detector else ""),
+    )
+    ap.add_argument(
+        "--lm",
+        default=default_lm or "",
+        help="a character LM file (python -m crnn.lm_build) for decoder lm, the default decoder when given"
+        + (f"; default {default_lm}" if default_lm else ""),
     )
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, default=5000)
@@ -60,9 +67,10 @@ def main(
     ap.add_argument("--batch-wait-ms", type=float, default=2.0, help="how long a request waits for others")
     ap.add_argument(
         "--decoder",
-        choices=["greedy", "beam"],
-        default="greedy",
-        help="default CTC decoder (a request may choose with the form field 'decoder')",
+        choices=["greedy", "beam", "lm"],
+        default=None,
+        help="default CTC decoder (a request may choose with the form field 'decoder'); default lm with an "
+        "--lm, else greedy",
     )
     a = ap.parse_args(argv)
     if not os.path.isfile(a.model):
@@ -80,6 +88,18 @@ def main(
         except ExportError as e:
             print(f"error: --detector: {e}", file=sys.stderr)
             return 2
+    if a.lm:
+        from crnn.lm import LMFormatError, load_lm
+
+        try:
+            load_lm(a.lm)
+        except LMFormatError as e:
+            print(f"error: --lm: {e}", file=sys.stderr)
+            return 2
+    decoder = a.decoder or ("lm" if a.lm else "greedy")
+    if decoder == "lm" and not a.lm:
+        print("error: --decoder lm needs --lm <file> (python -m crnn.lm_build makes one)", file=sys.stderr)
+        return 2
     threads = a.threads or max(1, (os.cpu_count() or 1) // max(1, a.workers))
     cfg = ServeConfig(
         model=os.path.abspath(a.model),
@@ -90,7 +110,8 @@ def main(
         max_files=a.max_files,
         batch_max=a.batch_max,
         batch_wait_ms=a.batch_wait_ms,
-        decoder=a.decoder,
+        decoder=decoder,
+        lm=os.path.abspath(a.lm) if a.lm else "",
         detector=os.path.abspath(a.detector) if a.detector else "",
     )
     os.environ["CRNN_SERVE_CONFIG"] = json.dumps(asdict(cfg))

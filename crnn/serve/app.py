@@ -43,7 +43,7 @@ from crnn.serve.uploads import BodyLimit, UploadError, decode_upload
 STATIC = Path(__file__).resolve().parent / "static"
 Mode = Literal["line", "page", "auto"]  # crnn.serve.segment.MODES, spelled out for the OpenAPI schema
 PageCleanup = Literal["none", "equalize", "binarize", "rectify", "article"]  # segment.PAGE_CLEANUPS
-Decoder = Literal["greedy", "beam"]  # crnn.ctc.DECODERS
+Decoder = Literal["greedy", "beam", "lm"]  # crnn.ctc.DECODERS
 Splitter = Literal["detector", "projection"]  # segment.SPLITTERS
 FORM_SLACK = 64 << 10  # bytes of multipart headers and small fields allowed around the images
 MAX_FIELDS = 8  # non-file form fields per request (the API has at most three)
@@ -59,7 +59,8 @@ class ServeConfig:
     max_files: int = 32
     batch_max: int = 0  # micro-batching of concurrent requests (lines per model call; 0: off)
     batch_wait_ms: float = 2.0
-    decoder: str = "greedy"  # the default CTC decoder; a request may ask for the other (form field)
+    decoder: str = "greedy"  # the default CTC decoder; a request may ask for another (form field)
+    lm: str = ""  # the character LM file of decoder lm (crnn.lm_build; "": no lm decoder)
     detector: str = ""  # the text-line detector's ONNX file for page mode ("": the projection splitter)
 
     @classmethod
@@ -89,6 +90,7 @@ def create_app(cfg: ServeConfig) -> FastAPI:
         batch_max=cfg.batch_max,
         batch_wait_ms=cfg.batch_wait_ms,
         decoder=cfg.decoder,
+        lm_path=cfg.lm,
     )
     meta = read_metadata(cfg.model)
     detector = None
@@ -138,6 +140,8 @@ def create_app(cfg: ServeConfig) -> FastAPI:
     ) -> dict:
         t0 = time.perf_counter()
         decoder = decoder or cfg.decoder
+        if decoder not in engine.decoders:
+            raise UploadError(422, "decoder=lm: this server runs without a character LM (start it with --lm)")
         splitter = splitter or ("detector" if detector is not None else "projection")
         if splitter == "detector" and detector is None:
             raise UploadError(
@@ -238,6 +242,8 @@ def create_app(cfg: ServeConfig) -> FastAPI:
             "status": "ok",
             "model": engine.name,
             "detector": detector.path.name if detector is not None else None,
+            "decoder": cfg.decoder,
+            "lm": Path(cfg.lm).name if cfg.lm else None,
             "alphabet_size": len(engine.charset.chars),
             "input": engine.spec.as_dict(),
             "lineage": json.loads(meta["lineage"]),

@@ -17,6 +17,7 @@ import numpy as np
 
 from crnn.ctc import DECODERS
 from crnn.data.preprocess import preprocess
+from crnn.lm import LMFormatError, load_lm
 from crnn.onnx_model import OnnxBackend
 from crnn.predictor import Predictor
 from crnn.serve.batcher import MicroBatcher
@@ -42,7 +43,8 @@ class Engine:
     bucket_px: int = 64  # lines are batched with others of a width within this many pixels
     max_lines_per_call: int = 32  # bounds one model call's memory (a page's lines go in several)
     max_logits_mb: float = 4.0  # and so does this: a call's output is lines x frames x classes floats
-    decoder: str = "greedy"  # greedy | beam
+    decoder: str = "greedy"  # greedy | beam | lm (beam search + the character LM of `lm_path`)
+    lm_path: str = ""  # a character LM file (crnn.lm_build): offers decoder "lm"
     batch_max: int = 0  # micro-batching of concurrent requests: at most this many lines per call (0: off)
     batch_wait_ms: float = 2.0  # and a request waits at most this long for others to join
     stats: EngineStats = field(default_factory=EngineStats)
@@ -50,21 +52,33 @@ class Engine:
     def __post_init__(self) -> None:
         t0 = time.perf_counter()
         self.backend = OnnxBackend(self.model_path, threads=self.threads)
+        self.lm = load_lm(self.lm_path) if self.lm_path else None
+        if self.lm is not None and self.lm.meta.get("charset_fingerprint") not in (
+            None,
+            self.backend.charset.fingerprint(),
+        ):
+            raise LMFormatError(f"{self.lm_path} was built for another alphabet than {self.model_path}'s")
         self.predictor = Predictor(
             self.backend,
             decoder=self.decoder,
+            lm=self.lm,
             bucket_px=self.bucket_px,
             max_batch=self.max_lines_per_call,
             max_logits_mb=self.max_logits_mb,
         )
         self.spec = self.backend.spec
         self.charset = self.backend.charset
-        self.by_decoder = {d: replace(self.predictor, decoder=d) for d in DECODERS}
+        self.by_decoder = {d: replace(self.predictor, decoder=d) for d in self.decoders}
         self.predictor.read_inputs([np.zeros((1, self.spec.height, 64), np.float32)])  # warm-up
         self.batcher = (
             MicroBatcher(self.infer, self.batch_max, self.batch_wait_ms) if self.batch_max > 0 else None
         )
         self.load_seconds = time.perf_counter() - t0
+
+    @property
+    def decoders(self) -> tuple[str, ...]:
+        """The decoders this engine can serve: lm only with a character LM."""
+        return tuple(d for d in DECODERS if d != "lm" or self.lm is not None)
 
     @property
     def name(self) -> str:
