@@ -19,7 +19,7 @@ FONT_PACKAGES := fonts-noto-cjk fonts-wqy-zenhei fonts-wqy-microhei fonts-arphic
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: detect-train detect-export detect-calibrate detect-quantize detect-eval ship-detector
-.PHONY: help install fonts browser tesseract ppocr eval-real regress-real data samples train train-bundle prune export average quantize eval lm regress compare mlflow-ui ship model serve \
+.PHONY: help install fonts browser tesseract ppocr eval-real regress-real data samples train train-bundle prune export average quantize eval lm regress compare mlflow-ui ship ship-lm model serve \
 	demo test lint bench bench-train bench-runtime bench-serve clean
 
 help:
@@ -142,7 +142,7 @@ REAL_TOLERANCE ?= 0.25
 regress-real: install
 	@if [ ! -d "$(REALDEV)" ]; then echo "[regress-real] $(REALDEV) is absent: gate skipped"; exit 0; fi; \
 	$(PY) -m crnn.eval experiment=zh_en name=bundled eval.out_dir=realdev eval.threads=1 eval.latency_lines=5 \
-		"eval.artifacts=['bundled=$(BUNDLED_MODEL)']" 'eval.test_sets=[$(REALDEV)]' mlflow.enabled=false && \
+		"eval.artifacts=['bundled=$(BUNDLED_MODEL)$(if $(BUNDLED_LM),+$(BUNDLED_LM))']" 'eval.test_sets=[$(REALDEV)]' mlflow.enabled=false && \
 	$(PY) -m crnn.regress experiment=zh_en name=bundled eval.out_dir=realdev eval.baseline=$(REAL_BASELINE) \
 		eval.cer_tolerance_points=$(REAL_TOLERANCE)
 
@@ -153,17 +153,26 @@ regress: install
 compare: install
 	$(PY) scripts/compare_runs.py --experiment $(EXP)
 
-# make serve [MODEL=path.onnx] [PORT=5000] [WORKERS=1] [BATCH_MAX=16 (micro-batching)]: the bundled model once it exists, else the demo
+# make serve [MODEL=path.onnx] [PORT=5000] [WORKERS=2] [LM=file.npz, LM= for greedy] [BATCH_MAX=16 (micro-batching)]: the bundled model once it exists, else the demo
 # chain's INT8 model, built on demand.
 DEMO_MODEL := runs/demo/quantize/model.int8.onnx
 # The bundled INT8 file when a recipe qualified on the machine that quantized it, else the bundled FP32.
 BUNDLED_MODEL := $(firstword $(wildcard models/crnn_zh_en.int8.onnx models/crnn_zh_en.onnx))
 MODEL ?= $(if $(BUNDLED_MODEL),$(BUNDLED_MODEL),$(DEMO_MODEL))
+# the bundled character LM (make ship-lm), read with the bundled model by serve and regress-real
+BUNDLED_LM := $(wildcard models/crnn_zh_en.lm.npz)
 PORT ?= 5000
 HOST ?= 127.0.0.1
-WORKERS ?= 1
+# two processes (one ONNX Runtime thread each): the character LM's beam search is Python, which one process
+# runs on one core (2 cores, concurrency 16: 258 lines/s with one worker, 408 with two)
+WORKERS ?= 2
 $(DEMO_MODEL):
 	$(MAKE) demo
+
+# The character LM of EXP (runs/<EXP>/lm/lm.npz, tuned with the bundled file) beside the bundled model, gated on
+# a make eval-real run that read the bundled file plain and with it (scripts/ship_lm.py says how)
+ship-lm: install
+	$(PY) scripts/ship_lm.py experiment=$(EXP) $(ARGS)
 
 # Copy an experiment's INT8 + FP32 models into models/ with a model card written from its reports.
 ship: install
@@ -178,7 +187,6 @@ BATCH_MAX ?= 0
 BUNDLED_DETECTOR := $(firstword $(wildcard models/det_zh_en.int8.onnx models/det_zh_en.onnx))
 PAGE_DETECTOR ?= $(BUNDLED_DETECTOR)
 # the character LM of decoder lm: the bundled one when the bundled model serves (LM= turns it off: greedy)
-BUNDLED_LM := $(wildcard models/crnn_zh_en.lm.npz)
 LM ?= $(if $(filter $(BUNDLED_MODEL),$(MODEL)),$(BUNDLED_LM))
 serve: install $(MODEL)
 	$(PY) -m crnn.serve --model $(MODEL) --host $(HOST) --port $(PORT) --workers $(WORKERS) --batch-max $(BATCH_MAX) \
@@ -248,7 +256,7 @@ data/%/test:
 	$(MAKE) data EXP=$*
 
 bench-serve: install $(MODEL) $(PAGE_LMDB)
-	$(PY) scripts/load_test.py --model $(MODEL) --workers $(WORKERS)
+	$(PY) scripts/load_test.py --model $(MODEL) --workers $(WORKERS) $(if $(LM),--lm $(LM))
 	$(PY) scripts/page_cleanup.py --model $(MODEL) --lmdb $(PAGE_LMDB)
 
 clean:

@@ -64,6 +64,11 @@ def compare(baseline: dict, current: dict, cer_points: float, latency_tolerance:
                     f"{name}: CER {scene} {bv['cer'] * 100:.2f}% -> {cv['cer'] * 100:.2f}% "
                     f"(+{delta:.2f} points > {allowed:.2f})"
                 )
+        if b.get("decoder", "greedy") != m.get("decoder", "greedy"):
+            problems.append(
+                f"{name}: decoded with {m.get('decoder', 'greedy')}, the baseline with "
+                f"{b.get('decoder', 'greedy')} (the bundled LM missing, or added without make ship-lm)"
+            )
         if b.get("int8") != m.get("int8") or b.get("format") != m.get("format"):
             problems.append(
                 f"{name}: a different kind of model than the baseline's ({m.get('format')}, int8 "

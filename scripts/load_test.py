@@ -144,11 +144,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", default="runs/demo/quantize/model.int8.onnx")
     ap.add_argument("--requests", type=int, default=10000, help="single-line requests in all (bounded)")
     ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--lm", default="", help="the character LM the server reads with (decoder lm)")
     ap.add_argument("--batch-max", type=int, default=16, help="micro-batching setting compared at the end")
     ap.add_argument("--batch-wait-ms", type=float, nargs="+", default=[0.0, 2.0], help="each compared")
     a = ap.parse_args(argv)
+    lm = ["--lm", a.lm] if a.lm else []
     try:
-        proc, base, startup = start_server(a.model, a.workers, [])
+        proc, base, startup = start_server(a.model, a.workers, lm)
     except RuntimeError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -161,6 +163,8 @@ def main(argv: list[str] | None = None) -> int:
         shares = {1: n // 5, 4: n * 2 // 5, 16: n - n // 5 - n * 2 // 5}
         out = {
             "model": a.model,
+            "decoder": "lm" if a.lm else "greedy",
+            "lm": a.lm or None,
             "workers": a.workers,
             "cores": os.cpu_count(),
             "startup_s": startup,
@@ -204,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     out["micro_batching"] = {"batch_max": a.batch_max, "loads": []}
     for wait in a.batch_wait_ms:
         proc, base, _ = start_server(
-            a.model, a.workers, ["--batch-max", str(a.batch_max), "--batch-wait-ms", str(wait)]
+            a.model, a.workers, lm + ["--batch-max", str(a.batch_max), "--batch-wait-ms", str(wait)]
         )
         try:
             for conc in (1, 16):
@@ -247,6 +251,7 @@ def to_markdown(out: dict) -> str:
     md = [
         "| what | value |",
         "|---|---|",
+        f"| decoder | {out.get('decoder', 'greedy')}{' (' + out['lm'] + ')' if out.get('lm') else ''} |",
         f"| start-up (process start to healthy) | {out['startup_s']:.2f} s |",
     ]
     for r in out["single_line"]:

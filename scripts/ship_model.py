@@ -398,6 +398,12 @@ def main(argv: list[str]) -> int:
     elif replacing and stale.is_file():
         stale.unlink()  # another model's figures: make regress-real would check this one against them
         print(f"[ship] removed {stale}: no real-line figures for this model (make eval-real EXP={cfg.name})")
+    lm_out, cand_lm = dest / f"crnn_{as_name}.lm.npz", (real or {}).get("row", {}).get("lm")
+    if cand_lm:  # scored as model.onnx+lm.npz: that LM serves beside it (the card's LM section: make ship-lm)
+        shutil.copyfile(cand_lm, lm_out)
+    elif replacing and lm_out.is_file():
+        lm_out.unlink()  # tuned with the model it served beside, not with this one
+        print(f"[ship] removed {lm_out}: it was tuned with the replaced model (make lm, make ship-lm)")
 
     shipped_out = [out_int8, out_fp32] if has_int8 else [out_fp32]
     models = {m["name"]: m for m in ev["models"]}

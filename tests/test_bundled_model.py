@@ -59,3 +59,27 @@ def test_reads_held_out_lines_as_its_card_says(held_out):
     reported = row["overall"]["cer"]
     # 48 lines against 1200: allow sampling noise, not a different model
     assert scores.overall.cer <= max(2 * reported, reported + 0.08), (scores.overall.cer, reported)
+
+
+def test_the_bundled_lm_belongs_to_the_bundled_model_and_its_figures():
+    """models/crnn_zh_en.lm.npz (make ship-lm) was built for the bundled model's alphabet and tuned with the
+    very file that serves, and the real-line figures make regress-real checks are its reading: a model
+    shipped without its LM (or the LM left beside another model) fails here."""
+    from crnn.lineage import sha256_file
+    from crnn.lm import load_lm
+
+    lm_file = MODELS / "crnn_zh_en.lm.npz"
+    baseline = json.loads((MODELS / "crnn_zh_en.realdev.json").read_text())["models"][0]
+    if not lm_file.is_file():
+        assert baseline.get("decoder", "greedy") != "lm", "the real-line figures were read with an LM"
+        pytest.skip("no character LM is bundled")
+    lm = load_lm(lm_file)
+    served = bundled_model()
+    assert (
+        lm.meta["charset_fingerprint"] == Charset.from_string(read_metadata(served)["charset"]).fingerprint()
+    )
+    assert lm.meta["tuned_on"]["recognizer_sha256"] == sha256_file(served)
+    assert baseline["decoder"] == "lm" and baseline["lm_sha256"] == sha256_file(lm_file)
+    assert baseline["sha256"] == sha256_file(served)
+    assert sum(p.stat().st_size for p in [*SHIPPED, lm_file]) / 1e6 <= 15
+    assert "## Decoding: the character LM" in (MODELS / "README.md").read_text()

@@ -105,6 +105,9 @@ def test_gate_passes_equal_and_fails_worse(evaluated):
     missing = copy.deepcopy(r)
     missing["models"] = missing["models"][:1]
     assert any("not evaluated now" in p for p in compare(r, missing, 0.5, 0.5))
+    lm_base = copy.deepcopy(r)  # figures read with the character LM, now read without it (LM deleted)
+    lm_base["models"][0]["decoder"] = "lm"
+    assert any("decoded with greedy, the baseline with lm" in p for p in compare(lm_base, r, 0.5, 0.5))
 
 
 def test_gate_times_only_the_served_onnx_models():

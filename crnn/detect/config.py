@@ -94,6 +94,9 @@ class DetEvalConfig:
         default_factory=lambda: ["detector", "bundled", "truth", "projection", "ppocr"]
     )
     recognizer: str = ""  # default: the bundled recognizer (models/crnn_zh_en.int8.onnx, else .onnx)
+    # the recognizer's character LM (decoder lm): "" reads as served, the bundled LM with the bundled
+    # recognizer; "none" reads greedy
+    lm: str = ""
     detector: str = ""  # default: runs/<name>/detect/export/detector.onnx
     threads: int = 2
     out_dir: str = "eval"  # runs/<name>/detect/<out_dir>/pages.{json,md}

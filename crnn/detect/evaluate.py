@@ -79,10 +79,11 @@ def load_pages(folder: str | Path) -> list[RealPage]:
 class RecognizerReader:
     """Lines from a splitter, read by our recognizer in one call per page."""
 
-    def __init__(self, model: str, threads: int) -> None:
+    def __init__(self, model: str, threads: int, lm: str = "") -> None:
         from crnn.serve.engine import Engine
 
-        self.engine = Engine(model, threads=threads)
+        self.engine = Engine(model, threads=threads, decoder="lm" if lm else "greedy", lm_path=lm)
+        self.lm = lm
 
     def recognize(self, crops: list[np.ndarray]) -> list[str]:
         boxes = [[0, 0, c.shape[1], c.shape[0]] for c in crops]
@@ -90,13 +91,17 @@ class RecognizerReader:
 
 
 class DetectorReader(RecognizerReader):
-    def __init__(self, model: str, detector: str, threads: int, label: str = "detector") -> None:
+    def __init__(
+        self, model: str, detector: str, threads: int, label: str = "detector", lm: str = ""
+    ) -> None:
         from crnn.detect.detector import Detector
 
-        super().__init__(model, threads)
+        super().__init__(model, threads, lm)
         self.detector = Detector(detector, threads=threads)
-        self.name = f"{label} ({Path(detector).name}) + {Path(model).name}"
-        self.files = [detector, model]
+        self.name = (
+            f"{label} ({Path(detector).name}) + {Path(model).name}{' + ' + Path(lm).name if lm else ''}"
+        )
+        self.files = [detector, model, *([lm] if lm else [])]
 
     def read(self, gray: np.ndarray, truth: PageTruth) -> tuple[list[np.ndarray], list[str]]:
         quads = [b.quad for b in self.detector.detect(gray)]
@@ -105,10 +110,10 @@ class DetectorReader(RecognizerReader):
 
 
 class ProjectionReader(RecognizerReader):
-    def __init__(self, model: str, threads: int) -> None:
-        super().__init__(model, threads)
-        self.name = f"projection splitter + {Path(model).name}"
-        self.files = [model]
+    def __init__(self, model: str, threads: int, lm: str = "") -> None:
+        super().__init__(model, threads, lm)
+        self.name = f"projection splitter + {Path(model).name}{' + ' + Path(lm).name if lm else ''}"
+        self.files = [model, *([lm] if lm else [])]
 
     def read(self, gray: np.ndarray, truth: PageTruth) -> tuple[list[np.ndarray], list[str]]:
         from crnn.serve.segment import split
@@ -121,10 +126,10 @@ class ProjectionReader(RecognizerReader):
 class TruthBoxReader(RecognizerReader):
     """The labelled boxes, cropped as the detector's are: page CER with detection taken out."""
 
-    def __init__(self, model: str, threads: int) -> None:
-        super().__init__(model, threads)
-        self.name = f"truth boxes + {Path(model).name}"
-        self.files = [model]
+    def __init__(self, model: str, threads: int, lm: str = "") -> None:
+        super().__init__(model, threads, lm)
+        self.name = f"truth boxes + {Path(model).name}{' + ' + Path(lm).name if lm else ''}"
+        self.files = [model, *([lm] if lm else [])]
 
     def read(self, gray: np.ndarray, truth: PageTruth) -> tuple[list[np.ndarray], list[str]]:
         quads = [truth.quads[i] for i in reading_order(truth.quads)]
@@ -157,23 +162,24 @@ def served_detector(cfg: RunConfig) -> Path:
 def make_reader(name: str, cfg: RunConfig):
     from dataclasses import replace
 
-    from crnn.command import default_detector, default_model
+    from crnn.command import default_detector, default_lm, default_model
 
     ev = cfg.detect.eval
+    lm = "" if ev.lm == "none" else ev.lm or default_lm(model_given=bool(ev.recognizer)) or ""
     ev = replace(ev, recognizer=ev.recognizer or default_model())
     if name == "detector":
-        return DetectorReader(ev.recognizer, ev.detector or str(served_detector(cfg)), ev.threads)
+        return DetectorReader(ev.recognizer, ev.detector or str(served_detector(cfg)), ev.threads, lm=lm)
     if name == "bundled":
         shipped = default_detector()
         if shipped is None:
             raise StageError("detect.eval.readers names `bundled`, but models/ has no detector: leave it out")
-        return DetectorReader(ev.recognizer, shipped, ev.threads, label="bundled detector")
+        return DetectorReader(ev.recognizer, shipped, ev.threads, label="bundled detector", lm=lm)
     if name == "projection":
-        return ProjectionReader(ev.recognizer, ev.threads)
+        return ProjectionReader(ev.recognizer, ev.threads, lm)
     if name == "ppocr":
         return PpocrPageReader()
     if name == "truth":
-        return TruthBoxReader(ev.recognizer, ev.threads)
+        return TruthBoxReader(ev.recognizer, ev.threads, lm)
     raise StageError(f"detect.eval.readers: unknown reader {name!r}; known: {list(READERS)}")
 
 

@@ -1,0 +1,151 @@
+"""Ship a character LM beside the bundled recognizer, so that `make serve`, `crnn predict` and `crnn serve`
+read with it (decoder lm):
+
+    python scripts/ship_lm.py experiment=zh_en_v2 [+lm=runs/zh_en_v2/lm/lm.npz] [+as=zh_en] [+force=true]
+
+The LM changes what the bundled model answers, so it passes the same gate as a new model (issue 12's
+rule, scripts/ship_model.py): in one `make eval-real` run that read the bundled file twice, plain
+(`bundled=models/crnn_zh_en.int8.onnx`) and with the LM (`bundled_lm=models/crnn_zh_en.int8.onnx+<lm>`), the
+LM reading must make fewer errors on the real lines overall, not be worse in any category of 30 lines or
+more (paired sign-flip test on the same lines) and meet every synthetic target the plain reading meets. The
+LM must have been tuned with that very file (its lineage names the file's sha256) and built for its
+alphabet.
+
+Copies the LM to models/crnn_<as>.lm.npz, rewrites models/crnn_<as>.realdev.json from the LM reading (the
+figures `make regress-real` checks, which then reads with the LM too) and the model card's LM section.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+from crnn.cli import StageError, stage_errors
+from crnn.lineage import sha256_file
+from crnn.lm import load_lm
+from crnn.onnx_model import OnnxBackend
+from crnn.paired import LINES_FILE, pair, read_lines
+from crnn.settings import compose_run_config
+from ship_model import ROOT, TARGETS, _json, bundled_file, pct, realdev_baseline, replacement_problems
+
+CARD_START, CARD_END = "<!-- lm: written by scripts/ship_lm.py -->", "<!-- /lm -->"
+
+
+def rows(report: dict, served_sha: str, lm_sha: str) -> tuple[dict, dict]:
+    """The plain reading of the served file and its reading with this LM, from one report."""
+    plain = [m for m in report["models"] if m.get("sha256") == served_sha and m.get("decoder") != "lm"]
+    fused = [m for m in report["models"] if m.get("sha256") == served_sha and m.get("lm_sha256") == lm_sha]
+    if not plain or not fused:
+        raise StageError(
+            "the make eval-real run did not read the served file both plain and with this LM: "
+            "MODELS=bundled=<served file>,bundled_lm=<served file>+<lm file>"
+        )
+    return plain[0], fused[0]
+
+
+def real_set(row: dict) -> dict:
+    found = next((s for s in row["sets"] if s["kind"] == "folder"), None)
+    if found is None:
+        raise StageError(f"{row['name']} was not scored on a folder of real lines (make eval-real)")
+    return found
+
+
+def card_section(plain: dict, fused: dict, plain_real: dict, fused_real: dict, lm_file: Path, lm) -> str:
+    cats = sorted(plain_real["scenes"])
+    lines = [
+        CARD_START,
+        "## Decoding: the character LM",
+        "",
+        f"`{lm_file.name}` ({lm_file.stat().st_size / 1e6:.2f} MB, {len(lm.discounted):,} n-grams of up to "
+        f"{lm.order} characters) is counted from {lm.meta.get('corpus_lines', 0):,} lines of the training corpus "
+        f"(seed {lm.meta.get('corpus_seed')}), never from evaluation lines; the beam search (width "
+        f"{lm.fusion.beam_width}) adds alpha = {lm.fusion.alpha} x log P_lm and beta = {lm.fusion.beta} per "
+        f"character, chosen on {lm.meta.get('tuned_on', {}).get('lines', '?')} synthetic validation lines "
+        "(`make lm`). `make serve` and `crnn predict` read with it (decoder lm); a request may still ask "
+        "for `decoder=greedy`.",
+        "",
+        "| what | greedy | with the LM |",
+        "|---|---|---|",
+        f"| real lines, all {plain_real['n']} | {pct(plain_real['cer'])} | {pct(fused_real['cer'])} |",
+        *[
+            f"| real {c} ({plain_real['scenes'][c]['n']}) | {pct(plain_real['scenes'][c]['cer'])} | "
+            f"{pct(fused_real['scenes'].get(c, {}).get('cer', float('nan')))} |"
+            for c in cats
+        ],
+        *[
+            f"| synthetic {s} | {pct(plain['scenes'][s]['cer'])} | {pct(fused['scenes'][s]['cer'])} |"
+            for s in TARGETS
+            if s in plain["scenes"] and s in fused["scenes"]
+        ],
+        f"| p50 / p95 ms per line, 1 thread | {plain['latency_ms']['p50']:.2f} / {plain['latency_ms']['p95']:.2f}"
+        f" | {fused['latency_ms']['p50']:.2f} / {fused['latency_ms']['p95']:.2f} |",
+        "",
+        CARD_END,
+    ]
+    return "\n".join(lines)
+
+
+def write_card(card: Path, section: str) -> None:
+    text = card.read_text() if card.is_file() else ""
+    if CARD_START in text and CARD_END in text:
+        head, rest = text.split(CARD_START, 1)
+        text = head + section + rest.split(CARD_END, 1)[1]
+    else:
+        text = text.rstrip() + "\n\n" + section + "\n"
+    card.write_text(text)
+
+
+def main(argv: list[str]) -> int:
+    cfg, own = compose_run_config(argv, extras=("lm", "as", "force", "out"))
+    as_name = str(own.get("as") or cfg.name)
+    force = str(own.get("force", "false")).lower() in ("true", "1", "yes")
+    run = ROOT / cfg.runs_dir / cfg.name
+    lm_file = Path(own.get("lm") or run / "lm" / "lm.npz")
+    lm = load_lm(lm_file)
+    dest = ROOT / own.get("out", "models")
+    served = bundled_file(dest, as_name)
+    if not served.is_file():
+        raise StageError(f"no bundled model {served} to read with the LM: ship one first (make ship)")
+    served_sha, lm_sha = sha256_file(served), sha256_file(lm_file)
+    tuned = lm.meta.get("tuned_on", {}).get("recognizer_sha256")
+    if tuned != served_sha and not force:
+        raise StageError(
+            f"{lm_file} was tuned with another file than {served} (make lm ARGS=lm.model={served})"
+        )
+    if lm.meta.get("charset_fingerprint") != OnnxBackend(served, threads=1).charset.fingerprint():
+        raise StageError(f"{lm_file} was built for another alphabet than {served}'s")
+    report = _json(run / "eval_real" / "report.json")
+    plain, fused = rows(report, served_sha, lm_sha)
+    plain_real, fused_real = real_set(plain), real_set(fused)
+    lines = read_lines(run / "eval_real" / LINES_FILE)
+    paired = pair(lines[fused["name"]], lines[plain["name"]], plain_real["path"])
+    problems = replacement_problems(fused, plain, fused_real, plain_real, paired=paired)
+    baseline = dest / f"crnn_{as_name}.realdev.json"
+    if baseline.is_file():
+        committed = _json(baseline)["models"][0]
+        if committed.get("sha256") == served_sha and committed["overall"]["edits"] != plain_real["edits"]:
+            problems.append(
+                f"the plain reading made {plain_real['edits']} edits here, {committed['overall']['edits']} in "
+                f"{baseline.name}: the run does not read the bundled model as its committed figures say"
+            )
+    if problems and not force:
+        raise StageError("the LM may not ship: " + "; ".join(problems) + " (+force=true ships it anyway)")
+    out = dest / f"crnn_{as_name}.lm.npz"
+    shutil.copyfile(lm_file, out)
+    new_base = realdev_baseline(report, fused, fused_real, served, served_sha)
+    new_base["models"][0].update({"lm": str(out.relative_to(ROOT)), "lm_sha256": lm_sha})
+    baseline.write_text(json.dumps(new_base, indent=2, ensure_ascii=False) + "\n")
+    write_card(dest / "README.md", card_section(plain, fused, plain_real, fused_real, out, lm))
+    print(
+        f"[ship-lm] {out} ({out.stat().st_size / 1e6:.2f} MB): real lines {pct(plain_real['cer'])} -> "
+        f"{pct(fused_real['cer'])} ({plain_real['edits']} -> {fused_real['edits']} edits); {baseline.name} "
+        "and the card's LM section rewritten"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    with stage_errors():
+        sys.exit(main(sys.argv[1:]))
