@@ -22,13 +22,14 @@ import shutil
 import sys
 from pathlib import Path
 
+from ship_model import ROOT, TARGETS, _json, bundled_file, pct, realdev_baseline, replacement_problems
+
 from crnn.cli import StageError, stage_errors
 from crnn.lineage import sha256_file
 from crnn.lm import load_lm
 from crnn.onnx_model import OnnxBackend
 from crnn.paired import LINES_FILE, pair, read_lines
 from crnn.settings import compose_run_config
-from ship_model import ROOT, TARGETS, _json, bundled_file, pct, realdev_baseline, replacement_problems
 
 CARD_START, CARD_END = "<!-- lm: written by scripts/ship_lm.py -->", "<!-- /lm -->"
 
@@ -59,8 +60,8 @@ def card_section(plain: dict, fused: dict, plain_real: dict, fused_real: dict, l
         "## Decoding: the character LM",
         "",
         f"`{lm_file.name}` ({lm_file.stat().st_size / 1e6:.2f} MB, {len(lm.discounted):,} n-grams of up to "
-        f"{lm.order} characters) is counted from {lm.meta.get('corpus_lines', 0):,} lines of the training corpus "
-        f"(seed {lm.meta.get('corpus_seed')}), never from evaluation lines; the beam search (width "
+        f"{lm.order} characters) is counted from {lm.meta.get('corpus_lines', 0):,} lines of the training "
+        f"corpus (seed {lm.meta.get('corpus_seed')}), never from evaluation lines; the beam search (width "
         f"{lm.fusion.beam_width}) adds alpha = {lm.fusion.alpha} x log P_lm and beta = {lm.fusion.beta} per "
         f"character, chosen on {lm.meta.get('tuned_on', {}).get('lines', '?')} synthetic validation lines "
         "(`make lm`). `make serve` and `crnn predict` read with it (decoder lm); a request may still ask "
@@ -79,8 +80,8 @@ def card_section(plain: dict, fused: dict, plain_real: dict, fused_real: dict, l
             for s in TARGETS
             if s in plain["scenes"] and s in fused["scenes"]
         ],
-        f"| p50 / p95 ms per line, 1 thread | {plain['latency_ms']['p50']:.2f} / {plain['latency_ms']['p95']:.2f}"
-        f" | {fused['latency_ms']['p50']:.2f} / {fused['latency_ms']['p95']:.2f} |",
+        f"| p50 / p95 ms per line, 1 thread | {plain['latency_ms']['p50']:.2f} / "
+        f"{plain['latency_ms']['p95']:.2f} | {fused['latency_ms']['p50']:.2f} / {fused['latency_ms']['p95']:.2f} |",
         "",
         CARD_END,
     ]
@@ -127,8 +128,8 @@ def main(argv: list[str]) -> int:
         committed = _json(baseline)["models"][0]
         if committed.get("sha256") == served_sha and committed["overall"]["edits"] != plain_real["edits"]:
             problems.append(
-                f"the plain reading made {plain_real['edits']} edits here, {committed['overall']['edits']} in "
-                f"{baseline.name}: the run does not read the bundled model as its committed figures say"
+                f"the plain reading made {plain_real['edits']} edits here, {committed['overall']['edits']} "
+                f"in {baseline.name}: the run does not read the bundled model as its committed figures say"
             )
     if problems and not force:
         raise StageError("the LM may not ship: " + "; ".join(problems) + " (+force=true ships it anyway)")
