@@ -137,7 +137,8 @@ def main(argv: list[str]) -> int:
     out = dest / f"crnn_{as_name}.lm.npz"
     shutil.copyfile(lm_file, out)
     new_base = realdev_baseline(report, fused, fused_real, served, served_sha)
-    new_base["models"][0].update({"lm": str(out.relative_to(ROOT)), "lm_sha256": lm_sha})
+    where = str(out.relative_to(ROOT)) if out.is_relative_to(ROOT) else str(out)
+    new_base["models"][0].update({"lm": where, "lm_sha256": lm_sha})
     baseline.write_text(json.dumps(new_base, indent=2, ensure_ascii=False) + "\n")
     write_card(dest / "README.md", card_section(plain, fused, plain_real, fused_real, out, lm))
     print(

@@ -216,3 +216,64 @@ def test_predict_reads_with_the_lm_and_refuses_one_of_another_alphabet(tuned_lm,
         run([str(img)], model, mode="line", decoder="lm", lm=str(tmp_path / "other.npz"), err=io.StringIO())
     with pytest.raises(OptionError, match="needs a character LM"):
         run([str(img)], model, mode="line", decoder="lm", err=io.StringIO())
+
+
+def test_ship_lm_gates_the_lm_like_a_new_model_and_rewrites_the_baseline(
+    tuned_lm, chain, tiny_data, tmp_path
+):
+    """make ship-lm: refused for an LM tuned with another file or a run that did not read the bundled file
+    both ways; shipped (here with +force where the tiny model's real lines decide against it) with the LM
+    reading as the new real-line baseline and the card's LM section."""
+    import shutil
+    import subprocess
+    import sys
+
+    from crnn.lineage import sha256_file
+    from tests.conftest import ROOT
+    from tests.test_eval import _real_folder
+
+    tmp = chain.parent.parent
+    over = tiny_overrides(tmp, "c") + [f"data.root={tiny_data / 'data'}"]
+    out = tmp_path / "models"
+    out.mkdir()
+    served = out / "crnn_zz.onnx"
+    shutil.copyfile(chain / "export" / "model.onnx", served)  # the very file the LM was tuned with
+    (out / "README.md").write_text("# crnn_zz: the bundled model\n")
+    folder = _real_folder(tiny_data, tmp_path / "real")
+    lm = tuned_lm / "lm.npz"
+    ship = [sys.executable, str(ROOT / "scripts" / "ship_lm.py"), *over, f"+out={out}", "+as=zz", f"+lm={lm}"]
+
+    def evaluate(artifacts: str) -> None:
+        sets = f"eval.test_sets=[{tiny_data / 'data' / 'test'},{folder}]"
+        run_module(
+            "crnn.eval",
+            over + ["eval.out_dir=eval_real", "eval.threads=1", "eval.latency_lines=2", sets, artifacts],
+        )
+
+    def shipped(*extra: str) -> subprocess.CompletedProcess:
+        return subprocess.run(ship + list(extra), capture_output=True, text=True, cwd=ROOT)
+
+    try:
+        evaluate(f"eval.artifacts=['bundled={served}']")
+        plain_only = shipped()
+        assert plain_only.returncode == 2 and "both plain and with this LM" in plain_only.stderr
+        evaluate(f"eval.artifacts=['bundled={served}','bundled_lm={served}+{lm}']")
+        gated = shipped()
+        assert gated.returncode == 0 or "the LM may not ship" in gated.stderr, gated.stderr[-2000:]
+        if gated.returncode == 2:
+            assert not (out / "crnn_zz.lm.npz").exists()
+            assert shipped("+force=true").returncode == 0
+        assert sha256_file(out / "crnn_zz.lm.npz") == sha256_file(lm)
+        base = json.loads((out / "crnn_zz.realdev.json").read_text())["models"][0]
+        assert base["decoder"] == "lm" and base["lm_sha256"] == sha256_file(lm)
+        assert base["sha256"] == sha256_file(served) and base["sets"][0]["path"] == str(folder)
+        card = (out / "README.md").read_text()
+        assert card.startswith("# crnn_zz") and card.count("## Decoding: the character LM") == 1
+        assert shipped("+force=true").returncode == 0  # again: the card's section replaced, not added
+        assert (out / "README.md").read_text().count("## Decoding: the character LM") == 1
+        with served.open("ab") as f:  # another bundled file: the LM was not tuned with it
+            f.write(b"another model")
+        other = shipped()
+        assert other.returncode == 2 and "tuned with another file" in other.stderr
+    finally:
+        shutil.rmtree(chain / "eval_real", ignore_errors=True)  # the chain's run stays as other tests know it
