@@ -111,7 +111,7 @@ class LMFormatError(ValueError):
 def load_lm(path: str | Path) -> CharLM:
     p = Path(path)
     if not p.is_file():
-        raise LMFormatError(f"{p} does not exist: build one with python -m crnn.lm build")
+        raise LMFormatError(f"{p} does not exist: make lm EXP=<preset> (python -m crnn.lm_build) builds one")
     try:
         with np.load(p, allow_pickle=False) as z:
             header = json.loads(bytes(z["header"]).decode("utf-8"))

@@ -83,18 +83,12 @@ def main(
         from crnn.detect.detector import read_detector_metadata
         from crnn.onnx_model import ExportError
 
-        try:
-            read_detector_metadata(a.detector)
-        except ExportError as e:
-            print(f"error: --detector: {e}", file=sys.stderr)
+        if _unreadable("--detector", read_detector_metadata, a.detector, ExportError):
             return 2
     if a.lm:
         from crnn.lm import LMFormatError, load_lm
 
-        try:
-            load_lm(a.lm)
-        except LMFormatError as e:
-            print(f"error: --lm: {e}", file=sys.stderr)
+        if _unreadable("--lm", load_lm, a.lm, LMFormatError):
             return 2
     decoder = a.decoder or ("lm" if a.lm else "greedy")
     if decoder == "lm" and not a.lm:
@@ -124,6 +118,17 @@ def main(
         log_level="warning",
     )
     return 0
+
+
+def _unreadable(option: str, read, path: str, error: type[Exception]) -> bool:
+    """Whether the file an option names fails its reader (said on standard error): the server would
+    otherwise start its workers and die in each of them."""
+    try:
+        read(path)
+    except error as e:
+        print(f"error: {option}: {e}", file=sys.stderr)
+        return True
+    return False
 
 
 if __name__ == "__main__":
