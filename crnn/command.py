@@ -81,16 +81,17 @@ def default_detector() -> str | None:
     return None
 
 
-def default_lm(model_given: bool) -> str | None:
-    """$CRNN_LM ("" turns it off), else the bundled character LM when the bundled model reads (an LM is
-    built for one alphabet and tuned with one model), else None (greedy decoding)."""
+def default_lm(model: str | None) -> str | None:
+    """$CRNN_LM ("" turns it off), else the bundled character LM when the bundled model reads (`model`
+    None, or a bundled file named), as `make serve` pairs them (an LM is built for one alphabet and tuned
+    with one model), else None (greedy decoding)."""
     env = os.environ.get("CRNN_LM")
     if env is not None:
         return env or None
-    if model_given or os.environ.get("CRNN_MODEL"):
-        return None
+    model = model or os.environ.get("CRNN_MODEL")
     for folder in (models_dir(), Path.cwd() / "models"):
-        if (folder / BUNDLED_LM).is_file():
+        bundled = {(folder / name).resolve() for name in BUNDLED}
+        if (folder / BUNDLED_LM).is_file() and (model is None or Path(model).resolve() in bundled):
             return str(folder / BUNDLED_LM)
     return None
 
@@ -177,7 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
 def cmd_predict(a: argparse.Namespace) -> int:
     from crnn.predict import run
 
-    lm = a.lm or default_lm(model_given=bool(a.model))
+    lm = a.lm or default_lm(a.model)
     tally = run(
         a.inputs,
         a.model or default_model(),
@@ -212,13 +213,14 @@ def cmd_serve(args: list[str]) -> int:
         model = default_model()
     except NoModelError:
         model = None  # then --model is required, and argparse says so
-    given = any(x == "--model" or x.startswith("--model=") for x in args)
+    named = [x.split("=", 1)[1] for x in args if x.startswith("--model=")]
+    named += [args[i + 1] for i, x in enumerate(args[:-1]) if x == "--model"]
     return serve_main(
         args,
         default_model=model,
         prog="crnn serve",
         default_detector=default_detector(),
-        default_lm=default_lm(model_given=given),
+        default_lm=default_lm(named[-1] if named else None),
     )
 
 

@@ -108,7 +108,8 @@ def frame_candidates(logits: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray
     near = np.flatnonzero(logits > (best - TAIL_NATS)[:, None])
     rows, cols = near // c, near % c
     x = logits.ravel()[near] - best[rows]
-    norm = np.log(np.bincount(rows, np.exp(x), minlength=t))
+    with np.errstate(divide="ignore"):  # a frame with no finite class has no candidates either
+        norm = np.log(np.bincount(rows, np.exp(x), minlength=t))
     close = x > -PRUNE_NATS
     rows, cols, x = rows[close], cols[close], x[close] - norm[rows[close]]
     counts = np.bincount(rows, minlength=t)
@@ -138,6 +139,8 @@ def beam_search(
     beams: dict[tuple[int, ...], list] = {(): [0.0, NEG, 0.0, ""]}
     for ids, lps, ok in zip(top.tolist(), vals.tolist(), keep.tolist()):
         cand = [(j, p) for j, p, o in zip(ids, lps, ok) if o]
+        if not cand:  # no finite class (a NaN frame): it says nothing, the beams go on as they were
+            continue
         if len(cand) == 1 and cand[0][0] == 0:  # only a blank can be here: every beam ends in it, same order
             p = cand[0][1]
             beams = {k: [_lse(pb, pnb) + p, NEG, s, text] for k, (pb, pnb, s, text) in beams.items()}

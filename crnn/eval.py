@@ -162,6 +162,28 @@ def _backend(path: Path, threads: int):
     return TorchBackend(ck.build_model(), ck.charset, ck.input_spec)
 
 
+def _check_lms(artifacts: list[tuple[str, Path]], e: EvalConfig) -> None:
+    """Every LM an artifact is read with loads and was built for that artifact's alphabet: said here, not
+    as a traceback from the evaluation's worker process."""
+    from crnn.charset import Charset
+    from crnn.lm import LMFormatError, load_lm_for
+    from crnn.onnx_model import read_metadata
+
+    for name, path in artifacts:
+        model, lm = split_artifact(path)
+        lm = lm or (Path(e.lm) if e.lm and e.decoder == "lm" else None)
+        if lm is None:
+            continue
+        if model.suffix == ".onnx":
+            charset = Charset.from_string(read_metadata(model)["charset"])
+        else:
+            charset = load_checkpoint(model).charset
+        try:
+            load_lm_for(lm, charset.fingerprint(), str(model))
+        except LMFormatError as err:
+            raise EvalError(f"eval.artifacts {name}: {err}") from None
+
+
 def _model_config(path: Path) -> ModelConfig:
     if path.suffix == ".onnx":
         from crnn.onnx_model import read_metadata
@@ -278,7 +300,7 @@ def _result(run: dict, **info) -> dict:
 def evaluate_artifact(name: str, path: str, test_paths: list[str], e_dict: dict, threads: int) -> dict:
     """Runs in a fresh process: scores, latencies, throughput and peak memory of one artifact."""
     from crnn.config import from_dict
-    from crnn.lm import load_lm
+    from crnn.lm import load_lm_for
     from crnn.predictor import Predictor
 
     e = from_dict(EvalConfig, e_dict)
@@ -287,7 +309,7 @@ def evaluate_artifact(name: str, path: str, test_paths: list[str], e_dict: dict,
     lm_path = lm_path or (Path(e.lm) if e.lm and e.decoder == "lm" else None)
     decoder = "lm" if lm_path else e.decoder
     backend = _backend(p, threads)
-    lm = load_lm(lm_path) if lm_path else None
+    lm = load_lm_for(lm_path, backend.charset.fingerprint(), str(p)) if lm_path else None
     predictor = Predictor(backend, decoder=decoder, beam_width=e.beam_width, lm=lm)
     sets, _ = open_test_sets(test_paths, backend.charset, backend.spec)
 
@@ -381,6 +403,7 @@ def run(cfg: RunConfig) -> dict:
     e = cfg.eval
     artifacts = experiment_artifacts(cfg)
     files = [f for _, p in artifacts for f in split_artifact(p) if f is not None]
+    files += [Path(e.lm)] if e.lm and e.decoder == "lm" else []
     missing = [str(f) for f in files if not f.is_file()]
     if missing:
         raise EvalError(f"artifact(s) not found: {missing}")
@@ -393,6 +416,7 @@ def run(cfg: RunConfig) -> dict:
     except ValueError as err:
         raise EvalError(f"eval.normalize: {err}") from None
     first = _backend(split_artifact(artifacts[0][1])[0], threads)
+    _check_lms(artifacts, e)
     _, records = open_test_sets(test_paths, first.charset, first.spec)
     if not any(r.get("n") for r in records):
         raise EvalError(f"no readable, non-empty test set among {test_paths}: {records}")

@@ -25,13 +25,13 @@ import tempfile
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
 BOS, EOS = "\x02", "\x03"  # line start (context padding) and end (scored once a line is complete)
 FORMAT = "crnn-toolkit/char-lm/v1"
+CACHE_ENTRIES = 1 << 18  # log-probabilities kept per LM (about 40 MB at most)
 
 
 @dataclass
@@ -54,7 +54,7 @@ class CharLM:
 
     def __post_init__(self) -> None:
         self.floor = min(self.unigram.values()) if self.unigram else 1e-9
-        self._logp_cached = lru_cache(maxsize=1 << 18)(self._logp)
+        self._cache: dict[tuple[str, str], float] = {}  # (c, context) -> log P: a beam asks again and again
 
     def context(self, history: str) -> str:
         """The last order-1 characters of `history`, BOS-padded at a line's start: all P(c | .) reads."""
@@ -75,10 +75,19 @@ class CharLM:
         return p
 
     def logp(self, c: str, history: str) -> float:
-        return self._logp_cached(c, self.context(history))
+        key = (c, self.context(history))
+        v = self._cache.get(key)
+        if v is None:
+            if len(self._cache) >= CACHE_ENTRIES:  # a long-running server: bounded, refilled by use
+                self._cache.clear()
+            v = self._cache[key] = math.log(self.prob(c, key[1]))
+        return v
 
-    def _logp(self, c: str, context: str) -> float:
-        return math.log(self.prob(c, context))
+    def check_alphabet(self, charset_fingerprint: str, what: str) -> None:
+        """Raises LMFormatError unless this LM was built for the alphabet of `what` (a recognizer)."""
+        mine = self.meta.get("charset_fingerprint")
+        if mine is not None and mine != charset_fingerprint:
+            raise LMFormatError(f"the character LM was built for another alphabet than {what}'s")
 
     def save(self, path: str | Path) -> None:
         """One .npz, written atomically: each table as NUL-joined keys + float32 values, and a JSON header."""
@@ -109,11 +118,15 @@ class LMFormatError(ValueError):
 
 
 def load_lm(path: str | Path) -> CharLM:
+    """The LM in `path`; LMFormatError (with the reason) for a missing, truncated or foreign file."""
     p = Path(path)
     if not p.is_file():
         raise LMFormatError(f"{p} does not exist: make lm EXP=<preset> (python -m crnn.lm_build) builds one")
     try:
-        with np.load(p, allow_pickle=False) as z:
+        z = np.load(p, allow_pickle=False)
+        if not isinstance(z, np.lib.npyio.NpzFile):
+            raise LMFormatError(f"{p} is not a crnn-toolkit character LM (not an .npz archive)")
+        with z:
             header = json.loads(bytes(z["header"]).decode("utf-8"))
             if header.get("format") != FORMAT:
                 raise LMFormatError(
@@ -124,18 +137,28 @@ def load_lm(path: str | Path) -> CharLM:
                 raw = bytes(z[f"{name}_keys"]).decode("utf-8")
                 keys = raw.split("\0") if raw else []
                 tables[name] = dict(zip(keys, z[f"{name}_values"].astype(float).tolist()))
-    except (OSError, KeyError, ValueError) as e:
-        if isinstance(e, LMFormatError):
-            raise
-        raise LMFormatError(f"{p} is not a readable character LM file: {e}") from e
-    return CharLM(
-        int(header["order"]),
-        tables["unigram"],
-        tables["discounted"],
-        tables["backoff"],
-        Fusion(**header.get("fusion", {})),
-        header.get("meta", {}),
-    )
+        f = header.get("fusion", {})
+        fusion = Fusion(float(f["alpha"]), float(f["beta"]), int(f["beam_width"]))
+        return CharLM(
+            int(header["order"]),
+            tables["unigram"],
+            tables["discounted"],
+            tables["backoff"],
+            fusion,
+            dict(header.get("meta", {})),
+        )
+    except LMFormatError:
+        raise
+    except Exception as e:  # noqa: BLE001  (zip, JSON, key and type errors of a damaged file alike)
+        raise LMFormatError(f"{p} is not a readable character LM file: {type(e).__name__}: {e}") from e
+
+
+def load_lm_for(path: str | Path, charset_fingerprint: str, what: str) -> CharLM:
+    """`load_lm`, refused unless the LM was built for that alphabet: every reader that pairs an LM with a
+    recognizer (eval, crnn predict, the server, page mode) checks this the same way."""
+    lm = load_lm(path)
+    lm.check_alphabet(charset_fingerprint, what)
+    return lm
 
 
 def count_ngrams(lines: Iterable[str], order: int) -> list[Counter]:

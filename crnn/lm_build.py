@@ -75,7 +75,7 @@ def read_candidates(cfg: RunConfig, model: Path, k: int) -> list[tuple[str, np.n
         n = len(ds) if not cfg.lm.val_max_lines else min(len(ds), cfg.lm.val_max_lines)
         groups = predictor.batches(ds.widths()[:n])
         for idx in tqdm(groups, desc=f"reading {Path(path).name}", unit="batch"):
-            items = [ds[i] for i in idx if ds[i].x is not None]
+            items = [it for it in (ds[i] for i in idx) if it.x is not None]
             if not items:
                 continue
             batch, widths = pad_batch([it.x for it in items])

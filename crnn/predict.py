@@ -254,14 +254,12 @@ def run(
     backend = OnnxBackend(model, threads=threads)
     char_lm = None
     if decoder == "lm":
-        from crnn.lm import LMFormatError, load_lm
+        from crnn.lm import LMFormatError, load_lm_for
 
         try:
-            char_lm = load_lm(lm)
+            char_lm = load_lm_for(lm, backend.charset.fingerprint(), model)
         except LMFormatError as e:
             raise OptionError(f"--lm: {e}") from None
-        if char_lm.meta.get("charset_fingerprint") not in (None, backend.charset.fingerprint()):
-            raise OptionError(f"--lm {lm} was built for another alphabet than {model}'s")
     predictor = Predictor(backend, decoder=decoder, max_batch=32, lm=char_lm)
     det = None
     if detector and splitter != "projection" and mode != "line":

@@ -32,6 +32,7 @@ from pathlib import Path
 from crnn.charset import load_charset
 from crnn.cli import StageError, stage_errors
 from crnn.lineage import sha256_file
+from crnn.lm import load_lm
 from crnn.paired import LINES_FILE, Paired, pair, read_lines
 from crnn.settings import compose_run_config
 
@@ -194,11 +195,20 @@ def candidate_real(run: Path, served: Path, has_int8: bool, path: str | None) ->
     return {"report": report, "row": row, "set": found} if found else None
 
 
-def paired_lines(run: Path, real: dict, incumbent_sha: str, set_path: str) -> dict[str, Paired] | None:
+def paired_lines(
+    run: Path, real: dict, incumbent_sha: str, set_path: str, incumbent_lm: str | None = None
+) -> dict[str, Paired] | None:
     """Per category, the candidate's edits against the bundled file's on the same lines, when the
     candidate's `make eval-real` run read that file too (found by its sha256); None otherwise. The line
     records name the file each model was, so lines of an older run under the same names never pair."""
-    inc = next((m for m in real["report"]["models"] if m.get("sha256") == incumbent_sha), None)
+    inc = next(  # the bundled file read as it serves: with its LM (incumbent_lm, a sha256) or plain
+        (
+            m
+            for m in real["report"]["models"]
+            if m.get("sha256") == incumbent_sha and m.get("lm_sha256") == incumbent_lm
+        ),
+        None,
+    )
     if inc is None:
         print(
             f"[ship] the bundled file was not read in make eval-real EXP={run.name}: categories are "
@@ -263,7 +273,7 @@ def replacement_check(
     if real["row"].get("decoder", "greedy") != inc_model.get("decoder", "greedy"):
         problems.append("the two models' real lines were decoded differently")
     inc_syn = served_row(_json(dest / f"crnn_{as_name}.eval.json"), incumbent.name.endswith(".int8.onnx"))
-    paired = paired_lines(run, real, incumbent_sha, inc_real["path"])
+    paired = paired_lines(run, real, incumbent_sha, inc_real["path"], inc_model.get("lm_sha256"))
     problems += replacement_problems(
         served_row(ev, has_int8, file=served), inc_syn, real["set"], inc_real, paired=paired
     )
@@ -382,6 +392,13 @@ def main(argv: list[str]) -> int:
     real = replacement_check(
         run, dest, as_name, ev, shipped[0], has_int8, replacing and not force, before_sha
     )
+    lm_out, cand_lm = dest / f"crnn_{as_name}.lm.npz", (real or {}).get("row", {}).get("lm")
+    if cand_lm and not force:  # checked before anything is copied
+        tuned = load_lm(cand_lm).meta.get("tuned_on", {}).get("recognizer_sha256")
+        if tuned != served_sha:
+            raise StageError(
+                f"{cand_lm} was tuned with another file than {shipped[0]}: make lm EXP={cfg.name}"
+            )
     stale = dest / f"crnn_{as_name}.realdev.json"
     out_int8, out_fp32 = dest / f"crnn_{as_name}.int8.onnx", dest / f"crnn_{as_name}.onnx"
     if has_int8:
@@ -398,7 +415,6 @@ def main(argv: list[str]) -> int:
     elif replacing and stale.is_file():
         stale.unlink()  # another model's figures: make regress-real would check this one against them
         print(f"[ship] removed {stale}: no real-line figures for this model (make eval-real EXP={cfg.name})")
-    lm_out, cand_lm = dest / f"crnn_{as_name}.lm.npz", (real or {}).get("row", {}).get("lm")
     if cand_lm:  # scored as model.onnx+lm.npz: that LM serves beside it (the card's LM section: make ship-lm)
         shutil.copyfile(cand_lm, lm_out)
     elif replacing and lm_out.is_file():

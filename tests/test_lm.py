@@ -53,6 +53,18 @@ def test_the_lm_file_round_trips_and_bad_files_say_so(tmp_path):
     np.savez(tmp_path / "other.npz", header=np.frombuffer(b'{"format": "x"}', np.uint8))
     with pytest.raises(LMFormatError, match="not a crnn-toolkit character LM"):
         load_lm(tmp_path / "other.npz")
+    (tmp_path / "empty.npz").write_bytes(b"")
+    np.save(tmp_path / "array.npy", np.zeros(3))
+    (tmp_path / "array.npy").rename(tmp_path / "array.npz")
+    z = dict(np.load(path))  # a damaged header: fusion weights that are not numbers
+    z["header"] = np.frombuffer(
+        json.dumps({"format": "crnn-toolkit/char-lm/v1", "order": 4, "fusion": {"alpha": "x"}}).encode(),
+        np.uint8,
+    )
+    np.savez(tmp_path / "fusion.npz", **z)
+    for bad in ("empty.npz", "array.npz", "fusion.npz"):  # each a clear error, never a traceback
+        with pytest.raises(LMFormatError):
+            load_lm(tmp_path / bad)
 
 
 def _ambiguous_logits(cs: Charset, text: str, doubtful: int, other: str, p_other: float) -> np.ndarray:
@@ -87,6 +99,9 @@ def test_the_lm_reads_the_spelling_the_pixels_leave_open():
     assert decode(logits, cs, method="lm", lm=lm.with_fusion(Fusion(0.01, 0.0, 8)))[0].text == "thcir"
     with pytest.raises(ValueError, match="needs a character LM"):
         decode(logits, cs, method="lm")
+    broken = logits.copy()
+    broken[0, 3] = np.nan  # a frame with no finite class says nothing: the rest still reads
+    assert decode(broken, cs, method="lm", lm=lm)[0].text == "their"
 
 
 def test_frame_candidates_keep_each_frames_close_classes_as_log_probabilities():
@@ -167,6 +182,18 @@ def test_eval_reads_a_model_with_its_lm_beside_it_without(tuned_lm, chain, tiny_
         and by["fused"]["lm_fusion"]["alpha"] == load_lm(tuned_lm / "lm.npz").fusion.alpha
     )
     assert by["fused"]["sha256"] == by["plain"]["sha256"]  # the same recognizer file, read two ways
+    other = _lm()
+    other.meta["charset_fingerprint"] = "another alphabet"
+    other.save(tuned_lm.parent / "eval_other.npz")
+    with pytest.raises(AssertionError, match="another alphabet"):  # said by the stage, before any worker
+        run_module(
+            "crnn.eval",
+            tiny_overrides(tmp, "c")
+            + [
+                f"data.root={tiny_data / 'data'}",
+                f"eval.artifacts=['{model}+{tuned_lm.parent / 'eval_other.npz'}']",
+            ],
+        )
 
 
 def test_the_service_offers_decoder_lm_only_with_an_lm(tuned_lm, chain, tiny_data):
@@ -185,6 +212,27 @@ def test_the_service_offers_decoder_lm_only_with_an_lm(tuned_lm, chain, tiny_dat
     finally:
         proc.terminate()
         proc.wait(timeout=20)
+    other = _lm()
+    other.meta["charset_fingerprint"] = "another alphabet"
+    other.save(tuned_lm.parent / "other_alphabet.npz")
+    import subprocess
+    import sys
+
+    refused = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "crnn.serve",
+            "--model",
+            str(model),
+            "--lm",
+            str(tuned_lm.parent / "other_alphabet.npz"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert refused.returncode == 2 and "another alphabet" in refused.stderr  # at start, not in each worker
     proc, base = start_server(model)
     try:
         r = _ocr(base, line, mode="line", decoder="lm")
@@ -256,7 +304,7 @@ def test_ship_lm_gates_the_lm_like_a_new_model_and_rewrites_the_baseline(
     try:
         evaluate(f"eval.artifacts=['bundled={served}']")
         plain_only = shipped()
-        assert plain_only.returncode == 2 and "both plain and with this LM" in plain_only.stderr
+        assert plain_only.returncode == 2 and "did not read the served file with this LM" in plain_only.stderr
         evaluate(f"eval.artifacts=['bundled={served}','bundled_lm={served}+{lm}']")
         gated = shipped()
         assert gated.returncode == 0 or "the LM may not ship" in gated.stderr, gated.stderr[-2000:]

@@ -165,7 +165,7 @@ def make_reader(name: str, cfg: RunConfig):
     from crnn.command import default_detector, default_lm, default_model
 
     ev = cfg.detect.eval
-    lm = "" if ev.lm == "none" else ev.lm or default_lm(model_given=bool(ev.recognizer)) or ""
+    lm = "" if ev.lm == "none" else ev.lm or default_lm(ev.recognizer or None) or ""
     ev = replace(ev, recognizer=ev.recognizer or default_model())
     if name == "detector":
         return DetectorReader(ev.recognizer, ev.detector or str(served_detector(cfg)), ev.threads, lm=lm)

@@ -86,9 +86,12 @@ def main(
         if _unreadable("--detector", read_detector_metadata, a.detector, ExportError):
             return 2
     if a.lm:
-        from crnn.lm import LMFormatError, load_lm
+        from crnn.charset import Charset
+        from crnn.lm import LMFormatError, load_lm_for
+        from crnn.onnx_model import read_metadata
 
-        if _unreadable("--lm", load_lm, a.lm, LMFormatError):
+        fp = Charset.from_string(read_metadata(a.model)["charset"]).fingerprint()
+        if _unreadable("--lm", lambda p: load_lm_for(p, fp, a.model), a.lm, LMFormatError):
             return 2
     decoder = a.decoder or ("lm" if a.lm else "greedy")
     if decoder == "lm" and not a.lm:

@@ -17,7 +17,7 @@ import numpy as np
 
 from crnn.ctc import DECODERS
 from crnn.data.preprocess import preprocess
-from crnn.lm import LMFormatError, load_lm
+from crnn.lm import load_lm_for
 from crnn.onnx_model import OnnxBackend
 from crnn.predictor import Predictor
 from crnn.serve.batcher import MicroBatcher
@@ -52,12 +52,8 @@ class Engine:
     def __post_init__(self) -> None:
         t0 = time.perf_counter()
         self.backend = OnnxBackend(self.model_path, threads=self.threads)
-        self.lm = load_lm(self.lm_path) if self.lm_path else None
-        if self.lm is not None and self.lm.meta.get("charset_fingerprint") not in (
-            None,
-            self.backend.charset.fingerprint(),
-        ):
-            raise LMFormatError(f"{self.lm_path} was built for another alphabet than {self.model_path}'s")
+        fp = self.backend.charset.fingerprint()
+        self.lm = load_lm_for(self.lm_path, fp, self.model_path) if self.lm_path else None
         self.predictor = Predictor(
             self.backend,
             decoder=self.decoder,
