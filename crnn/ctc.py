@@ -134,11 +134,10 @@ def beam_search(
     prefix's CTC log-probability."""
     alpha, beta = (lm.fusion.alpha, lm.fusion.beta) if lm else (0.0, 0.0)
     chars = charset.chars
-    keep = vals > vals.max(axis=1, keepdims=True) - PRUNE_NATS
     # prefix -> [log p ending in blank, log p ending in non-blank, LM score, text]
     beams: dict[tuple[int, ...], list] = {(): [0.0, NEG, 0.0, ""]}
-    for ids, lps, ok in zip(top.tolist(), vals.tolist(), keep.tolist()):
-        cand = [(j, p) for j, p, o in zip(ids, lps, ok) if o]
+    for ids, lps in zip(top.tolist(), vals.tolist()):
+        cand = [(j, p) for j, p in zip(ids, lps) if j >= 0]  # frame_candidates pruned them already
         if not cand:  # no finite class (a NaN frame): it says nothing, the beams go on as they were
             continue
         if len(cand) == 1 and cand[0][0] == 0:  # only a blank can be here: every beam ends in it, same order

@@ -12,8 +12,9 @@ as in Hannun et al.'s deep speech decoders and PaddleOCR's / pyctcdecode's LM-we
 - Interpolated absolute discounting: P(c | h) = max(C(hc) - D, 0) / C(h.) + bow(h) P(c | h minus its first
   character), with bow(h) what the kept continuations leave, so pruning rare n-grams keeps it normalised;
   unigrams add one.
-- The file (`.lm.npz`) holds the probabilities, its lineage and the fusion weights `python -m crnn.lm tune`
-  chose on the synthetic validation lines, so the weights travel with the model they were chosen for.
+- The file (`.lm.npz`) holds the probabilities, its lineage and the fusion weights that
+  `python -m crnn.lm_build` (make lm) chose on the synthetic validation lines, so the weights travel with
+  the model they were chosen for.
 """
 
 from __future__ import annotations

@@ -83,7 +83,8 @@ class RecognizerReader:
         from crnn.serve.engine import Engine
 
         self.engine = Engine(model, threads=threads, decoder="lm" if lm else "greedy", lm_path=lm)
-        self.lm = lm
+        self.reading = Path(model).name + (f" + {Path(lm).name}" if lm else "")  # what reads the lines
+        self.files = [model, *([lm] if lm else [])]
 
     def recognize(self, crops: list[np.ndarray]) -> list[str]:
         boxes = [[0, 0, c.shape[1], c.shape[0]] for c in crops]
@@ -98,10 +99,8 @@ class DetectorReader(RecognizerReader):
 
         super().__init__(model, threads, lm)
         self.detector = Detector(detector, threads=threads)
-        self.name = (
-            f"{label} ({Path(detector).name}) + {Path(model).name}{' + ' + Path(lm).name if lm else ''}"
-        )
-        self.files = [detector, model, *([lm] if lm else [])]
+        self.name = f"{label} ({Path(detector).name}) + {self.reading}"
+        self.files = [detector, *self.files]
 
     def read(self, gray: np.ndarray, truth: PageTruth) -> tuple[list[np.ndarray], list[str]]:
         quads = [b.quad for b in self.detector.detect(gray)]
@@ -112,8 +111,7 @@ class DetectorReader(RecognizerReader):
 class ProjectionReader(RecognizerReader):
     def __init__(self, model: str, threads: int, lm: str = "") -> None:
         super().__init__(model, threads, lm)
-        self.name = f"projection splitter + {Path(model).name}{' + ' + Path(lm).name if lm else ''}"
-        self.files = [model, *([lm] if lm else [])]
+        self.name = f"projection splitter + {self.reading}"
 
     def read(self, gray: np.ndarray, truth: PageTruth) -> tuple[list[np.ndarray], list[str]]:
         from crnn.serve.segment import split
@@ -128,8 +126,7 @@ class TruthBoxReader(RecognizerReader):
 
     def __init__(self, model: str, threads: int, lm: str = "") -> None:
         super().__init__(model, threads, lm)
-        self.name = f"truth boxes + {Path(model).name}{' + ' + Path(lm).name if lm else ''}"
-        self.files = [model, *([lm] if lm else [])]
+        self.name = f"truth boxes + {self.reading}"
 
     def read(self, gray: np.ndarray, truth: PageTruth) -> tuple[list[np.ndarray], list[str]]:
         quads = [truth.quads[i] for i in reading_order(truth.quads)]
