@@ -132,6 +132,24 @@ def test_targets_then_boxes_give_back_the_lines():
         assert max(rect_iou(q, b.quad) for b in boxes) > 0.85
 
 
+def test_a_line_whose_kernel_breaks_at_a_space_comes_back_as_one_box():
+    """A probability dip inside a line (a wide word space) cuts its kernel; the two pieces grow back into
+    each other's glyphs and are one line, while two segments of one row with a gap between them, and two
+    lines set close above one another, stay apart."""
+    line, left, right = rect(20, 30, 300, 54), rect(20, 90, 120, 114), rect(150, 90, 300, 114)
+    above, below = rect(20, 140, 300, 160), rect(20, 162, 300, 182)  # 2 px apart
+    quads = [line, left, right, above, below]
+    t = make_targets(np.stack(quads), np.zeros(len(quads), bool), 200, 320, TargetConfig())
+    prob = t["prob"].copy()
+    prob[:60, 158:162] = 0  # the kernel of `line` breaks for 4 px
+    apart = find_boxes(prob, (1.0, 1.0), (200, 320), BoxConfig(join_overlaps=False))
+    assert len(apart) == 6, "the dip did not cut the kernel: the test does not test the join"
+    boxes = find_boxes(prob, (1.0, 1.0), (200, 320), BoxConfig())
+    assert len(boxes) == 5
+    for q in quads:
+        assert max(rect_iou(q, b.quad) for b in boxes) > 0.8
+
+
 def test_targets_mask_ignored_lines_and_keep_apart_close_ones():
     close = [rect(10, 10, 200, 30), rect(10, 32, 200, 52)]  # 2 px apart
     t = make_targets(

@@ -7,7 +7,8 @@ these functions, so what training measures is what serving returns.
   network's (1, 1, H, W) input (x/255 - 0.5, the recognizer's normalisation), and the scale factors;
 - `find_boxes`: DB's postprocess: threshold, contours, minimum-area rectangles, a score per box (mean
   probability inside), and each kernel grown back by the distance the targets shrank its line by
-  (`unclip_distance`: DB's fixed A * 1.5 / L gives back only 60 % of a thin line's box);
+  (`unclip_distance`: DB's fixed A * 1.5 / L gives back only 60 % of a thin line's box), then pieces of
+  one line that grew back into each other joined (`join_overlapping`);
 - `crop_line`: a box warped upright from the full-resolution page; a box much taller than wide is a
   vertical line and is turned to read left to right;
 - `reading_order`: rows top to bottom (a line starts a new row when its centre is more than half a line
@@ -34,6 +35,7 @@ class BoxConfig:
     unclip_scale: float = 1.0  # times that distance (above 1: looser boxes)
     min_size: float = 3.0  # boxes thinner than this (input px) are noise
     max_boxes: int = 1000
+    join_overlaps: bool = True  # same-row boxes that overlap along the row are one line (join_overlapping)
 
 
 @dataclass
@@ -90,7 +92,64 @@ def find_boxes(
         quad[:, 0] = np.clip(quad[:, 0] / sx, 0, pw)
         quad[:, 1] = np.clip(quad[:, 1] / sy, 0, ph)
         boxes.append(Box(_text_quad(quad), score))
-    return boxes
+    return join_overlapping(boxes) if cfg.join_overlaps else boxes
+
+
+def join_overlapping(boxes: list[Box]) -> list[Box]:
+    """Boxes that overlap one another along one text row, joined into one box around them.
+
+    The targets never cut a line: a kernel that breaks inside one (at a wide word space of monospace
+    receipt print, where the probability dips below `bin_thresh`) is a miss, and the two pieces, each grown
+    back by its own unclip distance, reach into each other's glyphs, so each crop reads a stray character
+    of its neighbour. Two different lines do not overlap once grown back, because the targets keep
+    neighbouring kernels apart by at least the distance they grow by. Joined: turned alike (within 5
+    degrees), sharing at least 70 % of the smaller height across the row, and overlapping along it; chains
+    join whole. Boxes with a gap between them (a receipt's columns, separate segments) stay apart."""
+    if len(boxes) < 2:
+        return list(boxes)
+    quads = np.stack([b.quad for b in boxes])
+    lo, hi = quads.min(axis=1), quads.max(axis=1)  # axis-aligned bounds: only touching pairs are checked
+    touch = (lo[:, None] <= hi[None, :]).all(-1) & (lo[None, :] <= hi[:, None]).all(-1)
+    np.fill_diagonal(touch, False)
+    parent = list(range(len(boxes)))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for i, j in zip(*np.nonzero(touch)):
+        if i < j and _one_row(quads[i], quads[j]):
+            parent[root(int(j))] = root(int(i))
+    groups: dict[int, list[int]] = {}
+    for i in range(len(boxes)):
+        groups.setdefault(root(i), []).append(i)
+    return [boxes[m[0]] if len(m) == 1 else _joined([boxes[i] for i in m]) for m in groups.values()]
+
+
+def _one_row(a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether two quads lie on one text row and overlap along it."""
+    u = a[1] - a[0]
+    u = u / max(float(np.linalg.norm(u)), 1e-6)
+    ub = b[1] - b[0]
+    ub = ub / max(float(np.linalg.norm(ub)), 1e-6)
+    if float(u @ ub) < np.cos(np.radians(5)):
+        return False
+    v = np.array([-u[1], u[0]], np.float32)  # across the row
+    ax, ay, bx, by = a @ u, a @ v, b @ u, b @ v
+    shared = min(ay.max(), by.max()) - max(ay.min(), by.min())
+    if shared < 0.7 * min(quad_size(a)[1], quad_size(b)[1]):
+        return False
+    return min(ax.max(), bx.max()) > max(ax.min(), bx.min())
+
+
+def _joined(boxes: list[Box]) -> Box:
+    """The minimum-area box around all of them; the score weighted by each box's length."""
+    pts = np.concatenate([b.quad for b in boxes]).astype(np.float32)
+    quad = _text_quad(cv2.boxPoints(cv2.minAreaRect(pts)).astype(np.float32))
+    lengths = [quad_size(b.quad)[0] for b in boxes]
+    return Box(quad, float(np.average([b.score for b in boxes], weights=lengths)))
 
 
 def unclip_distance(w: float, h: float, shrink_ratio: float) -> float:
