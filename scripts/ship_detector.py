@@ -118,7 +118,8 @@ def boxes_row(served: Path) -> str:
     b, cal = json.loads(meta["boxes"]), json.loads(meta["lineage"]).get("calibration")
     text = (
         f"unclip {b['unclip_scale']:g}, box threshold {b['box_thresh']:g}, binarization {b['bin_thresh']:g}, "
-        f"long side {b['max_side']} px"
+        f"long side {b['max_side']} px, "
+        + ("overlapping pieces of a row joined" if b.get("join_overlaps", True) else "pieces not joined")
     )
     if cal:
         before, chosen = cal["before"], cal["chosen"]

@@ -13,11 +13,13 @@ import pytest
 import torch
 
 from crnn.detect.boxes import (
+    Box,
     BoxConfig,
     crop_line,
     det_input,
     det_normalize,
     find_boxes,
+    join_overlapping,
     reading_order,
     row_order,
 )
@@ -148,6 +150,44 @@ def test_a_line_whose_kernel_breaks_at_a_space_comes_back_as_one_box():
     assert len(boxes) == 5
     for q in quads:
         assert max(rect_iou(q, b.quad) for b in boxes) > 0.8
+
+
+def _spin(q: np.ndarray, deg: float, about=None) -> np.ndarray:
+    about = q.mean(axis=0) if about is None else np.float32(about)
+    c, s = np.cos(np.radians(deg)), np.sin(np.radians(deg))
+    return ((q - about) @ np.float32([[c, s], [-s, c]]) + about).astype(np.float32)
+
+
+def turned(x0, y0, x1, y1, deg) -> np.ndarray:
+    return _spin(rect(x0, y0, x1, y1), deg, (0.0, 0.0))
+
+
+@pytest.mark.parametrize("deg", [0, 10, -44, -46, 90])
+def test_pieces_of_one_line_join_at_any_angle(deg):
+    """Pieces of one turned line (rising at 45 degrees, where the corner order flips, or vertical, where a
+    long piece is turned and a short one is not) join; their corner order does not decide it."""
+    from crnn.detect.boxes import _text_quad
+
+    long_piece = _text_quad(turned(0, 0, 150, 20, deg))
+    short_piece = turned(140, 0, 190, 20, deg)
+    short_piece = _text_quad(_spin(short_piece, 1.0))  # turned 1 degree more, about its own centre
+    joined = join_overlapping([Box(long_piece, 0.9), Box(short_piece, 0.8)])
+    assert len(joined) == 1
+    assert rect_iou(joined[0].quad, turned(0, 0, 190, 20, deg)) > 0.8
+
+
+def test_a_tall_box_beside_two_stacked_lines_does_not_chain_them():
+    stacked = [Box(rect(40, 0, 300, 20), 0.9), Box(rect(40, 28, 300, 48), 0.9)]
+    assert len(join_overlapping(stacked + [Box(rect(0, 0, 60, 50), 0.9)])) == 3
+
+
+def test_boxes_grown_past_the_targets_join_only_beyond_the_extra_growth():
+    """Two segments 4 px apart, each grown 3 px further than the targets' distance, overlap by 2 px: apart
+    at that scale's slack; two pieces overlapping by 12 px still join."""
+    apart = [Box(rect(0, 0, 103, 20), 0.9), Box(rect(101, 0, 200, 20), 0.9)]
+    assert len(join_overlapping(apart)) == 1
+    assert len(join_overlapping(apart, slack=0.3)) == 2
+    assert len(join_overlapping([Box(rect(0, 0, 110, 20), 0.9), Box(rect(98, 0, 200, 20), 0.9)], 0.3)) == 1
 
 
 def test_targets_mask_ignored_lines_and_keep_apart_close_ones():
@@ -559,4 +599,8 @@ def test_the_card_names_the_box_settings_and_their_calibration(tmp_path, monkeyp
     del lineage["calibration"]
     set_metadata(model, {**meta, "lineage": json.dumps(lineage)})
     onnx.save(model, str(tmp_path / "plain.onnx"))
-    assert ship.boxes_row(tmp_path / "plain.onnx").endswith("px: the config's, not calibrated |")
+    assert ship.boxes_row(tmp_path / "plain.onnx").endswith("joined: the config's, not calibrated |")
+    assert "overlapping pieces of a row joined" in row  # a file from before the key joins, as it is served
+    set_metadata(model, {**meta, "boxes": json.dumps({**boxes, "join_overlaps": False})})
+    onnx.save(model, str(tmp_path / "apart.onnx"))
+    assert "pieces not joined" in ship.boxes_row(tmp_path / "apart.onnx")

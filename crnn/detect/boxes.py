@@ -92,19 +92,26 @@ def find_boxes(
         quad[:, 0] = np.clip(quad[:, 0] / sx, 0, pw)
         quad[:, 1] = np.clip(quad[:, 1] / sy, 0, ph)
         boxes.append(Box(_text_quad(quad), score))
-    return join_overlapping(boxes) if cfg.join_overlaps else boxes
+    if not cfg.join_overlaps:
+        return boxes
+    # boxes grown past the targets' distance overlap by the extra: (scale - 1) (1 - r^2) of a line's height
+    return join_overlapping(boxes, max(0.0, cfg.unclip_scale - 1.0) * (1 - cfg.shrink_ratio**2))
 
 
-def join_overlapping(boxes: list[Box]) -> list[Box]:
+def join_overlapping(boxes: list[Box], slack: float = 0.0) -> list[Box]:
     """Boxes that overlap one another along one text row, joined into one box around them.
 
     The targets never cut a line: a kernel that breaks inside one (at a wide word space of monospace
     receipt print, where the probability dips below `bin_thresh`) is a miss, and the two pieces, each grown
     back by its own unclip distance, reach into each other's glyphs, so each crop reads a stray character
     of its neighbour. Two different lines do not overlap once grown back, because the targets keep
-    neighbouring kernels apart by at least the distance they grow by. Joined: turned alike (within 5
-    degrees), sharing at least 70 % of the smaller height across the row, and overlapping along it; chains
-    join whole. Boxes with a gap between them (a receipt's columns, separate segments) stay apart."""
+    neighbouring kernels apart by at least the distance they grow by; boxes grown further than that
+    (`unclip_scale` above 1) must overlap by more than the extra, `slack` times the smaller height.
+    Joined: turned alike (within 5 degrees), the smaller sharing at least 70 % of its height across the row
+    with the other, centred within a quarter of the taller's height of each other and at most 2.5 times
+    shorter (so a tall box beside two stacked lines does not chain them into one), and overlapping along
+    the row; chains join whole. Boxes with a gap between them (a receipt's columns, separate segments) stay
+    apart."""
     if len(boxes) < 2:
         return list(boxes)
     quads = np.stack([b.quad for b in boxes])
@@ -120,7 +127,7 @@ def join_overlapping(boxes: list[Box]) -> list[Box]:
         return i
 
     for i, j in zip(*np.nonzero(touch)):
-        if i < j and _one_row(quads[i], quads[j]):
+        if i < j and _one_row(quads[i], quads[j], slack):
             parent[root(int(j))] = root(int(i))
     groups: dict[int, list[int]] = {}
     for i in range(len(boxes)):
@@ -128,20 +135,33 @@ def join_overlapping(boxes: list[Box]) -> list[Box]:
     return [boxes[m[0]] if len(m) == 1 else _joined([boxes[i] for i in m]) for m in groups.values()]
 
 
-def _one_row(a: np.ndarray, b: np.ndarray) -> bool:
-    """Whether two quads lie on one text row and overlap along it."""
-    u = a[1] - a[0]
-    u = u / max(float(np.linalg.norm(u)), 1e-6)
-    ub = b[1] - b[0]
-    ub = ub / max(float(np.linalg.norm(ub)), 1e-6)
-    if float(u @ ub) < np.cos(np.radians(5)):
-        return False
+def _long_axis(q: np.ndarray) -> tuple[np.ndarray, float]:
+    """The unit vector along a quad's longer side, and how many times longer that side is than the other.
+    Taken from the sides, not from the corner order, which flips by 90 or 180 degrees near 45 degrees and
+    between a long vertical piece (turned) and a short one (not)."""
+    e0, e1 = q[1] - q[0], q[2] - q[1]
+    n0, n1 = float(np.linalg.norm(e0)), float(np.linalg.norm(e1))
+    e, n, m = (e0, n0, n1) if n0 >= n1 else (e1, n1, n0)
+    return e / max(n, 1e-6), n / max(m, 1e-6)
+
+
+def _one_row(a: np.ndarray, b: np.ndarray, slack: float = 0.0) -> bool:
+    """Whether two quads lie on one text row and overlap along it (by more than `slack` heights)."""
+    (ua, ra), (ub, rb) = _long_axis(a), _long_axis(b)
+    u, other, r_other = (ua, ub, rb) if ra >= rb else (ub, ua, ra)  # the row runs along the longer piece
+    if r_other >= 1.5 and abs(float(u @ other)) < np.cos(np.radians(5)):
+        return False  # both are clearly lines, turned differently (a near-square piece has no direction)
     v = np.array([-u[1], u[0]], np.float32)  # across the row
     ax, ay, bx, by = a @ u, a @ v, b @ u, b @ v
-    shared = min(ay.max(), by.max()) - max(ay.min(), by.min())
-    if shared < 0.7 * min(quad_size(a)[1], quad_size(b)[1]):
+    ha, hb = float(np.ptp(ay)), float(np.ptp(by))
+    low, tall = min(ha, hb), max(ha, hb)
+    if low < 1e-6 or tall > 2.5 * low:
         return False
-    return min(ax.max(), bx.max()) > max(ax.min(), bx.min())
+    if abs((ay.min() + ay.max()) - (by.min() + by.max())) / 2 > 0.25 * tall:
+        return False
+    if min(ay.max(), by.max()) - max(ay.min(), by.min()) < 0.7 * low:
+        return False
+    return min(ax.max(), bx.max()) - max(ax.min(), bx.min()) > slack * low
 
 
 def _joined(boxes: list[Box]) -> Box:
