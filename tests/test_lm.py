@@ -266,6 +266,14 @@ def test_predict_reads_with_the_lm_and_refuses_one_of_another_alphabet(tuned_lm,
         run([str(img)], model, mode="line", decoder="lm", err=io.StringIO())
 
 
+def test_crnn_predict_refuses_an_lm_that_its_decoder_would_not_read(tuned_lm, chain, capsys):
+    from crnn.command import main
+
+    model, lm = str(chain / "export" / "model.onnx"), str(tuned_lm / "lm.npz")
+    assert main(["predict", "-", "--model", model, "--decoder", "greedy", "--lm", lm]) == 2
+    assert "--lm is read by --decoder lm only" in capsys.readouterr().err
+
+
 def test_ship_lm_gates_the_lm_like_a_new_model_and_rewrites_the_baseline(
     tuned_lm, chain, tiny_data, tmp_path
 ):
