@@ -179,7 +179,7 @@ def cmd_predict(a: argparse.Namespace) -> int:
     from crnn.predict import OptionError, run
 
     if a.lm and a.decoder and a.decoder != "lm":  # it would be loaded and never read
-        raise OptionError(f"--lm is read by --decoder lm only, not by --decoder {a.decoder}: drop one of them")
+        raise OptionError(f"--lm is read by --decoder lm only, not by --decoder {a.decoder}: drop one")
     lm = a.lm or default_lm(a.model)
     tally = run(
         a.inputs,
