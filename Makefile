@@ -224,6 +224,7 @@ demo: install fonts
 	$(PY) -m crnn.prune experiment=demo $(ARGS) && \
 	$(PY) -m crnn.export experiment=demo $(ARGS) && \
 	$(PY) -m crnn.quantize experiment=demo $(ARGS) && \
+	$(PY) -m crnn.lm_build experiment=demo $(ARGS) && \
 	$(PY) -m crnn.eval experiment=demo $(ARGS) && \
 	echo "[demo] done in $$(( $$(date +%s) - start )) s"
 
