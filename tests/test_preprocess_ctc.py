@@ -84,3 +84,39 @@ def test_scores_of_two_sets_merge_as_sums():
     a.merge(b)
     assert a.by_scene["printed"].cer == pytest.approx(2 / 12)  # not the mean of 0 and 1
     assert a.overall.n == 2
+
+
+def _brute_confidence(logp: np.ndarray, ids: list[int]) -> float:
+    """Every frame labelling that collapses to `ids`; the most probable one's first-frame probabilities."""
+    import itertools
+
+    best, conf = -np.inf, 0.0
+    for path in itertools.product(range(logp.shape[1]), repeat=len(logp)):
+        keep = [i for i in range(len(path)) if path[i] != 0 and (i == 0 or path[i] != path[i - 1])]
+        if [path[i] for i in keep] != ids:
+            continue
+        score = sum(logp[i, c] for i, c in enumerate(path))
+        if score > best:
+            best, conf = score, float(np.exp(np.mean([logp[i, path[i]] for i in keep])))
+    return conf
+
+
+def test_a_line_has_the_same_confidence_whichever_decoder_reads_it():
+    """Beam and LM readings report greedy's confidence (the first frame of each character along the text's
+    best alignment), so a threshold means the same for every decoder; a text greedy did not choose gets it
+    along its own best alignment."""
+    from crnn.ctc import path_confidence
+
+    cs = Charset.from_string("abc")
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        lg = rng.normal(0, 2, (1, 12, 4)).astype(np.float32)
+        g, b = greedy_decode(lg, cs)[0], beam_decode(lg, cs)[0]
+        if b.text == g.text:
+            assert b.confidence == pytest.approx(g.confidence, rel=1e-3)
+    for _ in range(30):
+        lg = rng.normal(0, 2, (5, 4)).astype(np.float32)
+        logp = lg - np.log(np.exp(lg).sum(axis=1, keepdims=True))
+        ids = rng.integers(1, 4, rng.integers(1, 4)).tolist()
+        assert path_confidence(lg, ids) == pytest.approx(_brute_confidence(logp, ids), rel=1e-5)
+    assert path_confidence(rng.normal(size=(2, 4)).astype(np.float32), [1, 1, 1]) == 0.0  # no alignment fits
