@@ -97,15 +97,19 @@ def path_confidence(
     lp = frames[:, ext] - lse  # (T, S)
     skip = np.zeros(s, dtype=bool)  # a character may follow the one before it directly unless they repeat
     skip[3::2] = ext[3::2] != ext[1:-2:2]
-    dp = np.full(s, -np.inf)
+    moves = np.full((3, s), -np.inf)  # row k: arriving from state s - k (stay, next, skip a blank)
+    dp = moves[0]
     dp[:2] = lp[0, :2]
-    back = np.zeros((t, s), dtype=np.int8)
+    back = np.zeros((t, s), dtype=np.int64)
+    no_skip, states = ~skip, np.arange(s)
     for i in range(1, t):
-        one = np.concatenate(([-np.inf], dp[:-1]))
-        two = np.where(skip, np.concatenate(([-np.inf, -np.inf], dp[:-2])), -np.inf)
-        moves = np.stack([dp, one, two])
-        back[i] = moves.argmax(axis=0)
-        dp = moves.max(axis=0) + lp[i]
+        moves[1, 1:] = dp[:-1]
+        moves[2, 2:] = dp[:-2]
+        moves[2, no_skip] = -np.inf
+        k = moves.argmax(axis=0)
+        back[i] = k
+        dp = moves[k, states] + lp[i]
+        moves[0] = dp
     state = s - 1 if s == 1 or dp[s - 1] >= dp[s - 2] else s - 2
     if not np.isfinite(dp[state]):
         return 0.0
