@@ -62,6 +62,19 @@ def test_a_foreign_onnx_file_is_refused():
     assert serve.returncode == 2 and "not a crnn-toolkit detector" in serve.stderr
 
 
+def test_a_detector_file_with_settings_from_a_newer_toolkit_is_refused_by_name(mini_detector, tmp_path):
+    import onnx
+
+    proto = onnx.load(str(mini_detector["onnx"]))
+    entry = next(p for p in proto.metadata_props if p.key == "boxes")
+    entry.value = json.dumps({**json.loads(entry.value), "curve_fit": True})
+    newer = tmp_path / "newer.onnx"
+    onnx.save(proto, str(newer))
+    with pytest.raises(ExportError, match=r"newer crnn-toolkit: box settings \['curve_fit'\]"):
+        Detector(newer)
+    assert Detector(mini_detector["onnx"]).boxes.join_overlaps  # the file as exported still reads
+
+
 def test_page_mode_reads_the_detected_lines_in_reading_order(mini_detector, detector):
     page = mini_detector["pages"][0]  # a document
     crops = split(page.image, "page", detector=detector)

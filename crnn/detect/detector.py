@@ -7,7 +7,7 @@ thresholds travel with the model; `detect` is preprocess (crnn.detect.boxes.det_
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +27,19 @@ def read_detector_metadata(path: str | Path) -> dict[str, str]:
     return meta
 
 
+def box_config(saved: str, path: Path) -> BoxConfig:
+    """The box settings a detector file carries. A setting this version does not know comes from a newer
+    toolkit and changes which boxes the file was checked with, so it is refused by name, not dropped."""
+    settings = json.loads(saved)
+    unknown = sorted(set(settings) - {f.name for f in fields(BoxConfig)})
+    if unknown:
+        raise ExportError(
+            f"{path} was exported by a newer crnn-toolkit: box settings {unknown} are unknown to this version; "
+            "update the toolkit to read it"
+        )
+    return BoxConfig(**settings)
+
+
 class Detector:
     """Finds text lines in a grayscale page: `detect(gray)` -> boxes in page pixels."""
 
@@ -36,7 +49,7 @@ class Detector:
         meta = read_detector_metadata(path)
         self.path = Path(path)
         self.meta = meta
-        self.boxes = boxes or BoxConfig(**json.loads(meta["boxes"]))
+        self.boxes = boxes or box_config(meta["boxes"], self.path)
         so = ort.SessionOptions()
         if threads:
             so.intra_op_num_threads = threads
