@@ -34,8 +34,8 @@ def box_config(saved: str, path: Path) -> BoxConfig:
     unknown = sorted(set(settings) - {f.name for f in fields(BoxConfig)})
     if unknown:
         raise ExportError(
-            f"{path} was exported by a newer crnn-toolkit: box settings {unknown} are unknown to this version; "
-            "update the toolkit to read it"
+            f"{path} was exported by a newer crnn-toolkit: box settings {unknown} are unknown to this "
+            "version; update the toolkit to read it"
         )
     return BoxConfig(**settings)
 
