@@ -76,6 +76,10 @@ def path_confidence(
     nats of the exact ones)."""
     if not ids:
         return 1.0
+    finite = np.isfinite(frames).all(axis=-1)
+    if not finite.all():  # a NaN frame is skipped, as the decoders skip it (it has no candidates)
+        frames = frames[finite]
+        best = None if best is None else (best[0][finite], best[1][finite])
     t = len(frames)
     path = frames.argmax(axis=-1) if best is None else best[0]
     if t:

@@ -120,3 +120,21 @@ def test_a_line_has_the_same_confidence_whichever_decoder_reads_it():
         ids = rng.integers(1, 4, rng.integers(1, 4)).tolist()
         assert path_confidence(lg, ids) == pytest.approx(_brute_confidence(logp, ids), rel=1e-5)
     assert path_confidence(rng.normal(size=(2, 4)).astype(np.float32), [1, 1, 1]) == 0.0  # no alignment fits
+
+
+def test_a_nan_frame_does_not_zero_the_beam_and_lm_confidence():
+    """A NaN frame is skipped by every decoder; before, beam and LM readings of such a line read the text
+    right and reported confidence 0 (the frame's missing candidate counted as a character)."""
+    from crnn.ctc import decode
+    from crnn.lm import build
+
+    cs = Charset.from_string("ab")
+    lg = np.full((1, 6, 3), -5.0, np.float32)
+    for t, c in enumerate([1, 0, 2, 0, 1, 0]):
+        lg[0, t, c] = 5.0
+    lg[0, 3] = np.nan
+    g = greedy_decode(lg, cs)[0]
+    lm = build(["aba", "ab"] * 5, "ab", order=2)
+    for d in (beam_decode(lg, cs)[0], decode(lg, cs, method="lm", lm=lm)[0]):
+        assert d.text == g.text == "aba"
+        assert d.confidence == pytest.approx(g.confidence, rel=1e-3) and d.confidence > 0.99
