@@ -72,6 +72,14 @@ def test_a_detector_file_with_settings_from_a_newer_toolkit_is_refused_by_name(m
     onnx.save(proto, str(newer))
     with pytest.raises(ExportError, match=r"newer crnn-toolkit: box settings \['curve_fit'\]"):
         Detector(newer)
+    serve = subprocess.run(
+        [sys.executable, "-m", "crnn.serve", "--model", str(bundled_model()), "--detector", str(newer)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+    )
+    assert serve.returncode == 2 and "newer crnn-toolkit" in serve.stderr and "Traceback" not in serve.stderr
     assert Detector(mini_detector["onnx"]).boxes.join_overlaps  # the file as exported still reads
 
 

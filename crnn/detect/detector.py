@@ -40,6 +40,11 @@ def box_config(saved: str, path: Path) -> BoxConfig:
     return BoxConfig(**settings)
 
 
+def saved_boxes(path: str | Path) -> BoxConfig:
+    """The box settings a detector file was checked with; ExportError unless this version reads the file."""
+    return box_config(read_detector_metadata(path)["boxes"], Path(path))
+
+
 class Detector:
     """Finds text lines in a grayscale page: `detect(gray)` -> boxes in page pixels."""
 

@@ -80,10 +80,10 @@ def main(
         )
         return 2
     if a.detector:
-        from crnn.detect.detector import read_detector_metadata
+        from crnn.detect.detector import saved_boxes
         from crnn.onnx_model import ExportError
 
-        if _unreadable("--detector", read_detector_metadata, a.detector, ExportError):
+        if _unreadable("--detector", saved_boxes, a.detector, ExportError):
             return 2
     if a.lm:
         from crnn.charset import Charset
