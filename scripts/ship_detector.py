@@ -112,14 +112,15 @@ def page_table(readers: dict[str, dict]) -> list[str]:
 
 def boxes_row(served: Path) -> str:
     """The box settings the served file carries, and where they came from (crnn.detect.calibrate)."""
-    from crnn.detect.detector import read_detector_metadata
+    from crnn.detect.detector import read_detector_metadata, saved_boxes
 
     meta = read_detector_metadata(served)
-    b, cal = json.loads(meta["boxes"]), json.loads(meta["lineage"]).get("calibration")
-    text = (
-        f"unclip {b['unclip_scale']:g}, box threshold {b['box_thresh']:g}, binarization {b['bin_thresh']:g}, "
-        f"long side {b['max_side']} px, "
-        + ("overlapping pieces of a row joined" if b.get("join_overlaps", True) else "pieces not joined")
+    b, cal = saved_boxes(served), json.loads(meta["lineage"]).get("calibration")  # as served: a file from
+    text = (  # before a setting reads with its default
+        f"unclip {b.unclip_scale:g}, box threshold {b.box_thresh:g}, binarization {b.bin_thresh:g}, "
+        f"long side at most {b.max_side} px"
+        + (f" and smaller pages scaled up to {b.upscale_to} px, " if b.upscale_to else ", ")
+        + ("overlapping pieces of a row joined" if b.join_overlaps else "pieces not joined")
     )
     if cal:
         before, chosen = cal["before"], cal["chosen"]

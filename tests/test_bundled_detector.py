@@ -197,3 +197,30 @@ def test_calibration_writes_the_grid_point_with_the_best_f1_into_the_file(tmp_pa
     assert not int8.exists()
     with pytest.raises(ExportError, match="shipped file"):
         calibrate.run(compose_cfg([*overrides, f"detect.calibrate.detector={DETECTOR}"]))
+
+
+def test_a_small_web_image_is_read_scaled_up(detector):
+    """A page saved at a few hundred pixels (a web image, a thumbnail) holds lines smaller than the detector
+    was taught; read at `upscale_to` (crnn.detect.boxes.read_scale) it finds them."""
+    from dataclasses import replace
+
+    import cv2
+
+    synth = synth_for()
+    own_scale = Detector(DETECTOR, threads=2, boxes=replace(detector.boxes, upscale_to=0))
+    scaled, unscaled = Counts(), Counts()
+    for i in range(14):
+        page = synth.page(i, synth.layouts[i % len(synth.layouts)])
+        f = 400 / max(page.image.shape)
+        small = cv2.resize(page.image, None, fx=f, fy=f, interpolation=cv2.INTER_AREA)
+        fx, fy = small.shape[1] / page.image.shape[1], small.shape[0] / page.image.shape[0]
+        truth = page_truth(page)
+        k = np.float32([fx, fy])
+        truth = PageTruth(
+            [q * k for q in truth.quads], truth.texts, [q * k for q in truth.ignore], truth.category
+        )
+        for det, total in ((detector, scaled), (own_scale, unscaled)):
+            total.add(score_page(truth, [b.quad for b in det.detect(small)], None, None))
+    assert detector.boxes.upscale_to >= 640
+    a, b = scaled.as_dict()["f1"], unscaled.as_dict()["f1"]
+    assert a >= 0.85 and a >= b + 0.02, (a, b)

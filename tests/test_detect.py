@@ -20,6 +20,7 @@ from crnn.detect.boxes import (
     det_normalize,
     find_boxes,
     join_overlapping,
+    read_scale,
     reading_order,
     row_order,
 )
@@ -218,10 +219,38 @@ def test_a_turned_box_is_cropped_upright():
 
 
 def test_det_input_scales_down_to_max_side_in_multiples_of_32():
-    x, (sx, sy) = det_input(np.zeros((2000, 700), np.uint8), 960)
+    x, (sx, sy) = det_input(np.zeros((2000, 700), np.uint8), BoxConfig(max_side=960))
     assert x.shape[:3] == (1, 1, 960) and x.shape[3] in (320, 352) and sx < 1 and sy < 1
-    x, _ = det_input(np.zeros((50, 90), np.uint8), 960)
+    x, _ = det_input(np.zeros((50, 90), np.uint8), BoxConfig(max_side=960, upscale_to=0))
     assert x.shape[2] % 32 == 0 and x.shape[3] % 32 == 0 and x.shape[3] <= 96
+
+
+def test_a_small_page_is_read_scaled_up_to_upscale_to_and_its_boxes_come_back_in_its_pixels():
+    boxes = BoxConfig(max_side=960, upscale_to=720)
+    assert read_scale(430, 323, boxes) == pytest.approx(720 / 430)
+    assert read_scale(720, 500, boxes) == 1.0 and read_scale(800, 900, boxes) == 1.0
+    assert read_scale(4000, 1000, boxes) == pytest.approx(960 / 4000)
+    assert read_scale(100, 50, BoxConfig(max_side=480, upscale_to=720)) == pytest.approx(4.8)  # max_side caps
+    x, (sx, sy) = det_input(np.zeros((430, 323), np.uint8), boxes)
+    assert x.shape[2:] == (704, 544) and sx > 1.6 and sy > 1.6  # 720 and 541 in multiples of 32
+    # a probability map at the input's size: its box comes back in the page's pixels
+    prob = np.zeros(x.shape[2:], np.float32)
+    prob[200:240, 100:400] = 1.0
+    (box,) = find_boxes(prob, (sx, sy), (430, 323), boxes)
+    cx, cy = box.quad.mean(axis=0)
+    assert abs(cx - 250 / sx) < 2 and abs(cy - 220 / sy) < 2
+    assert float(np.ptp(box.quad[:, 0])) > 300 / sx and float(np.ptp(box.quad[:, 1])) > 40 / sy
+
+
+def test_training_crops_draw_a_small_page_at_the_scale_inference_reads_it():
+    cfg = compose_cfg(["experiment=det_zh_en", "detect.pages.long_side=[400,400]"])
+    page = page_synth(cfg, seed=5).page(0)
+    h, w = page.image.shape
+    line = max(page.lines, key=lambda ln: float(np.ptp(ln.quad[:, 0])))
+    boxes = BoxConfig(max_side=960, upscale_to=720)
+    _, quads, _ = crop_sample(page, 1024, (1.0, 1.0), np.random.default_rng(0), boxes)
+    drawn = max(float(np.ptp(q[:, 0])) for q in quads)
+    assert drawn == pytest.approx(float(np.ptp(line.quad[:, 0])) * 720 / max(h, w), rel=0.02)
 
 
 # ------------------------------------------------------------------------------------------- reading order
@@ -604,3 +633,7 @@ def test_the_card_names_the_box_settings_and_their_calibration(tmp_path, monkeyp
     set_metadata(model, {**meta, "boxes": json.dumps({**boxes, "join_overlaps": False})})
     onnx.save(model, str(tmp_path / "apart.onnx"))
     assert "pieces not joined" in ship.boxes_row(tmp_path / "apart.onnx")
+    assert "smaller pages scaled up to 640 px" in row  # a file from before the key scales up, as it is served
+    set_metadata(model, {**meta, "boxes": json.dumps({**boxes, "upscale_to": 0})})
+    onnx.save(model, str(tmp_path / "own.onnx"))
+    assert "long side at most 960 px, overlapping" in ship.boxes_row(tmp_path / "own.onnx")

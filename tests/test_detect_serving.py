@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import requests
 
-from crnn.detect.boxes import BoxConfig, reading_order
+from crnn.detect.boxes import reading_order
 from crnn.detect.detector import Detector
 from crnn.detect.export import parity
 from crnn.detect.score import match
@@ -36,7 +36,7 @@ def _kept(page) -> list:
 
 def test_onnx_matches_pytorch_on_the_pages(mini_detector):
     images = [p.image for p in mini_detector["pages"]]
-    par = parity(mini_detector["model"], mini_detector["onnx"], images, BoxConfig())
+    par = parity(mini_detector["model"], mini_detector["onnx"], images, mini_detector["cfg"].detect.boxes)
     assert par["max_abs_diff"] < 1e-3
     assert par["boxes"] >= 8 and par["same_boxes"] == par["boxes"] == par["onnx_boxes"]
 

@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from crnn.charset import load_charset
 from crnn.data.source import SynthSource
-from crnn.detect.boxes import det_normalize
+from crnn.detect.boxes import BoxConfig, det_normalize, read_scale
 from crnn.detect.pages import Page, PageSynth
 from crnn.detect.targets import make_targets
 from crnn.stop import ignore_stop_signals
@@ -34,16 +34,20 @@ def page_synth(cfg: RunConfig, seed: int) -> PageSynth:
 
 
 def crop_sample(
-    page: Page, size: int, scale: tuple[float, float], nrng: np.random.Generator, max_side: int | None = None
+    page: Page,
+    size: int,
+    scale: tuple[float, float],
+    nrng: np.random.Generator,
+    boxes: BoxConfig | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The page scaled, then cut or padded to size x size at a random place: the image and its lines' quads
     and ignore flags there (a line the cut crosses is ignored).
 
-    With `max_side` (training), the scale is `scale` times the one inference reads the page at
-    (crnn.detect.boxes.det_input: long side at most max_side), so text is trained at the sizes it is
-    served at; without it, the page's long side becomes `scale` x `size` (a whole page in the crop)."""
+    With `boxes` (training), the scale is `scale` times the one inference reads the page at
+    (crnn.detect.boxes.read_scale), so text is trained at the sizes it is served at; without it, the
+    page's long side becomes `scale` x `size` (a whole page in the crop)."""
     h, w = page.image.shape
-    base = min(1.0, max_side / max(h, w)) if max_side else size / max(h, w)
+    base = read_scale(h, w, boxes) if boxes else size / max(h, w)
     s = base * nrng.uniform(*scale)
     nh, nw = max(8, int(round(h * s))), max(8, int(round(w * s)))
     img = cv2.resize(page.image, (nw, nh), interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR)
@@ -81,9 +85,7 @@ class PageBatches(IterableDataset):
                 page_index = index // t.crops_per_page  # than a training step's share of a page
                 page = self.synth.page(page_index)
             nrng = np.random.default_rng([self.seed, index, 23])
-            img, quads, ignore = crop_sample(
-                page, t.size, tuple(t.scale), nrng, self.cfg.detect.boxes.max_side
-            )
+            img, quads, ignore = crop_sample(page, t.size, tuple(t.scale), nrng, self.cfg.detect.boxes)
             xs.append(det_normalize(img))
             for k, v in make_targets(quads, ignore, t.size, t.size, self.cfg.detect.targets).items():
                 maps[k].append(v)

@@ -63,7 +63,7 @@ class Detector:
         self.input_name = self.session.get_inputs()[0].name
 
     def probability(self, gray: np.ndarray) -> tuple[np.ndarray, tuple[float, float]]:
-        x, scale = det_input(gray, self.boxes.max_side)
+        x, scale = det_input(gray, self.boxes)
         return self.session.run(None, {self.input_name: x})[0][0, 0], scale
 
     def detect(self, gray: np.ndarray) -> list[Box]:

@@ -64,7 +64,7 @@ def parity(model: DBNet, path: Path, pages: list[np.ndarray], boxes: BoxConfig) 
     det = Detector(path, threads=1, boxes=boxes)
     worst, torch_boxes, onnx_boxes, same = 0.0, 0, 0, 0
     for gray in pages:
-        x, scale = det_input(gray, boxes.max_side)
+        x, scale = det_input(gray, boxes)
         with torch.no_grad():
             ref = model(torch.from_numpy(x))[0, 0].numpy()
         got, _ = det.probability(gray)

@@ -18,7 +18,7 @@ import numpy as np
 from omegaconf import DictConfig
 
 from crnn.cli import stage_errors
-from crnn.detect.boxes import det_input
+from crnn.detect.boxes import BoxConfig, det_input
 from crnn.detect.data import page_synth, validation_pages
 from crnn.detect.detector import Detector
 from crnn.detect.score import Counts, PageTruth, score_page
@@ -31,8 +31,8 @@ from crnn.tracking import Tracker
 class PageCalibration:
     """One synthetic training page at a time, as the detector's input (pages differ in size)."""
 
-    def __init__(self, images: list[np.ndarray], max_side: int, input_name: str = "image") -> None:
-        self.items = [{input_name: det_input(img, max_side)[0]} for img in images]
+    def __init__(self, images: list[np.ndarray], boxes: BoxConfig, input_name: str = "image") -> None:
+        self.items = [{input_name: det_input(img, boxes)[0]} for img in images]
         self._it = iter(self.items)
 
     def get_next(self):
@@ -99,9 +99,7 @@ def run(cfg: RunConfig) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     dest = out / "detector.int8.onnx"
     synth = page_synth(cfg, seed=cfg.seed * 7919 + 17)  # the training stream's pages, never validation's
-    calib = PageCalibration(
-        [synth.page(i).image for i in range(q.calibration_pages)], cfg.detect.boxes.max_side
-    )
+    calib = PageCalibration([synth.page(i).image for i in range(q.calibration_pages)], cfg.detect.boxes)
     val = validation_pages(cfg)
     tracker = Tracker(cfg.mlflow)
     with tracker.run("detect.quantize", {"stage": "detect.quantize", "input_sha256": sha256_file(src)}):

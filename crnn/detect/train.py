@@ -120,7 +120,7 @@ def train_step(
 @torch.no_grad()
 def detect_page(model: DBNet, gray: np.ndarray, boxes: BoxConfig, device: torch.device) -> list[np.ndarray]:
     """Quads of one page as inference finds them (crnn.detect.boxes), with the PyTorch model."""
-    x, scale = det_input(gray, boxes.max_side)
+    x, scale = det_input(gray, boxes)
     prob = model(torch.from_numpy(x).to(device))[0, 0].float().cpu().numpy()
     return [b.quad for b in find_boxes(prob, scale, gray.shape[:2], boxes)]
 

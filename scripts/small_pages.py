@@ -1,0 +1,105 @@
+"""Which long side small pages are best read at (detect.boxes.upscale_to), measured on synthetic pages.
+
+    python scripts/small_pages.py [--detector models/det_zh_en.onnx] [--pages 150] [--targets 0,560,640,...]
+
+Two kinds of small page, neither of them real (the real pages only evaluate):
+- shrunk: synthetic pages (their own seed) drawn at their usual 512 to 960 px, then saved at a long side
+  of 250 to 640 px, as a web image or a thumbnail is: the lines get smaller than the detector was taught;
+- drawn small: pages drawn at 300 to 450 px, where the renderer's smallest fonts make text large for the
+  page.
+Each page is read with the file's box settings and `upscale_to` set to each target (0: the page's own
+scale), and scored at IoU >= 0.5 as calibration scores pages. Saves runs/bench/small_pages.{json,md}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from crnn.detect.data import page_synth  # noqa: E402
+from crnn.detect.detector import Detector  # noqa: E402
+from crnn.detect.score import Counts, PageTruth, score_page  # noqa: E402
+from crnn.detect.train import page_truth  # noqa: E402
+from crnn.settings import compose_run_config  # noqa: E402
+
+OUT = ROOT / "runs" / "bench"
+
+
+def shrunk_pages(cfg, n: int, seed: int) -> list[tuple[np.ndarray, PageTruth]]:
+    synth, rng, out = page_synth(cfg, seed=seed), np.random.default_rng(seed), []
+    for i in range(n):
+        page = synth.page(i)
+        h, w = page.image.shape
+        f = int(rng.integers(250, 641)) / max(h, w)
+        small = cv2.resize(
+            page.image, (max(8, round(w * f)), max(8, round(h * f))), interpolation=cv2.INTER_AREA
+        )
+        k = np.float32([small.shape[1] / w, small.shape[0] / h])
+        t = page_truth(page)
+        truth = PageTruth([q * k for q in t.quads], t.texts, [q * k for q in t.ignore], t.category)
+        out.append((small, truth))
+    return out
+
+
+def drawn_small(experiment: str, n: int, seed: int) -> list[tuple[np.ndarray, PageTruth]]:
+    cfg = compose_run_config([f"experiment={experiment}", "detect.pages.long_side=[300,450]"])[0]
+    synth = page_synth(cfg, seed=seed)
+    return [(p.image, page_truth(p)) for p in (synth.page(i) for i in range(n))]
+
+
+def f1(detector: Detector, pages: list[tuple[np.ndarray, PageTruth]]) -> dict:
+    total = Counts()
+    for image, truth in pages:
+        total.add(score_page(truth, [b.quad for b in detector.detect(image)], None, None))
+    d = total.as_dict()
+    return {k: round(d[k], 4) for k in ("f1", "precision", "recall")}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--detector", default="models/det_zh_en.onnx")
+    ap.add_argument("--experiment", default="det_zh_en")
+    ap.add_argument("--pages", type=int, default=150)
+    ap.add_argument("--targets", default="0,560,640,720,800,960")
+    ap.add_argument("--seed", type=int, default=9100)  # neither training's, validation's nor calibration's
+    args = ap.parse_args()
+    cfg = compose_run_config([f"experiment={args.experiment}"])[0]
+    base = Detector(args.detector, threads=2)
+    sets = {
+        "shrunk to 250-640 px": shrunk_pages(cfg, args.pages, args.seed),
+        "drawn at 300-450 px": drawn_small(args.experiment, args.pages, args.seed + 1),
+    }
+    rows = []
+    for target in tqdm([int(t) for t in args.targets.split(",")], desc="upscale_to", unit="target"):
+        det = Detector(args.detector, threads=2, boxes=replace(base.boxes, upscale_to=target))
+        rows.append({"upscale_to": target, **{name: f1(det, pages) for name, pages in sets.items()}})
+    OUT.mkdir(parents=True, exist_ok=True)
+    record = {"detector": args.detector, "pages": args.pages, "seed": args.seed, "rows": rows}
+    (OUT / "small_pages.json").write_text(json.dumps(record, indent=1), encoding="utf-8")
+    names = list(sets)
+    md = [
+        f"Small pages read with {Path(args.detector).name} at each upscale_to ({args.pages} pages per kind; "
+        "F1 (P / R) at IoU >= 0.5)",
+        "",
+        "| upscale_to | " + " | ".join(names) + " |",
+        "|---|" + "---|" * len(names),
+    ]
+    for r in rows:
+        cells = [f"{r[n]['f1']:.3f} ({r[n]['precision']:.2f} / {r[n]['recall']:.2f})" for n in names]
+        md.append(f"| {r['upscale_to'] or 'own scale'} | " + " | ".join(cells) + " |")
+    (OUT / "small_pages.md").write_text("\n".join(md) + "\n", encoding="utf-8")
+    print("\n".join(md))
+
+
+if __name__ == "__main__":
+    main()
