@@ -61,6 +61,7 @@ class PageConfig:
     jpeg_p: float = 0.3
     light_p: float = 0.3
     distractor_p: float = 0.7  # rules, boxes, dots, bars: ink that is not text
+    receipt_header_p: float = 0.6  # a receipt opens with its shop's name and address set tight
 
 
 @dataclass
@@ -178,10 +179,14 @@ class Canvas:
         angle: float = 0.0,
         stroke: int = 0,
         outline: float | None = None,
+        stretch: float = 1.0,
     ) -> PageLine | None:
         """`text` with its line box's top-left at (x, y), turned by `angle` degrees about that corner; the
-        ink level contrasts with what lies under it unless given. None when it does not fit the page."""
+        ink level contrasts with what lies under it unless given; glyphs `stretch` times their height (a
+        receipt's double-height heading, a condensed display face). None when it does not fit the page."""
         mask, box, omask = text_mask(text, spec, size, stroke, outline is not None)
+        if stretch != 1.0:
+            mask, box, omask = _stretch(mask, box, omask, stretch)
         bx0, by0, bx1, by1 = box
         quad = np.float32([[bx0, by0], [bx1, by0], [bx1, by1], [bx0, by1]])
         if angle:
@@ -288,6 +293,18 @@ def text_mask(
     return mask, box, omask
 
 
+def _stretch(
+    mask: np.ndarray, box: tuple[int, int, int, int], omask: np.ndarray | None, k: float
+) -> tuple[np.ndarray, tuple[int, int, int, int], np.ndarray | None]:
+    """The mask and its line box `k` times taller, as wide."""
+    h, w = mask.shape
+    nh = max(4, int(round(h * k)))
+    out = cv2.resize(mask, (w, nh), interpolation=cv2.INTER_LINEAR)
+    o = cv2.resize(omask, (w, nh), interpolation=cv2.INTER_LINEAR) if omask is not None else None
+    x0, y0, x1, y1 = box
+    return out, (x0, int(y0 * nh / h), x1, min(nh, int(np.ceil(y1 * nh / h)))), o
+
+
 def _rotate(
     mask: np.ndarray, quad: np.ndarray, angle: float, omask: np.ndarray | None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
@@ -369,9 +386,14 @@ def draw_receipt(c: Canvas) -> None:
     ink = float(c.nrng.uniform(0, 110))
     y = size * c.nrng.uniform(0.5, 3)
     left, right = sx + margin, sx + sw - margin
+    if c.nrng.random() < c.synth.cfg.receipt_header_p:
+        y = _receipt_header(c, left, right, y, size, ink)
     while y + size * 1.4 < c.h:
-        kinds = ["pair", "left", "center", "rule", "triple", "keyval"]
-        kind = c.rng.choices(kinds, weights=[4, 3, 1.5, 1, 1.5, 1.5])[0]
+        kinds = ["pair", "left", "center", "rule", "triple", "keyval", "heading"]
+        kind = c.rng.choices(kinds, weights=[4, 3, 1.5, 1, 1.5, 1.5, 0.4])[0]
+        if kind == "heading":
+            y = _receipt_heading(c, left, right, y, size, ink)
+            continue
         if kind == "keyval":
             _receipt_keyval(c, left, right, y, size, ink)
         elif kind == "rule":
@@ -411,6 +433,40 @@ def draw_receipt(c: Canvas) -> None:
                     w = load_font(spec.path, spec.index, size).getlength(money)
                     c.draw(money, spec, size, right - w, y, ink=ink)
         y += size * c.nrng.uniform(1.25, 1.9)
+
+
+def _receipt_heading(c: Canvas, left: int, right: int, y: float, size: int, ink: float) -> float:
+    """`TAX INVOICE`, a shop's name: centred, larger, bold or printed double height (glyphs two or more
+    times taller than wide, which no book face has); returns the y below it."""
+    tall = c.nrng.random() < 0.5
+    s = int(size * (c.nrng.uniform(1.0, 1.5) if tall else c.nrng.uniform(1.2, 2.0)))
+    k = float(c.nrng.uniform(1.5, 2.6)) if tall else 1.0
+    stroke = 1 if not tall and s > 14 and c.nrng.random() < 0.5 else 0
+    got = _fit_line(c, (right - left) * 0.9, s, fill=c.nrng.uniform(0.2, 0.6))
+    if got:
+        w = load_font(got[1].path, got[1].index, s).getlength(got[0])
+        line = c.draw(got[0], got[1], s, (left + right - w) / 2, y, ink=ink, stroke=stroke, stretch=k)
+        if line is not None:
+            return float(line.quad[2, 1]) + size * c.nrng.uniform(0.3, 0.9)
+    return y + size * 1.5
+
+
+def _receipt_header(c: Canvas, left: int, right: int, y: float, size: int, ink: float) -> float:
+    """The shop's name, then its registration, address and phone centred at tight leading: on real
+    receipts these lines nearly touch (one line's descenders above the next one's capitals), where the
+    body's rows stand apart; returns the y below them."""
+    y = _receipt_heading(c, left, right, y, size, ink)
+    lead = c.nrng.uniform(0.92, 1.15)  # times the line box (ascender to descender): the boxes may touch
+    for _ in range(int(c.nrng.integers(2, 6))):
+        got = _fit_line(c, (right - left) * 0.9, size, fill=c.nrng.uniform(0.4, 0.9))
+        if not got:
+            continue
+        w = load_font(got[1].path, got[1].index, size).getlength(got[0])
+        line = c.draw(got[0], got[1], size, (left + right - w) / 2, y, ink=ink)
+        if line is None:
+            break
+        y += float(line.quad[2, 1] - line.quad[0, 1]) * lead
+    return y + size * c.nrng.uniform(0.3, 1.0)
 
 
 def _receipt_keyval(c: Canvas, left: int, right: int, y: float, size: int, ink: float) -> None:
