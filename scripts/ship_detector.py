@@ -119,7 +119,7 @@ def boxes_row(served: Path) -> str:
     text = (  # before a setting reads with its default
         f"unclip {b.unclip_scale:g}, box threshold {b.box_thresh:g}, binarization {b.bin_thresh:g}, "
         f"long side at most {b.max_side} px"
-        + (f" and smaller pages scaled up to {b.upscale_to} px, " if b.upscale_to else ", ")
+        + (f" and smaller pages scaled up to {min(b.upscale_to, b.max_side)} px, " if b.upscale_to else ", ")
         + ("overlapping pieces of a row joined" if b.join_overlaps else "pieces not joined")
     )
     if cal:

@@ -224,3 +224,16 @@ def test_a_small_web_image_is_read_scaled_up(detector):
     assert detector.boxes.upscale_to >= 640
     a, b = scaled.as_dict()["f1"], unscaled.as_dict()["f1"]
     assert a >= 0.85 and a >= b + 0.02, (a, b)
+
+
+def test_single_lines_are_read_whole_in_auto_mode_as_often_as_at_their_own_scale(detector):
+    """Scaling small pages up must not scale a line up: its text, already as tall as the image, would grow
+    past what the detector saw and auto mode would split it (148 of 180 read whole against 157)."""
+    from dataclasses import replace
+
+    own_scale = Detector(DETECTOR, threads=2, boxes=replace(detector.boxes, upscale_to=0))
+    source = synth_for("detect.pages.rotate_p=0", "detect.pages.perspective_p=0").source
+    lines = [source.sample(i, scene=s).image for s in source.scenes for i in range(100, 120)]
+    whole = sum(len(split(line, "auto", detector=detector)) == 1 for line in lines)
+    whole_own = sum(len(split(line, "auto", detector=own_scale)) == 1 for line in lines)
+    assert whole >= whole_own, (whole, whole_own)

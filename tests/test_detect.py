@@ -261,9 +261,11 @@ def test_a_small_page_is_read_scaled_up_to_upscale_to_and_its_boxes_come_back_in
     assert read_scale(430, 323, boxes) == pytest.approx(720 / 430)
     assert read_scale(720, 500, boxes) == 1.0 and read_scale(800, 900, boxes) == 1.0
     assert read_scale(4000, 1000, boxes) == pytest.approx(960 / 4000)
-    assert read_scale(100, 50, BoxConfig(max_side=480, upscale_to=720)) == pytest.approx(4.8)  # max_side caps
+    capped = BoxConfig(max_side=480, upscale_to=720)
+    assert read_scale(200, 130, capped) == pytest.approx(2.4)  # max_side caps
+    assert read_scale(32, 450, boxes) == 1.0 and read_scale(127, 300, boxes) == 1.0  # a line keeps its scale
     x, (sx, sy) = det_input(np.zeros((430, 323), np.uint8), boxes)
-    assert x.shape[2:] == (704, 544) and sx > 1.6 and sy > 1.6  # 720 and 541 in multiples of 32
+    assert x.shape[2:] == (704, 544) and sx > 1.6 and sy > 1.6  # 720 rounds to 704 (half to even), 541 to 544
     # a probability map at the input's size: its box comes back in the page's pixels
     prob = np.zeros(x.shape[2:], np.float32)
     prob[200:240, 100:400] = 1.0
