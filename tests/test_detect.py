@@ -7,6 +7,7 @@ import json
 import shutil
 import signal
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -418,6 +419,20 @@ def test_the_stages_train_resume_export_and_quantize(tmp_path):
         and q["int8"]["size_bytes"] < q["fp32"]["size_bytes"]
     )
     assert not (out.parent / "quantize" / "detector.int8.onnx").exists()
+    # calibration pages are fed at the scale the file serves them: its saved box settings, not the config's
+    from dataclasses import replace
+
+    from crnn.detect.calibrate import rewrite_boxes
+
+    long_side = max(
+        max(it["image"].shape[2:]) for it in quantize.calibration(cfg, Path(report["onnx"])).items
+    )
+    assert long_side >= cfg.detect.boxes.upscale_to  # 160-200 px pages scaled up, as the config says
+    rewrite_boxes(Path(report["onnx"]), replace(cfg.detect.boxes, upscale_to=0), {})
+    long_side = max(
+        max(it["image"].shape[2:]) for it in quantize.calibration(cfg, Path(report["onnx"])).items
+    )
+    assert long_side <= 224  # at their own scale (padded to a multiple of 32), as the file now says
 
 
 def test_ctrl_c_stops_the_detector_run_politely(tmp_path):

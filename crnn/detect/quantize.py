@@ -20,7 +20,7 @@ from omegaconf import DictConfig
 from crnn.cli import stage_errors
 from crnn.detect.boxes import BoxConfig, det_input
 from crnn.detect.data import page_synth, validation_pages
-from crnn.detect.detector import Detector
+from crnn.detect.detector import Detector, saved_boxes
 from crnn.detect.score import Counts, PageTruth, score_page
 from crnn.lineage import git_commit, sha256_file
 from crnn.onnx_model import ExportError, set_metadata
@@ -32,6 +32,7 @@ class PageCalibration:
     """One synthetic training page at a time, as the detector's input (pages differ in size)."""
 
     def __init__(self, images: list[np.ndarray], boxes: BoxConfig, input_name: str = "image") -> None:
+        # `boxes` must be the file's own settings: they decide the scale each page is served at
         self.items = [{input_name: det_input(img, boxes)[0]} for img in images]
         self._it = iter(self.items)
 
@@ -90,6 +91,14 @@ def measure(path: Path, pages, threads: int, reps: int = 3) -> dict:
     }
 
 
+def calibration(cfg: RunConfig, src: Path) -> PageCalibration:
+    """Training-stream pages (never validation's) at the scale the file serves them: its saved box settings
+    (after `make detect-calibrate`, or a file from another config), not this run's config."""
+    synth = page_synth(cfg, seed=cfg.seed * 7919 + 17)
+    pages = [synth.page(i).image for i in range(cfg.detect.quantize.calibration_pages)]
+    return PageCalibration(pages, saved_boxes(src))
+
+
 def run(cfg: RunConfig) -> dict:
     q = cfg.detect.quantize
     src = cfg.stage_dir("detect") / "export" / "detector.onnx"
@@ -98,8 +107,7 @@ def run(cfg: RunConfig) -> dict:
     out = cfg.stage_dir("detect") / "quantize"
     out.mkdir(parents=True, exist_ok=True)
     dest = out / "detector.int8.onnx"
-    synth = page_synth(cfg, seed=cfg.seed * 7919 + 17)  # the training stream's pages, never validation's
-    calib = PageCalibration([synth.page(i).image for i in range(q.calibration_pages)], cfg.detect.boxes)
+    calib = calibration(cfg, src)
     val = validation_pages(cfg)
     tracker = Tracker(cfg.mlflow)
     with tracker.run("detect.quantize", {"stage": "detect.quantize", "input_sha256": sha256_file(src)}):
