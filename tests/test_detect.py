@@ -424,15 +424,12 @@ def test_the_stages_train_resume_export_and_quantize(tmp_path):
 
     from crnn.detect.calibrate import rewrite_boxes
 
-    long_side = max(
-        max(it["image"].shape[2:]) for it in quantize.calibration(cfg, Path(report["onnx"])).items
-    )
-    assert long_side >= cfg.detect.boxes.upscale_to  # 160-200 px pages scaled up, as the config says
+    def long_side() -> int:
+        return max(max(it["image"].shape[2:]) for it in quantize.calibration(cfg, Path(report["onnx"])).items)
+
+    assert long_side() >= cfg.detect.boxes.upscale_to  # 160-200 px pages scaled up, as the config says
     rewrite_boxes(Path(report["onnx"]), replace(cfg.detect.boxes, upscale_to=0), {})
-    long_side = max(
-        max(it["image"].shape[2:]) for it in quantize.calibration(cfg, Path(report["onnx"])).items
-    )
-    assert long_side <= 224  # at their own scale (padded to a multiple of 32), as the file now says
+    assert long_side() <= 224  # at their own scale (padded to a multiple of 32), as the file now says
 
 
 def test_ctrl_c_stops_the_detector_run_politely(tmp_path):
