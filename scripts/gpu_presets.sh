@@ -6,20 +6,21 @@
 # summary.json, metrics.jsonl; the small preset's fp32 weights are 14 MB, under the 16 MiB a file may have)
 # and preset_<name>.log:
 #   make train-bundle EXP=zh_en_v2 BUNDLE=runs/gpu/presets RESUME=models/snapshots/crnn_zh_en_v2.pt  # 41 MiB
-#   bash scripts/gpu_presets.sh runs/gpu/presets 2.7 tiny,small,mobile    # there: 2.7 min each, < 10 in all
-#   for p in tiny small mobile; do mkdir -p back/$p && tar xf preset_$p.tar -C back/$p; done     # here
-#   python -m crnn.eval experiment=zh_en_v2 eval.out_dir=eval_presets \
-#       'eval.test_sets=[${data.root}/test,../shared/realdev]' "eval.artifacts=['tiny=back/tiny/last.pt',...]"
+#   bash scripts/gpu_presets.sh runs/gpu/presets 2.6 tiny,small,mobile    # there: 2.6 min each, < 10 in all
+#   bash scripts/gpu_presets_eval.sh <folder it came back in>      # here: export, INT8, one crnn.eval run
 # Rehearse on a copy of the bundle: train.sh unpacks its xz fonts in place, and the folder then weighs 74 MB,
 # over the 64 MiB a device run may carry.
 # The bundle's checkpoint is not used: train.init_from and the resume are turned off for every preset.
 # Environment: RW loader workers (15 on 16 cores), RB lines per step (128), HORIZON steps (3000), WARMUP steps
 # (300), LR peak rate (0.002, v1's from-scratch rate), VAL_EVERY steps between validations (100: the learning
 # curve of each preset), OUT.
-# Measured on an H200 (session 30), with v2's fine-tuning rate 1e-3 at 256 lines per step: 600 steps left every
-# preset at 100 % CER, and at 1,400 steps (358,400 lines, 2.8-3.0 min each) tiny read validation at 81 % and
-# mobile at 93 %. CTC from scratch first learns to emit characters after about 1,000 steps, and steps, not
-# lines, set when: hence v1's rate and smaller batches (the loader renders about 2,000 lines/s there).
+# Measured on an H100 (2026-12-05), 2.6 min each, VAL_EVERY=200, with the bundle's unused checkpoint deleted
+# (runs/zh_en_v2/train/last.pt: bundle and checkout then fit the 64 MiB a device run carries): tiny 3,000 steps,
+# small 2,420, mobile 2,620; validation CER 25.6 / 31.2 / 23.6 % (README, Presets). Before that, on an H200
+# (session 30), with v2's fine-tuning rate 1e-3 at 256 lines per step: 600 steps left every preset at 100 %
+# CER, and at 1,400 steps (358,400 lines, 2.8-3.0 min each) tiny read validation at 81 % and mobile at 93 %.
+# CTC from scratch first learns to emit characters after about 1,000 steps, and steps, not lines, set when:
+# hence v1's rate and smaller batches (the loader renders about 2,000 lines/s there).
 set -uo pipefail
 BUNDLE="${1:?the bundle folder}"
 MIN="${2:-3}"
