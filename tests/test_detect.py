@@ -237,6 +237,34 @@ def test_targets_mask_ignored_lines_and_keep_apart_close_ones():
     assert 3 < d < 10
 
 
+def test_small_kernels_weigh_more_in_the_probability_loss():
+    """With small_weight > 1 a lone ':' (a kernel of a few px^2) counts up to small_weight times a word's
+    pixels in the BCE, so missing it costs more than before; at the default (1) nothing changes."""
+    import torch
+
+    from crnn.detect.loss import balanced_bce
+
+    quads = np.stack([rect(10, 10, 210, 30), rect(230, 10, 234, 22)])  # a word, a colon 4 x 12 px
+    plain = make_targets(quads, np.zeros(2, bool), 60, 260, TargetConfig())
+    weighted = make_targets(quads, np.zeros(2, bool), 60, 260, TargetConfig(small_weight=4.0))
+    assert (plain["prob_weight"] == 1).all()
+    assert weighted["prob"][16, 232] == 1, "the colon has no kernel: the test does not test its weight"
+    assert 3.0 < weighted["prob_weight"][16, 232] <= 4.0 and weighted["prob_weight"][20, 100] == 1.0
+    assert (weighted["prob_weight"][weighted["prob"] == 0] == 1).all()
+
+    def colon_share(t) -> float:
+        """The loss when the colon alone is missed, over the loss when the word alone is missed."""
+        g = {k: torch.from_numpy(v)[None, None] for k, v in t.items()}
+        miss = {}
+        for name, cols in (("colon", slice(225, 240)), ("word", slice(0, 220))):
+            pred = g["prob"].clone() * 0.98 + 0.01
+            pred[..., cols] = 0.01
+            miss[name] = balanced_bce(pred, g["prob"], g["prob_mask"], weight=g["prob_weight"]).item()
+        return miss["colon"] / miss["word"]
+
+    assert colon_share(weighted) > 3 * colon_share(plain)
+
+
 def test_a_turned_box_is_cropped_upright():
     page = np.full((200, 300), 255, np.uint8)
     page[90:110, 50:250] = 0  # a dark bar, then turned by 20 degrees

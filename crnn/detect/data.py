@@ -24,7 +24,7 @@ from crnn.stop import ignore_stop_signals
 if TYPE_CHECKING:
     from crnn.settings import RunConfig
 
-TARGET_KEYS = ("prob", "prob_mask", "thresh", "thresh_mask")
+TARGET_KEYS = ("prob", "prob_mask", "thresh", "thresh_mask", "prob_weight")
 
 
 def page_synth(cfg: RunConfig, seed: int) -> PageSynth:

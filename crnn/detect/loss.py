@@ -1,6 +1,6 @@
 """DB's loss: balanced BCE on the probability map (hardest negatives, 3 per positive), dice on the
 approximate binary map, L1 on the threshold map within the border band (weights as PaddleOCR's DBLoss:
-5, 1, 10)."""
+5, 1, 10). A positive pixel's BCE counts its `prob_weight` (crnn.detect.targets: small kernels more)."""
 
 from __future__ import annotations
 
@@ -9,16 +9,20 @@ import torch.nn.functional as F
 
 
 def balanced_bce(
-    pred: torch.Tensor, gt: torch.Tensor, mask: torch.Tensor, neg_ratio: float = 3.0
+    pred: torch.Tensor,
+    gt: torch.Tensor,
+    mask: torch.Tensor,
+    neg_ratio: float = 3.0,
+    weight: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    pos = gt * mask
     neg = (1 - gt) * mask
-    n_pos = int(pos.sum().item())
+    n_pos = int((gt * mask).sum().item())
+    pos = gt * mask * (weight if weight is not None else 1.0)
     n_neg = min(int(neg.sum().item()), int(max(n_pos, 1) * neg_ratio))
     loss = F.binary_cross_entropy(pred.clamp(1e-6, 1 - 1e-6), gt, reduction="none")
     pos_loss = (loss * pos).sum()
     neg_loss, _ = torch.topk((loss * neg).flatten(), max(n_neg, 1))
-    return (pos_loss + neg_loss.sum()) / (n_pos + n_neg + 1e-6)
+    return (pos_loss + neg_loss.sum()) / (float(pos.sum().item()) + n_neg + 1e-6)
 
 
 def dice(pred: torch.Tensor, gt: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -37,7 +41,7 @@ def db_loss(
     weights: tuple[float, float, float] = (5.0, 1.0, 10.0),
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """Total loss and its parts; `t` holds the targets of crnn.detect.targets as (N, 1, H, W) tensors."""
-    prob = balanced_bce(out["prob"], t["prob"], t["prob_mask"])
+    prob = balanced_bce(out["prob"], t["prob"], t["prob_mask"], weight=t.get("prob_weight"))
     binary = dice(out["binary"], t["prob"], t["prob_mask"])
     thresh = masked_l1(out["thresh"], t["thresh"], t["thresh_mask"])
     total = weights[0] * prob + weights[1] * binary + weights[2] * thresh
