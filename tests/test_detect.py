@@ -265,6 +265,16 @@ def test_small_kernels_weigh_more_in_the_probability_loss():
     assert colon_share(weighted) > 3 * colon_share(plain)
 
 
+def test_short_boxes_are_counted_apart():
+    from crnn.detect.score import short_found
+
+    word, colon, qty = rect(10, 10, 210, 30), rect(230, 10, 234, 22), rect(250, 10, 262, 30)
+    truth = PageTruth(quads=[word, colon, qty], texts=["TOTAL", ":", "1 2"], ignore=[], category="receipt")
+    assert short_found(truth, [word]) == (0, 2)
+    assert short_found(truth, [word, qty + 1]) == (1, 2)
+    assert short_found(PageTruth(quads=[word], texts=["TOTAL"], ignore=[], category=""), []) == (0, 0)
+
+
 def test_a_turned_box_is_cropped_upright():
     page = np.full((200, 300), 255, np.uint8)
     page[90:110, 50:250] = 0  # a dark bar, then turned by 20 degrees
