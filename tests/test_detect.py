@@ -266,13 +266,14 @@ def test_small_kernels_weigh_more_in_the_probability_loss():
 
 
 def test_short_boxes_are_counted_apart():
-    from crnn.detect.score import short_found
-
     word, colon, qty = rect(10, 10, 210, 30), rect(230, 10, 234, 22), rect(250, 10, 262, 30)
     truth = PageTruth(quads=[word, colon, qty], texts=["TOTAL", ":", "1 2"], ignore=[], category="receipt")
-    assert short_found(truth, [word]) == (0, 2)
-    assert short_found(truth, [word, qty + 1]) == (1, 2)
-    assert short_found(PageTruth(quads=[word], texts=["TOTAL"], ignore=[], category=""), []) == (0, 0)
+    only_word = score_page(truth, [word], None, None).as_dict()
+    assert (only_word["short_matched"], only_word["short_truth"], only_word["short_recall"]) == (0, 2, 0.0)
+    total = Counts()
+    total.add(score_page(truth, [word, qty + 1], None, None))
+    total.add(score_page(truth, [colon], None, None))
+    assert total.as_dict()["short_recall"] == 2 / 4 and total.as_dict()["recall"] == 3 / 6
 
 
 def test_a_turned_box_is_cropped_upright():

@@ -240,14 +240,15 @@ def markdown(results: list[dict], folder: str) -> str:
     out = [
         f"# Page mode on {folder}",
         "",
-        "| reader | level | P | R | F1 | matched / truth / predicted |",
-        "|---|---|---|---|---|---|",
+        "| reader | level | P | R | F1 | matched / truth / predicted | boxes of 1-2 characters: R (of) |",
+        "|---|---|---|---|---|---|---|",
     ]
     for r in results:
         for lvl, v in [*r["levels"].items(), ("all pages", r["overall"])]:
             out.append(
                 f"| {r['reader']} | {lvl} | {v['precision']:.3f} | {v['recall']:.3f} | {v['f1']:.3f} | "
-                f"{v['matched']} / {v['truth']} / {v['predicted']} |"
+                f"{v['matched']} / {v['truth']} / {v['predicted']} | "
+                f"{v.get('short_recall', 0.0):.3f} ({v.get('short_truth', 0)}) |"
             )
     out += [
         "",

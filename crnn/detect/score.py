@@ -26,10 +26,14 @@ class Counts:
     truth: int = 0
     edits: int = 0
     chars: int = 0
+    short_matched: int = 0  # short boxes (is_short) matched, of short_truth
+    short_truth: int = 0
 
     def add(self, other: Counts) -> None:
         for k in ("matched", "predicted", "matched_complete", "truth", "edits", "chars"):
             setattr(self, k, getattr(self, k) + getattr(other, k))
+        self.short_matched += other.short_matched
+        self.short_truth += other.short_truth
 
     def as_dict(self) -> dict:
         p = self.matched_complete / self.predicted if self.predicted else 0.0
@@ -46,6 +50,9 @@ class Counts:
             "truth": self.truth,
             "edits": self.edits,
             "chars": self.chars,
+            "short_recall": self.short_matched / self.short_truth if self.short_truth else 0.0,
+            "short_matched": self.short_matched,
+            "short_truth": self.short_truth,
         }
 
 
@@ -90,14 +97,9 @@ def match(truth: list[np.ndarray], pred: list[np.ndarray], iou: float = 0.5) -> 
 SHORT_CHARS = 2  # a box of at most this many characters (a lone ':' or quantity) is "short"
 
 
-def short_found(truth: PageTruth, pred: list[np.ndarray]) -> tuple[int, int]:
-    """(found, all) of the page's short boxes: the detector's weakest kind, which a page's F1 hides (one
-    receipt box in nine). A box counts when it is in `match`'s pairs, as everywhere here."""
-    short = [i for i, t in enumerate(truth.texts) if len(t.replace(" ", "")) <= SHORT_CHARS]
-    if not short:
-        return 0, 0
-    got = {g for g, _ in match(truth.quads, pred)}
-    return sum(i in got for i in short), len(short)
+def is_short(text: str) -> bool:
+    """The detector's weakest kind of box, which a page's F1 hides (one receipt box in nine)."""
+    return len(text.replace(" ", "")) <= SHORT_CHARS
 
 
 def kept_predictions(pred: list[np.ndarray], ignore: list[np.ndarray], matched: set[int]) -> list[int]:
@@ -116,6 +118,9 @@ def score_page(truth: PageTruth, pred_quads: list[np.ndarray], pred_texts: list[
     matched_p = {p for _, p in pairs}
     kept = kept_predictions(pred_quads, truth.ignore, matched_p)
     c = Counts(matched=len(pairs), truth=len(truth.quads))
+    short = [i for i, t in enumerate(truth.texts) if is_short(t)]
+    matched_g = {g for g, _ in pairs}
+    c.short_truth, c.short_matched = len(short), sum(i in matched_g for i in short)
     if truth.complete:  # a page that lists only some lines says nothing about false detections
         c.predicted, c.matched_complete = len(kept), len(pairs)
     if pred_texts is None:

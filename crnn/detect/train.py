@@ -30,7 +30,7 @@ from crnn.detect.data import train_loader, validation_pages
 from crnn.detect.loss import db_loss
 from crnn.detect.model import DBNet, build_detector
 from crnn.detect.pages import Page
-from crnn.detect.score import Counts, PageTruth, score_page, short_found
+from crnn.detect.score import Counts, PageTruth, score_page
 from crnn.lineage import git_commit
 from crnn.models.checkpoint import atomic_torch_save
 from crnn.settings import RunConfig, load_run_config
@@ -135,23 +135,17 @@ def page_truth(page: Page) -> PageTruth:
 
 
 def evaluate(model: DBNet, pages: list[Page], boxes: BoxConfig, device: torch.device) -> dict:
-    """Detection precision / recall / F1 over the pages, overall and per layout, and the recall of short
-    boxes (crnn.detect.score.short_found)."""
+    """Detection precision / recall / F1 (and the recall of short boxes) over the pages, overall and per
+    layout."""
     was = model.training
     model.eval()
-    total, per, short = Counts(), {}, [0, 0]
+    total, per = Counts(), {}
     for page in pages:
-        truth, pred = page_truth(page), detect_page(model, page.image, boxes, device)
-        c = score_page(truth, pred, None, None)
+        c = score_page(page_truth(page), detect_page(model, page.image, boxes, device), None, None)
         total.add(c)
         per.setdefault(page.layout, Counts()).add(c)
-        short = [a + b for a, b in zip(short, short_found(truth, pred))]
     model.train(was)
-    return {
-        "overall": total.as_dict(),
-        "layouts": {k: v.as_dict() for k, v in per.items()},
-        "short": {"found": short[0], "truth": short[1], "recall": short[0] / short[1] if short[1] else 0.0},
-    }
+    return {"overall": total.as_dict(), "layouts": {k: v.as_dict() for k, v in per.items()}}
 
 
 # ------------------------------------------------------------------------------------------ the run
@@ -308,7 +302,7 @@ def _fit(cfg, model, opt, sched, state, val, device, tracker, lineage, say, aske
         if step % t.val_every == 0 or done:
             res = evaluate(model, val, cfg.detect.boxes, device)
             o = res["overall"]
-            short = res["short"]["recall"]
+            short = o["short_recall"]
             state["history"].append(
                 {"step": step, **{k: o[k] for k in ("precision", "recall", "f1")}, "short_recall": short}
             )
