@@ -6,7 +6,7 @@
 # summary.json, metrics.jsonl; the small preset's fp32 weights are 14 MB, under the 16 MiB a file may have)
 # and preset_<name>.log:
 #   make train-bundle EXP=zh_en_v2 BUNDLE=runs/gpu/presets RESUME=models/snapshots/crnn_zh_en_v2.pt  # 41 MiB
-#   bash scripts/gpu_presets.sh runs/gpu/presets 2.6 tiny,small,mobile    # there: 2.6 min each, < 10 in all
+#   VAL_EVERY=200 bash scripts/gpu_presets.sh runs/gpu/presets 2.6 tiny,small,mobile   # there: 2.6 min each, < 10 in all
 #   bash scripts/gpu_presets_eval.sh <folder it came back in>      # here: export, INT8, one crnn.eval run
 # Rehearse on a copy of the bundle: train.sh unpacks its xz fonts in place, and the folder then weighs 74 MB,
 # over the 64 MiB a device run may carry.

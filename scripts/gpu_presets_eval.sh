@@ -6,7 +6,8 @@
 # on the same machine in the same run:
 #   make data EXP=zh_en     # the synthetic test lines, once
 #   bash scripts/gpu_presets_eval.sh <folder with preset_*.tar> [tiny,small,mobile]
-# Writes runs/preset_<name>/{export,quantize}/ and runs/gpu/eval_presets/report.{md,json}.
+# Writes runs/gpu/back/<name>/ (the tar's files), runs/preset_<name>/{export,quantize}/ and
+# runs/gpu/eval_presets/report.{md,json}.
 set -euo pipefail
 BACK="${1:?the folder with preset_<name>.tar}"
 PRESETS="${2:-tiny,small,mobile}"

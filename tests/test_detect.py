@@ -263,6 +263,18 @@ def test_small_kernels_weigh_more_in_the_probability_loss():
         return miss["colon"] / miss["word"]
 
     assert colon_share(weighted) > 3 * colon_share(plain)
+    g = {k: torch.from_numpy(v)[None, None] for k, v in plain.items()}
+    pred = torch.rand(g["prob"].shape, generator=torch.Generator().manual_seed(0)) * 0.98 + 0.01
+    old = balanced_bce(pred, g["prob"], g["prob_mask"])  # what it was before weights: all ones, none
+    assert balanced_bce(pred, g["prob"], g["prob_mask"], weight=g["prob_weight"]).item() == pytest.approx(
+        old.item()
+    )
+    bce = -(g["prob"] * pred.log() + (1 - g["prob"]) * (1 - pred).log())
+    n_pos = int(g["prob"].sum())
+    hardest = bce[g["prob"] == 0].sort(descending=True).values[: 3 * n_pos]
+    assert old.item() == pytest.approx(
+        (bce[g["prob"] == 1].sum() + hardest.sum()).item() / (n_pos + 3 * n_pos), rel=1e-4
+    )
 
 
 def test_short_boxes_are_counted_apart():

@@ -98,7 +98,7 @@ SHORT_CHARS = 2  # a box of at most this many characters (a lone ':' or quantity
 
 
 def is_short(text: str) -> bool:
-    """The detector's weakest kind of box, which a page's F1 hides (one receipt box in nine)."""
+    """The detector's weakest kind of box, which a page's F1 hides (one real receipt box in eight)."""
     return len(text.replace(" ", "")) <= SHORT_CHARS
 
 

@@ -302,18 +302,18 @@ def _fit(cfg, model, opt, sched, state, val, device, tracker, lineage, say, aske
         if step % t.val_every == 0 or done:
             res = evaluate(model, val, cfg.detect.boxes, device)
             o = res["overall"]
-            short = o["short_recall"]
+            shorts = {"short_recall": o["short_recall"]} if o["short_truth"] else {}  # none: no figure
             state["history"].append(
-                {"step": step, **{k: o[k] for k in ("precision", "recall", "f1")}, "short_recall": short}
+                {"step": step, **{k: o[k] for k in ("precision", "recall", "f1")}, **shorts}
             )
             tracker.log_metrics(
                 {"val_precision": o["precision"], "val_recall": o["recall"], "val_f1": o["f1"]}
-                | {"val_short_recall": short},
+                | {f"val_{k}": v for k, v in shorts.items()},
                 step=step,
             )
             say(
                 f"step {step}: val P {o['precision']:.3f} R {o['recall']:.3f} F1 {o['f1']:.3f}"
-                f" (boxes of 1-2 characters: R {short:.3f})"
+                f" (boxes of 1-2 characters: {o['short_matched']} of {o['short_truth']})"
             )
             if o["f1"] > state["best_f1"]:
                 state["best_f1"] = o["f1"]
