@@ -15,14 +15,16 @@ def balanced_bce(
     neg_ratio: float = 3.0,
     weight: torch.Tensor | None = None,
 ) -> torch.Tensor:
+    pos = gt * mask
     neg = (1 - gt) * mask
-    n_pos = int((gt * mask).sum().item())
-    pos = gt * mask * (weight if weight is not None else 1.0)
+    n_pos = int(pos.sum().item())
+    if weight is not None:
+        pos = pos * weight
     n_neg = min(int(neg.sum().item()), int(max(n_pos, 1) * neg_ratio))
     loss = F.binary_cross_entropy(pred.clamp(1e-6, 1 - 1e-6), gt, reduction="none")
     pos_loss = (loss * pos).sum()
     neg_loss, _ = torch.topk((loss * neg).flatten(), max(n_neg, 1))
-    return (pos_loss + neg_loss.sum()) / (float(pos.sum().item()) + n_neg + 1e-6)
+    return (pos_loss + neg_loss.sum()) / (pos.sum() + n_neg + 1e-6)
 
 
 def dice(pred: torch.Tensor, gt: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 import editdistance
 import numpy as np
@@ -30,10 +30,8 @@ class Counts:
     short_truth: int = 0
 
     def add(self, other: Counts) -> None:
-        for k in ("matched", "predicted", "matched_complete", "truth", "edits", "chars"):
-            setattr(self, k, getattr(self, k) + getattr(other, k))
-        self.short_matched += other.short_matched
-        self.short_truth += other.short_truth
+        for f in fields(self):
+            setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
 
     def as_dict(self) -> dict:
         p = self.matched_complete / self.predicted if self.predicted else 0.0
