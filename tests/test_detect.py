@@ -24,6 +24,7 @@ from crnn.detect.boxes import (
     read_scale,
     reading_order,
     row_order,
+    zoom_region,
 )
 from crnn.detect.data import crop_sample, page_synth
 from crnn.detect.model import build_detector
@@ -325,6 +326,27 @@ def test_a_small_page_is_read_scaled_up_to_upscale_to_and_its_boxes_come_back_in
     cx, cy = box.quad.mean(axis=0)
     assert abs(cx - 250 / sx) < 2 and abs(cy - 220 / sy) < 2
     assert float(np.ptp(box.quad[:, 0])) > 300 / sx and float(np.ptp(box.quad[:, 1])) > 40 / sy
+
+
+def test_zoom_region_is_the_text_of_a_page_read_scaled_down_when_reading_it_again_gains_resolution():
+    cfg = BoxConfig(max_side=960, zoom_gain=1.5)
+    receipt = [
+        Box(rect(1600, 1500 + 80 * i, 3000, 1560 + 80 * i), 0.9) for i in range(20)
+    ]  # a third of a scan
+    x0, y0, x1, y1 = zoom_region(receipt, (7016, 4961), cfg)
+    assert (x0, y0) == (1600 - 120, 1500 - 120) and (x1, y1) == (3000 + 120, 1500 + 80 * 19 + 60 + 120)
+    assert read_scale(y1 - y0, x1 - x0, cfg) / read_scale(7016, 4961, cfg) > 2
+    # text that fills the page, a page read at its own scale, a region that gains too little: one reading
+    filling = [Box(rect(100, 100 + 300 * i, 4800, 160 + 300 * i), 0.9) for i in range(23)]
+    assert zoom_region(filling, (7016, 4961), cfg) is None
+    assert zoom_region(receipt[:3], (960, 960), cfg) is None
+    most = [Box(rect(300, 300 + 70 * i, 2700, 350 + 70 * i), 0.9) for i in range(20)]
+    assert zoom_region(most, (2000, 3000), cfg) is None  # 960 / 2700 against 960 / 3000: 1.5 is not reached
+    assert zoom_region(receipt, (7016, 4961), BoxConfig(max_side=960, zoom_gain=0)) is None
+    assert zoom_region([], (7016, 4961), cfg) is None
+    # never read larger than the page's own pixels: a small region of a 1500 px page gains 1500 / 960 at most
+    x0, y0, x1, y1 = zoom_region([Box(rect(700, 700, 800, 720), 0.9)], (1500, 1500), cfg)
+    assert (x1 - x0, y1 - y0) == (180, 100)
 
 
 def test_training_crops_draw_a_small_page_at_the_scale_inference_reads_it():

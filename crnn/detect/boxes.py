@@ -10,6 +10,8 @@ these functions, so what training measures is what serving returns.
   probability inside), and each kernel grown back by the distance the targets shrank its line by
   (`unclip_distance`: DB's fixed A * 1.5 / L gives back only 60 % of a thin line's box), then pieces of
   one line that grew back into each other joined (`join_overlapping`);
+- `zoom_region`: where a page read scaled down holds its text, when reading that part again would give back
+  resolution the first reading threw away (a small receipt on a large scan);
 - `crop_line`: a box warped upright from the full-resolution page; a box much taller than wide is a
   vertical line and is turned to read left to right;
 - `reading_order`: rows top to bottom (a line starts a new row when its centre is more than half a line
@@ -38,6 +40,9 @@ class BoxConfig:
     min_size: float = 3.0  # boxes thinner than this (input px) are noise
     max_boxes: int = 1000
     join_overlaps: bool = True  # same-row boxes that overlap along the row are one line (join_overlapping)
+    # a page read scaled down is read again over the region its boxes lie in when that region can be read
+    # at least this many times larger (zoom_region; 0: never)
+    zoom_gain: float = 1.5
 
 
 @dataclass
@@ -90,6 +95,33 @@ def det_input(gray: np.ndarray, boxes: BoxConfig) -> tuple[np.ndarray, tuple[flo
     interp = cv2.INTER_AREA if ih < h or iw < w else cv2.INTER_LINEAR
     x = det_normalize(cv2.resize(gray, (iw, ih), interpolation=interp))
     return x[None, None], (iw / w, ih / h)
+
+
+def zoom_region(
+    boxes: list[Box], page_hw: tuple[int, int], cfg: BoxConfig
+) -> tuple[int, int, int, int] | None:
+    """(x0, y0, x1, y1) in page pixels: the region around a first pass's boxes, grown by two median line
+    heights, when reading it alone would give its text at least `zoom_gain` times the pixels the first pass
+    gave, never more than the page's own; else None.
+
+    Why: a page is read at a long side of at most `max_side`. A receipt scanned on a large sheet (SROIE's
+    4961 x 7016 scans hold receipts a third as wide) then reaches the network with lines 8 to 10 px tall,
+    where a pixel of its map is 7 page pixels: boxes come out loose and thick, and a long line turned by a
+    degree or two grows taller than the gap to the next row. Read again over the receipt alone, its lines
+    have the sizes the detector was trained on. A page whose text fills it, or one read at its own scale,
+    gains nothing and is read once."""
+    if cfg.zoom_gain <= 0 or not boxes:
+        return None
+    h, w = page_hw
+    pts = np.concatenate([b.quad for b in boxes])
+    margin = 2 * float(np.median([quad_size(b.quad)[1] for b in boxes]))
+    x0, y0 = np.floor(np.maximum(pts.min(axis=0) - margin, 0)).astype(int)
+    x1 = int(np.ceil(min(float(pts[:, 0].max()) + margin, w)))
+    y1 = int(np.ceil(min(float(pts[:, 1].max()) + margin, h)))
+    if x1 - x0 < 32 or y1 - y0 < 32:
+        return None
+    gain = min(1.0, read_scale(y1 - y0, x1 - x0, cfg)) / read_scale(h, w, cfg)
+    return (int(x0), int(y0), x1, y1) if gain >= cfg.zoom_gain else None
 
 
 def find_boxes(

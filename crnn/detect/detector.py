@@ -1,7 +1,8 @@
 """The detector as served: an ONNX Runtime session over an exported DB file, without PyTorch.
 
 The file's metadata holds the box settings it was trained and checked with (`BoxConfig`), so the same
-thresholds travel with the model; `detect` is preprocess (crnn.detect.boxes.det_input) + model + boxes.
+thresholds travel with the model; `detect` is preprocess (crnn.detect.boxes.det_input) + model + boxes,
+and once more over the page's text where the first reading scaled it down (crnn.detect.boxes.zoom_region).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from crnn.detect.boxes import Box, BoxConfig, det_input, find_boxes
+from crnn.detect.boxes import Box, BoxConfig, det_input, find_boxes, zoom_region
 from crnn.onnx_model import ExportError, onnx_metadata
 
 FORMAT = "crnn-toolkit/detector-onnx/v1"
@@ -69,6 +70,15 @@ class Detector:
     def detect(self, gray: np.ndarray) -> list[Box]:
         if gray.ndim != 2:
             raise ValueError(f"the detector reads grayscale (H, W) pages, got shape {gray.shape}")
+        boxes = self._read(gray)
+        region = zoom_region(boxes, gray.shape[:2], self.boxes)
+        if region is None:
+            return boxes
+        x0, y0, x1, y1 = region
+        inner = self._read(np.ascontiguousarray(gray[y0:y1, x0:x1]))
+        return [Box(b.quad + np.float32([x0, y0]), b.score) for b in inner] or boxes
+
+    def _read(self, gray: np.ndarray) -> list[Box]:
         prob, scale = self.probability(gray)
         return find_boxes(prob, scale, gray.shape[:2], self.boxes)
 
