@@ -114,6 +114,31 @@ def test_receipts_open_with_a_heading_and_headings_print_double_height():
     assert ink_rows.max() - 100 > 1.8 * (ink_rows[ink_rows < 90].max() - 10)  # the ink is stretched too
 
 
+def test_ink_rows_label_a_line_by_its_own_ink_on_the_same_page():
+    """label_rows=ink: each line's box keeps its columns and spans the rows its ink covers (an upper-case
+    receipt row is its cap height, as SROIE labels it), on the very page the font's rows label."""
+    import random
+
+    from crnn.detect.pages import Canvas
+
+    flat = ["experiment=det_zh_en", "detect.pages.rotate_p=0", "detect.pages.perspective_p=0"]
+    font = page_synth(compose_cfg(flat), seed=21).page(3, "receipt")
+    synth = page_synth(compose_cfg([*flat, "detect.pages.label_rows=ink"]), seed=21)
+    ink = synth.page(3, "receipt")
+    np.testing.assert_array_equal(font.image, ink.image)
+    assert [ln.text for ln in font.lines] == [ln.text for ln in ink.lines]
+    for a, b in zip(font.lines, ink.lines):
+        np.testing.assert_allclose(a.quad[:, 0], b.quad[:, 0])
+        assert a.quad[0, 1] - 0.5 <= b.quad[0, 1] and b.quad[2, 1] <= a.quad[2, 1] + 0.5
+    c = Canvas(synth, random.Random(0), np.random.default_rng(0), 0, "receipt")
+    line = c.draw("TOTAL RM", c.font("TOTAL RM"), 30, 10, 10, ink=255)  # on the blank canvas
+    rows = np.flatnonzero(c.img[:, 10:300].max(axis=1) > 64)
+    assert (line.ink[0, 1], line.ink[2, 1]) == (rows[0], rows[-1] + 1)
+    assert line.ink[2, 1] - line.ink[0, 1] < 0.8 * (line.quad[2, 1] - line.quad[0, 1])
+    with pytest.raises(ValueError, match="label_rows"):
+        page_synth(compose_cfg([*flat, "detect.pages.label_rows=tight"]), seed=21)
+
+
 def test_a_page_is_a_function_of_its_index(synth):
     a, b = synth.page(11), synth.page(11)
     np.testing.assert_array_equal(a.image, b.image)
@@ -746,7 +771,7 @@ def test_the_card_names_the_box_settings_and_their_calibration(tmp_path, monkeyp
     del lineage["calibration"]
     set_metadata(model, {**meta, "lineage": json.dumps(lineage)})
     onnx.save(model, str(tmp_path / "plain.onnx"))
-    assert ship.boxes_row(tmp_path / "plain.onnx").endswith("joined: the config's, not calibrated |")
+    assert ship.boxes_row(tmp_path / "plain.onnx").endswith("pixels: the config's, not calibrated |")
     assert "overlapping pieces of a row joined" in row  # a file from before the key joins, as it is served
     set_metadata(model, {**meta, "boxes": json.dumps({**boxes, "join_overlaps": False})})
     onnx.save(model, str(tmp_path / "apart.onnx"))
@@ -755,3 +780,7 @@ def test_the_card_names_the_box_settings_and_their_calibration(tmp_path, monkeyp
     set_metadata(model, {**meta, "boxes": json.dumps({**boxes, "upscale_to": 0})})
     onnx.save(model, str(tmp_path / "own.onnx"))
     assert "long side at most 960 px, overlapping" in ship.boxes_row(tmp_path / "own.onnx")
+    assert "read again over its text when that gives it 1.5 times" in row  # from before the key, as served
+    set_metadata(model, {**meta, "boxes": json.dumps({**boxes, "zoom_gain": 0})})
+    onnx.save(model, str(tmp_path / "once.onnx"))
+    assert "a row joined: chosen by" in ship.boxes_row(tmp_path / "once.onnx")

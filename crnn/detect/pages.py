@@ -36,6 +36,8 @@ from crnn.data.fonts import FontSpec, covers, load_font
 from crnn.data.source import SynthSource
 
 LAYOUTS = ("document", "receipt", "ad", "banner", "scene", "screen", "table")
+LABEL_ROWS = ("font", "ink")
+INK_LEVEL = 64  # a mask row with a pixel above this (of 255) holds ink (label_rows=ink)
 
 
 @dataclass
@@ -62,6 +64,10 @@ class PageConfig:
     light_p: float = 0.3
     distractor_p: float = 0.7  # rules, boxes, dots, bars: ink that is not text
     receipt_header_p: float = 0.6  # a receipt opens with its shop's name and address set tight
+    # a line's labelled rows: "font" (a tall glyph's top to a descender's bottom, whatever the line holds)
+    # or "ink" (the rows its own ink covers, as SROIE and ICDAR label lines: an upper-case receipt row is
+    # its cap height). Layouts place lines by the font's rows either way.
+    label_rows: str = "font"
 
 
 @dataclass
@@ -69,6 +75,7 @@ class PageLine:
     quad: np.ndarray  # (4, 2) float32, clockwise from the text's top-left, page pixels
     text: str
     ignore: bool = False
+    ink: np.ndarray | None = None  # the same columns over the rows the line's ink covers (label_rows=ink)
 
 
 @dataclass
@@ -107,6 +114,8 @@ class PageSynth:
         self.weights = [cfg.layouts[k] for k in self.layouts]
         if not self.layouts:
             raise ValueError("detect.pages.layouts gives every layout weight 0")
+        if cfg.label_rows not in LABEL_ROWS:
+            raise ValueError(f"detect.pages.label_rows must be one of {LABEL_ROWS}, got {cfg.label_rows!r}")
         scenes = set(source.renderer.scene_names)
         self.recipe = {}
         for layout, names in RECIPES.items():
@@ -188,7 +197,10 @@ class Canvas:
         if stretch != 1.0:
             mask, box, omask = _stretch(mask, box, omask, stretch)
         bx0, by0, bx1, by1 = box
+        rows = np.nonzero(mask[:, bx0:bx1].max(axis=1) > INK_LEVEL)[0] if bx1 > bx0 else []
+        iy0, iy1 = (int(rows[0]), int(rows[-1]) + 1) if len(rows) else (by0, by1)
         quad = np.float32([[bx0, by0], [bx1, by0], [bx1, by1], [bx0, by1]])
+        quad = np.concatenate([quad, np.float32([[bx0, iy0], [bx1, iy0], [bx1, iy1], [bx0, iy1]])])
         if angle:
             mask, quad, omask = _rotate(mask, quad, angle, omask)
         mh, mw = mask.shape
@@ -204,7 +216,7 @@ class Canvas:
             region[:] = region * (1 - a) + outline * a
         a = mask.astype(np.float32) / 255
         region[:] = region * (1 - a) + ink * a
-        line = PageLine(quad, text)
+        line = PageLine(quad[:4], text, ink=quad[4:])
         self.lines.append(line)
         return line
 
@@ -826,7 +838,8 @@ DRAW = {
 
 
 def finish(c: Canvas, cfg: PageConfig) -> Page:
-    img, quads = c.img, [ln.quad for ln in c.lines]
+    ink = cfg.label_rows == "ink"
+    img, quads = c.img, [ln.ink if ink and ln.ink is not None else ln.quad for ln in c.lines]
     nrng = c.nrng
     m = np.eye(3, dtype=np.float64)
     if nrng.random() < cfg.rotate_p:
