@@ -102,7 +102,8 @@ def zoom_region(
 ) -> tuple[int, int, int, int] | None:
     """(x0, y0, x1, y1) in page pixels: the region around a first pass's boxes, grown by two median line
     heights, when reading it alone would give its text at least `zoom_gain` times the pixels the first pass
-    gave, never more than the page's own; else None.
+    gave (counting no more than the page's own); else None. The region is then read as any page is
+    (`read_scale`).
 
     Why: a page is read at a long side of at most `max_side`. A receipt scanned on a large sheet (SROIE's
     4961 x 7016 scans hold receipts a third as wide) then reaches the network with lines 8 to 10 px tall,
