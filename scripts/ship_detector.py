@@ -121,12 +121,6 @@ def boxes_row(served: Path) -> str:
         f"long side at most {b.max_side} px"
         + (f" and smaller pages scaled up to {min(b.upscale_to, b.max_side)} px, " if b.upscale_to else ", ")
         + ("overlapping pieces of a row joined" if b.join_overlaps else "pieces not joined")
-        + (
-            ", a page scaled down read again over its text when that gives it "
-            f"{b.zoom_gain:g} times the pixels"
-            if b.zoom_gain > 0
-            else ""
-        )
     )
     if cal:
         before, chosen = cal["before"], cal["chosen"]
@@ -137,6 +131,11 @@ def boxes_row(served: Path) -> str:
         )
     else:
         text += ": the config's, not calibrated"
+    if b.zoom_gain > 0:  # not calibrated: scripts/scan_pages.py
+        text += (
+            f"; a page scaled down is read again over its text when that gives it {b.zoom_gain:g} times "
+            "the pixels (`scripts/scan_pages.py`)"
+        )
     return f"| box settings | {text} |"
 
 

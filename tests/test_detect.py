@@ -119,6 +119,8 @@ def test_ink_rows_label_a_line_by_its_own_ink_on_the_same_page():
     receipt row is its cap height, as SROIE labels it), on the very page the font's rows label."""
     import random
 
+    import cv2
+
     from crnn.detect.pages import Canvas
 
     flat = ["experiment=det_zh_en", "detect.pages.rotate_p=0", "detect.pages.perspective_p=0"]
@@ -130,11 +132,32 @@ def test_ink_rows_label_a_line_by_its_own_ink_on_the_same_page():
     for a, b in zip(font.lines, ink.lines):
         np.testing.assert_allclose(a.quad[:, 0], b.quad[:, 0])
         assert a.quad[0, 1] - 0.5 <= b.quad[0, 1] and b.quad[2, 1] <= a.quad[2, 1] + 0.5
+    height = lambda lines: sum(float(ln.quad[2, 1] - ln.quad[0, 1]) for ln in lines)  # noqa: E731
+    assert height(ink.lines) < 0.8 * height(font.lines)
     c = Canvas(synth, random.Random(0), np.random.default_rng(0), 0, "receipt")
-    line = c.draw("TOTAL RM", c.font("TOTAL RM"), 30, 10, 10, ink=255)  # on the blank canvas
+    spec = c.font("TOTAL RM")
+    line = c.draw("TOTAL RM", spec, 30, 10, 10, ink=255)  # on the blank canvas
     rows = np.flatnonzero(c.img[:, 10:300].max(axis=1) > 64)
     assert (line.ink[0, 1], line.ink[2, 1]) == (rows[0], rows[-1] + 1)
     assert line.ink[2, 1] - line.ink[0, 1] < 0.8 * (line.quad[2, 1] - line.quad[0, 1])
+    turned = c.draw("TOTAL RM", spec, 30, 10, 120, ink=255, angle=10.0)  # turned together
+    for q in (turned.quad, turned.ink):
+        e = q[1] - q[0]
+        assert np.degrees(np.arctan2(-e[1], e[0])) == pytest.approx(10.0, abs=0.5)
+    t = np.radians(10.0)
+    down = (line.ink[0] - line.quad[0]) @ np.float32([[np.cos(t), -np.sin(t)], [np.sin(t), np.cos(t)]])
+    np.testing.assert_allclose(turned.ink[0] - turned.quad[0], down, atol=1.5)
+    # turned and warped with the whole page, the ink rows stay inside the font's
+    warp = ["experiment=det_zh_en", "detect.pages.rotate_p=1", "detect.pages.perspective_p=1"]
+    a = page_synth(compose_cfg(warp), seed=22).page(1, "receipt")
+    b = page_synth(compose_cfg([*warp, "detect.pages.label_rows=ink"]), seed=22).page(1, "receipt")
+    assert a.image.shape == b.image.shape and height(b.lines) < 0.8 * height(a.lines)
+    inside = [
+        cv2.pointPolygonTest(p.quad, (float(x), float(y)), True)
+        for p, q in zip(a.lines, b.lines)
+        for x, y in q.quad
+    ]
+    assert min(inside) > -1.0
     with pytest.raises(ValueError, match="label_rows"):
         page_synth(compose_cfg([*flat, "detect.pages.label_rows=tight"]), seed=21)
 
@@ -366,7 +389,9 @@ def test_zoom_region_is_the_text_of_a_page_read_scaled_down_when_reading_it_agai
     assert zoom_region(filling, (7016, 4961), cfg) is None
     assert zoom_region(receipt[:3], (960, 960), cfg) is None
     most = [Box(rect(300, 300 + 70 * i, 2700, 350 + 70 * i), 0.9) for i in range(20)]
-    assert zoom_region(most, (2000, 3000), cfg) is None  # 960 / 2700 against 960 / 3000: 1.5 is not reached
+    assert zoom_region(most, (2000, 3000), cfg) is None  # 960 / 2600 against 960 / 3000: 1.5 is not reached
+    # a page not scaled down has nothing to give back, whatever the gain asks
+    assert zoom_region(receipt[:3], (900, 700), BoxConfig(max_side=960, zoom_gain=1.0)) is None
     assert zoom_region(receipt, (7016, 4961), BoxConfig(max_side=960, zoom_gain=0)) is None
     assert zoom_region([], (7016, 4961), cfg) is None
     # never read larger than the page's own pixels: a small region of a 1500 px page gains 1500 / 960 at most
@@ -771,7 +796,9 @@ def test_the_card_names_the_box_settings_and_their_calibration(tmp_path, monkeyp
     del lineage["calibration"]
     set_metadata(model, {**meta, "lineage": json.dumps(lineage)})
     onnx.save(model, str(tmp_path / "plain.onnx"))
-    assert ship.boxes_row(tmp_path / "plain.onnx").endswith("pixels: the config's, not calibrated |")
+    assert "joined: the config's, not calibrated; a page scaled down" in ship.boxes_row(
+        tmp_path / "plain.onnx"
+    )
     assert "overlapping pieces of a row joined" in row  # a file from before the key joins, as it is served
     set_metadata(model, {**meta, "boxes": json.dumps({**boxes, "join_overlaps": False})})
     onnx.save(model, str(tmp_path / "apart.onnx"))
@@ -783,4 +810,4 @@ def test_the_card_names_the_box_settings_and_their_calibration(tmp_path, monkeyp
     assert "read again over its text when that gives it 1.5 times" in row  # from before the key, as served
     set_metadata(model, {**meta, "boxes": json.dumps({**boxes, "zoom_gain": 0})})
     onnx.save(model, str(tmp_path / "once.onnx"))
-    assert "a row joined: chosen by" in ship.boxes_row(tmp_path / "once.onnx")
+    assert "read again" not in ship.boxes_row(tmp_path / "once.onnx")

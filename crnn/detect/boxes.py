@@ -102,8 +102,9 @@ def zoom_region(
 ) -> tuple[int, int, int, int] | None:
     """(x0, y0, x1, y1) in page pixels: the region around a first pass's boxes, grown by two median line
     heights, when reading it alone would give its text at least `zoom_gain` times the pixels the first pass
-    gave (counting no more than the page's own); else None. The region is then read as any page is
-    (`read_scale`).
+    gave, never more than the page's own; else None. One stray box far from the text (a stamp, a scanner's
+    shadow) widens the region and can cancel the zoom. Training validation reads synthetic pages of at most
+    `max_side` and never zooms.
 
     Why: a page is read at a long side of at most `max_side`. A receipt scanned on a large sheet (SROIE's
     4961 x 7016 scans hold receipts a third as wide) then reaches the network with lines 8 to 10 px tall,
@@ -114,6 +115,8 @@ def zoom_region(
     if cfg.zoom_gain <= 0 or not boxes:
         return None
     h, w = page_hw
+    if read_scale(h, w, cfg) >= 1:
+        return None  # read at its own scale or larger: nothing was thrown away
     pts = np.concatenate([b.quad for b in boxes])
     margin = 2 * float(np.median([quad_size(b.quad)[1] for b in boxes]))
     x0, y0 = np.floor(np.maximum(pts.min(axis=0) - margin, 0)).astype(int)

@@ -8,7 +8,7 @@ and once more over the page's text where the first reading scaled it down (crnn.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, fields
+from dataclasses import asdict, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -63,8 +63,10 @@ class Detector:
         self.session = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
         self.input_name = self.session.get_inputs()[0].name
 
-    def probability(self, gray: np.ndarray) -> tuple[np.ndarray, tuple[float, float]]:
-        x, scale = det_input(gray, self.boxes)
+    def probability(
+        self, gray: np.ndarray, boxes: BoxConfig | None = None
+    ) -> tuple[np.ndarray, tuple[float, float]]:
+        x, scale = det_input(gray, boxes or self.boxes)
         return self.session.run(None, {self.input_name: x})[0][0, 0], scale
 
     def detect(self, gray: np.ndarray) -> list[Box]:
@@ -75,12 +77,14 @@ class Detector:
         if region is None:
             return boxes
         x0, y0, x1, y1 = region
-        inner = self._read(np.ascontiguousarray(gray[y0:y1, x0:x1]))
+        native = replace(self.boxes, upscale_to=0)  # the region at most at the page's own pixels
+        inner = self._read(np.ascontiguousarray(gray[y0:y1, x0:x1]), native)
         return [Box(b.quad + np.float32([x0, y0]), b.score) for b in inner] or boxes
 
-    def _read(self, gray: np.ndarray) -> list[Box]:
-        prob, scale = self.probability(gray)
-        return find_boxes(prob, scale, gray.shape[:2], self.boxes)
+    def _read(self, gray: np.ndarray, boxes: BoxConfig | None = None) -> list[Box]:
+        boxes = boxes or self.boxes
+        prob, scale = self.probability(gray, boxes)
+        return find_boxes(prob, scale, gray.shape[:2], boxes)
 
     def info(self) -> dict:
         return {

@@ -197,7 +197,8 @@ class Canvas:
         if stretch != 1.0:
             mask, box, omask = _stretch(mask, box, omask, stretch)
         bx0, by0, bx1, by1 = box
-        rows = np.nonzero(mask[:, bx0:bx1].max(axis=1) > INK_LEVEL)[0] if bx1 > bx0 else []
+        seen = mask if omask is None else np.maximum(mask, omask)  # an outline is ink one sees
+        rows = np.nonzero(seen[:, bx0:bx1].max(axis=1) > INK_LEVEL)[0] if bx1 > bx0 else []
         iy0, iy1 = (int(rows[0]), int(rows[-1]) + 1) if len(rows) else (by0, by1)
         quad = np.float32([[bx0, by0], [bx1, by0], [bx1, by1], [bx0, by1]])
         quad = np.concatenate([quad, np.float32([[bx0, iy0], [bx1, iy0], [bx1, iy1], [bx0, iy1]])])
@@ -334,6 +335,14 @@ def _rotate(
 
 
 # -- layouts --
+
+
+def _around(*quads: np.ndarray | None) -> np.ndarray | None:
+    """The upright box around upright quads (None when one of them is)."""
+    if any(q is None for q in quads):
+        return None
+    (x0, y0), (x1, y1) = np.concatenate(quads).min(axis=0), np.concatenate(quads).max(axis=0)
+    return np.float32([[x0, y0], [x1, y0], [x1, y1], [x0, y1]])
 
 
 def _chars_for(width: float, size: float, scene_is_zh: bool) -> int:
@@ -638,10 +647,9 @@ def banner_price(c: Canvas, y: float) -> float | None:
     big = c.lines[-1].quad
     c.draw(suffix, spec_s, small, big[1, 0] + 1, big[2, 1] - small * 1.25)  # bottom-aligned, right after
     if len(c.lines) == first + 2:
-        q = np.concatenate([c.lines[-2].quad, c.lines[-1].quad])
-        (x0, y0), (x1, y1) = q.min(axis=0), q.max(axis=0)
+        a, b = c.lines[-2], c.lines[-1]
         del c.lines[first:]
-        c.lines.append(PageLine(np.float32([[x0, y0], [x1, y0], [x1, y1], [x0, y1]]), number + suffix))
+        c.lines.append(PageLine(_around(a.quad, b.quad), number + suffix, ink=_around(a.ink, b.ink)))
     if caption is not None and c.nrng.random() < 0.6:
         cw = _text_width(caption[0], caption[1], small)
         c.draw(caption[0], caption[1], small, x - cw - small * 0.5, big[2, 1] - small * 1.25)
@@ -878,6 +886,6 @@ def finish(c: Canvas, cfg: PageConfig) -> Page:
             and (q[:, 0] <= c.w).all()
             and (q[:, 1] <= c.h).all()
         )
-        h = min(np.linalg.norm(q[3] - q[0]), np.linalg.norm(q[2] - q[1]))
+        h = min(np.linalg.norm(q[3] - q[0]), np.linalg.norm(q[2] - q[1]))  # ink rows: a dash, 一 is ignored
         lines.append(PageLine(q, ln.text, ignore=not inside or h < 4))
     return Page(img, lines, c.layout)
