@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -58,47 +59,72 @@ def drawn_small(experiment: str, n: int, seed: int) -> list[tuple[np.ndarray, Pa
 
 
 def f1(detector: Detector, pages: list[tuple[np.ndarray, PageTruth]]) -> dict:
-    total = Counts()
+    """F1, precision and recall at IoU >= 0.5 over the pages, and the mean ms per page (detector only)."""
+    total, seconds = Counts(), 0.0
     for image, truth in pages:
-        total.add(score_page(truth, [b.quad for b in detector.detect(image)], None, None))
+        t0 = time.perf_counter()
+        quads = [b.quad for b in detector.detect(image)]
+        seconds += time.perf_counter() - t0
+        total.add(score_page(truth, quads, None, None))
     d = total.as_dict()
-    return {k: round(d[k], 4) for k in ("f1", "precision", "recall")}
+    return {
+        **{k: round(d[k], 4) for k in ("f1", "precision", "recall")},
+        "ms": round(1000 * seconds / len(pages), 1),
+    }
+
+
+def sweep(
+    args: argparse.Namespace, setting: str, values: list, sets: dict, kind: str, base_label: str, stem: str
+) -> None:
+    """Each page set read with the file's box settings and `setting` at each value; the table printed and
+    saved as runs/bench/<stem>.{json,md}. A value of 0 is labelled `base_label`."""
+    base = Detector(args.detector, threads=2)
+    rows = []
+    for value in tqdm(values, desc=setting, unit="value"):
+        det = Detector(args.detector, threads=2, boxes=replace(base.boxes, **{setting: value}))
+        rows.append({setting: value, **{name: f1(det, pages) for name, pages in sets.items()}})
+    OUT.mkdir(parents=True, exist_ok=True)
+    record = {"detector": args.detector, "pages": args.pages, "seed": args.seed, "rows": rows}
+    (OUT / f"{stem}.json").write_text(json.dumps(record, indent=1), encoding="utf-8")
+    names = list(sets)
+    md = [
+        f"{kind} read with {Path(args.detector).name} at each {setting} ({args.pages} pages per kind; "
+        "F1 (P / R) at IoU >= 0.5, ms per page for the detector alone)",
+        "",
+        f"| {setting} | " + " | ".join(names) + " |",
+        "|---|" + "---|" * len(names),
+    ]
+    for r in rows:
+        cells = [
+            f"{r[n]['f1']:.3f} ({r[n]['precision']:.2f} / {r[n]['recall']:.2f}), {r[n]['ms']:.0f} ms"
+            for n in names
+        ]
+        md.append(f"| {r[setting] or base_label} | " + " | ".join(cells) + " |")
+    (OUT / f"{stem}.md").write_text("\n".join(md) + "\n", encoding="utf-8")
+    print("\n".join(md))
+
+
+def parse_args(doc: str, pages: int, flag: str, values: str, seed: int) -> argparse.Namespace:
+    """The arguments both page sweeps take: the detector file, the experiment, how many pages per kind,
+    the values to sweep (`flag`, comma-separated) and the pages' seed."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--detector", default="models/det_zh_en.onnx")
+    ap.add_argument("--experiment", default="det_zh_en")
+    ap.add_argument("--pages", type=int, default=pages)
+    ap.add_argument(flag, default=values)
+    ap.add_argument("--seed", type=int, default=seed)  # neither training's, validation's nor calibration's
+    return ap.parse_args()
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--detector", default="models/det_zh_en.onnx")
-    ap.add_argument("--experiment", default="det_zh_en")
-    ap.add_argument("--pages", type=int, default=150)
-    ap.add_argument("--targets", default="0,560,640,720,800,960")
-    ap.add_argument("--seed", type=int, default=9100)  # neither training's, validation's nor calibration's
-    args = ap.parse_args()
+    args = parse_args(__doc__, 150, "--targets", "0,560,640,720,800,960", 9100)
     cfg = compose_run_config([f"experiment={args.experiment}"])[0]
-    base = Detector(args.detector, threads=2)
     sets = {
         "shrunk to 250-640 px": shrunk_pages(cfg, args.pages, args.seed),
         "drawn at 300-450 px": drawn_small(args.experiment, args.pages, args.seed + 1),
     }
-    rows = []
-    for target in tqdm([int(t) for t in args.targets.split(",")], desc="upscale_to", unit="target"):
-        det = Detector(args.detector, threads=2, boxes=replace(base.boxes, upscale_to=target))
-        rows.append({"upscale_to": target, **{name: f1(det, pages) for name, pages in sets.items()}})
-    OUT.mkdir(parents=True, exist_ok=True)
-    record = {"detector": args.detector, "pages": args.pages, "seed": args.seed, "rows": rows}
-    (OUT / "small_pages.json").write_text(json.dumps(record, indent=1), encoding="utf-8")
-    names = list(sets)
-    md = [
-        f"Small pages read with {Path(args.detector).name} at each upscale_to ({args.pages} pages per kind; "
-        "F1 (P / R) at IoU >= 0.5)",
-        "",
-        "| upscale_to | " + " | ".join(names) + " |",
-        "|---|" + "---|" * len(names),
-    ]
-    for r in rows:
-        cells = [f"{r[n]['f1']:.3f} ({r[n]['precision']:.2f} / {r[n]['recall']:.2f})" for n in names]
-        md.append(f"| {r['upscale_to'] or 'own scale'} | " + " | ".join(cells) + " |")
-    (OUT / "small_pages.md").write_text("\n".join(md) + "\n", encoding="utf-8")
-    print("\n".join(md))
+    targets = [int(t) for t in args.targets.split(",")]
+    sweep(args, "upscale_to", targets, sets, "Small pages", "own scale", "small_pages")
 
 
 if __name__ == "__main__":
