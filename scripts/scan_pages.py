@@ -32,8 +32,6 @@ from crnn.detect.score import PageTruth  # noqa: E402
 from crnn.detect.train import page_truth  # noqa: E402
 from crnn.settings import compose_run_config  # noqa: E402
 
-OUT = ROOT / "runs" / "bench"
-
 
 def scanned_pages(cfg, n: int, seed: int, sheet: bool) -> list[tuple[np.ndarray, PageTruth]]:
     synth, rng, out = page_synth(cfg, seed=seed), np.random.default_rng(seed), []

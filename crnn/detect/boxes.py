@@ -115,7 +115,8 @@ def zoom_region(
     if cfg.zoom_gain <= 0 or not boxes:
         return None
     h, w = page_hw
-    if read_scale(h, w, cfg) >= 1:
+    first = read_scale(h, w, cfg)
+    if first >= 1:
         return None  # read at its own scale or larger: nothing was thrown away
     pts = np.concatenate([b.quad for b in boxes])
     margin = 2 * float(np.median([quad_size(b.quad)[1] for b in boxes]))
@@ -124,7 +125,7 @@ def zoom_region(
     y1 = int(np.ceil(min(float(pts[:, 1].max()) + margin, h)))
     if x1 - x0 < 32 or y1 - y0 < 32:
         return None
-    gain = min(1.0, read_scale(y1 - y0, x1 - x0, cfg)) / read_scale(h, w, cfg)
+    gain = min(1.0, read_scale(y1 - y0, x1 - x0, cfg)) / first
     return (int(x0), int(y0), x1, y1) if gain >= cfg.zoom_gain else None
 
 

@@ -201,6 +201,7 @@ class Canvas:
         rows = np.nonzero(seen[:, bx0:bx1].max(axis=1) > INK_LEVEL)[0] if bx1 > bx0 else []
         iy0, iy1 = (int(rows[0]), int(rows[-1]) + 1) if len(rows) else (by0, by1)
         quad = np.float32([[bx0, by0], [bx1, by0], [bx1, by1], [bx0, by1]])
+        # the ink's rows ride along as four more points, so a turn moves both boxes alike
         quad = np.concatenate([quad, np.float32([[bx0, iy0], [bx1, iy0], [bx1, iy1], [bx0, iy1]])])
         if angle:
             mask, quad, omask = _rotate(mask, quad, angle, omask)
@@ -341,7 +342,8 @@ def _around(*quads: np.ndarray | None) -> np.ndarray | None:
     """The upright box around upright quads (None when one of them is)."""
     if any(q is None for q in quads):
         return None
-    (x0, y0), (x1, y1) = np.concatenate(quads).min(axis=0), np.concatenate(quads).max(axis=0)
+    pts = np.concatenate(quads)
+    (x0, y0), (x1, y1) = pts.min(axis=0), pts.max(axis=0)
     return np.float32([[x0, y0], [x1, y0], [x1, y1], [x0, y1]])
 
 
