@@ -136,6 +136,8 @@ def boxes_row(served: Path) -> str:
             f"; a page scaled down is read again over its text when that gives it {b.zoom_gain:g} times "
             "the pixels (`scripts/scan_pages.py`)"
         )
+    if b.fit_ink:  # not calibrated: scripts/ink_boxes.py
+        text += "; boxes reported narrowed to the rows their ink covers (`scripts/ink_boxes.py`)"
     return f"| box settings | {text} |"
 
 

@@ -32,7 +32,7 @@ from tqdm import tqdm
 
 from crnn.cli import StageError, stage_errors
 from crnn.data.image_io import decode_image
-from crnn.detect.boxes import crop_line, reading_order, row_order
+from crnn.detect.boxes import crop_line, page_lines, reading_order, row_order
 from crnn.detect.score import IGNORE_TEXT, Counts, PageTruth, score_page
 from crnn.lineage import sha256_file
 from crnn.settings import RunConfig, load_run_config
@@ -103,9 +103,8 @@ class DetectorReader(RecognizerReader):
         self.files = [detector, *self.files]
 
     def read(self, gray: np.ndarray, truth: PageTruth) -> tuple[list[np.ndarray], list[str]]:
-        quads = [b.quad for b in self.detector.detect(gray)]
-        quads = [quads[i] for i in reading_order(quads)]
-        return quads, self.recognize([crop_line(gray, q) for q in quads])
+        lines = page_lines(gray, self.detector.detect(gray), self.detector.boxes.fit_ink)
+        return [ln.quad for ln in lines], self.recognize([ln.crop for ln in lines])
 
 
 class ProjectionReader(RecognizerReader):

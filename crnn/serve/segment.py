@@ -197,14 +197,13 @@ def split(
 
 
 def detected_lines(gray: np.ndarray, detector) -> list[tuple[np.ndarray, list[int]]]:
-    """The detector's lines in reading order: each rotated box warped upright, with its bounding box."""
-    from crnn.detect.boxes import crop_line, reading_order
+    """The detector's lines in reading order: each rotated box warped upright, with the bounding box of the
+    box reported (crnn.detect.boxes.page_lines)."""
+    from crnn.detect.boxes import page_lines
 
-    quads = [b.quad for b in detector.detect(gray)]
     out = []
-    for i in reading_order(quads):
-        q = quads[i]
-        x0, y0 = np.floor(q.min(axis=0)).astype(int)
-        x1, y1 = np.ceil(q.max(axis=0)).astype(int)
-        out.append((crop_line(gray, q), [int(x0), int(y0), int(x1 - x0), int(y1 - y0)]))
+    for line in page_lines(gray, detector.detect(gray), detector.boxes.fit_ink):
+        x0, y0 = np.floor(line.quad.min(axis=0)).astype(int)
+        x1, y1 = np.ceil(line.quad.max(axis=0)).astype(int)
+        out.append((line.crop, [int(x0), int(y0), int(x1 - x0), int(y1 - y0)]))
     return out
