@@ -137,7 +137,9 @@ def boxes_row(served: Path) -> str:
             "the pixels (`scripts/scan_pages.py`)"
         )
     if b.fit_ink:  # not calibrated: scripts/ink_boxes.py
-        text += "; boxes reported narrowed to the rows their ink covers (`scripts/ink_boxes.py`)"
+        text += (
+            "; boxes reported narrowed to the rows and end columns their ink covers (`scripts/ink_boxes.py`)"
+        )
     return f"| box settings | {text} |"
 
 

@@ -14,8 +14,9 @@ these functions, so what training measures is what serving returns.
   resolution the first reading threw away (a small receipt on a large scan);
 - `crop_line`: a box warped upright from the full-resolution page; a box much taller than wide is a
   vertical line and is turned to read left to right;
-- `fit_to_ink`: the box reported for a line narrowed to the rows its ink covers, as real datasets (SROIE,
-  ICDAR) draw line boxes; the recognizer still reads the detector's box, whose margins it was trained on;
+- `fit_to_ink`: the box reported for a line narrowed to the rows (and end columns) its ink covers, as real
+  datasets (SROIE, ICDAR) draw line boxes; the recognizer still reads the detector's box, whose margins it
+  was trained on;
 - `page_lines`: a page's boxes as lines to read and report, in reading order;
 - `reading_order`: rows top to bottom (a line starts a new row when its centre is more than half a line
   below the row's first line), left to right within a row, and columns read one after another when a
@@ -308,7 +309,9 @@ def fit_to_ink(
     (gaps under `gap` of the height bridged) holding the most ink, grown over the rows of any ink that touch
     it (descenders, accents); body pieces that the crop's edge cuts are a neighbour's (_inside_edges), and
     the growth stops at them, so a tight page's lines are told apart even where paper noise leaves no blank
-    row between them. A crop without two classes of ink and paper keeps its box."""
+    row between them. Over those rows, the blank columns at either end (the box grows back by the same
+    distance along the line as across it) are trimmed too: a one- or two-character box is then about its
+    glyphs' size, as labels draw it. A crop without two classes of ink and paper keeps its box."""
     h, w = crop.shape
     if h < INK_MIN_HEIGHT:
         return quad
@@ -333,7 +336,10 @@ def fit_to_ink(
         top -= 1
     while bottom < h and grows[bottom]:
         bottom += 1
-    corners = np.float64([[[0, top], [w, top], [w, bottom], [0, bottom]]])
+    per_col = ink[top:bottom].mean(axis=0)  # and the blank columns the box grew by at its ends trimmed
+    cols = np.flatnonzero(per_col >= share * per_col.max())
+    left, right = (float(cols[0]), float(cols[-1] + 1)) if cols.size else (0.0, float(w))
+    corners = np.float64([[[left, top], [right, top], [right, bottom], [left, bottom]]])
     return cv2.perspectiveTransform(corners, np.linalg.inv(m))[0].astype(np.float32)
 
 
