@@ -448,40 +448,105 @@ def test_ink_is_found_light_on_dark_and_a_crop_without_ink_keeps_its_box():
     np.testing.assert_array_equal(fit_to_ink(crop, m, box), box)
 
 
-def test_a_box_reaching_into_tight_neighbours_on_grey_paper_fits_its_own_line():
-    """Three lines set tight on a grey photographed receipt: paper noise leaves no blank row between them,
-    and the middle line's box reaches into both neighbours' letters. The fit keeps the middle line (with its
-    descenders), not all three."""
+def _drawn(lines, paper=None, ink=20):
+    """A page of cv2-drawn lines ((baseline y, text, scale, thickness)), the ink's rows of each line."""
     import cv2
 
-    rng = np.random.default_rng(5)
+    rows = []
     letters = np.zeros((200, 520), np.uint8)
-    for y, text in (
-        (70, "ADVANCO COMPANY"),
-        (100, "Company Reg. No. : 725186-V"),
-        (130, "NO 183, JALAN WANGSA"),
-    ):
-        cv2.putText(letters, text, (20, y), cv2.FONT_HERSHEY_SIMPLEX, 0.9, 255, 2)
-    paper = rng.normal(150, 30, letters.shape).clip(0, 255).astype(np.uint8)  # no blank row left
-    page = np.where(letters > 0, 40, paper).astype(np.uint8)
-    ink = np.flatnonzero(letters.any(axis=1))
-    mid = ink[(ink > 80) & (ink < 110)]  # the middle line's rows, its descenders included
-    box = rect(10, 63, 510, 118)  # from the upper line's last rows to the lower line's first
+    for y, text, scale, thick in lines:
+        one = np.zeros_like(letters)
+        cv2.putText(one, text, (20, y), cv2.FONT_HERSHEY_SIMPLEX, scale, 255, thick)
+        rows.append(np.flatnonzero(one.any(axis=1)))
+        letters |= one
+    page = np.where(letters > 0, ink, 245 if paper is None else paper).astype(np.uint8)
+    return page, rows
+
+
+def _fit_rows(page, box):
     crop, m = upright(page, box)
     fitted = fit_to_ink(crop, m, box)
-    assert abs(fitted[0, 1] - mid[0]) <= 2 and abs(fitted[2, 1] - (mid[-1] + 1)) <= 2
+    return float(fitted[0, 1]), float(fitted[2, 1])
+
+
+def test_a_box_reaching_into_tight_neighbours_on_grey_paper_fits_its_own_line():
+    """Three lines set tight on a grey photographed receipt, the middle line's box reaching into both
+    neighbours' letters: the fit keeps the middle line with its descenders, not all three."""
+    paper = np.random.default_rng(5).normal(150, 30, (200, 520)).clip(0, 255)
+    lines = [
+        (70, "ADVANCO COMPANY", 0.9, 2),
+        (100, "Company Reg. No. : 725186-V", 0.9, 2),
+        (130, "NO 183, JALAN", 0.9, 2),
+    ]
+    page, rows = _drawn(lines, paper, ink=40)
+    top, bottom = _fit_rows(page, rect(10, 63, 510, 118))
+    assert abs(top - rows[1][0]) <= 2 and abs(bottom - (rows[1][-1] + 1)) <= 2
+
+
+def test_a_box_over_two_touching_lines_fits_the_one_it_is_centred_on():
+    """No blank row between them: one line's descenders run into the next line's capitals."""
+    page, rows = _drawn([(70, "gypsy jumping quay", 0.9, 2), (95, "HELLO THERE", 0.9, 2)])
+    assert not set(range(rows[0][-1] + 1, rows[1][0])) - set(np.concatenate(rows))  # touching
+    top, bottom = _fit_rows(page, rect(5, 66, 510, 100))
+    assert abs(top - rows[1][0]) <= 1 and abs(bottom - (rows[1][-1] + 1)) <= 1
+
+
+def test_a_short_line_under_a_dense_one_fits_itself_not_its_neighbour():
+    page, rows = _drawn([(70, "WWWWWWWWWWWWWWWWWWWWW", 0.9, 3), (100, "Tel", 0.9, 2)])
+    top, bottom = _fit_rows(page, rect(10, 60, 510, 110))
+    assert abs(top - rows[1][0]) <= 1 and abs(bottom - (rows[1][-1] + 1)) <= 1
+
+
+def test_a_glyph_of_separate_strokes_fits_whole():
+    """三 and = have blank rows between their strokes: the fit spans all of them, not the fullest one."""
+    import cv2
+
+    page = np.full((200, 520), 245, np.uint8)
+    for y in (60, 74, 90):  # three strokes of a 三, a line of them
+        for x in range(20, 400, 60):
+            cv2.rectangle(page, (x, y), (x + 40, y + 3), 20, -1)
+    cv2.rectangle(page, (30, 64), (32, 66), 20, -1)  # a speck: not a stroke
+    top, bottom = _fit_rows(page, rect(10, 48, 410, 106))
+    assert (top, bottom) == (60.0, 94.0)
+
+
+def test_a_fit_far_smaller_than_its_box_is_not_believed():
+    """Faint grey text beside a black bar: Otsu takes the text for paper and the bar for ink, and a fit
+    onto the bar is a sixth of the box: the box is kept."""
+    import cv2
+
+    page, _ = _drawn([(100, "faint text here", 0.9, 2)], ink=190)
+    cv2.rectangle(page, (330, 85), (510, 92), 0, -1)  # a black bar beside it
+    box = rect(10, 65, 510, 115)
+    crop, m = upright(page, box)
+    np.testing.assert_array_equal(fit_to_ink(crop, m, box), box)
+    assert fit_to_ink(crop, m, box, min_fit=0)[2, 1] < 95  # what it would have fitted: the bar's rows
+
+
+def test_a_vertical_line_is_fitted_along_its_own_rows():
+    """A line turned a quarter (its quad from the text's top-left, the first edge down the page): the fit
+    is the upright line's fit turned alike, corners in the same order."""
+    page, rows = _drawn([(100, "VERTICAL 42", 0.9, 2)])
+    box = rect(10, 70, 300, 115)
+    crop, m = upright(page, box)
+    flat = fit_to_ink(crop, m, box)
+    turned = np.ascontiguousarray(np.rot90(page, -1))  # clockwise: (x, y) -> (h - 1 - y, x)
+    to_turned = lambda q: np.stack([page.shape[0] - 1 - q[:, 1], q[:, 0]], axis=1).astype(np.float32)  # noqa: E731
+    crop2, m2 = upright(turned, to_turned(box))
+    np.testing.assert_allclose(fit_to_ink(crop2, m2, to_turned(box)), to_turned(flat), atol=1.0)
+    assert abs(flat[0, 1] - rows[0][0]) <= 1 and abs(flat[2, 1] - (rows[0][-1] + 1)) <= 1
 
 
 def test_a_tall_heading_box_fitted_to_its_ink_no_longer_swallows_the_next_row():
-    """A heading's font-row box (four times its ink here) reaches past the next row's centre, so the row
-    sweep put the address line (further left) before the shop's name. Narrowed to its ink, the heading is
+    """A heading's font-row box (nearly three times its ink here) reaches past the next row's centre, so the
+    row sweep put the address line (further left) before the shop's name. Narrowed to its ink, the heading is
     its own row; page mode still reads the detector's boxes."""
     import cv2
 
     page = np.full((220, 600), 245, np.uint8)
-    cv2.putText(page, "LIGHTROOM GALLERY", (150, 80), cv2.FONT_HERSHEY_SIMPLEX, 1.0, 20, 2)  # ink rows 60-79
+    cv2.putText(page, "LIGHTROOM GALLERY", (150, 80), cv2.FONT_HERSHEY_SIMPLEX, 1.4, 20, 3)  # ink rows 51-79
     cv2.putText(page, "NO 28 JALAN", (60, 117), cv2.FONT_HERSHEY_SIMPLEX, 0.7, 20, 2)  # ink rows 103-116
-    heading, address = rect(140, 30, 480, 110), rect(50, 92, 260, 124)
+    heading, address = rect(140, 30, 590, 110), rect(50, 92, 260, 124)
     boxes = [Box(heading, 0.9), Box(address, 0.9)]
     assert reading_order([heading, address]) == [1, 0]
     lines = page_lines(page, boxes)

@@ -281,15 +281,14 @@ def crop_line(gray: np.ndarray, quad: np.ndarray) -> np.ndarray:
     return upright(gray, quad)[0]
 
 
-# fit_to_ink's settings, chosen on synthetic pages labelled by their ink (scripts/ink_boxes.py)
+# fit_to_ink's settings. INK_ROW_SHARE and INK_MIN_FIT were chosen on synthetic pages labelled by their ink
+# (scripts/ink_boxes.py); the others were set as their comments say, the synthetic pages being flat on them.
 INK_ROW_SHARE = 0.02  # a row holds ink when its share of ink pixels reaches this part of the fullest row's
 INK_BODY_SHARE = 0.3  # ... and the body of a line's letters when it reaches this part
-INK_GAP = 0.1  # rows (times the box height) between letters' bodies still inside one line: 三's strokes
-INK_SMOOTH = (
-    1.0  # px: rows' pixels averaged along the line before Otsu, so paper noise is not ink; rows stay exact
-)
+INK_SMOOTH = 1.0  # px: pixels averaged along the line before Otsu, so paper noise is not ink; rows stay exact
 INK_MIN_HEIGHT = 6  # px: a crop shorter than this keeps its box
 INK_CONTRAST = 16.0  # grey levels between Otsu's two classes below which a crop holds no ink to fit
+INK_MIN_FIT = 0.3  # a fit under this part of the box's height is not believed (the box is kept)
 
 
 def fit_to_ink(
@@ -297,21 +296,22 @@ def fit_to_ink(
     m: np.ndarray,
     quad: np.ndarray,
     share: float = INK_ROW_SHARE,
-    body_share: float = INK_BODY_SHARE,
-    gap: float = INK_GAP,
+    min_fit: float = INK_MIN_FIT,
 ) -> np.ndarray:
-    """`quad` narrowed to the rows of `crop` (its upright pixels, `m` the page-to-crop transform) that its
-    line's ink covers. The detector's boxes run from a tall glyph's top to a descender's bottom, as its
-    synthetic targets do: an upper-case receipt row's box is about 1.5 times its ink, and a row sweep that
-    groups lines by box height (the realdev scorer's, our reading order) then puts two printed rows in one.
+    """`quad` narrowed to the rows of `crop` (its upright uint8 pixels, `m` the page-to-crop transform) that
+    its line's ink covers, and to the columns at its ends that hold ink. The detector's boxes run from a tall
+    glyph's top to a descender's bottom, as its synthetic targets do: an upper-case receipt row's box is
+    about 1.5 times its ink, and a row sweep that groups lines by box height (the realdev scorer's, our
+    reading order) then puts two printed rows in one; the box grows back along its line as far as across
+    it, so a one- or two-character box is far larger than its glyphs.
 
-    Ink is the Otsu class that the crop's top and bottom rows are not. The line is the run of body rows
-    (gaps under `gap` of the height bridged) holding the most ink, grown over the rows of any ink that touch
-    it (descenders, accents); body pieces that the crop's edge cuts are a neighbour's (_inside_edges), and
-    the growth stops at them, so a tight page's lines are told apart even where paper noise leaves no blank
-    row between them. Over those rows, the blank columns at either end (the box grows back by the same
-    distance along the line as across it) are trimmed too: a one- or two-character box is then about its
-    glyphs' size, as labels draw it. A crop without two classes of ink and paper keeps its box."""
+    Ink is the Otsu class that the crop's top and bottom rows are not. Shares of ink are taken against the
+    fullest row of the box's middle half, where its own line lies, so a short line under a dense neighbour
+    is not lost in it. The line spans the rows where letters' bodies lie (INK_BODY_SHARE) apart from the
+    pieces that the crop's edge cuts (_line_rows: a tight neighbour's), so 三's strokes or a colon's dots
+    stay one line; it is grown over the rows of any ink that touch it (`share`: descenders, accents), never
+    into a cut piece. A crop without two classes of ink and
+    paper, or a fit under `min_fit` of the box's height (faint text beside a dark object), keeps its box."""
     h, w = crop.shape
     if h < INK_MIN_HEIGHT:
         return quad
@@ -323,34 +323,37 @@ def fit_to_ink(
     paper = float(np.median(np.concatenate([crop[0], crop[-1]])))
     ink = crop <= t if abs(paper - light.mean()) < abs(paper - dark.mean()) else crop > t
     per_row = ink.mean(axis=1)
-    body = np.flatnonzero(per_row >= max(body_share * per_row.max(), 1.0 / w))
-    if body.size == 0:
+    peak = float(per_row[h // 4 : h - h // 4].max())  # the box's own line fills its middle, not a neighbour
+    if peak <= 0:
         return quad
-    kept = _inside_edges(body, per_row, h)
-    runs = np.split(kept, np.flatnonzero(np.diff(kept) > max(1, round(gap * h))) + 1)
-    run = max(runs, key=lambda r: per_row[r[0] : r[-1] + 1].sum())
-    grows = per_row >= max(share * per_row.max(), 1.0 / w)
-    grows[np.setdiff1d(body, kept)] = False  # not into a neighbour's letters
-    top, bottom = int(run[0]), int(run[-1]) + 1
+    body = np.flatnonzero(per_row >= max(INK_BODY_SHARE * peak, 1.0 / w))
+    top, bottom, cut = _line_rows(body, h)
+    grows = per_row >= max(share * peak, 1.0 / w)
+    grows[cut] = False
     while top > 0 and grows[top - 1]:
         top -= 1
     while bottom < h and grows[bottom]:
         bottom += 1
-    per_col = ink[top:bottom].mean(axis=0)  # and the blank columns the box grew by at its ends trimmed
+    if bottom - top < min_fit * h:
+        return quad
+    per_col = ink[top:bottom].mean(axis=0)
     cols = np.flatnonzero(per_col >= share * per_col.max())
     left, right = (float(cols[0]), float(cols[-1] + 1)) if cols.size else (0.0, float(w))
     corners = np.float64([[[left, top], [right, top], [right, bottom], [left, bottom]]])
     return cv2.perspectiveTransform(corners, np.linalg.inv(m))[0].astype(np.float32)
 
 
-def _inside_edges(rows: np.ndarray, per_row: np.ndarray, h: int) -> np.ndarray:
-    """`rows` without the pieces (runs of consecutive rows) that the crop's top or bottom edge cuts: a
-    neighbour line's letters reaching into a tight page's box. Kept whole when the pieces inside hold less
-    ink than the cut ones: then the box cuts its own line."""
-    pieces = np.split(rows, np.flatnonzero(np.diff(rows) > 1) + 1)
+def _line_rows(body: np.ndarray, h: int) -> tuple[int, int, np.ndarray]:
+    """The rows [top, bottom) of the box's own line among its body rows, and the rows of the pieces (runs of
+    consecutive body rows) left out. A detector box is centred on its line, so a piece that the crop's top
+    or bottom edge cuts is a neighbour's when the pieces inside reach the middle half of the box; when they
+    do not (nothing inside, or the box cuts its own line), every body row counts."""
+    pieces = np.split(body, np.flatnonzero(np.diff(body) > 1) + 1)
     inside = [p for p in pieces if p[0] > 0 and p[-1] < h - 1]
-    ink_in = sum(float(per_row[p].sum()) for p in inside)
-    return np.concatenate(inside) if inside and ink_in > 0.5 * float(per_row[rows].sum()) else rows
+    if inside and inside[0][0] <= 0.75 * h and inside[-1][-1] + 1 >= 0.25 * h:
+        cut = [p for p in pieces if p[0] == 0 or p[-1] == h - 1]
+        return int(inside[0][0]), int(inside[-1][-1]) + 1, np.concatenate(cut) if cut else body[:0]
+    return int(body[0]), int(body[-1]) + 1, body[:0]
 
 
 @dataclass
@@ -360,7 +363,7 @@ class Line:
 
 
 def page_lines(gray: np.ndarray, boxes: list[Box], fit_ink: bool = True) -> list[Line]:
-    """The boxes as lines in reading order (ordered by the boxes reported)."""
+    """The boxes found on `gray` (a uint8 page) as lines in reading order (ordered by the boxes reported)."""
     lines = []
     for b in boxes:
         crop, m = upright(gray, b.quad)

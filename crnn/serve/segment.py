@@ -170,8 +170,9 @@ def split(
     its lines when it has several (auto).
 
     `detector` (a crnn.detect.detector.Detector) finds the lines unless `splitter` is "projection"; without
-    one, the projection splitter does. With a `page_cleanup` that rectifies, boxes are in the rectified page
-    when the page outline was found.
+    one, the projection splitter does; a detected line's box bounds its ink (crnn.detect.boxes.fit_to_ink),
+    not its crop. With a `page_cleanup` that rectifies, boxes are in the rectified page when the page outline
+    was found.
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
