@@ -310,18 +310,19 @@ def fit_to_ink(
     is not lost in it. The line spans the rows where letters' bodies lie (INK_BODY_SHARE) apart from the
     pieces that the crop's edge cuts (_line_rows: a tight neighbour's), so 三's strokes or a colon's dots
     stay one line; it is grown over the rows of any ink that touch it (`share`: descenders, accents), never
-    into a cut piece. A crop without two classes of ink and
-    paper, or a fit under `min_fit` of the box's height (faint text beside a dark object), keeps its box."""
+    into a cut piece. A crop without two classes of ink and paper, or a fit under `min_fit` of the box's
+    height (faint text beside a dark object), keeps its box."""
     h, w = crop.shape
     if h < INK_MIN_HEIGHT:
         return quad
     crop = cv2.GaussianBlur(crop, (0, 0), sigmaX=INK_SMOOTH, sigmaY=1e-3) if INK_SMOOTH else crop
     t, _ = cv2.threshold(crop, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
-    dark, light = crop[crop <= t], crop[crop > t]
+    below = crop <= t
+    dark, light = crop[below], crop[~below]
     if dark.size == 0 or light.size == 0 or light.mean() - dark.mean() < INK_CONTRAST:
         return quad
     paper = float(np.median(np.concatenate([crop[0], crop[-1]])))
-    ink = crop <= t if abs(paper - light.mean()) < abs(paper - dark.mean()) else crop > t
+    ink = below if abs(paper - light.mean()) < abs(paper - dark.mean()) else ~below
     per_row = ink.mean(axis=1)
     peak = float(per_row[h // 4 : h - h // 4].max())  # the box's own line fills its middle, not a neighbour
     if peak <= 0:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from crnn.detect.boxes import Box, BoxConfig, det_input, find_boxes, zoom_region
+from crnn.detect.boxes import Box, BoxConfig, Line, det_input, find_boxes, page_lines, zoom_region
 from crnn.onnx_model import ExportError, onnx_metadata
 
 FORMAT = "crnn-toolkit/detector-onnx/v1"
@@ -80,6 +80,10 @@ class Detector:
         native = replace(self.boxes, upscale_to=0)  # the region at most at the page's own pixels
         inner = self._read(np.ascontiguousarray(gray[y0:y1, x0:x1]), native)
         return [Box(b.quad + np.float32([x0, y0]), b.score) for b in inner] or boxes
+
+    def lines(self, gray: np.ndarray) -> list[Line]:
+        """The page's lines in reading order: crops to read, boxes to report (boxes.page_lines)."""
+        return page_lines(gray, self.detect(gray), self.boxes.fit_ink)
 
     def _read(self, gray: np.ndarray, boxes: BoxConfig | None = None) -> list[Box]:
         boxes = boxes or self.boxes

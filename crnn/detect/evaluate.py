@@ -32,7 +32,7 @@ from tqdm import tqdm
 
 from crnn.cli import StageError, stage_errors
 from crnn.data.image_io import decode_image
-from crnn.detect.boxes import crop_line, page_lines, reading_order, row_order
+from crnn.detect.boxes import crop_line, reading_order, row_order
 from crnn.detect.score import IGNORE_TEXT, Counts, PageTruth, score_page
 from crnn.lineage import sha256_file
 from crnn.settings import RunConfig, load_run_config
@@ -103,7 +103,7 @@ class DetectorReader(RecognizerReader):
         self.files = [detector, *self.files]
 
     def read(self, gray: np.ndarray, truth: PageTruth) -> tuple[list[np.ndarray], list[str]]:
-        lines = page_lines(gray, self.detector.detect(gray), self.detector.boxes.fit_ink)
+        lines = self.detector.lines(gray)
         return [ln.quad for ln in lines], self.recognize([ln.crop for ln in lines])
 
 

@@ -200,10 +200,8 @@ def split(
 def detected_lines(gray: np.ndarray, detector) -> list[tuple[np.ndarray, list[int]]]:
     """The detector's lines in reading order: each rotated box warped upright, with the bounding box of the
     box reported (crnn.detect.boxes.page_lines)."""
-    from crnn.detect.boxes import page_lines
-
     out = []
-    for line in page_lines(gray, detector.detect(gray), detector.boxes.fit_ink):
+    for line in detector.lines(gray):
         x0, y0 = np.floor(line.quad.min(axis=0)).astype(int)
         x1, y1 = np.ceil(line.quad.max(axis=0)).astype(int)
         out.append((line.crop, [int(x0), int(y0), int(x1 - x0), int(y1 - y0)]))
