@@ -9,6 +9,7 @@ import signal
 import sys
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -235,6 +236,26 @@ def test_a_line_whose_kernel_breaks_at_a_space_comes_back_as_one_box():
     assert len(boxes) == 5
     for q in quads:
         assert max(rect_iou(q, b.quad) for b in boxes) > 0.8
+
+
+@pytest.mark.parametrize("page_deg", [0.0, 8.0, -8.0])
+def test_a_lone_digit_is_boxed_at_the_pages_turn_not_on_its_corner(page_deg):
+    """A near-square kernel (a lone `0` in a receipt's quantity column) has no direction of its own: its
+    minimum-area rectangle came out turned 40 degrees off its row, so the crop read the digit on its corner
+    (a real receipt's `0` was read `C`). It now takes the turn of the page's lines."""
+    prob = np.zeros((200, 320), np.float32)
+    for dy in (-60, -30, 30, 60):
+        line = ((160.0, 100.0 + dy), (200.0, 6.0), page_deg)
+        cv2.fillPoly(prob, [np.int32(np.round(cv2.boxPoints(line)))], 1.0)
+    digit = ((60.0, 100.0), (9.0, 8.0), page_deg + 40)
+    cv2.fillPoly(prob, [np.int32(np.round(cv2.boxPoints(digit)))], 1.0)
+    boxes = find_boxes(prob, (1.0, 1.0), (200, 320), BoxConfig())
+    assert len(boxes) == 5
+    for b in boxes:
+        top = b.quad[1] - b.quad[0]
+        assert np.degrees(np.arctan2(top[1], top[0])) == pytest.approx(page_deg, abs=2)
+    (lone,) = [b for b in boxes if abs(b.quad[:, 0].mean() - 60) < 5]
+    assert np.ptp(lone.quad[:, 0]) < 30  # a square around the digit, not a diamond
 
 
 def _spin(q: np.ndarray, deg: float, about=None) -> np.ndarray:

@@ -140,18 +140,22 @@ def find_boxes(
     """Boxes (in page pixels) of the text kernels in one (H, W) probability map."""
     bitmap = (prob > cfg.bin_thresh).astype(np.uint8)
     contours, _ = cv2.findContours(bitmap, cv2.RETR_LIST, cv2.CHAIN_APPROX_SIMPLE)
+    contours = [c for c in contours[: cfg.max_boxes] if len(c) >= 3]
+    rects = [cv2.minAreaRect(c) for c in contours]
+    turn = page_turn(rects)
     boxes = []
     sx, sy = scale
     ph, pw = page_hw
-    for contour in contours[: cfg.max_boxes]:
-        if len(contour) < 3:
-            continue
-        (cx, cy), (rw, rh), angle = cv2.minAreaRect(contour)
+    for contour, rect in zip(contours, rects):
+        (rw, rh) = rect[1]
         if min(rw, rh) < cfg.min_size - 1:
             continue
         score = _mean_inside(prob, contour)
         if score < cfg.box_thresh:
             continue
+        if max(rw, rh) < SQUARE_ASPECT * min(rw, rh):
+            rect = _rect_at(contour, turn)
+        (cx, cy), (rw, rh), angle = rect
         d = unclip_distance(rw, rh, cfg.shrink_ratio) * cfg.unclip_scale
         rect = ((cx, cy), (rw + 2 * d, rh + 2 * d), angle)
         if min(rect[1]) < cfg.min_size + 2:
@@ -164,6 +168,35 @@ def find_boxes(
         return boxes
     # boxes grown past the targets' distance overlap by the extra: (scale - 1) (1 - r^2) of a line's height
     return join_overlapping(boxes, max(0.0, cfg.unclip_scale - 1.0) * (1 - cfg.shrink_ratio**2))
+
+
+# A kernel less than this many times longer than wide has no direction of its own: a lone digit or colon,
+# whose minimum-area rectangle can come out turned by any angle (a diamond around a `0`), so the crop reads
+# it on its corner. Such a kernel is boxed at the page's turn (page_turn) instead.
+SQUARE_ASPECT = 1.5
+
+
+def page_turn(rects: list) -> float:
+    """The page's turn in degrees, in [-45, 45): the median direction of its kernels that are at least twice
+    as long as wide, folded by quarter turns (a vertical line counts as an upright page); 0 without any."""
+    turns = [
+        (a + (0.0 if w >= h else 90.0) + 45.0) % 90.0 - 45.0
+        for _, (w, h), a in rects
+        if max(w, h) >= 2 * max(min(w, h), 1e-6)
+    ]
+    return float(np.median(turns)) if turns else 0.0
+
+
+def _rect_at(contour: np.ndarray, turn: float) -> tuple:
+    """The rectangle around a contour with its sides at `turn` degrees, as cv2.minAreaRect gives one."""
+    t = np.radians(turn)
+    u = np.float32([np.cos(t), np.sin(t)])
+    v = np.float32([-u[1], u[0]])
+    pts = contour.reshape(-1, 2).astype(np.float32)
+    a, b = pts @ u, pts @ v
+    ca, cb = (a.min() + a.max()) / 2, (b.min() + b.max()) / 2
+    centre = ca * u + cb * v
+    return (float(centre[0]), float(centre[1])), (float(np.ptp(a)), float(np.ptp(b))), float(turn)
 
 
 def join_overlapping(boxes: list[Box], slack: float = 0.0) -> list[Box]:
