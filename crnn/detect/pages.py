@@ -64,6 +64,9 @@ class PageConfig:
     light_p: float = 0.3
     distractor_p: float = 0.7  # rules, boxes, dots, bars: ink that is not text
     receipt_header_p: float = 0.6  # a receipt opens with its shop's name and address set tight
+    # weight of an item table among a receipt's row kinds (pair 4, left 3, ...; _receipt_items): columns of
+    # lone digits stacked row over row, each its own box
+    receipt_items: float = 0.0
     # a line's labelled rows: "font" (a tall glyph's top to a descender's bottom, whatever the line holds)
     # or "ink" (the rows its own ink covers, as SROIE and ICDAR label lines: an upper-case receipt row is
     # its cap height). Layouts place lines by the font's rows either way.
@@ -411,11 +414,15 @@ def draw_receipt(c: Canvas) -> None:
     left, right = sx + margin, sx + sw - margin
     if c.nrng.random() < c.synth.cfg.receipt_header_p:
         y = _receipt_header(c, left, right, y, size, ink)
+    items_w = c.synth.cfg.receipt_items
     while y + size * 1.4 < c.h:
-        kinds = ["pair", "left", "center", "rule", "triple", "keyval", "heading"]
-        kind = c.rng.choices(kinds, weights=[4, 3, 1.5, 1, 1.5, 1.5, 0.4])[0]
+        kinds = ["pair", "left", "center", "rule", "triple", "keyval", "heading", "items"]
+        kind = c.rng.choices(kinds, weights=[4, 3, 1.5, 1, 1.5, 1.5, 0.4, items_w])[0]
         if kind == "heading":
             y = _receipt_heading(c, left, right, y, size, ink)
+            continue
+        if kind == "items":
+            y = _receipt_items(c, left, right, y, size, ink)
             continue
         if kind == "keyval":
             _receipt_keyval(c, left, right, y, size, ink)
@@ -492,6 +499,53 @@ def _receipt_header(c: Canvas, left: int, right: int, y: float, size: int, ink: 
             break
         y += float(line.quad[2, 1] - line.quad[0, 1]) * lead
     return y + size * c.nrng.uniform(0.3, 1.0)
+
+
+def _item_number(c: Canvas, kind: str) -> str:
+    if kind == "digit":  # a quantity, a tax code's digit, a discount count: mostly 0 to 3
+        return str(c.rng.choice("0000111112223345689"))
+    if kind == "count":
+        return str(int(c.nrng.choice([1, 2, 3, 5, 10, 12, 20, 24])))
+    return f"{c.nrng.uniform(0.1, 99):.2f}"  # a unit price
+
+
+def _receipt_items(c: Canvas, left: int, right: int, y: float, size: int, ink: float) -> float:
+    """An item table: rows of an item's name, columns of short numbers (unit price, quantity, ...) at the
+    same place on every row, and the amount at the right edge; each number its own box, as SROIE labels
+    them. Returns the y below it.
+
+    Why: on real receipts a column of lone digits stacks row over row at the receipt's leading, which the
+    detector read as one vertical line of digits and boxed no digit (a lone quantity drawn on a row of its
+    own, as `triple` rows draw it, never stacks)."""
+    w = right - left
+    name_w = w * float(c.nrng.uniform(0.25, 0.45))
+    lo, hi = left + name_w + size * 1.5, right - w * 0.15  # the numbers' columns lie between name and amount
+    step = size * float(c.nrng.uniform(2.0, 4.0))
+    ncols = min(int(c.nrng.integers(1, 5)), int((hi - lo) // step))
+    if ncols < 1:
+        return y + size * 1.5
+    xs = lo + step * np.arange(ncols) + float(c.nrng.uniform(0, hi - lo - step * ncols + 1e-6))
+    kinds = c.rng.choices(["digit", "count", "price"], weights=[5, 1.5, 1.5], k=ncols)
+    spec = c.font("0123456789.")
+    if spec is None:
+        return y + size * 1.5
+    font = load_font(spec.path, spec.index, size)
+    lead = float(c.nrng.uniform(0.95, 1.4))  # times the line box: rows nearly touch on many receipts
+    for _ in range(int(c.nrng.integers(2, 7))):
+        if y + size * 1.4 >= c.h:
+            break
+        got = _fit_line(c, name_w, size, fill=c.nrng.uniform(0.4, 1.0))
+        if got and c.nrng.random() < 0.9:
+            c.draw(got[0], got[1], size, left, y, ink=ink)
+        for x, kind in zip(xs, kinds):
+            if c.nrng.random() < 0.1:
+                continue
+            text = _item_number(c, kind)
+            c.draw(text, spec, size, x - font.getlength(text) / 2, y, ink=ink)  # centred in its column
+        money = f"{c.nrng.uniform(0.1, 999):.2f}"
+        line = c.draw(money, spec, size, right - font.getlength(money), y, ink=ink)
+        y += (float(line.quad[2, 1] - line.quad[0, 1]) if line else size * 1.2) * lead
+    return y + size * float(c.nrng.uniform(0.2, 0.6))
 
 
 def _receipt_keyval(c: Canvas, left: int, right: int, y: float, size: int, ink: float) -> None:
