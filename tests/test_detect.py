@@ -118,6 +118,29 @@ def test_receipts_open_with_a_heading_and_headings_print_double_height():
     assert ink_rows.max() - 100 > 1.8 * (ink_rows[ink_rows < 90].max() - 10)  # the ink is stretched too
 
 
+def _stacked_lone_digits(lines) -> int:
+    """Lone digits with another lone digit in the same column one row below (within 1.8 line heights)."""
+    digits = [ln.quad for ln in lines if not ln.ignore and len(ln.text) == 1 and ln.text.isdigit()]
+    stacked = 0
+    for q in digits:
+        h, cx, top = float(q[3, 1] - q[0, 1]), float(q[:, 0].mean()), float(q[0, 1])
+        stacked += any(
+            abs(float(o[:, 0].mean()) - cx) < 0.5 * h and 0.5 * h < float(o[0, 1]) - top < 1.8 * h for o in digits
+        )
+    return stacked
+
+
+def test_receipts_draw_item_tables_whose_lone_digits_stack_in_columns():
+    """Real receipts list items with columns of lone digits (quantity, discount count) row over row, which
+    the detector read as one vertical line of digits; `receipt_items` draws such tables, each digit its own
+    box, and leaves receipts as they were at 0."""
+    flat = ["experiment=det_zh_en", "detect.pages.rotate_p=0", "detect.pages.perspective_p=0"]
+    tables = page_synth(compose_cfg(flat + ["detect.pages.receipt_items=3"]), seed=5)
+    plain = page_synth(compose_cfg(flat + ["detect.pages.receipt_items=0"]), seed=5)
+    assert sum(_stacked_lone_digits(tables.page(i, "receipt").lines) for i in range(6)) >= 30
+    assert sum(_stacked_lone_digits(plain.page(i, "receipt").lines) for i in range(6)) <= 2
+
+
 def test_ink_rows_label_a_line_by_its_own_ink_on_the_same_page():
     """label_rows=ink: each line's box keeps its columns and spans the rows its ink covers (an upper-case
     receipt row is its cap height, as SROIE labels it), on the very page the font's rows label."""
