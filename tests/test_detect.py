@@ -124,9 +124,8 @@ def _stacked_lone_digits(lines) -> int:
     stacked = 0
     for q in digits:
         h, cx, top = float(q[3, 1] - q[0, 1]), float(q[:, 0].mean()), float(q[0, 1])
-        stacked += any(
-            abs(float(o[:, 0].mean()) - cx) < 0.5 * h and 0.5 * h < float(o[0, 1]) - top < 1.8 * h for o in digits
-        )
+        below = [float(o[0, 1]) - top for o in digits if abs(float(o[:, 0].mean()) - cx) < 0.5 * h]
+        stacked += any(0.5 * h < d < 1.8 * h for d in below)
     return stacked
 
 
