@@ -140,21 +140,22 @@ def find_boxes(
     """Boxes (in page pixels) of the text kernels in one (H, W) probability map."""
     bitmap = (prob > cfg.bin_thresh).astype(np.uint8)
     contours, _ = cv2.findContours(bitmap, cv2.RETR_LIST, cv2.CHAIN_APPROX_SIMPLE)
-    contours = [c for c in contours[: cfg.max_boxes] if len(c) >= 3]
-    rects = [cv2.minAreaRect(c) for c in contours]
-    turn = page_turn(rects)
+    kernels = []  # (contour, minimum-area rectangle, score) of the kernels that are text
+    for contour in contours[: cfg.max_boxes]:
+        if len(contour) < 3:
+            continue
+        rect = cv2.minAreaRect(contour)
+        if min(rect[1]) < cfg.min_size - 1:
+            continue
+        score = _mean_inside(prob, contour)
+        if score >= cfg.box_thresh:
+            kernels.append((contour, rect, score))
+    turn = page_turn([rect for _, rect, _ in kernels])
     boxes = []
     sx, sy = scale
     ph, pw = page_hw
-    for contour, rect in zip(contours, rects):
-        (rw, rh) = rect[1]
-        if min(rw, rh) < cfg.min_size - 1:
-            continue
-        score = _mean_inside(prob, contour)
-        if score < cfg.box_thresh:
-            continue
-        if max(rw, rh) < SQUARE_ASPECT * min(rw, rh):
-            rect = _rect_at(contour, turn)
+    for contour, rect, score in kernels:
+        rect = _undirected(contour, rect, turn)
         (cx, cy), (rw, rh), angle = rect
         d = unclip_distance(rw, rh, cfg.shrink_ratio) * cfg.unclip_scale
         rect = ((cx, cy), (rw + 2 * d, rh + 2 * d), angle)
@@ -170,21 +171,34 @@ def find_boxes(
     return join_overlapping(boxes, max(0.0, cfg.unclip_scale - 1.0) * (1 - cfg.shrink_ratio**2))
 
 
-# A kernel less than this many times longer than wide has no direction of its own: a lone digit or colon,
-# whose minimum-area rectangle can come out turned by any angle (a diamond around a `0`), so the crop reads
-# it on its corner. Such a kernel is boxed at the page's turn (page_turn) instead.
+# A kernel less than this many times longer than wide, and boxed about as tightly at the page's turn as at its
+# own angle (within SQUARE_AREA), has no direction of its own: a lone digit or colon, whose minimum-area
+# rectangle can come out turned by any angle (a diamond around a `0`), so the crop reads it on its corner.
+# Such a kernel is boxed at the page's turn (page_turn) instead. A short word turned on its own (a sign in a
+# photo) is boxed much tighter at its own angle and keeps it.
 SQUARE_ASPECT = 1.5
+SQUARE_AREA = 1.2
 
 
 def page_turn(rects: list) -> float:
-    """The page's turn in degrees, in [-45, 45): the median direction of its kernels that are at least twice
-    as long as wide, folded by quarter turns (a vertical line counts as an upright page); 0 without any."""
-    turns = [
-        (a + (0.0 if w >= h else 90.0) + 45.0) % 90.0 - 45.0
-        for _, (w, h), a in rects
-        if max(w, h) >= 2 * max(min(w, h), 1e-6)
-    ]
-    return float(np.median(turns)) if turns else 0.0
+    """The page's turn in degrees, in (-45, 45]: the direction of its text kernels that are at least twice as
+    long as wide, averaged on the circle of quarter turns (a vertical line counts as an upright page; lines
+    at 44.8 and -44.8 degrees agree) and weighted by length; 0 without any."""
+    s = c = 0.0
+    for _, (w, h), a in rects:
+        if max(w, h) >= 2 * max(min(w, h), 1e-6):
+            t = np.radians(4 * a)  # a quarter turn is a full turn of 4a: no fold, no w/h swap needed
+            s, c = s + max(w, h) * np.sin(t), c + max(w, h) * np.cos(t)
+    return float(np.degrees(np.arctan2(s, c)) / 4) if s or c else 0.0
+
+
+def _undirected(contour: np.ndarray, rect: tuple, turn: float) -> tuple:
+    """The kernel's rectangle: at the page's turn when it has no direction of its own, else its own."""
+    (w, h) = rect[1]
+    if max(w, h) >= SQUARE_ASPECT * min(w, h):
+        return rect
+    at_turn = _rect_at(contour, turn)
+    return at_turn if at_turn[1][0] * at_turn[1][1] <= SQUARE_AREA * max(w * h, 1e-6) else rect
 
 
 def _rect_at(contour: np.ndarray, turn: float) -> tuple:

@@ -518,18 +518,19 @@ def _receipt_items(c: Canvas, left: int, right: int, y: float, size: int, ink: f
     detector read as one vertical line of digits and boxed no digit (a lone quantity drawn on a row of its
     own, as `triple` rows draw it, never stacks)."""
     w = right - left
-    name_w = w * float(c.nrng.uniform(0.25, 0.45))
-    lo, hi = left + name_w + size * 1.5, right - w * 0.15  # the numbers' columns lie between name and amount
-    step = size * float(c.nrng.uniform(2.0, 4.0))
-    ncols = min(int(c.nrng.integers(1, 5)), int((hi - lo) // step))
-    if ncols < 1:
-        return y + size * 1.5
-    xs = lo + step * np.arange(ncols) + float(c.nrng.uniform(0, hi - lo - step * ncols + 1e-6))
-    kinds = c.rng.choices(["digit", "count", "price"], weights=[5, 1.5, 1.5], k=ncols)
     spec = c.font("0123456789.")
     if spec is None:
         return y + size * 1.5
     font = load_font(spec.path, spec.index, size)
+    name_w = w * float(c.nrng.uniform(0.25, 0.45))
+    # the numbers' columns lie between the name and the widest amount, a price's width and a cell apart
+    lo, hi = left + name_w + size * 1.5, right - font.getlength("999.99") - size
+    step = max(size * float(c.nrng.uniform(2.0, 4.0)), font.getlength("99.99") + size)
+    ncols = min(int(c.nrng.integers(1, 5)), int((hi - lo) // step))
+    if ncols < 1:
+        return y + size * 1.5
+    xs = lo + step * (np.arange(ncols) + 0.5) + float(c.nrng.uniform(0, hi - lo - step * ncols + 1e-6))
+    kinds = c.rng.choices(["digit", "count", "price"], weights=[5, 1.5, 1.5], k=ncols)
     lead = float(c.nrng.uniform(0.95, 1.4))  # times the line box: rows nearly touch on many receipts
     for _ in range(int(c.nrng.integers(2, 7))):
         if y + size * 1.4 >= c.h:
