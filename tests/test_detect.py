@@ -901,6 +901,43 @@ def test_a_resumed_detector_keeps_the_base_rate_its_run_started_with(tmp_path):
     assert sched.get_last_lr()[0] == pytest.approx(0.002 * warmup_cosine(700, t.warmup_steps, t.max_steps))
 
 
+def test_a_decay_branch_starts_a_new_run_from_another_runs_weights(tmp_path):
+    """`detect.train.init_from`: the weights of a long run at a high rate, in a new run at step 0 with its own
+    schedule (warm-up, then cosine over its own horizon); the source is in the lineage and stays there on the
+    branch's resumes, which continue the branch rather than read the source again."""
+    from crnn.cli import StageError
+    from crnn.detect.train import load_detector, make_optimizer, save, setup
+
+    main_run = ["experiment=det_zh_en", f"runs_dir={tmp_path}"]
+    cfg = compose_cfg(main_run)
+    model = build_detector(cfg.detect.model)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.01)
+    opt, _ = make_optimizer(model, cfg)
+    save(cfg, "last.pt", model, opt, {"step": 9000, "best_f1": 0.9, "mlflow_run_id": "", "history": []}, {})
+    source = tmp_path / "det_zh_en/detect/train/last.pt"
+    branch = main_run + ["name=branch", f"detect.train.init_from={source}", "detect.train.max_steps=400"]
+
+    new, opt, sched, state = setup(compose_cfg(branch), torch.device("cpu"), lambda m: None)
+    assert state["step"] == 0 and state["best_f1"] == -1.0 and not opt.state  # fresh moments
+    assert state["init_from"]["step"] == 9000 and state["init_from"]["path"] == str(source)
+    assert all(torch.equal(a, b) for a, b in zip(new.state_dict().values(), model.state_dict().values()))
+    t = compose_cfg(branch).detect.train
+    assert sched.get_last_lr()[0] == pytest.approx(t.lr / t.warmup_steps)  # its own warm-up
+    other = ["experiment=det_zh_en_wide", f"runs_dir={tmp_path}", f"detect.train.init_from={source}"]
+    with pytest.raises(StageError, match="init_from"):  # another network's weights: a clear error
+        setup(compose_cfg(other), torch.device("cpu"), print)
+
+    state["step"] = 300
+    save(compose_cfg(branch), "last.pt", new, opt, state, {"init_from": state["init_from"]})
+    source.unlink()  # a resume continues the branch: the source is not read again
+    _, _, _, state = setup(compose_cfg(branch + ["detect.train.resume=true"]), torch.device("cpu"), print)
+    assert state["step"] == 300 and state["init_from"]["step"] == 9000
+    _, ck = load_detector(tmp_path / "branch/detect/train/last.pt")
+    assert ck["lineage"]["init_from"]["step"] == 9000
+
+
 def test_shipping_needs_the_detector_to_beat_the_projection_splitter():
     import importlib.util
 

@@ -53,6 +53,9 @@ class DetTrainConfig:
     resume_from: str | None = (
         None  # a last.pt (or its folder) to continue instead of runs/<name>/detect/train
     )
+    # another run's weights to start a new run from (step 0, fresh moments, this config's schedule): a decay
+    # branch of a long run, or a fine-tune. Read only when the run starts, not on its resumes.
+    init_from: str | None = None
     threads: int = 0
     device: str = "auto"
 

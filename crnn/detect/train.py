@@ -5,7 +5,9 @@ until the step or wall-clock budget is spent, `evaluate` on the synthetic valida
 `val_every` steps (precision, recall, F1 at IoU 0.5, read the way inference reads them), save last.pt
 (weights) + last.state.pt (optimizer, step, RNG, MLflow run; the rate is the schedule's at the step)
 atomically every `save_minutes` and at the end, best.pt on the best F1. `detect.train.resume=true`
-continues in the same MLflow run. Everything lands in runs/<name>/detect/train/.
+continues in the same MLflow run; `detect.train.init_from=<last.pt>` starts a new run (step 0, its own
+schedule) from another run's weights, a decay branch or a fine-tune. Everything lands in
+runs/<name>/detect/train/.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from crnn.detect.loss import db_loss
 from crnn.detect.model import DBNet, build_detector
 from crnn.detect.pages import Page
 from crnn.detect.score import Counts, PageTruth, score_page
-from crnn.lineage import git_commit
+from crnn.lineage import git_commit, sha256_file
 from crnn.models.checkpoint import atomic_torch_save
 from crnn.settings import RunConfig, load_run_config
 from crnn.stop import StopRequest, exit_status, stop_on_signals
@@ -169,7 +171,14 @@ def resume_path(cfg: RunConfig) -> Path | None:
 def setup(cfg: RunConfig, device: torch.device, say) -> tuple[DBNet, torch.optim.Optimizer, object, dict]:
     """Model, optimizer, scheduler and the run's state (step, best F1, MLflow run), resumed when asked."""
     model = build_detector(cfg.detect.model)
-    state = {"step": 0, "best_f1": -1.0, "mlflow_run_id": "", "history": [], "rewarm_from": None}
+    state = {
+        "step": 0,
+        "best_f1": -1.0,
+        "mlflow_run_id": "",
+        "history": [],
+        "rewarm_from": None,
+        "init_from": None,
+    }
     path = resume_path(cfg)
     st, step = None, 0
     if path is not None:
@@ -201,7 +210,23 @@ def setup(cfg: RunConfig, device: torch.device, say) -> tuple[DBNet, torch.optim
         sched = at_step(make_schedule(opt, cfg, state["rewarm_from"]), step)
         state["step"] = step
         say(f"resumed from {path} at step {step} (lr {sched.get_last_lr()[0]:.2e})")
+    elif cfg.detect.train.init_from:
+        state["init_from"] = start_from(model, cfg)
+        src = state["init_from"]
+        say(f"new run from the weights of {src['path']} (its step {src['step']})")
     return model, opt, sched, state
+
+
+def start_from(model: DBNet, cfg: RunConfig) -> dict:
+    """Load detect.train.init_from's weights into a new run's model; what it was, for the lineage."""
+    path = Path(cfg.detect.train.init_from)
+    loaded, ck = load_detector(path)
+    if loaded.cfg != cfg.detect.model:
+        raise StageError(
+            f"detect.train.init_from={path} holds model {loaded.cfg}, the config asks for {cfg.detect.model}"
+        )
+    model.load_state_dict(loaded.state_dict())
+    return {"path": str(path), "sha256": sha256_file(path), "step": int(ck["lineage"].get("step", 0))}
 
 
 def save(cfg: RunConfig, name: str, model: DBNet, opt, state: dict, lineage: dict) -> None:
@@ -236,6 +261,7 @@ def train(cfg: RunConfig) -> dict:
         "config_name": cfg.name,
         "pages": asdict(cfg.detect.pages),
         "model": cfg.detect.model.to_dict(),
+        "init_from": state["init_from"],  # kept in the run's state: a resumed branch still names its source
     }
     tracker = Tracker(cfg.mlflow)
     with tracker.run(
