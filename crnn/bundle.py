@@ -312,7 +312,7 @@ def copy_init(path: str | None, out: Path, prefix: str = "") -> str:
     if not path:
         return ""
     src = Path(path)
-    (out / "init").mkdir(exist_ok=True)
+    (out / "init").mkdir(parents=True, exist_ok=True)
     shutil.copyfile(src, out / "init" / f"{prefix}{src.name}")
     return f"init/{prefix}{src.name}"
 
@@ -379,6 +379,9 @@ def add_detector(
             "step": ck["lineage"].get("step"),
             "optimizer_state": state_file(src).is_file(),
         }
+    # a new branch (detect.train.init_from) starts there from the weights it names, which travel along;
+    # a run that is resumed never reads them again
+    init = copy_init(cfg.detect.train.init_from, out, "det_") if not ckpt else ""
     overrides = [
         f"experiment={experiment}",
         "corpus.vocab_file=corpus/vocab.json.gz",
@@ -387,11 +390,15 @@ def add_detector(
         f"mlflow.metrics_file=runs/{cfg.name}/detect/train/metrics.jsonl",
         "detect.train.resume=true",
         "detect.train.resume_from=null",
+        f"detect.train.init_from={init or 'null'}",
         "detect.train.device=auto",
         "detect.train.save_minutes=5",
     ]
     (out / "detect_overrides.txt").write_text("\n".join(overrides) + "\n", encoding="utf-8")
-    return overrides, {"experiment": experiment, "overrides": overrides, "checkpoint": ckpt}
+    info = {"experiment": experiment, "overrides": overrides, "checkpoint": ckpt}
+    if init:
+        info["init_from"] = {"from": cfg.detect.train.init_from, "as": init}
+    return overrides, info
 
 
 # ------------------------------------------------------------------------------------------------- build

@@ -209,6 +209,16 @@ def test_the_detector_travels_with_its_checkpoint_and_only_with_the_fonts_it_dra
     assert (tmp_path / "detect_overrides.txt").read_text().split() == overrides
     assert "experiment=det_zh_en" in overrides and "detect.train.resume=true" in overrides
 
+    assert "detect.train.init_from=null" in overrides  # a resumed run reads no other weights
+
+    # a decay branch not started yet: the weights it starts from travel with it, under the bundle's root
+    overrides, info = add_detector(
+        "det_zh_en_wide_decay", "", tmp_path / "d", fonts, {"p.jpg": "photos/p.jpg"}
+    )
+    init = compose_cfg(["experiment=det_zh_en_wide_decay"]).detect.train.init_from
+    assert info["checkpoint"] == {} and f"detect.train.init_from={info['init_from']['as']}" in overrides
+    assert (tmp_path / "d" / info["init_from"]["as"]).read_bytes() == (ROOT / init).read_bytes()
+
     fewer = dict(list(fonts.items())[1:])
     with pytest.raises(BundleError, match="lacks"):
         add_detector("det_zh_en", str(src), tmp_path / "b", fewer, {"p.jpg": "photos/p.jpg"})
