@@ -143,6 +143,13 @@ def boxes_row(served: Path) -> str:
     return f"| box settings | {text} |"
 
 
+def branch_text(init_from: dict | None) -> str:
+    """A run started from another's weights (detect.train.init_from) has trained on that run's pages too."""
+    if not init_from:
+        return ""
+    return f" started from the weights of step {init_from['step']:,} of `{init_from['path']}`"
+
+
 def card(
     name: str, export: dict, quant: dict | None, train: dict, readers: dict, pages_dir: str, served: Path
 ) -> str:
@@ -163,7 +170,7 @@ def card(
         f"| MACs at 640 x 640 | {export['macs_640'] / 1e9:.2f} G |",
         f"| FP32 file | {export['size_bytes'] / 1e6:.2f} MB |",
         f"| training | the weights of step {export['step']} (best synthetic validation F1), of a run now at "
-        f"step {train['steps']} |",
+        f"step {train['steps']}{branch_text(export.get('init_from'))} |",
         f"| validation F1 (synthetic pages) | {train['best_f1']:.3f} |",
         f"| ONNX parity | max prob diff {export['parity']['max_abs_diff']:.1e}, "
         f"{export['parity']['same_boxes']}/{export['parity']['boxes']} same boxes |",

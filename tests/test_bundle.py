@@ -195,7 +195,9 @@ def test_a_resumed_run_keeps_its_source_hash_without_reading_init_from_again(tmp
         lineage_for(cfg)  # a new run does read it
 
 
-def test_the_detector_travels_with_its_checkpoint_and_only_with_the_fonts_it_draws_with(tmp_path):
+def test_the_detector_travels_with_its_checkpoint_and_only_with_the_fonts_it_draws_with(
+    tmp_path, monkeypatch
+):
     from crnn.bundle import BundleError, add_detector, bundled_fonts
 
     det_cfg = compose_cfg(["experiment=det_zh_en"])
@@ -211,7 +213,9 @@ def test_the_detector_travels_with_its_checkpoint_and_only_with_the_fonts_it_dra
 
     assert "detect.train.init_from=null" in overrides  # a resumed run reads no other weights
 
-    # a decay branch not started yet: the weights it starts from travel with it, under the bundle's root
+    # a decay branch not started yet (none here, whatever this checkout's runs/ holds): the weights it starts
+    # from travel with it, under the bundle's root
+    monkeypatch.setattr("crnn.detect.train.out_dir", lambda cfg: tmp_path / "nowhere")
     overrides, info = add_detector(
         "det_zh_en_wide_decay", "", tmp_path / "d", fonts, {"p.jpg": "photos/p.jpg"}
     )

@@ -903,12 +903,21 @@ def test_a_resumed_detector_keeps_the_base_rate_its_run_started_with(tmp_path):
 
 def test_a_decay_branch_starts_a_new_run_from_another_runs_weights(tmp_path):
     """`detect.train.init_from`: the weights of a long run at a high rate, in a new run at step 0 with its own
-    schedule (warm-up, then cosine over its own horizon); the source is in the lineage and stays there on the
-    branch's resumes, which continue the branch rather than read the source again."""
+    schedule (warm-up, then cosine over its own horizon) and pages its source has not trained on; the source
+    is in the lineage of what the branch saves, and stays there on its resumes (with or without the optimizer
+    state), which continue the branch rather than read the source again."""
     from crnn.cli import StageError
-    from crnn.detect.train import load_detector, make_optimizer, save, setup
+    from crnn.detect.train import (
+        first_page_batch,
+        load_detector,
+        make_optimizer,
+        save,
+        setup,
+        state_file,
+        train,
+    )
 
-    main_run = ["experiment=det_zh_en", f"runs_dir={tmp_path}"]
+    main_run = ["experiment=det_zh_en", f"runs_dir={tmp_path}", "mlflow.enabled=false"]
     cfg = compose_cfg(main_run)
     model = build_detector(cfg.detect.model)
     with torch.no_grad():
@@ -916,26 +925,48 @@ def test_a_decay_branch_starts_a_new_run_from_another_runs_weights(tmp_path):
             p.add_(0.01)
     opt, _ = make_optimizer(model, cfg)
     save(cfg, "last.pt", model, opt, {"step": 9000, "best_f1": 0.9, "mlflow_run_id": "", "history": []}, {})
-    source = tmp_path / "det_zh_en/detect/train/last.pt"
-    branch = main_run + ["name=branch", f"detect.train.init_from={source}", "detect.train.max_steps=400"]
+    source = tmp_path / "det_zh_en/detect/train"  # a run's folder: its last.pt
+    tiny = [
+        "detect.train.batch_size=2",
+        "detect.train.size=128",
+        "detect.train.val_pages=2",
+        "detect.train.val_every=2",
+        "detect.train.num_workers=0",
+        "detect.train.threads=1",
+        "detect.pages.long_side=[160,200]",
+    ]
+    branch = (
+        main_run + tiny + ["name=branch", f"detect.train.init_from={source}", "detect.train.max_steps=400"]
+    )
 
     new, opt, sched, state = setup(compose_cfg(branch), torch.device("cpu"), lambda m: None)
     assert state["step"] == 0 and state["best_f1"] == -1.0 and not opt.state  # fresh moments
-    assert state["init_from"]["step"] == 9000 and state["init_from"]["path"] == str(source)
+    assert state["init_from"]["step"] == 9000 and state["init_from"]["path"] == str(source / "last.pt")
     assert all(torch.equal(a, b) for a, b in zip(new.state_dict().values(), model.state_dict().values()))
     t = compose_cfg(branch).detect.train
     assert sched.get_last_lr()[0] == pytest.approx(t.lr / t.warmup_steps)  # its own warm-up
+    assert first_page_batch(state) == 9000  # the pages after its source's
     other = ["experiment=det_zh_en_wide", f"runs_dir={tmp_path}", f"detect.train.init_from={source}"]
     with pytest.raises(StageError, match="init_from"):  # another network's weights: a clear error
         setup(compose_cfg(other), torch.device("cpu"), print)
 
-    state["step"] = 300
-    save(compose_cfg(branch), "last.pt", new, opt, state, {"init_from": state["init_from"]})
-    source.unlink()  # a resume continues the branch: the source is not read again
-    _, _, _, state = setup(compose_cfg(branch + ["detect.train.resume=true"]), torch.device("cpu"), print)
-    assert state["step"] == 300 and state["init_from"]["step"] == 9000
-    _, ck = load_detector(tmp_path / "branch/detect/train/last.pt")
-    assert ck["lineage"]["init_from"]["step"] == 9000
+    assert train(compose_cfg(branch + ["detect.train.max_steps=2"]))["steps"] == 2
+    out = tmp_path / "branch/detect/train"
+    for name in ("last.pt", "best.pt"):
+        assert load_detector(out / name)[1]["lineage"]["init_from"]["step"] == 9000
+    from crnn.detect import export
+    from crnn.detect.detector import Detector
+
+    report = export.run(compose_cfg(branch + ["detect.export.parity_pages=1"]))
+    assert report["init_from"]["step"] == 9000  # the card says where the branch started (ship_detector.py)
+    assert Detector(report["onnx"]).info()["lineage"]["init_from"]["step"] == 9000
+    (source / "last.pt").unlink()  # a resume continues the branch: the source is not read again
+    resumed = branch + ["detect.train.resume=true"]
+    _, _, _, state = setup(compose_cfg(resumed), torch.device("cpu"), print)
+    assert state["step"] == 2 and state["init_from"]["step"] == 9000 and first_page_batch(state) == 9002
+    state_file(out / "last.pt").unlink()  # weights alone: the lineage still names the source
+    _, _, _, state = setup(compose_cfg(resumed), torch.device("cpu"), print)
+    assert state["step"] == 2 and state["init_from"]["step"] == 9000
 
 
 def test_shipping_needs_the_detector_to_beat_the_projection_splitter():

@@ -104,6 +104,7 @@ def run(cfg: RunConfig, source: str = "") -> dict:
             "source": str(src),
             "source_sha256": sha256_file(src),
             "step": ck["lineage"].get("step"),
+            "init_from": ck["lineage"].get("init_from"),  # a branch of another run: where it started
             "git_commit": git_commit(),
             "parent_run_id": parent,
             "mlflow_run_id": tracker.run_id or "",
@@ -138,6 +139,7 @@ def run(cfg: RunConfig, source: str = "") -> dict:
             "params": sum(p.numel() for p in model.parameters()),
             "macs_640": count_macs(model, 640, 640),
             "step": ck["lineage"].get("step"),
+            "init_from": ck["lineage"].get("init_from"),
         }
         tracker.log_metrics({"parity_max_abs_diff": par["max_abs_diff"]})
         (dest_dir / "export_report.json").write_text(json.dumps(report, indent=2))

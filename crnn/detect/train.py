@@ -187,6 +187,7 @@ def setup(cfg: RunConfig, device: torch.device, say) -> tuple[DBNet, torch.optim
             raise StageError(f"{path} holds model {loaded.cfg}, the config asks for {cfg.detect.model}")
         model.load_state_dict(loaded.state_dict())
         step = int(ck["lineage"].get("step", 0))
+        state["init_from"] = ck["lineage"].get("init_from")  # a branch's source, with or without its state
         sp = state_file(path)
         st = torch.load(sp, map_location="cpu", weights_only=False) if sp.is_file() else None
         st = st if st is not None and int(st["step"]) == step else None
@@ -220,6 +221,7 @@ def setup(cfg: RunConfig, device: torch.device, say) -> tuple[DBNet, torch.optim
 def start_from(model: DBNet, cfg: RunConfig) -> dict:
     """Load detect.train.init_from's weights into a new run's model; what it was, for the lineage."""
     path = Path(cfg.detect.train.init_from)
+    path = path / "last.pt" if path.is_dir() else path  # a run's folder: where it left off
     loaded, ck = load_detector(path)
     if loaded.cfg != cfg.detect.model:
         raise StageError(
@@ -299,12 +301,18 @@ def fit(cfg, model, opt, sched, state, val, device, tracker, lineage, say) -> st
         return _fit(cfg, model, opt, sched, state, val, device, tracker, lineage, say, asked)
 
 
+def first_page_batch(state: dict) -> int:
+    """Where this run's stream of synthetic pages goes on: at its step, and a branch's after the pages its
+    source trained on (it would see the source's first pages again otherwise)."""
+    return state["step"] + int((state.get("init_from") or {}).get("step", 0))
+
+
 def _fit(cfg, model, opt, sched, state, val, device, tracker, lineage, say, asked: StopRequest) -> str:
     t = cfg.detect.train
     start, t0, last_save = state["step"], time.perf_counter(), time.perf_counter()
     window, stopped = [], ""
     bar = tqdm(total=t.max_steps, initial=start, desc="detect.train", dynamic_ncols=True)
-    for batch in train_loader(cfg, start):
+    for batch in train_loader(cfg, first_page_batch(state)):
         if state["step"] >= t.max_steps:
             break
         parts = train_step(model, opt, batch, device, t.grad_clip)
