@@ -2,9 +2,10 @@
 
     python scripts/ship_detector.py experiment=det_zh_en      (make ship-detector)
 
-Copies runs/<name>/detect/export/detector.onnx to models/<name>.onnx (and the INT8 file when
-crnn.detect.quantize kept one), the real-page report to models/<name>.pages.json, and writes the card
-models/<name>.md: architecture, size, MACs, training (pages seen, steps, validation F1 by step), the
+Copies runs/<name>/detect/export/detector.onnx to models/det_zh_en.onnx, the name page mode loads, whatever
+experiment trained it (+as=<other> for another name), and the INT8 file when crnn.detect.quantize kept one;
+the real-page report to models/det_zh_en.pages.json, and writes the card models/det_zh_en.md: architecture,
+size, MACs, training (pages seen, steps, validation F1 by step), the
 quantization decision, and the real-page table per source type beside the projection splitter and
 PP-OCRv4. Refuses when the ONNX files models/ serves would pass +max_mb (15 by default), when the
 detector does not beat the projection splitter on the real pages (detection F1 at every level and page
@@ -25,6 +26,7 @@ from crnn.lineage import sha256_file
 from crnn.settings import compose_run_config
 
 ROOT = Path(__file__).resolve().parents[1]
+SERVED_AS = "det_zh_en"  # the name page mode loads (crnn.command.BUNDLED_DETECTOR), whatever the experiment
 
 
 def _json(path: Path) -> dict | list:
@@ -151,11 +153,21 @@ def branch_text(init_from: dict | None) -> str:
 
 
 def card(
-    name: str, export: dict, quant: dict | None, train: dict, readers: dict, pages_dir: str, served: Path
+    name: str,
+    experiment: str,
+    export: dict,
+    quant: dict | None,
+    train: dict,
+    readers: dict,
+    pages_dir: str,
+    served: Path,
 ) -> str:
     m = export["model"]
     lines = [
         f"# {name}: the text-line detector behind page mode",
+        "",
+        f"Trained as `experiment={experiment}` (configs/experiment/{experiment}.yaml; its runs in "
+        f"runs/{experiment}/detect/).",
         "",
         "A DB (differentiable binarization) network trained on synthetic pages only (crnn/detect/pages.py: "
         "documents, receipts, ads, scenes, screens, tables drawn with the zh_en corpus and the real-image "
@@ -200,6 +212,18 @@ def served_bytes(out: Path, files: dict[Path, Path]) -> int:
     return sum(p.stat().st_size for p in kept) + sum(src.stat().st_size for src in files)
 
 
+def shipped_files(run: Path, out: Path, name: str, quant: dict | None) -> tuple[dict[Path, Path], Path]:
+    """What goes where (source -> models/ file) and the file page mode will serve. Whatever experiment trained
+    it, the detector is shipped under the one name page mode loads (`SERVED_AS`): a wider or decayed run
+    replaces the bundled detector, it does not sit beside it unused."""
+    files = {run / "export" / "detector.onnx": out / f"{name}.onnx"}
+    served = run / "export" / "detector.onnx"
+    if quant is not None and quant["kept"]:
+        served = run / "quantize" / "detector.int8.onnx"
+        files[served] = out / f"{name}.int8.onnx"
+    return files, served
+
+
 def default_detector_in(folder: Path) -> Path | None:
     from crnn.command import BUNDLED_DETECTOR
 
@@ -207,7 +231,7 @@ def default_detector_in(folder: Path) -> Path | None:
 
 
 def main(argv: list[str]) -> int:
-    cfg, own = compose_run_config(argv, extras=("max_mb", "out", "force"))
+    cfg, own = compose_run_config(argv, extras=("max_mb", "out", "force", "as"))
     run = ROOT / cfg.runs_dir / cfg.name / "detect"
     export = _json(run / "export" / "export_report.json")
     quant = (
@@ -224,18 +248,15 @@ def main(argv: list[str]) -> int:
             "not shipped: the detector does not beat the projection splitter: " + "; ".join(worse)
         )
     out = Path(own.get("out", ROOT / "models"))
-    files = {run / "export" / "detector.onnx": out / f"{cfg.name}.onnx"}
-    served = run / "export" / "detector.onnx"
-    if quant is not None and quant["kept"]:
-        served = run / "quantize" / "detector.int8.onnx"
-        files[served] = out / f"{cfg.name}.int8.onnx"
+    name = own.get("as", SERVED_AS)
+    files, served = shipped_files(run, out, name, quant)
     if default_detector_in(out) is not None:
         worse = check_replaces(readers, sha256_file(served))
         if worse and not own.get("force"):
             raise StageError("not shipped: the detector does not beat the bundled one: " + "; ".join(worse))
     out.mkdir(parents=True, exist_ok=True)
     if served == run / "export" / "detector.onnx":
-        (out / f"{cfg.name}.int8.onnx").unlink(missing_ok=True)
+        (out / f"{name}.int8.onnx").unlink(missing_ok=True)
     scored = readers["detector"].get("files", {})
     if sha256_file(served) not in scored.values():  # page mode serves INT8 when kept: that file was scored
         raise StageError(
@@ -248,11 +269,11 @@ def main(argv: list[str]) -> int:
         raise StageError(f"models/ would serve {total / 1e6:.1f} MB of ONNX, over +max_mb={max_mb:g}")
     for src, dest in files.items():
         shutil.copyfile(src, dest)
-    (out / f"{cfg.name}.pages.json").write_text(json.dumps(results, indent=2))
-    (out / f"{cfg.name}.md").write_text(
-        card(cfg.name, export, quant, train, readers, cfg.detect.eval.pages, served)
+    (out / f"{name}.pages.json").write_text(json.dumps(results, indent=2))
+    (out / f"{name}.md").write_text(
+        card(name, cfg.name, export, quant, train, readers, cfg.detect.eval.pages, served)
     )
-    print(f"shipped {', '.join(str(d) for d in files.values())} and {out / (cfg.name + '.md')}")
+    print(f"shipped {', '.join(str(d) for d in files.values())} and {out / (name + '.md')}")
     return 0
 
 

@@ -1036,6 +1036,25 @@ def test_the_size_budget_counts_the_served_onnx_files_not_the_training_snapshots
     assert ship.served_bytes(out, {run / "detector.onnx": out / "det_zh_en.onnx"}) == 340
 
 
+def test_a_detector_of_any_experiment_ships_under_the_name_page_mode_loads(tmp_path):
+    """A wider or decayed run (experiment det_zh_en_wide_decay) replaces the bundled detector: it was
+    written to models/det_zh_en_wide_decay.onnx, which nothing serves."""
+    import importlib.util
+
+    from crnn.command import BUNDLED_DETECTOR
+
+    spec = importlib.util.spec_from_file_location("ship_detector", ROOT / "scripts" / "ship_detector.py")
+    ship = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ship)
+    run, out = tmp_path / "runs/det_zh_en_wide_decay/detect", tmp_path / "models"
+    files, served = ship.shipped_files(run, out, ship.SERVED_AS, {"kept": False})
+    assert served == run / "export/detector.onnx" and {d.name for d in files.values()} == {"det_zh_en.onnx"}
+    assert all(d.name in BUNDLED_DETECTOR for d in files.values())
+    files, served = ship.shipped_files(run, out, ship.SERVED_AS, {"kept": True})
+    assert served == run / "quantize/detector.int8.onnx"
+    assert {d.name for d in files.values()} == set(BUNDLED_DETECTOR)
+
+
 def test_unclip_distance_inverts_the_shrink():
     from crnn.detect.boxes import unclip_distance
 
