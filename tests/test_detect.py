@@ -140,6 +140,40 @@ def test_receipts_draw_item_tables_whose_lone_digits_stack_in_columns():
     assert sum(_stacked_lone_digits(plain.page(i, "receipt").lines) for i in range(6)) <= 2
 
 
+def test_ads_banners_and_scenes_can_carry_a_line_turned_a_quarter_at_their_side():
+    """Real product ads print a line up their side (`ODM OEM`), which no layout drew: the wider detector
+    broke it into sideways pieces. `side_line_p` draws one, reading up or down, near the left or right
+    edge and clear of the other lines, its box starting at the text's top-left so that the crop warped
+    upright is a line; at 0 the pages are those of earlier runs."""
+    from crnn.detect.boxes import crop_line
+    from crnn.detect.polygons import rect_iou
+
+    flat = ["experiment=det_zh_en", "detect.pages.rotate_p=0", "detect.pages.perspective_p=0"]
+    side = page_synth(compose_cfg(flat + ["detect.pages.side_line_p=1"]), seed=5)
+    plain, before = (page_synth(compose_cfg(flat + o), seed=5) for o in (["detect.pages.side_line_p=0"], []))
+    ups = downs = 0
+    for i in range(12):
+        page = side.page(i, ["ad", "banner", "scene"][i % 3])
+        for ln in page.lines:
+            run = ln.quad[1] - ln.quad[0]
+            if abs(run[1]) < 3 * abs(run[0]):
+                continue
+            ups, downs = ups + (run[1] < 0), downs + (run[1] > 0)
+            cx = float(ln.quad[:, 0].mean())
+            assert min(cx, page.image.shape[1] - cx) < 0.1 * page.image.shape[1] + float(np.abs(run).max())
+            crop = crop_line(page.image, ln.quad)
+            assert crop.shape[1] > 1.5 * crop.shape[0]
+            assert all(rect_iou(ln.quad, o.quad) == 0 for o in page.lines if o is not ln)
+    assert ups >= 2 and downs >= 2
+    for i in range(6):
+        a, b = (
+            plain.page(i, ["ad", "banner", "scene"][i % 3]),
+            before.page(i, ["ad", "banner", "scene"][i % 3]),
+        )
+        np.testing.assert_array_equal(a.image, b.image)
+        assert [ln.text for ln in a.lines] == [ln.text for ln in b.lines]
+
+
 def test_ink_rows_label_a_line_by_its_own_ink_on_the_same_page():
     """label_rows=ink: each line's box keeps its columns and spans the rows its ink covers (an upper-case
     receipt row is its cap height, as SROIE labels it), on the very page the font's rows label."""

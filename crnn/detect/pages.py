@@ -71,6 +71,9 @@ class PageConfig:
     # or "ink" (the rows its own ink covers, as SROIE and ICDAR label lines: an upper-case receipt row is
     # its cap height). Layouts place lines by the font's rows either way.
     label_rows: str = "font"
+    # the share of ads, banners and scenes with a short line turned a quarter at a side edge (side_line): no
+    # layout draws one otherwise, and real product ads print `ODM OEM` up their side
+    side_line_p: float = 0.0
 
 
 @dataclass
@@ -132,6 +135,8 @@ class PageSynth:
         layout = layout or rng.choices(self.layouts, weights=self.weights)[0]
         canvas = Canvas(self, rng, nrng, index, layout)
         DRAW[layout](canvas)
+        if layout in SIDE_LAYOUTS and self.cfg.side_line_p > 0 and nrng.random() < self.cfg.side_line_p:
+            side_line(canvas)  # no draw from the streams at 0: the pages stay those of earlier runs
         if nrng.random() < self.cfg.distractor_p:
             canvas.distractors()
         return finish(canvas, self.cfg)
@@ -778,6 +783,31 @@ def draw_scene(c: Canvas) -> None:
         if _overlaps(c, x, y, w, size * 1.3):
             continue
         c.draw(text, spec, size, x, y, angle=angle, stroke=max(1, size // 25) if c.nrng.random() < 0.3 else 0)
+
+
+SIDE_LAYOUTS = ("ad", "banner", "scene")
+
+
+def side_line(c: Canvas) -> PageLine | None:
+    """A short line turned a quarter (give or take 3 degrees) near the left or right edge, read bottom to top
+    or top to bottom, where no other line lies. Its box starts at the text's own top-left corner, so the crop
+    warped upright reads it the right way round."""
+    size = int(np.clip(min(c.w, c.h) / c.nrng.uniform(12, 30), 10, 64))
+    got = _fit_line(c, c.h * c.nrng.uniform(0.2, 0.6), size, fill=c.nrng.uniform(0.4, 1.0))
+    if not got:
+        return None
+    text, spec = got
+    w, t = _text_width(text, spec, size), size * 1.3
+    up = c.nrng.random() < 0.5
+    angle = (90.0 if up else -90.0) + float(c.nrng.uniform(-3, 3))
+    left = c.nrng.random() < 0.5
+    x0 = c.w * c.nrng.uniform(0.02, 0.06) if left else c.w * c.nrng.uniform(0.94, 0.98) - t
+    y0 = c.nrng.uniform(c.h * 0.03, max(c.h * 0.03 + 1, c.h * 0.97 - w))
+    if _overlaps(c, x0, y0, t, w):
+        return None
+    # the text's top-left corner: the footprint's bottom-left when it reads upward, its top-right downward
+    x, y = (x0, y0 + w) if up else (x0 + t, y0)
+    return c.draw(text, spec, size, x, y, angle=angle)
 
 
 def _overlaps(c: Canvas, x: float, y: float, w: float, h: float) -> bool:
