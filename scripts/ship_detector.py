@@ -22,11 +22,12 @@ import sys
 from pathlib import Path
 
 from crnn.cli import StageError, stage_errors
+from crnn.command import BUNDLED_DETECTOR
 from crnn.lineage import sha256_file
 from crnn.settings import compose_run_config
 
 ROOT = Path(__file__).resolve().parents[1]
-SERVED_AS = "det_zh_en"  # the name page mode loads (crnn.command.BUNDLED_DETECTOR), whatever the experiment
+SERVED_AS = Path(BUNDLED_DETECTOR[-1]).stem  # the name page mode loads (det_zh_en), whatever the experiment
 
 
 def _json(path: Path) -> dict | list:
@@ -225,8 +226,6 @@ def shipped_files(run: Path, out: Path, name: str, quant: dict | None) -> tuple[
 
 
 def default_detector_in(folder: Path) -> Path | None:
-    from crnn.command import BUNDLED_DETECTOR
-
     return next((folder / n for n in BUNDLED_DETECTOR if (folder / n).is_file()), None)
 
 

@@ -182,10 +182,7 @@ def setup(cfg: RunConfig, device: torch.device, say) -> tuple[DBNet, torch.optim
     path = resume_path(cfg)
     st, step = None, 0
     if path is not None:
-        loaded, ck = load_detector(path)
-        if loaded.cfg != cfg.detect.model:
-            raise StageError(f"{path} holds model {loaded.cfg}, the config asks for {cfg.detect.model}")
-        model.load_state_dict(loaded.state_dict())
+        ck = load_weights(model, path, cfg, str(path))
         step = int(ck["lineage"].get("step", 0))
         state["init_from"] = ck["lineage"].get("init_from")  # a branch's source, with or without its state
         sp = state_file(path)
@@ -218,16 +215,20 @@ def setup(cfg: RunConfig, device: torch.device, say) -> tuple[DBNet, torch.optim
     return model, opt, sched, state
 
 
+def load_weights(model: DBNet, path: Path, cfg: RunConfig, what: str) -> dict:
+    """A checkpoint's weights into `model`, refused when it holds another network; the checkpoint's dict."""
+    loaded, ck = load_detector(path)
+    if loaded.cfg != cfg.detect.model:
+        raise StageError(f"{what} holds model {loaded.cfg}, the config asks for {cfg.detect.model}")
+    model.load_state_dict(loaded.state_dict())
+    return ck
+
+
 def start_from(model: DBNet, cfg: RunConfig) -> dict:
     """Load detect.train.init_from's weights into a new run's model; what it was, for the lineage."""
     path = Path(cfg.detect.train.init_from)
     path = path / "last.pt" if path.is_dir() else path  # a run's folder: where it left off
-    loaded, ck = load_detector(path)
-    if loaded.cfg != cfg.detect.model:
-        raise StageError(
-            f"detect.train.init_from={path} holds model {loaded.cfg}, the config asks for {cfg.detect.model}"
-        )
-    model.load_state_dict(loaded.state_dict())
+    ck = load_weights(model, path, cfg, f"detect.train.init_from={path}")
     return {"path": str(path), "sha256": sha256_file(path), "step": int(ck["lineage"].get("step", 0))}
 
 
