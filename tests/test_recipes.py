@@ -254,6 +254,39 @@ def test_new_degradations_are_pure_and_keep_the_ink():
     assert augment.resample_height(img, np.random.default_rng(0), 12, 20).shape == img.shape
 
 
+def test_draft_dots_leave_white_between_needle_rows_and_run_together_along_the_line():
+    """SROIE's faint till receipts: rows of needles apart, firings along the line joined into dashes. The old
+    round dots, at the 2-4 px pitch a canvas glyph has, closed every gap (a block of ink stayed a block)."""
+    mask = np.zeros((60, 240), np.uint8)
+    mask[10:50, 20:220] = 255  # a block of ink: every needle fires
+    for seed in range(4):
+        a = augment.dot_matrix(mask, np.random.default_rng(seed), 4.0, draft=True)
+        assert np.array_equal(a, augment.dot_matrix(mask, np.random.default_rng(seed), 4.0, draft=True))
+        inside = a[14:46, 30:210].astype(np.float32)
+        rows, cols = inside.mean(axis=1), inside.mean(axis=0)
+        assert rows.min() < 0.25 * rows.max()  # white between needle rows
+        assert cols.min() > 0.5 * cols.max()  # no white column: the dots run together along the line
+        ys, xs = np.nonzero(a)
+        assert xs.min() >= 15 and xs.max() <= 225 and ys.min() >= 5 and ys.max() <= 55  # only at the ink
+        old = augment.dot_matrix(mask, np.random.default_rng(seed), 4.0).astype(np.float32)[14:46, 30:210]
+        assert old.mean(axis=1).min() > 0.4 * old.mean(axis=1).max()  # what draft mode adds
+
+
+def test_draft_mode_reaches_the_receipt_lines_and_draws_nothing_where_dots_are_off(real_cfg):
+    rec = real_cfg.scenes["receipt"]
+    assert rec.dot_draft_p > 0
+    assert all(s.dot_draft_p == 0 for n, s in real_cfg.scenes.items() if n != "receipt")
+
+    def line(**kw):
+        solo = LineRenderer(replace(real_cfg, scenes={"receipt": replace(rec, **kw)}))
+        return solo.render("TOTAL RM 12.37", "receipt", random.Random(4), np.random.default_rng(4))
+
+    draft, round_dots = line(dot_matrix_p=1.0, dot_draft_p=1.0), line(dot_matrix_p=1.0, dot_draft_p=0.0)
+    assert not np.array_equal(draft, round_dots)
+    # no dots, no draw for draft mode: the line and its random stream are what they were before the field
+    assert np.array_equal(line(dot_matrix_p=0.0, dot_draft_p=1.0), line(dot_matrix_p=0.0, dot_draft_p=0.0))
+
+
 def test_contact_sheets_show_the_new_recipes(tmp_path):
     spec = importlib.util.spec_from_file_location("contact_sheet", ROOT / "scripts" / "contact_sheet.py")
     mod = importlib.util.module_from_spec(spec)

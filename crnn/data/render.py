@@ -85,6 +85,7 @@ class SceneRecipe:
     tight_margin: list[float] = field(default_factory=lambda: [0.0, 0.1])  # margin, relative to ink height
     plate_cells_p: float = 0.0  # a plate's fixed cells, each glyph as tall as its cell (data/plate_layout.py)
     serial_fonts: list[str] = field(default_factory=list)  # faces for a plate's letters and digits
+    dot_draft_p: float = 0.0  # share of dot_matrix_p's lines printed in draft mode (augment.dot_matrix)
 
 
 # Fields added with the real-image recipes. Left out of `render_identity` when at their defaults, so data
@@ -322,7 +323,8 @@ def _shape_mask(
     if _chance(nrng, r.curve_p):
         mask = augment.curve(mask, nrng, r.curve)
     if _chance(nrng, r.dot_matrix_p):
-        mask = augment.dot_matrix(mask, nrng, size * nrng.uniform(*r.dot_pitch))
+        pitch = size * nrng.uniform(*r.dot_pitch)
+        mask = augment.dot_matrix(mask, nrng, pitch, draft=_chance(nrng, r.dot_draft_p))
     if _chance(nrng, r.fade_p):
         mask = augment.fade_ink(mask, nrng, r.fade)
     return mask
