@@ -1,0 +1,76 @@
+"""How a recognizer reads synthetic receipt lines printed each way: plain, round dot-matrix dots, a till's
+draft-mode dots, and an 8 x 8 bitmap face (fonts-misaki) plain and in draft dots. The same ASCII receipt
+texts (render=real's receipt corpus) are drawn once per look, with the rest of the receipt recipe as it is,
+and read greedily; CER ignores case and spaces, as SROIE's receipts are scored. No real line is read, so
+the figures can guide the recipes without touching the evaluation sets.
+
+    python scripts/receipt_looks.py [model.onnx] [+lines=200]
+"""
+
+from __future__ import annotations
+
+import random
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import editdistance
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from crnn.charset import load_charset  # noqa: E402
+from crnn.command import default_model  # noqa: E402
+from crnn.data.render import LineRenderer  # noqa: E402
+from crnn.data.source import SynthSource  # noqa: E402
+from crnn.detect.evaluate import RecognizerReader  # noqa: E402
+from crnn.settings import compose_run_config  # noqa: E402
+
+BITMAP_FACE = "/usr/share/fonts/truetype/misaki/misaki_gothic.ttf"  # apt-get install fonts-misaki
+LOOKS = {
+    "plain": dict(dot_matrix_p=0.0),
+    "round dots": dict(dot_matrix_p=1.0, dot_draft_p=0.0),
+    "draft dots": dict(dot_matrix_p=1.0, dot_draft_p=1.0),
+    "8x8 bitmap face": dict(dot_matrix_p=0.0, fonts=["bitmap_8x8"]),
+    "8x8 face, draft dots": dict(dot_matrix_p=1.0, dot_draft_p=1.0, fonts=["bitmap_8x8"]),
+}
+
+
+def squash(text: str) -> str:
+    return text.casefold().replace(" ", "")
+
+
+def main(argv: list[str]) -> None:
+    model = next((a for a in argv if not a.startswith("+")), None) or default_model()
+    cfg, extra = compose_run_config(
+        ["experiment=zh_en_v2", *(a for a in argv if a.startswith("+"))], ("lines",)
+    )
+    n = int(extra.get("lines", 200))
+    render = cfg.render
+    if Path(BITMAP_FACE).is_file():
+        face = {"path": BITMAP_FACE, "index": 0, "style": "pixel"}
+        render = replace(render, fonts={**render.fonts, "bitmap_8x8": face})
+    recipe = render.scenes["receipt"]
+    corpus = SynthSource(cfg.corpus, render, load_charset(cfg.charset), seed=11).corpora["receipt"]
+    texts = [t for t in (corpus.line(i) for i in range(3 * n)) if t.isascii() and t.strip()][:n]
+    reader = RecognizerReader(model, 2, "")
+    print(f"{model}: {len(texts)} receipt lines per look, greedy, CER without case and spaces")
+    for look, change in LOOKS.items():
+        if "bitmap_8x8" in change.get("fonts", []) and "bitmap_8x8" not in render.fonts:
+            print(f"  {look:22} skipped: {BITMAP_FACE} is not installed (apt-get install fonts-misaki)")
+            continue
+        solo = LineRenderer(replace(render, scenes={"receipt": replace(recipe, **change)}))
+        pairs = []
+        for i, text in enumerate(texts):
+            img = solo.render(text, "receipt", random.Random(i), np.random.default_rng(i))
+            if img is not None:
+                pairs.append((text, img))
+        reads = reader.recognize([img for _, img in pairs])
+        edits = sum(editdistance.eval(squash(t), squash(r)) for (t, _), r in zip(pairs, reads))
+        chars = sum(len(squash(t)) for t, _ in pairs)
+        print(f"  {look:22} {len(pairs):4d} lines  CER {edits / max(chars, 1):.3f}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
