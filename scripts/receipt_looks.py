@@ -4,7 +4,7 @@ texts (render=real's receipt corpus) are drawn once per look, with the rest of t
 and read greedily; CER ignores case and spaces, as SROIE's receipts are scored. No real line is read, so
 the figures can guide the recipes without touching the evaluation sets.
 
-    python scripts/receipt_looks.py [model.onnx] [+lines=200]
+    python scripts/receipt_looks.py [model.onnx] [+lines=200] [hydra overrides]
 """
 
 from __future__ import annotations
@@ -42,10 +42,9 @@ def squash(text: str) -> str:
 
 
 def main(argv: list[str]) -> None:
-    model = next((a for a in argv if not a.startswith("+")), None) or default_model()
-    cfg, extra = compose_run_config(
-        ["experiment=zh_en_v2", *(a for a in argv if a.startswith("+"))], ("lines",)
-    )
+    model = next((a for a in argv if a.endswith(".onnx")), None) or default_model()
+    overrides = [a for a in argv if not a.endswith(".onnx")]  # Hydra overrides, and +lines=N
+    cfg, extra = compose_run_config(["experiment=zh_en_v2", *overrides], ("lines",))
     n = int(extra.get("lines", 200))
     render = cfg.render
     if Path(BITMAP_FACE).is_file():

@@ -254,37 +254,54 @@ def test_new_degradations_are_pure_and_keep_the_ink():
     assert augment.resample_height(img, np.random.default_rng(0), 12, 20).shape == img.shape
 
 
-def test_draft_dots_leave_white_between_needle_rows_and_run_together_along_the_line():
-    """SROIE's faint till receipts: rows of needles apart, firings along the line joined into dashes. The old
-    round dots, at the 2-4 px pitch a canvas glyph has, closed every gap (a block of ink stayed a block)."""
+@pytest.mark.parametrize("pitch", [2.2, 3.0, 3.3, 4.0])
+def test_draft_dots_leave_paper_between_needle_rows_and_run_together_along_the_line(pitch):
+    """SROIE's faint till receipts: rows of needles apart, firings along the line joined into dashes, at the
+    2-4 px pitch a glyph has on the canvas. The round dots closed every gap there (a block stayed a block)."""
     mask = np.zeros((60, 240), np.uint8)
     mask[10:50, 20:220] = 255  # a block of ink: every needle fires
-    for seed in range(4):
-        a = augment.dot_matrix(mask, np.random.default_rng(seed), 4.0, draft=True)
-        assert np.array_equal(a, augment.dot_matrix(mask, np.random.default_rng(seed), 4.0, draft=True))
-        inside = a[14:46, 30:210].astype(np.float32)
+    p = round(pitch)
+    for seed in range(3):
+        a = augment.dot_matrix(mask, np.random.default_rng(seed), pitch, draft=True)
+        assert np.array_equal(a, augment.dot_matrix(mask, np.random.default_rng(seed), pitch, draft=True))
+        inside = a[12:48, 30:210].astype(np.float32)
         rows, cols = inside.mean(axis=1), inside.mean(axis=0)
-        assert rows.min() < 0.25 * rows.max()  # white between needle rows
+        paper = rows < 0.1 * rows.max()
+        assert all(paper[i : i + p].any() for i in range(len(rows) - p + 1))  # paper under every needle row
         assert cols.min() > 0.5 * cols.max()  # no white column: the dots run together along the line
         ys, xs = np.nonzero(a)
-        assert xs.min() >= 15 and xs.max() <= 225 and ys.min() >= 5 and ys.max() <= 55  # only at the ink
-        old = augment.dot_matrix(mask, np.random.default_rng(seed), 4.0).astype(np.float32)[14:46, 30:210]
-        assert old.mean(axis=1).min() > 0.4 * old.mean(axis=1).max()  # what draft mode adds
+        assert xs.min() >= 20 - p and xs.max() < 220 + p and ys.min() >= 10 - p and ys.max() < 50 + p
+        old = augment.dot_matrix(mask, np.random.default_rng(seed), pitch).astype(np.float32)[12:48, 30:210]
+        assert old.mean(axis=1).min() > 0.3 * old.mean(axis=1).max()  # what draft mode adds
 
 
-def test_draft_mode_reaches_the_receipt_lines_and_draws_nothing_where_dots_are_off(real_cfg):
+# Receipt lines in round dot-matrix dots (render=real's receipt recipe with dot_matrix_p 1), rendered at
+# commit f5dac1d, before draft mode existed: a recipe that leaves dot_draft_p at 0 must draw the same lines
+# from the same random stream.
+ROUND_DOTS = Path(__file__).parent / "data" / "receipt_round_dots_f5dac1d.npz"
+
+
+def test_round_dot_lines_are_what_they_were_before_draft_mode(real_cfg):
     rec = real_cfg.scenes["receipt"]
-    assert rec.dot_draft_p > 0
-    assert all(s.dot_draft_p == 0 for n, s in real_cfg.scenes.items() if n != "receipt")
+    assert rec.dot_draft_p == 0  # render=real leaves draft mode off; an experiment turns it on
+    solo = LineRenderer(replace(real_cfg, scenes={"receipt": replace(rec, dot_matrix_p=1.0)}))
+    want = np.load(ROUND_DOTS)
+    for i, label in enumerate(want["labels"]):
+        got = solo.render(str(label), "receipt", random.Random(i), np.random.default_rng(i))
+        assert line_difference(str(label), got, str(label), want[f"line{i}"]) == ""
 
-    def line(**kw):
-        solo = LineRenderer(replace(real_cfg, scenes={"receipt": replace(rec, **kw)}))
+
+def test_draft_mode_reaches_the_receipt_lines_of_the_experiment_that_asks_for_it():
+    cfg = compose_cfg(["experiment=zh_en_v2_dots"]).render
+    rec = cfg.scenes["receipt"]
+    assert rec.dot_draft_p == 0.5 and rec.dot_matrix_p == 0.5
+
+    def line(draft: float):
+        dots = replace(rec, dot_matrix_p=1.0, dot_draft_p=draft)
+        solo = LineRenderer(replace(cfg, scenes={"receipt": dots}))
         return solo.render("TOTAL RM 12.37", "receipt", random.Random(4), np.random.default_rng(4))
 
-    draft, round_dots = line(dot_matrix_p=1.0, dot_draft_p=1.0), line(dot_matrix_p=1.0, dot_draft_p=0.0)
-    assert not np.array_equal(draft, round_dots)
-    # no dots, no draw for draft mode: the line and its random stream are what they were before the field
-    assert np.array_equal(line(dot_matrix_p=0.0, dot_draft_p=1.0), line(dot_matrix_p=0.0, dot_draft_p=0.0))
+    assert not np.array_equal(line(1.0), line(0.0))
 
 
 def test_contact_sheets_show_the_new_recipes(tmp_path):

@@ -177,10 +177,10 @@ def dot_matrix(mask: np.ndarray, rng: np.random.Generator, pitch: float, draft: 
 
     `draft`: a till's draft mode (the look of SROIE's faint dot-matrix receipts). The head fires its column
     of needles more often than they are apart, so dots run together along the line into dashes while rows
-    of needles stay apart: horizontal strokes are dashed, vertical ones dotted, with white between every
-    needle row. A glyph on the canvas (a font size of about 30 px) has a pitch of 2 to 4 px, too few to
-    leave a gap, so the dots are drawn at a scale where a pitch spans at least DRAFT_MIN_PITCH pixels and
-    scaled back: the gaps come out as the lighter rows a scanner makes of them."""
+    of needles stay apart: horizontal strokes are dashed, vertical ones dotted. A glyph on the canvas (a
+    font size of about 30 px) has a pitch of 2 to 4 px, so the pitch is rounded to whole pixels and every
+    needle row leaves its last canvas row as paper; the dots are drawn at a scale where a pitch spans at
+    least DRAFT_MIN_PITCH pixels, so that their ends are round, and scaled back."""
     if draft:
         return _draft_dots(mask, rng, pitch)
     h, w = mask.shape
@@ -204,21 +204,24 @@ DRAFT_MIN_PITCH = 8  # px per needle row where draft dots are drawn (then scaled
 
 def _draft_dots(mask: np.ndarray, rng: np.random.Generator, pitch: float) -> np.ndarray:
     h, w = mask.shape
-    py = max(2.0, float(pitch))  # needle rows
-    px = py * rng.uniform(0.5, 1.0)  # firings along the line: as far apart as the needles, or closer
-    rows, cols = max(1, int(round(h / py))), max(1, int(round(w / px)))
-    cells = cv2.resize(mask, (cols, rows), interpolation=cv2.INTER_AREA)
+    p = max(2, int(round(pitch)))  # needle rows, whole canvas pixels apart: a row's last pixel stays paper
+    px = p * rng.uniform(0.5, 1.0)  # firings along the line: as far apart as the needles, or closer
+    rows, cols = -(-h // p), max(1, int(round(w / px)))
+    tall = np.zeros((rows * p, w), np.uint8)
+    tall[:h] = mask
+    cells = cv2.resize(tall, (cols, rows), interpolation=cv2.INTER_AREA)
     on = cells > rng.uniform(40, 90)
-    k = int(np.ceil(DRAFT_MIN_PITCH / py))
-    big_h, big_w = h * k, w * k
-    fy, fx = big_h / rows, big_w / cols  # cell size at the drawing scale
-    dots = np.zeros((big_h, big_w), np.uint8)
-    ry = max(1, int(round(fy * rng.uniform(0.26, 0.4))))  # under half a row: white between needle rows
+    k = int(np.ceil(DRAFT_MIN_PITCH / p))  # drawing scale
+    fx = w * k / cols
+    ink = (p - 1) * k  # a dot's rows at the drawing scale: all of its needle row but the last canvas pixel
+    ry = max(1, (ink - 1) // 2 - int(rng.integers(0, k // 2 + 1)))
     rx = max(ry, int(round(fx * rng.uniform(0.5, 0.75))))  # over half a firing: dots join into dashes
+    dots = np.zeros((rows * p * k, w * k), np.uint8)
     ys, xs = np.nonzero(on)
-    dots[((ys + 0.5) * fy).astype(int), ((xs + 0.5) * fx).astype(int)] = 255
+    dots[ys * p * k + (ink - 1) // 2, ((xs + 0.5) * fx).astype(int)] = 255
     needle = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * rx + 1, 2 * ry + 1))
-    out = cv2.resize(cv2.dilate(dots, needle), (w, h), interpolation=cv2.INTER_AREA).astype(np.float32)
+    drawn = cv2.dilate(dots, needle)[: h * k]
+    out = cv2.resize(drawn, (w, h), interpolation=cv2.INTER_AREA).astype(np.float32)
     # a dot is full ink: the fullest canvas pixels, which a dot covers, carry the glyph's full coverage
     top = float(np.percentile(out[out > 0], 95)) if (out > 0).any() else 255.0
     return np.clip(out * (255.0 / max(top, 1.0)), 0, 255).astype(np.uint8)
