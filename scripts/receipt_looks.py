@@ -26,6 +26,7 @@ from crnn.data.render import LineRenderer  # noqa: E402
 from crnn.data.source import SynthSource  # noqa: E402
 from crnn.detect.evaluate import RecognizerReader  # noqa: E402
 from crnn.settings import compose_run_config  # noqa: E402
+from crnn.textnorm import Normalizer  # noqa: E402
 
 BITMAP_FACE = "/usr/share/fonts/truetype/misaki/misaki_gothic.ttf"  # apt-get install fonts-misaki
 LOOKS = {
@@ -35,10 +36,6 @@ LOOKS = {
     "8x8 bitmap face": dict(dot_matrix_p=0.0, fonts=["bitmap_8x8"]),
     "8x8 face, draft dots": dict(dot_matrix_p=1.0, dot_draft_p=1.0, fonts=["bitmap_8x8"]),
 }
-
-
-def squash(text: str) -> str:
-    return text.casefold().replace(" ", "")
 
 
 def main(argv: list[str]) -> None:
@@ -54,6 +51,7 @@ def main(argv: list[str]) -> None:
     corpus = SynthSource(cfg.corpus, render, load_charset(cfg.charset), seed=11).corpora["receipt"]
     texts = [t for t in (corpus.line(i) for i in range(3 * n)) if t.isascii() and t.strip()][:n]
     reader = RecognizerReader(model, 2, "")
+    norm = Normalizer(cfg.eval.normalize)  # as eval-real scores SROIE's receipt lines: no case, no spaces
     print(f"{model}: {len(texts)} receipt lines per look, greedy, CER without case and spaces")
     for look, change in LOOKS.items():
         if "bitmap_8x8" in change.get("fonts", []) and "bitmap_8x8" not in render.fonts:
@@ -66,8 +64,9 @@ def main(argv: list[str]) -> None:
             if img is not None:
                 pairs.append((text, img))
         reads = reader.recognize([img for _, img in pairs])
-        edits = sum(editdistance.eval(squash(t), squash(r)) for (t, _), r in zip(pairs, reads))
-        chars = sum(len(squash(t)) for t, _ in pairs)
+        truth = [norm(t, "receipt_en") for t, _ in pairs]
+        edits = sum(editdistance.eval(t, norm(r, "receipt_en")) for t, r in zip(truth, reads))
+        chars = sum(len(t) for t in truth)
         print(f"  {look:22} {len(pairs):4d} lines  CER {edits / max(chars, 1):.3f}")
 
 
