@@ -143,6 +143,8 @@ def boxes_row(served: Path) -> str:
         text += (
             "; boxes reported narrowed to the rows and end columns their ink covers (`scripts/ink_boxes.py`)"
         )
+    if b.split_rows:  # not calibrated: scripts/split_rows.py
+        text += "; a box over several printed rows cut into its rows (`scripts/split_rows.py`)"
     return f"| box settings | {text} |"
 
 

@@ -83,7 +83,7 @@ class Detector:
 
     def lines(self, gray: np.ndarray) -> list[Line]:
         """The page's lines in reading order: crops to read, boxes to report (boxes.page_lines)."""
-        return page_lines(gray, self.detect(gray), self.boxes.fit_ink)
+        return page_lines(gray, self.detect(gray), self.boxes.fit_ink, self.boxes.split_rows)
 
     def _read(self, gray: np.ndarray, boxes: BoxConfig | None = None) -> list[Box]:
         boxes = boxes or self.boxes
