@@ -19,7 +19,7 @@ FONT_PACKAGES := fonts-noto-cjk fonts-wqy-zenhei fonts-wqy-microhei fonts-arphic
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: detect-train detect-export detect-calibrate detect-quantize detect-eval ship-detector
-.PHONY: help install fonts browser tesseract ppocr eval-real regress-real data samples train train-bundle prune export average quantize eval lm regress compare mlflow-ui ship ship-lm model serve \
+.PHONY: help install fonts browser tesseract ppocr eval-real regress-real data samples train train-bundle prune export average quantize eval lm smooth regress compare mlflow-ui ship ship-lm model serve \
 	demo test lint bench bench-train bench-runtime bench-serve clean
 
 help:
@@ -33,6 +33,7 @@ help:
 	@echo "make eval-real EXP=<preset> [MODELS=name=path,...]   + PP-OCRv4 and Tesseract on ../shared/realdev"
 	@echo "make regress-real    the bundled model's real-line CER per category against its committed figures"
 	@echo "make lm EXP=<preset> the character LM of decoder lm: EXP's corpus counted, weights chosen on its val lines"
+	@echo "make smooth EXP=<preset> input smoothing for EXP's files, chosen on rendered val lines (runs/<EXP>/smooth/)"
 	@echo "make detect-train | detect-export | detect-calibrate | detect-quantize | detect-eval | ship-detector [DEXP=det_zh_en]"
 	@echo "                     the text-line detector of page mode: synthetic pages -> DB -> ONNX -> real pages"
 	@echo "make mlflow-ui       MLflow UI on 127.0.0.1:5001"
@@ -121,6 +122,10 @@ eval: install $(PEER_DEPS)
 # its weights chosen on EXP's validation lines with its INT8 (else FP32) file (ARGS="lm.model=FILE" for another)
 lm: install
 	$(PY) -m crnn.lm_build experiment=$(EXP) $(ARGS)
+
+# Input smoothing chosen for EXP's files on rendered validation lines: runs/<EXP>/smooth/<file> (crnn.smooth)
+smooth: install
+	$(PY) -m crnn.smooth experiment=$(EXP) $(ARGS)
 
 # Real labelled lines (evaluation only, never training): every artifact of EXP (or MODELS=name=path,...)
 # plus PP-OCRv4 and Tesseract, on the synthetic test set and $(REALDEV), one thread each -> runs/<EXP>/eval_real/

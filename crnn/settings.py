@@ -193,6 +193,19 @@ class LmConfig:
 
 
 @dataclass
+class SmoothConfig:
+    """crnn.smooth: the input smoothing (InputSpec.smooth) of a trained model's files, chosen on validation
+    lines rendered from the run's recipes."""
+
+    models: list[str] = field(
+        default_factory=list
+    )  # default runs/<name>/{export/model,quantize/model.int8}.onnx
+    lines: int = 3600  # validation lines rendered, scenes in turn
+    grid: list[float] = field(default_factory=lambda: [0.0, 0.3, 0.4, 0.5, 0.6, 0.7])  # sigmas, px
+    threads: int = 0
+
+
+@dataclass
 class RunConfig:
     name: str = "default"
     seed: int = 0
@@ -213,6 +226,7 @@ class RunConfig:
     quantize: QuantizeConfig = field(default_factory=QuantizeConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     lm: LmConfig = field(default_factory=LmConfig)
+    smooth: SmoothConfig = field(default_factory=SmoothConfig)
     detect: DetectConfig = field(default_factory=DetectConfig)  # the text-line detector (crnn.detect)
 
     def __post_init__(self) -> None:

@@ -58,7 +58,7 @@ from crnn.tracking import Tracker
 STATE_FORMAT = "crnn-toolkit/train-state/v1"
 
 # The input-spec fields that change what a model sees; a checkpoint and the config must agree on them.
-SPEC_FIELDS = ("height", "channels", "mean", "std", "cleanup")
+SPEC_FIELDS = ("height", "channels", "mean", "std", "cleanup", "smooth")
 
 
 @dataclass

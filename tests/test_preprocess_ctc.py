@@ -21,6 +21,24 @@ def test_preprocess_keeps_aspect_and_normalises():
         preprocess(np.zeros((0, 0), np.uint8), spec)
 
 
+def test_a_spec_that_smooths_blurs_the_resized_line_and_one_that_does_not_leaves_it():
+    """InputSpec.smooth is a Gaussian over the line at the model's height (the normalisation is affine, so
+    blurring before or after it is the same); 0 leaves preprocess as it was."""
+    import cv2
+
+    img = np.random.default_rng(0).integers(0, 256, (64, 300), dtype=np.uint8)
+    plain = preprocess(img, InputSpec())
+    again = cv2.resize(img, (150, 32), interpolation=cv2.INTER_AREA).astype(np.float32) / 255.0 - 0.5
+    np.testing.assert_allclose(plain[0], again, atol=1e-6)
+    smooth = preprocess(img, InputSpec(smooth=0.5))
+    assert smooth.shape == plain.shape
+    np.testing.assert_allclose(smooth[0], cv2.GaussianBlur(plain[0], (0, 0), 0.5), atol=1e-5)
+    assert np.abs(smooth - plain).max() > 0.05  # it does blur
+    for bad in (-0.1, 5.0):
+        with pytest.raises(ValueError, match="input.smooth"):
+            InputSpec(smooth=bad)
+
+
 def test_pad_batch_replicates_last_column():
     a, b = np.zeros((1, 32, 20), np.float32), np.ones((1, 32, 30), np.float32)
     a[..., -1] = 0.25

@@ -1,6 +1,7 @@
 """The one function that turns an image into the model's input; training, evaluation and serving call it.
 
-Grayscale, resize to the model's height keeping the aspect ratio, clamp the width, normalise to
+Grayscale, resize to the model's height keeping the aspect ratio, clamp the width, smooth (a Gaussian of
+`InputSpec.smooth` pixels at the model's height, 0: none; chosen after training, `make smooth`), normalise to
 (x/255 - mean)/std (the article's [-0.5, 0.5] by default). The article's document clean-up of a line
 (`clean_line`: histogram equalisation, adaptive threshold) is an optional step here, switched by
 `InputSpec.cleanup`, so that a model trained with it is served with it: the spec travels inside every
@@ -27,8 +28,11 @@ class InputSpec:
     min_width: int = 16
     max_width: int = 2048
     cleanup: str = "none"
+    smooth: float = 0.0  # Gaussian sigma, px at `height`, over the resized line (crnn.smooth chooses it)
 
     def __post_init__(self) -> None:
+        if not 0.0 <= self.smooth <= 4.0:
+            raise ValueError(f"input.smooth is a Gaussian sigma in pixels (0 to 4), got {self.smooth!r}")
         if self.cleanup not in LINE_CLEANUPS:
             raise ValueError(f"input.cleanup must be one of {LINE_CLEANUPS}, got {self.cleanup!r}")
         if self.channels != 1:
@@ -77,6 +81,8 @@ def preprocess(img: np.ndarray, spec: InputSpec) -> np.ndarray:
     new_w = resized_width(h, w, spec)
     interp = cv2.INTER_AREA if h > spec.height else cv2.INTER_LINEAR
     out = cv2.resize(gray, (new_w, spec.height), interpolation=interp).astype(np.float32)
+    if spec.smooth > 0:
+        out = cv2.GaussianBlur(out, (0, 0), spec.smooth)
     out *= 1.0 / 255.0
     out -= spec.mean
     if spec.std != 1.0:
