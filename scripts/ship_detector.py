@@ -145,6 +145,8 @@ def boxes_row(served: Path) -> str:
         )
     if b.split_rows:  # not calibrated: scripts/split_rows.py
         text += "; a box over several printed rows cut into its rows (`scripts/split_rows.py`)"
+    if b.lone_glyphs:  # not calibrated: scripts/lone_glyphs.py
+        text += "; lone glyphs in table columns that no box covers read too (`scripts/lone_glyphs.py`)"
     return f"| box settings | {text} |"
 
 

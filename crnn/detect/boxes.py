@@ -19,7 +19,8 @@ these functions, so what training measures is what serving returns.
   was trained on;
 - `split_rows`: a box that holds several printed rows with paper between them (rows the probability map
   bridged) cut into one box per row;
-- `page_lines`: a page's boxes as lines to read and report, in reading order;
+- `page_lines`: a page's boxes as lines to read and report, in reading order, with the lone glyphs in
+  table columns that the detector missed (crnn.detect.glyphs);
 - `reading_order`: rows top to bottom (a line starts a new row when its centre is more than half a line
   below the row's first line), left to right within a row, and columns read one after another when a
   gutter runs between blocks of text or between lines that do not pair up across it.
@@ -32,6 +33,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from crnn.detect.glyphs import lone_glyphs
 from crnn.detect.polygons import order_quad, quad_size
 
 
@@ -51,6 +53,7 @@ class BoxConfig:
     zoom_gain: float = 1.5
     fit_ink: bool = True  # boxes reported narrowed to their ink's rows (fit_to_ink); crops keep the box
     split_rows: bool = True  # a box over several printed rows with paper between them is cut (split_rows)
+    lone_glyphs: bool = True  # lone glyphs in table columns that no box covers are read too (detect.glyphs)
 
 
 @dataclass
@@ -503,16 +506,24 @@ class Line:
     quad: np.ndarray  # the box reported and ordered by: narrowed to its ink when BoxConfig.fit_ink
 
 
-def page_lines(gray: np.ndarray, boxes: list[Box], fit_ink: bool = True, split: bool = True) -> list[Line]:
-    """The boxes found on `gray` (a uint8 page) as lines in reading order (ordered by the boxes reported),
-    a box over several printed rows cut into its rows first (split_rows)."""
+def page_lines(
+    gray: np.ndarray, boxes: list[Box], fit_ink: bool = True, split: bool = True, glyphs: bool = True
+) -> list[Line]:
+    """The boxes found on `gray` (a uint8 page) as lines in reading order (ordered by the boxes reported):
+    a box over several printed rows cut into its rows first (split_rows), then lone glyphs in table columns
+    that no box covers added (crnn.detect.glyphs, which needs the lines' ink boxes: with fit_ink only)."""
     if split:
         boxes = split_rows(gray, boxes)
-    lines = []
-    for b in boxes:
-        crop, m = upright(gray, b.quad)
-        lines.append(Line(crop, fit_to_ink(crop, m, b.quad) if fit_ink else b.quad))
+    quads = [b.quad for b in boxes]
+    lines = [_line(gray, q, fit_ink) for q in quads]
+    if glyphs and fit_ink:
+        lines += [_line(gray, q, fit_ink) for q in lone_glyphs(gray, quads, [ln.quad for ln in lines])]
     return [lines[i] for i in reading_order([ln.quad for ln in lines])]
+
+
+def _line(gray: np.ndarray, quad: np.ndarray, fit_ink: bool) -> Line:
+    crop, m = upright(gray, quad)
+    return Line(crop, fit_to_ink(crop, m, quad) if fit_ink else quad)
 
 
 def _center_height(quad: np.ndarray) -> tuple[float, float, float]:

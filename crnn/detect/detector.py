@@ -83,7 +83,8 @@ class Detector:
 
     def lines(self, gray: np.ndarray) -> list[Line]:
         """The page's lines in reading order: crops to read, boxes to report (boxes.page_lines)."""
-        return page_lines(gray, self.detect(gray), self.boxes.fit_ink, self.boxes.split_rows)
+        b = self.boxes
+        return page_lines(gray, self.detect(gray), b.fit_ink, b.split_rows, b.lone_glyphs)
 
     def _read(self, gray: np.ndarray, boxes: BoxConfig | None = None) -> list[Box]:
         boxes = boxes or self.boxes
