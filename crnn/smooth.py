@@ -9,7 +9,9 @@ file (serving, `crnn predict`, page mode, `make eval`, `make lm`) preprocesses a
 
 For each file (`smooth.models`, default the run's export/model.onnx and quantize/model.int8.onnx):
 1. renders `smooth.lines` validation lines from the run's own recipes, scenes in turn, with the val
-   split's corpus seed and font exclusions (lines no training step drew; never real lines);
+   split's corpus seed and font exclusions (lines no training step drew; never real lines; the first
+   `data.splits.val.size` of them are the val LMDB's when the recipes are the data stage's, which chose the
+   checkpoint and tunes the LM: the sweep is not independent of those);
 2. reads them greedily (the file alone: an LM is tuned on top of the chosen value afterwards, `make lm
    ARGS=lm.model=<the new file>`) at every sigma of `smooth.grid`, normalised as `make eval` normalises;
 3. keeps the lowest CER (the smaller sigma on a tie: trust the pixels) and writes a copy of the file with
@@ -44,6 +46,9 @@ def model_files(cfg: RunConfig) -> list[Path]:
         missing = [str(f) for f in files if not f.is_file()]
         if missing:
             raise StageError(f"smooth.models: {', '.join(missing)} do not exist")
+        names = [f.name for f in files]
+        if len(set(names)) < len(names):
+            raise StageError(f"smooth.models: two files named alike ({names}); their copies would collide")
         return files
     run = Path(cfg.runs_dir) / cfg.name
     files = [run / rel for rel in ("export/model.onnx", "quantize/model.int8.onnx") if (run / rel).is_file()]
@@ -144,8 +149,8 @@ def run(cfg: RunConfig) -> dict:
             write_smoothed(model, dest, best["sigma"], record)
             report["files"].append({"model": str(model), "out": str(dest), "chosen": best, "grid": rows})
             tag = model.stem.replace(".", "_")
-            for r in rows:
-                tracker.log_metrics({f"{tag}_cer": r["cer"]}, step=int(round(r["sigma"] * 100)))
+            for k, r in enumerate(rows):  # step: the grid point; its sigma is logged beside its CER
+                tracker.log_metrics({f"{tag}_cer": r["cer"], f"{tag}_grid_sigma": r["sigma"]}, step=k)
             tracker.log_metrics({f"{tag}_sigma": best["sigma"], f"{tag}_chosen_cer": best["cer"]})
         (out / "report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False))
         (out / "report.md").write_text(table(report) + "\n")

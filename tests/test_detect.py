@@ -700,6 +700,26 @@ def test_a_lone_glyph_whose_strokes_have_paper_between_them_is_not_cut():
     assert row_bands(np.full((76, 300), 245, np.uint8), line_h=38) == []  # no ink at all
 
 
+def test_rows_cut_by_the_box_edge_or_with_small_print_between_them_are_not_cut():
+    """Two rows of two glyphs each are cut apart (as above), but not when one of them touches the crop's
+    edge (a neighbour's ink the box reached into), nor when small print lies between them (a cut halfway
+    would run through it)."""
+    import cv2
+
+    def page(rows, small=None, h=120):
+        crop = np.full((h, 90), 245, np.uint8)
+        for y0, y1 in rows:
+            cv2.rectangle(crop, (8, y0), (36, y1), 20, 3)
+            cv2.rectangle(crop, (46, y0), (74, y1), 20, 3)
+        for x in range(10, 70, 8) if small else ():  # small print: 3-px strokes
+            crop[small[0] : small[1], x : x + 3] = 20
+        return crop
+
+    assert row_bands(page([(8, 34), (86, 112)]), line_h=34) == [(0, 60), (60, 120)]
+    assert row_bands(page([(0, 34), (86, 112)]), line_h=34) == []  # the top row runs off the crop
+    assert row_bands(page([(8, 34), (86, 112)], small=(52, 61)), line_h=34) == []
+
+
 def test_no_line_box_of_synthetic_pages_is_cut_and_boxes_over_two_lines_are(synth):
     """The labelled line boxes of synthetic pages (every layout) each hold one line: none is cut. A box
     drawn over two neighbouring lines (one above the other, sharing most of their width, apart by less

@@ -39,7 +39,12 @@ class InputSpec:
             raise ValueError("only grayscale models (input.channels=1) are supported")
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        """The spec as files store it. `smooth` only when set, so that a file without smoothing stays
+        readable by a toolkit from before the field (whose InputSpec would refuse the key)."""
+        d = asdict(self)
+        if not d["smooth"]:
+            del d["smooth"]
+        return d
 
 
 def to_gray(img: np.ndarray) -> np.ndarray:

@@ -447,10 +447,11 @@ def row_bands(
 ) -> list[tuple[int, int]]:
     """The [top, bottom) rows of each printed row in an upright crop that holds several, cut halfway across
     the paper between them; [] when it holds one. `line_h` is a line's height on the page (its boxes'
-    median): rows are cut only out of a box that tall several times over, and only where each row's ink is
-    a line's (SPLIT_MIN_ROW, SPLIT_MAX_ROW, SPLIT_SIMILAR), is not cut by the crop's edge, and holds two
-    glyphs or more (columns of paper between them), together wider than tall, so a lone 三, 二, 吕 or colon,
-    whose strokes have paper between them too, an underline, or a photo behind a line, stays whole."""
+    median): rows are cut only out of a box at least SPLIT_MIN_LINES times that tall, and only where each
+    row's ink is a line's (SPLIT_MIN_ROW, SPLIT_MAX_ROW, SPLIT_SIMILAR), no row is cut by the crop's edge,
+    nothing but paper lies between the rows, and each holds two glyphs or more (columns of paper between
+    them), together wider than tall. So a lone 三, 二, 吕 or colon, whose strokes have paper between them
+    too, an underline, small print between two rows, or a photo behind a line, stays whole."""
     h = crop.shape[0]
     if h < min_lines * line_h:
         return []
@@ -461,9 +462,12 @@ def row_bands(
     peak = float(per_row.max())
     if peak <= 0:
         return []
-    rows = [r for r in _runs(per_row >= gap * peak) if r[1] - r[0] >= min_row * line_h]
+    inked = _runs(per_row >= gap * peak)
+    rows = [r for r in inked if r[1] - r[0] >= min_row * line_h]
     if len(rows) < 2 or rows[0][0] == 0 or rows[-1][1] == h:  # a row the box's edge cuts: not its own
         return []
+    if any(rows[0][0] < a < rows[-1][1] and (a, b) not in rows for a, b in inked):
+        return []  # ink between the rows that is no line's (small print, a rule): no clean cut through it
     heights = [b - a for a, b in rows]
     if max(heights) > min(SPLIT_SIMILAR * min(heights), max_row * line_h):
         return []
