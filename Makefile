@@ -19,7 +19,7 @@ FONT_PACKAGES := fonts-noto-cjk fonts-wqy-zenhei fonts-wqy-microhei fonts-arphic
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: detect-train detect-export detect-calibrate detect-quantize detect-eval ship-detector
-.PHONY: help install fonts browser tesseract ppocr eval-real regress-real data samples train train-bundle prune export average quantize eval lm smooth regress compare mlflow-ui ship ship-lm model serve \
+.PHONY: help install fonts browser tesseract ppocr eval-real regress-real data samples train train-bundle prune export average quantize eval lm smooth regress compare mlflow-ui ship ship-lm ship-reading model serve \
 	demo test lint bench bench-train bench-runtime bench-serve clean
 
 help:
@@ -178,6 +178,11 @@ $(DEMO_MODEL):
 # a make eval-real run that read the bundled file plain and with it (scripts/ship_lm.py says how)
 ship-lm: install
 	$(PY) scripts/ship_lm.py experiment=$(EXP) $(ARGS)
+
+# A change in how the bundled model is read (eval.second_look, ...), gated like a new model on two eval-real
+# runs (ARGS="+before=runs/<a>/eval_real +after=runs/<b>/eval_real"): rewrites models/crnn_zh_en.realdev.json
+ship-reading: install
+	$(PY) scripts/ship_reading.py experiment=$(EXP) $(ARGS)
 
 # Copy an experiment's INT8 + FP32 models into models/ with a model card written from its reports.
 ship: install

@@ -147,6 +147,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="character LM file for --decoder lm (default: the bundled one when the bundled model reads, "
         "or $CRNN_LM)",
     )
+    p.add_argument(
+        "--second-look",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="read lines of low confidence again blurred and keep the surer reading (dot-matrix print)",
+    )
     p.add_argument("--format", choices=FORMATS, default="text", dest="fmt", help="output format")
     p.add_argument("--out", help="write results to this file (default: standard output)")
     p.add_argument("--batch", type=int, default=32, help="images read and recognised together")
@@ -194,6 +200,7 @@ def cmd_predict(a: argparse.Namespace) -> int:
         detector=a.detector or default_detector(),
         splitter=a.splitter,
         lm=lm,
+        second_look=a.second_look,
     )
     return 0 if tally.images else 1
 

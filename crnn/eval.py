@@ -301,7 +301,7 @@ def evaluate_artifact(name: str, path: str, test_paths: list[str], e_dict: dict,
     """Runs in a fresh process: scores, latencies, throughput and peak memory of one artifact."""
     from crnn.config import from_dict
     from crnn.lm import load_lm_for
-    from crnn.predictor import Predictor
+    from crnn.predictor import Predictor, SecondLook
 
     e = from_dict(EvalConfig, e_dict)
     norm = Normalizer(e.normalize)
@@ -310,7 +310,8 @@ def evaluate_artifact(name: str, path: str, test_paths: list[str], e_dict: dict,
     decoder = "lm" if lm_path else e.decoder
     backend = _backend(p, threads)
     lm = load_lm_for(lm_path, backend.charset.fingerprint(), str(p)) if lm_path else None
-    predictor = Predictor(backend, decoder=decoder, beam_width=e.beam_width, lm=lm)
+    look = SecondLook() if e.second_look else None
+    predictor = Predictor(backend, decoder=decoder, beam_width=e.beam_width, lm=lm, second_look=look)
     sets, _ = open_test_sets(test_paths, backend.charset, backend.spec)
 
     def score(ds: TestSet, preds: dict[int, str]) -> SceneScores:
@@ -330,6 +331,7 @@ def evaluate_artifact(name: str, path: str, test_paths: list[str], e_dict: dict,
         macs=count_macs(mc),
         throughput_batch=e.batch_size,
         decoder=decoder,
+        second_look=asdict(look) if look else None,
         **(
             {"lm": str(lm_path), "lm_sha256": sha256_file(lm_path), "lm_fusion": asdict(lm.fusion)}
             if lm

@@ -234,6 +234,7 @@ def run(
     detector: str | None = None,
     splitter: str = "",
     lm: str | None = None,
+    second_look: bool = True,
 ) -> Tally:
     """Read `inputs` with `model`, write results to the file `out` (standard output when None), report on
     `err` (standard error). Options and the model are checked before `out` is opened, so a mistake never
@@ -241,7 +242,7 @@ def run(
     (an ONNX file) finds the lines of pages unless `splitter` is "projection"; `lm` (a character LM file)
     is what decoder "lm" reads with."""
     from crnn.onnx_model import OnnxBackend
-    from crnn.predictor import Predictor
+    from crnn.predictor import Predictor, SecondLook
 
     check_options(mode, decoder, fmt, batch)
     if splitter and splitter not in SPLITTERS:
@@ -260,7 +261,8 @@ def run(
             char_lm = load_lm_for(lm, backend.charset.fingerprint(), model)
         except LMFormatError as e:
             raise OptionError(f"--lm: {e}") from None
-    predictor = Predictor(backend, decoder=decoder, max_batch=32, lm=char_lm)
+    look = SecondLook() if second_look else None
+    predictor = Predictor(backend, decoder=decoder, max_batch=32, lm=char_lm, second_look=look)
     det = None
     if detector and splitter != "projection" and mode != "line":
         from crnn.detect.detector import Detector

@@ -20,7 +20,7 @@ import numpy as np
 
 from crnn.charset import Charset
 from crnn.ctc import DECODERS, Decoded, decode
-from crnn.data.preprocess import InputSpec, pad_batch, preprocess
+from crnn.data.preprocess import InputSpec, pad_batch, preprocess, smooth_line
 from crnn.lm import CharLM
 from crnn.models.geometry import output_length
 
@@ -36,6 +36,22 @@ class Backend(Protocol):
     def logits(self, batch: np.ndarray, widths: np.ndarray) -> np.ndarray: ...
 
 
+@dataclass(frozen=True)
+class SecondLook:
+    """A line read with a confidence under `below` is read again blurred by a Gaussian of `sigma` pixels at
+    the model's height (crnn.data.preprocess.smooth_line), and the more confident reading is kept.
+
+    Why: dot-matrix print (a till's receipt) is rows of separate dots, which the recognizer reads far
+    better once they run together, and it reads such lines with low confidence; a blur costs solid print
+    a little, so only doubtful lines get it, and only when it makes the reading surer. Chosen on synthetic
+    lines (scripts/second_look.py, v2 INT8 + LM): receipt lines printed in a till's draft dots 17.6 ->
+    11.4 % CER, in round dots 11.5 -> 10.5 %, plain 0.84 -> 0.80 %; 3,600 validation lines of every scene
+    1.43 % either way, one line in eight of them read twice."""
+
+    sigma: float = 0.8
+    below: float = 0.9
+
+
 @dataclass
 class Predictor:
     backend: Backend
@@ -45,6 +61,7 @@ class Predictor:
     bucket_px: int = 64  # lines whose widths differ by at most this share a model call
     max_batch: int = 64  # lines per model call
     max_logits_mb: float = 32.0  # and at most this much float32 output per call (N x T x classes)
+    second_look: SecondLook | None = None  # doubtful lines read again blurred (serving's default: on)
 
     def __post_init__(self) -> None:
         if self.decoder not in DECODERS:
@@ -67,7 +84,20 @@ class Predictor:
         return self.read_inputs([preprocess(img, self.spec) for img in images])
 
     def read_inputs(self, inputs: list[np.ndarray]) -> list[Decoded]:
-        """Decoded text of each preprocessed (1, H, W) input, in input order."""
+        """Decoded text of each preprocessed (1, H, W) input, in input order; with a second look, each line
+        read with a confidence under its threshold is read again blurred and the surer reading kept."""
+        out = self._read_all(inputs)
+        look = self.second_look
+        if look is not None:
+            doubtful = [i for i, d in enumerate(out) if d.confidence < look.below]
+            if doubtful:
+                again = self._read_all([smooth_line(inputs[i], look.sigma) for i in doubtful])
+                for i, d in zip(doubtful, again):
+                    if d.confidence > out[i].confidence:
+                        out[i] = d
+        return out
+
+    def _read_all(self, inputs: list[np.ndarray]) -> list[Decoded]:
         out: list[Decoded | None] = [None] * len(inputs)
         for idx in self.batches([x.shape[-1] for x in inputs]):
             for i, d in zip(idx, self.read_batch([inputs[i] for i in idx])):

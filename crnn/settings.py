@@ -165,6 +165,7 @@ class EvalConfig:
     decoder: str = "greedy"  # greedy | beam (CTC prefix beam search) | lm (beam search + eval.lm)
     beam_width: int = 10
     lm: str = ""  # the character LM file of decoder lm (crnn.lm_build), its weights inside
+    second_look: bool = True  # doubtful lines read again blurred, as served (crnn.predictor.SecondLook)
     latency_lines: int = 50  # lines per scene timed at batch 1
     threads: int = 0  # 0: all cores
     worst: int = 20  # worst lines per scene in the HTML report

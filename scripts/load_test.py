@@ -147,8 +147,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--lm", default="", help="the character LM the server reads with (decoder lm)")
     ap.add_argument("--batch-max", type=int, default=16, help="micro-batching setting compared at the end")
     ap.add_argument("--batch-wait-ms", type=float, nargs="+", default=[0.0, 2.0], help="each compared")
+    ap.add_argument(
+        "--second-look",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="the server reads doubtful lines again blurred (its default; --no-second-look: once)",
+    )
     a = ap.parse_args(argv)
     lm = ["--lm", a.lm] if a.lm else []
+    lm += [] if a.second_look else ["--no-second-look"]
     try:
         proc, base, startup = start_server(a.model, a.workers, lm)
     except RuntimeError as e:
@@ -165,6 +172,7 @@ def main(argv: list[str] | None = None) -> int:
             "model": a.model,
             "decoder": "lm" if a.lm else "greedy",
             "lm": a.lm or None,
+            "second_look": a.second_look,
             "workers": a.workers,
             "cores": os.cpu_count(),
             "startup_s": startup,

@@ -93,11 +93,12 @@ def card_section(plain: dict, fused: dict, plain_real: dict, fused_real: dict, l
     return "\n".join(lines)
 
 
-def write_card(card: Path, section: str) -> None:
+def write_card(card: Path, section: str, start: str = CARD_START, end: str = CARD_END) -> None:
+    """`section` (which opens with `start` and closes with `end`) in place of the card's, else appended."""
     text = card.read_text() if card.is_file() else ""
-    if CARD_START in text and CARD_END in text:
-        head, rest = text.split(CARD_START, 1)
-        text = head + section + rest.split(CARD_END, 1)[1]
+    if start in text and end in text:
+        head, rest = text.split(start, 1)
+        text = head + section + rest.split(end, 1)[1]
     else:
         text = text.rstrip() + "\n\n" + section + "\n"
     card.write_text(text)

@@ -19,7 +19,7 @@ from crnn.data.lmdb_io import LmdbReader
 from crnn.data.pages import compose_page
 from crnn.metrics import TextScore
 from crnn.onnx_model import OnnxBackend
-from crnn.predictor import Predictor
+from crnn.predictor import Predictor, SecondLook
 from crnn.serve.segment import segment_lines
 from tests.conftest import ROOT
 
@@ -77,8 +77,9 @@ def test_a_folder_with_bad_files_is_read_in_order_and_the_bad_ones_counted(model
     for bad in ("03b_broken.png", "04b_empty.png", "05b_notes.jpg"):
         assert f"cannot read {d / bad}" in err
     assert "README" not in err and "8 images, 8 lines" in err and "3 unreadable" in err and "lines/s" in err
-    # the same text as the library's predictor reading the decoded images, and close to the labels
-    pred = Predictor(OnnxBackend(model))
+    # the same text as the library's predictor reading the decoded images (doubtful lines a second time,
+    # blurred, as crnn predict does by default), and close to the labels
+    pred = Predictor(OnnxBackend(model), second_look=SecondLook())
     images = [cv2.imread(str(p), cv2.IMREAD_GRAYSCALE) for p in good]
     assert [x["text"] for x in results] == [dec.text for dec in pred(images)]
     score = TextScore()
@@ -172,7 +173,16 @@ def test_page_mode_reads_a_rendered_page_top_to_bottom(model, records, tmp_path)
     # each line's text is the predictor's reading of that crop (the test model reads page crops at CER
     # 0.3-0.7, see test_serve.PAGE_CER, so the labels bound the order loosely)
     crops = [crop for crop, _ in segment_lines(page)]
-    assert [ln["text"] for ln in lines] == [d.text for d in Predictor(OnnxBackend(model))(crops)]
+    backend = OnnxBackend(model)
+    assert [ln["text"] for ln in lines] == [
+        d.text for d in Predictor(backend, second_look=SecondLook())(crops)
+    ]
+    once = crnn(
+        "predict", str(path), "--model", model, "--mode", "page", "--format", "json", "--no-second-look"
+    )
+    assert [ln["text"] for ln in json.loads(once.stdout)[0]["lines"]] == [
+        d.text for d in Predictor(backend)(crops)
+    ]
     score = TextScore()
     for rec, ln in zip(records, lines):
         score.add(rec.label, ln["text"])

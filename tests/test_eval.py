@@ -458,3 +458,64 @@ def test_ship_writes_models_and_a_model_card(evaluated, tmp_path):
     train = json.loads((evaluated.parent / "train" / "summary.json").read_text())
     assert f"- Training: {train['lines_seen']:,} lines seen in {train['steps']:,} steps" in card
     assert f"h on CPU ({train['lines_seen']:,} lines, " in card and "no GPU" not in card
+
+
+def test_a_reading_change_ships_through_the_replacement_gate_and_rewrites_the_baseline(
+    chain, tiny_data, tmp_path
+):
+    """scripts/ship_reading.py: two eval-real runs of the served file, without and with the second look; the
+    gate compares them on the same lines and the 'after' figures (and how they were read) become the
+    regress-real baseline. Refused when the 'before' run is not what the committed figures say, or when a
+    run did not read the served file."""
+    import shutil
+    import subprocess
+    import sys
+
+    from crnn.lineage import sha256_file
+
+    tmp = chain.parent.parent
+    over = tiny_overrides(tmp, "c") + [f"data.root={tiny_data / 'data'}"]
+    out = tmp_path / "models"
+    out.mkdir()
+    served = out / "crnn_zz.onnx"
+    shutil.copyfile(chain / "export" / "model.onnx", served)
+    folder = _real_folder(tiny_data, tmp_path / "real")
+    sets = f"eval.test_sets=[{tiny_data / 'data' / 'test'},{folder}]"
+    for name, look in (("before", "false"), ("after", "true")):
+        run_module(
+            "crnn.eval",
+            over
+            + [f"eval.out_dir=reading_{name}", "eval.threads=1", "eval.latency_lines=2", sets]
+            + [f"eval.artifacts=['bundled={served}']", f"eval.second_look={look}"],
+        )
+    before, after = chain / "reading_before", chain / "reading_after"
+    ship = [sys.executable, str(ROOT / "scripts" / "ship_reading.py"), *over, f"+out={out}", "+as=zz"]
+
+    def shipped(*extra: str) -> subprocess.CompletedProcess:
+        return subprocess.run(ship + list(extra), capture_output=True, text=True, cwd=ROOT)
+
+    try:
+        gated = shipped(f"+before={before}", f"+after={after}")
+        assert gated.returncode == 0 or "the reading may not ship" in gated.stderr, gated.stderr[-2000:]
+        if gated.returncode:
+            assert not (out / "crnn_zz.realdev.json").exists()
+            assert shipped(f"+before={before}", f"+after={after}", "+force=true").returncode == 0
+        base = json.loads((out / "crnn_zz.realdev.json").read_text())
+        row = base["models"][0]
+        after_row = json.loads((after / "report.json").read_text())["models"][0]
+        real = next(s for s in after_row["sets"] if s["kind"] == "folder")
+        assert row["sha256"] == sha256_file(served) and row["second_look"] == {"sigma": 0.8, "below": 0.9}
+        assert row["overall"]["edits"] == real["edits"] and base["test_sets"][0]["path"] == str(folder)
+        row["overall"]["edits"] += 1  # figures the 'before' run does not make
+        (out / "crnn_zz.realdev.json").write_text(json.dumps(base))
+        stale = shipped(f"+before={before}", f"+after={after}")
+        assert (
+            stale.returncode == 2 and "does not read the bundled model the way it serves now" in stale.stderr
+        )
+        with served.open("ab") as f:  # another served file: neither run read it
+            f.write(b"another model")
+        other = shipped(f"+before={before}", f"+after={after}", "+force=true")
+        assert other.returncode == 2 and "did not read the served file" in other.stderr
+    finally:
+        for d in (before, after):
+            shutil.rmtree(d, ignore_errors=True)  # the chain's run stays as other tests know it

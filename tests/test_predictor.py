@@ -182,3 +182,56 @@ def test_engine_serves_either_decoder_whatever_its_default(chain, tiny_data):
     beam = [r.text for r in engine.recognize(images, boxes)]
     greedy = [r.text for r in engine.recognize(images, boxes, "greedy")]
     assert len(beam) == len(greedy) == 4 and sum(a == b for a, b in zip(beam, greedy)) >= 3
+
+
+def _receipt_lines(look: dict, n: int) -> list[tuple[np.ndarray, str]]:
+    """Synthetic receipt lines (the receipt corpus's ASCII text), printed one way (receipt_looks.py)."""
+    import random
+    from dataclasses import replace
+
+    from crnn.data.render import LineRenderer
+
+    cfg = compose_cfg(["experiment=zh_en_v2"])
+    recipe = cfg.render.scenes["receipt"]
+    corpus = SynthSource(cfg.corpus, cfg.render, load_charset(cfg.charset), seed=11).corpora["receipt"]
+    texts = [t for t in (corpus.line(i) for i in range(3 * n)) if t.isascii() and t.strip()][:n]
+    solo = LineRenderer(replace(cfg.render, scenes={"receipt": replace(recipe, **look)}))
+    out = [
+        (solo.render(t, "receipt", random.Random(i), np.random.default_rng(i)), t)
+        for i, t in enumerate(texts)
+    ]
+    return [(img, t) for img, t in out if img is not None]
+
+
+def test_a_second_look_rereads_doubtful_lines_blurred_and_keeps_the_surer_reading():
+    """The bundled model on draft dot-matrix receipt lines: each line read with a confidence under the
+    threshold is read again blurred, the more confident reading kept, every other line as it was; and the
+    dots read better for it (the reason it exists: greedy, 21 against 14 % CER on 300 such lines)."""
+    import editdistance
+
+    from crnn.data.preprocess import smooth_line
+    from crnn.predictor import SecondLook
+
+    backend = OnnxBackend(BUNDLED / "crnn_zh_en.int8.onnx", threads=1)
+    lines = _receipt_lines({"dot_matrix_p": 1.0, "dot_draft_p": 1.0}, 60)
+    xs = [preprocess(img, backend.spec) for img, _ in lines]
+    look = SecondLook()
+    plain = Predictor(backend).read_inputs(xs)
+    blurred = Predictor(backend).read_inputs([smooth_line(x, look.sigma) for x in xs])
+    got = Predictor(backend, second_look=look).read_inputs(xs)
+    doubtful = 0
+    for a, b, g in zip(plain, blurred, got):
+        if a.confidence < look.below:
+            doubtful += 1
+            assert g.text == (b.text if b.confidence > a.confidence else a.text)
+        else:
+            assert g.text == a.text
+    assert 0 < doubtful < len(lines)
+
+    def edits(reads):
+        return sum(
+            editdistance.eval(t.lower().replace(" ", ""), r.text.lower().replace(" ", ""))
+            for (_, t), r in zip(lines, reads)
+        )
+
+    assert edits(got) < 0.85 * edits(plain)

@@ -85,14 +85,24 @@ def preprocess(img: np.ndarray, spec: InputSpec) -> np.ndarray:
     h, w = gray.shape
     new_w = resized_width(h, w, spec)
     interp = cv2.INTER_AREA if h > spec.height else cv2.INTER_LINEAR
-    out = cv2.resize(gray, (new_w, spec.height), interpolation=interp).astype(np.float32)
-    if spec.smooth > 0:
-        out = cv2.GaussianBlur(out, (0, 0), spec.smooth)
+    out = smooth_line(cv2.resize(gray, (new_w, spec.height), interpolation=interp).astype(np.float32), spec.smooth)
     out *= 1.0 / 255.0
     out -= spec.mean
     if spec.std != 1.0:
         out /= spec.std
     return out[None]
+
+
+def smooth_line(x: np.ndarray, sigma: float) -> np.ndarray:
+    """A float line at the model's height, (H, W) or a preprocessed (1, H, W), blurred by a Gaussian of
+    `sigma` pixels (itself when sigma is 0). The normalisation is affine and the kernel sums to 1, so a
+    preprocessed line blurred here equals one preprocessed with that smoothing (the predictor's second look,
+    crnn.predictor.SecondLook, blurs what it already has)."""
+    if sigma <= 0:
+        return x
+    if x.ndim == 3:
+        return cv2.GaussianBlur(x[0], (0, 0), sigma)[None]
+    return cv2.GaussianBlur(x, (0, 0), sigma)
 
 
 def pad_batch(items: list[np.ndarray], multiple: int = 1) -> tuple[np.ndarray, np.ndarray]:

@@ -66,6 +66,12 @@ def main(
     )
     ap.add_argument("--batch-wait-ms", type=float, default=2.0, help="how long a request waits for others")
     ap.add_argument(
+        "--second-look",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="read lines of low confidence again blurred and keep the surer reading (dot-matrix print)",
+    )
+    ap.add_argument(
         "--decoder",
         choices=["greedy", "beam", "lm"],
         default=None,
@@ -110,6 +116,7 @@ def main(
         decoder=decoder,
         lm=os.path.abspath(a.lm) if a.lm else "",
         detector=os.path.abspath(a.detector) if a.detector else "",
+        second_look=a.second_look,
     )
     os.environ["CRNN_SERVE_CONFIG"] = json.dumps(asdict(cfg))
     uvicorn.run(

@@ -34,6 +34,7 @@ from crnn import __version__
 from crnn.ctc import DECODERS
 from crnn.data.preprocess import clean_line, preprocess
 from crnn.onnx_model import read_metadata
+from crnn.predictor import SecondLook
 from crnn.serve.cache import ResultCache
 from crnn.serve.engine import Engine
 from crnn.serve.metrics import MetricsMiddleware, ServeMetrics
@@ -62,6 +63,7 @@ class ServeConfig:
     decoder: str = "greedy"  # the default CTC decoder; a request may ask for another (form field)
     lm: str = ""  # the character LM file of decoder lm (crnn.lm_build; "": no lm decoder)
     detector: str = ""  # the text-line detector's ONNX file for page mode ("": the projection splitter)
+    second_look: bool = True  # doubtful lines read again blurred (crnn.predictor.SecondLook)
 
     @classmethod
     def from_env(cls) -> ServeConfig:
@@ -91,6 +93,7 @@ def create_app(cfg: ServeConfig) -> FastAPI:
         batch_wait_ms=cfg.batch_wait_ms,
         decoder=cfg.decoder,
         lm_path=cfg.lm,
+        second_look=SecondLook() if cfg.second_look else None,
     )
     meta = read_metadata(cfg.model)
     detector = None

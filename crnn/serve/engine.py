@@ -19,7 +19,7 @@ from crnn.ctc import DECODERS
 from crnn.data.preprocess import preprocess
 from crnn.lm import load_lm_for
 from crnn.onnx_model import OnnxBackend
-from crnn.predictor import Predictor
+from crnn.predictor import Predictor, SecondLook
 from crnn.serve.batcher import MicroBatcher
 
 
@@ -47,6 +47,8 @@ class Engine:
     lm_path: str = ""  # a character LM file (crnn.lm_build): offers decoder "lm"
     batch_max: int = 0  # micro-batching of concurrent requests: at most this many lines per call (0: off)
     batch_wait_ms: float = 2.0  # and a request waits at most this long for others to join
+    # doubtful lines read again blurred, the surer reading kept (crnn.predictor.SecondLook; None: off)
+    second_look: SecondLook | None = field(default_factory=SecondLook)
     stats: EngineStats = field(default_factory=EngineStats)
 
     def __post_init__(self) -> None:
@@ -61,6 +63,7 @@ class Engine:
             bucket_px=self.bucket_px,
             max_batch=self.max_lines_per_call,
             max_logits_mb=self.max_logits_mb,
+            second_look=self.second_look,
         )
         self.spec = self.backend.spec
         self.charset = self.backend.charset

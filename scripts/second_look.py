@@ -1,0 +1,141 @@
+"""The predictor's second look (crnn.predictor.SecondLook), chosen on synthetic lines.
+
+    python scripts/second_look.py [model.onnx] [+lines=3600] [+receipts=300] [+decoder=lm] [hydra overrides]
+
+A line read with a confidence under `below` is read again blurred by `sigma` pixels and the surer reading
+kept. Two sets of synthetic lines, never real ones:
+- receipt lines (ASCII text of the receipt corpus, seed 11) printed plain, in round dot-matrix dots and in a
+  till's draft dots (the print looks of scripts/receipt_looks.py): what it is for, and what it must not
+  cost solid print;
+- `lines` validation lines of the experiment's recipes, every scene in turn (the val split's corpus seed
+  and fonts): what it costs elsewhere, and how many lines are read twice.
+Each line is read once as is and once blurred at each sigma; every (sigma, below) of the grid is then
+scored from those readings. Normalised as `make eval` normalises. Saves runs/bench/second_look.{json,md}.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import editdistance
+import numpy as np
+from tqdm import tqdm
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from receipt_looks import LOOKS  # noqa: E402  (scripts/, beside this file)
+
+from crnn.charset import load_charset  # noqa: E402
+from crnn.command import default_lm, default_model  # noqa: E402
+from crnn.data.preprocess import preprocess, smooth_line  # noqa: E402
+from crnn.data.render import LineRenderer  # noqa: E402
+from crnn.data.source import SynthSource  # noqa: E402
+from crnn.predictor import SecondLook  # noqa: E402
+from crnn.serve.engine import Engine  # noqa: E402
+from crnn.settings import compose_run_config  # noqa: E402
+from crnn.textnorm import Normalizer  # noqa: E402
+
+OUT = ROOT / "runs" / "bench"
+SIGMAS = (0.5, 0.8, 1.3)
+BELOW = (0.8, 0.9, 0.95, 1.01)  # 1.01: every line read twice
+
+
+def receipt_sets(cfg, n: int) -> dict[str, list[tuple]]:
+    render, recipe = cfg.render, cfg.render.scenes["receipt"]
+    corpus = SynthSource(cfg.corpus, render, load_charset(cfg.charset), seed=11).corpora["receipt"]
+    texts = [t for t in (corpus.line(i) for i in range(3 * n)) if t.isascii() and t.strip()][:n]
+    sets = {}
+    for look in ("plain", "round dots", "draft dots"):
+        solo = LineRenderer(replace(render, scenes={"receipt": replace(recipe, **LOOKS[look])}))
+        imgs = [
+            solo.render(t, "receipt", random.Random(i), np.random.default_rng(i)) for i, t in enumerate(texts)
+        ]
+        sets[f"receipts, {look}"] = [(im, t, "receipt_en") for im, t in zip(imgs, texts) if im is not None]
+    return sets
+
+
+def validation_set(cfg, n: int) -> list[tuple]:
+    split = cfg.data.splits["val"]
+    src = SynthSource(
+        cfg.corpus, cfg.render, load_charset(cfg.charset), seed=split.seed, exclude_fonts=split.exclude_fonts
+    )
+    return [
+        (s.image, s.label, s.scene) for s in (src.sample(i, balanced=True) for i in tqdm(range(n), "val"))
+    ]
+
+
+def measure(engine: Engine, items: list[tuple], norm: Normalizer) -> list[dict]:
+    """Every grid point's edits on `items`, and the share of lines it reads twice."""
+    xs = [preprocess(im, engine.spec) for im, _, _ in items]
+    truth = [norm(t, scene) for _, t, scene in items]
+    plain = replace(engine.predictor, second_look=None)
+    first = plain.read_inputs(xs)
+    rows = [{"sigma": 0.0, "below": 0.0, "edits": 0, "twice": 0.0}]
+    rows[0]["edits"] = sum(
+        editdistance.eval(g, norm(d.text, s)) for g, d, (_, _, s) in zip(truth, first, items)
+    )
+    for sigma in SIGMAS:
+        blurred = plain.read_inputs([smooth_line(x, sigma) for x in xs])
+        for below in BELOW:
+            edits = twice = 0
+            for g, a, b, (_, _, scene) in zip(truth, first, blurred, items):
+                doubtful = a.confidence < below
+                twice += doubtful
+                d = b if doubtful and b.confidence > a.confidence else a
+                edits += editdistance.eval(g, norm(d.text, scene))
+            rows.append({"sigma": sigma, "below": below, "edits": edits, "twice": twice / len(items)})
+    chars = sum(len(g) for g in truth)
+    for r in rows:
+        r["cer"] = r["edits"] / max(chars, 1)
+    return rows
+
+
+def main(argv: list[str]) -> None:
+    model = next((a for a in argv if a.endswith(".onnx")), None) or default_model()
+    overrides = [a for a in argv if not a.endswith(".onnx")]
+    cfg, extra = compose_run_config(["experiment=zh_en_v2", *overrides], ("lines", "receipts", "decoder"))
+    decoder = extra.get("decoder", "lm")
+    lm = default_lm(model) if decoder == "lm" else ""
+    engine = Engine(
+        model, threads=2, decoder=decoder if lm or decoder != "lm" else "greedy", lm_path=lm or ""
+    )
+    norm = Normalizer(cfg.eval.normalize)
+    sets = receipt_sets(cfg, int(extra.get("receipts", 300)))
+    sets["validation, every scene"] = validation_set(cfg, int(extra.get("lines", 3600)))
+    results = {name: measure(engine, items, norm) for name, items in tqdm(sets.items(), "sets")}
+    OUT.mkdir(parents=True, exist_ok=True)
+    record = {
+        "model": model,
+        "decoder": engine.predictor.decoder,
+        "default": vars(SecondLook()),
+        "sets": results,
+    }
+    (OUT / "second_look.json").write_text(json.dumps(record, indent=1), encoding="utf-8")
+    names = list(results)
+    md = [
+        f"Second look on synthetic lines ({Path(model).name}, decoder {engine.predictor.decoder}): CER, and "
+        "the share of lines read twice",
+        "",
+        "| sigma | below | " + " | ".join(names) + " |",
+        "|---|---|" + "---|" * len(names),
+    ]
+    default = SecondLook()
+    for k, r in enumerate(results[names[0]]):
+        mark = "**" if (r["sigma"], r["below"]) == (default.sigma, default.below) else ""
+        label = "off" if not r["sigma"] else f"{mark}{r['sigma']:g}{mark} | {mark}{r['below']:g}{mark}"
+        cells = [
+            f"{results[n][k]['cer'] * 100:.2f} %" + (f" ({results[n][k]['twice']:.0%})" if r["sigma"] else "")
+            for n in names
+        ]
+        md.append(f"| {label} |" + (" |" if not r["sigma"] else "") + " " + " | ".join(cells) + " |")
+    (OUT / "second_look.md").write_text("\n".join(md) + "\n", encoding="utf-8")
+    print("\n".join(md))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
