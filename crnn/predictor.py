@@ -85,7 +85,8 @@ class Predictor:
 
     def read_inputs(self, inputs: list[np.ndarray]) -> list[Decoded]:
         """Decoded text of each preprocessed (1, H, W) input, in input order; with a second look, each line
-        read with a confidence under its threshold is read again blurred and the surer reading kept."""
+        read with a confidence under its threshold is read again blurred and the surer reading kept (never
+        an empty one)."""
         out = self._read_all(inputs)
         look = self.second_look
         if look is not None:
@@ -93,7 +94,8 @@ class Predictor:
             if doubtful:
                 again = self._read_all([smooth_line(inputs[i], look.sigma) for i in doubtful])
                 for i, d in zip(doubtful, again):
-                    if d.confidence > out[i].confidence:
+                    # an empty reading's confidence is 1 (nothing kept): blurred away is not surer
+                    if d.text.strip() and d.confidence > out[i].confidence:
                         out[i] = d
         return out
 

@@ -69,6 +69,12 @@ def compare(baseline: dict, current: dict, cer_points: float, latency_tolerance:
                 f"{name}: decoded with {m.get('decoder', 'greedy')}, the baseline with "
                 f"{b.get('decoder', 'greedy')} (the bundled LM missing, or added without make ship-lm)"
             )
+        if b.get("second_look") != m.get("second_look"):
+            problems.append(
+                f"{name}: read with second look {m.get('second_look')}, the baseline with "
+                f"{b.get('second_look')} (a change in how lines are read ships with make ship-reading, which "
+                "rewrites the real-line baseline; re-baseline the demo)"
+            )
         if b.get("int8") != m.get("int8") or b.get("format") != m.get("format"):
             problems.append(
                 f"{name}: a different kind of model than the baseline's ({m.get('format')}, int8 "

@@ -86,7 +86,9 @@ def measure(engine: Engine, items: list[tuple], norm: Normalizer) -> list[dict]:
             for g, a, b, (_, _, scene) in zip(truth, first, blurred, items):
                 doubtful = a.confidence < below
                 twice += doubtful
-                d = b if doubtful and b.confidence > a.confidence else a
+                d = (
+                    b if doubtful and b.text.strip() and b.confidence > a.confidence else a
+                )  # as the predictor
                 edits += editdistance.eval(g, norm(d.text, scene))
             rows.append({"sigma": sigma, "below": below, "edits": edits, "twice": twice / len(items)})
     chars = sum(len(g) for g in truth)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 from ship_lm import write_card
@@ -25,6 +26,7 @@ from ship_model import ROOT, TARGETS, _json, bundled_file, pct, realdev_baseline
 from crnn.cli import StageError, stage_errors
 from crnn.lineage import sha256_file
 from crnn.paired import LINES_FILE, pair, read_lines
+from crnn.predictor import SecondLook
 from crnn.settings import compose_run_config
 
 CARD_START, CARD_END = "<!-- reading: written by scripts/ship_reading.py -->", "<!-- /reading -->"
@@ -106,14 +108,22 @@ def main(argv: list[str]) -> int:
     reports = {k: _json(f / "report.json") for k, f in folders.items()}
     rows = {k: served_reading(reports[k], served_sha, lm_sha, folders[k]) for k in folders}
     real = {k: real_set(rows[k], folders[k]) for k in folders}
+    serves = asdict(SecondLook())  # how this code reads, which `after` must be and `before` not
+    if rows["after"].get("second_look") != serves or rows["before"].get("second_look") == serves:
+        raise StageError(
+            f"'after' must read as this code serves (second look {serves}) and 'before' otherwise; they read "
+            f"with {rows['after'].get('second_look')} and {rows['before'].get('second_look')}"
+        )
     problems = []
     baseline = dest / f"crnn_{as_name}.realdev.json"
     if baseline.is_file():
-        committed = _json(baseline)["models"][0]["overall"]["edits"]
-        if committed != real["before"]["edits"]:
+        committed = _json(baseline)["models"][0]
+        if (committed.get("sha256"), committed.get("lm_sha256")) != (served_sha, lm_sha):
+            problems.append(f"{baseline.name} describes other files than the served ones: ship them first")
+        elif committed["overall"]["edits"] != real["before"]["edits"]:
             problems.append(
-                f"the 'before' run made {real['before']['edits']} edits, {committed} in {baseline.name}: it "
-                "does not read the bundled model the way it serves now"
+                f"the 'before' run made {real['before']['edits']} edits, {committed['overall']['edits']} in "
+                f"{baseline.name}: it does not read the bundled model the way it serves now"
             )
     lines = {k: read_lines(folders[k] / LINES_FILE)[rows[k]["name"]] for k in folders}
     paired = pair(lines["after"], lines["before"], real["before"]["path"])

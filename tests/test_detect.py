@@ -792,6 +792,29 @@ def test_lone_digits_in_a_table_column_the_detector_missed_are_read_too():
         assert name < 150 and 255 < qty < 285 and price > 400
 
 
+def test_lone_digits_are_found_where_they_are_on_a_large_page_read_scaled_down():
+    """The same table three times larger, at an offset on a large page: its components are found at a
+    reduced scale (a line's ink over GLYPH_READ_HEIGHT) and mapped back to the page's pixels."""
+    import cv2
+
+    from crnn.detect.glyphs import lone_glyphs
+
+    small, boxes, cells = _item_table()
+    page = np.full((1600, 2400), 245, np.uint8)
+    k, (ox, oy) = 3, (700, 500)
+    page[oy : oy + 3 * small.shape[0], ox : ox + 3 * small.shape[1]] = cv2.resize(
+        small, None, fx=k, fy=k, interpolation=cv2.INTER_NEAREST
+    )
+    quads = [b.quad * k + np.float32([ox, oy]) for b in boxes]
+    found = sorted(
+        lone_glyphs(page, quads, [fit_to_ink(*upright(page, q), q) for q in quads]), key=lambda q: q[0, 1]
+    )
+    assert len(found) == 4
+    for q, (x, y) in zip(found, cells):
+        x, y = ox + k * x, oy + k * y
+        assert q[0, 0] < x + 6 and q[1, 0] > x + 36 and q[0, 1] < y - 54 and q[2, 1] > y
+
+
 def test_bullets_a_lone_digit_and_a_digit_off_every_row_are_not_glyphs():
     """A column of bullets (as wide as tall), one digit with no other in its column, and digits on rows
     where no line was found are not read as glyphs."""

@@ -508,6 +508,8 @@ def test_a_reading_change_ships_through_the_replacement_gate_and_rewrites_the_ba
         assert row["overall"]["edits"] == real["edits"] and base["test_sets"][0]["path"] == str(folder)
         row["overall"]["edits"] += 1  # figures the 'before' run does not make
         (out / "crnn_zz.realdev.json").write_text(json.dumps(base))
+        same = shipped(f"+before={after}", f"+after={after}")  # no change in how lines are read
+        assert same.returncode == 2 and "'before' otherwise" in same.stderr
         stale = shipped(f"+before={before}", f"+after={after}")
         assert (
             stale.returncode == 2 and "does not read the bundled model the way it serves now" in stale.stderr

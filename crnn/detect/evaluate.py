@@ -79,11 +79,18 @@ def load_pages(folder: str | Path) -> list[RealPage]:
 class RecognizerReader:
     """Lines from a splitter, read by our recognizer in one call per page."""
 
-    def __init__(self, model: str, threads: int, lm: str = "") -> None:
+    def __init__(self, model: str, threads: int, lm: str = "", second_look: bool = True) -> None:
+        from crnn.predictor import SecondLook
         from crnn.serve.engine import Engine
 
-        self.engine = Engine(model, threads=threads, decoder="lm" if lm else "greedy", lm_path=lm)
-        self.reading = Path(model).name + (f" + {Path(lm).name}" if lm else "")  # what reads the lines
+        look = SecondLook() if second_look else None  # as served by default
+        self.engine = Engine(
+            model, threads=threads, decoder="lm" if lm else "greedy", lm_path=lm, second_look=look
+        )
+        # what reads the lines
+        self.reading = (
+            Path(model).name + (f" + {Path(lm).name}" if lm else "") + ("" if look else ", read once")
+        )
         self.files = [model, *([lm] if lm else [])]
 
     def recognize(self, crops: list[np.ndarray]) -> list[str]:

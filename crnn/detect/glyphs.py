@@ -83,17 +83,22 @@ def lone_glyphs(gray: np.ndarray, boxes: list[np.ndarray], inks: list[np.ndarray
     line_h = float(np.median(rows[:, 1]))
     if line_h < 4:
         return []
+    comps = _components(gray, boxes, line_h)
+    x, y, w, h, area = comps.T  # shape first, at once: a speckled scan has hundreds of thousands
+    shaped = (
+        (h >= GLYPH_HEIGHT[0] * rows[:, 1].min())
+        & (h <= GLYPH_HEIGHT[1] * rows[:, 1].max())
+        & (w >= GLYPH_WIDTH[0] * h)
+        & (w <= GLYPH_WIDTH[1] * h)
+        & (area >= GLYPH_FILL[0] * w * h)
+        & (area <= GLYPH_FILL[1] * w * h)
+    )
     found = []
-    for x, y, w, h, area in _components(gray, boxes, line_h):
+    for x, y, w, h, _ in comps[shaped]:
         cy = y + h / 2
         near = np.abs(rows[:, 0] - cy) < GLYPH_ROW * rows[:, 1]
         ratio = h / np.maximum(rows[:, 1], 1.0)
         if not np.any(near & (ratio >= GLYPH_HEIGHT[0]) & (ratio <= GLYPH_HEIGHT[1])):
-            continue
-        if (
-            not GLYPH_WIDTH[0] * h <= w <= GLYPH_WIDTH[1] * h
-            or not GLYPH_FILL[0] <= area / (w * h) <= GLYPH_FILL[1]
-        ):
             continue
         found.append((float(x), float(y), float(w), float(h)))
     centres = np.array([(x + w / 2, y + h / 2) for x, y, w, h in found], np.float32).reshape(-1, 2)

@@ -17,7 +17,7 @@ import base64
 import json
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Annotated, Literal, get_args
 
@@ -247,6 +247,7 @@ def create_app(cfg: ServeConfig) -> FastAPI:
             "detector": detector.path.name if detector is not None else None,
             "decoder": cfg.decoder,
             "lm": Path(cfg.lm).name if cfg.lm else None,
+            "second_look": asdict(engine.second_look) if engine.second_look else None,
             "alphabet_size": len(engine.charset.chars),
             "input": engine.spec.as_dict(),
             "lineage": json.loads(meta["lineage"]),
