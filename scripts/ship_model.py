@@ -161,9 +161,8 @@ def realdev_baseline(report: dict, row: dict, real: dict, shipped: Path, sha256:
                 "path": str(shipped.relative_to(ROOT)) if shipped.is_relative_to(ROOT) else str(shipped),
                 "sha256": sha256,
                 "decoder": row.get("decoder", "greedy"),
-                "second_look": row.get(
-                    "second_look"
-                ),  # how lines were read: make regress-real compares alike
+                # how its lines were read: make regress-real compares readings made alike only
+                "second_look": row.get("second_look"),
                 "format": row["format"],
                 "int8": row["int8"],
                 "size_bytes": row.get("size_bytes"),
