@@ -38,6 +38,22 @@ LOOKS = {
 }
 
 
+def receipt_texts(cfg, render, n: int) -> list[str]:
+    """`n` ASCII lines of the receipt corpus (seed 11): what SROIE's receipts print."""
+    corpus = SynthSource(cfg.corpus, render, load_charset(cfg.charset), seed=11).corpora["receipt"]
+    return [t for t in (corpus.line(i) for i in range(3 * n)) if t.isascii() and t.strip()][:n]
+
+
+def look_lines(render, change: dict, texts: list[str]) -> list[tuple[str, np.ndarray]]:
+    """(text, image) of each text printed one way (a LOOKS entry), each line from its own seed."""
+    solo = LineRenderer(replace(render, scenes={"receipt": replace(render.scenes["receipt"], **change)}))
+    pairs = [
+        (t, solo.render(t, "receipt", random.Random(i), np.random.default_rng(i)))
+        for i, t in enumerate(texts)
+    ]
+    return [(t, img) for t, img in pairs if img is not None]
+
+
 def main(argv: list[str]) -> None:
     model = next((a for a in argv if a.endswith(".onnx")), None) or default_model()
     overrides = [a for a in argv if not a.endswith(".onnx")]  # Hydra overrides, and +lines=N
@@ -47,9 +63,7 @@ def main(argv: list[str]) -> None:
     if Path(BITMAP_FACE).is_file():
         face = {"path": BITMAP_FACE, "index": 0, "style": "pixel"}
         render = replace(render, fonts={**render.fonts, "bitmap_8x8": face})
-    recipe = render.scenes["receipt"]
-    corpus = SynthSource(cfg.corpus, render, load_charset(cfg.charset), seed=11).corpora["receipt"]
-    texts = [t for t in (corpus.line(i) for i in range(3 * n)) if t.isascii() and t.strip()][:n]
+    texts = receipt_texts(cfg, render, n)
     reader = RecognizerReader(model, 2, "", second_look=False)  # the model's own reading
     norm = Normalizer(cfg.eval.normalize)  # as eval-real scores SROIE's receipt lines: no case, no spaces
     print(f"{model}: {len(texts)} receipt lines per look, greedy, CER without case and spaces")
@@ -57,12 +71,7 @@ def main(argv: list[str]) -> None:
         if "bitmap_8x8" in change.get("fonts", []) and "bitmap_8x8" not in render.fonts:
             print(f"  {look:22} skipped: {BITMAP_FACE} is not installed (apt-get install fonts-misaki)")
             continue
-        solo = LineRenderer(replace(render, scenes={"receipt": replace(recipe, **change)}))
-        pairs = []
-        for i, text in enumerate(texts):
-            img = solo.render(text, "receipt", random.Random(i), np.random.default_rng(i))
-            if img is not None:
-                pairs.append((text, img))
+        pairs = look_lines(render, change, texts)
         reads = reader.recognize([img for _, img in pairs])
         truth = [norm(t, "receipt_en") for t, _ in pairs]
         edits = sum(editdistance.eval(t, norm(r, "receipt_en")) for t, r in zip(truth, reads))

@@ -16,28 +16,24 @@ scored from those readings. Normalised as `make eval` normalises. Saves runs/ben
 from __future__ import annotations
 
 import json
-import random
 import sys
 from dataclasses import replace
 from pathlib import Path
 
 import editdistance
-import numpy as np
 from tqdm import tqdm
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from receipt_looks import LOOKS  # noqa: E402  (scripts/, beside this file)
+from receipt_looks import LOOKS, look_lines, receipt_texts  # noqa: E402  (scripts/, beside this file)
 
-from crnn.charset import load_charset  # noqa: E402
 from crnn.command import default_lm, default_model  # noqa: E402
 from crnn.data.preprocess import preprocess, smooth_line  # noqa: E402
-from crnn.data.render import LineRenderer  # noqa: E402
-from crnn.data.source import SynthSource  # noqa: E402
 from crnn.predictor import SecondLook  # noqa: E402
 from crnn.serve.engine import Engine  # noqa: E402
 from crnn.settings import compose_run_config  # noqa: E402
+from crnn.smooth import validation_lines  # noqa: E402
 from crnn.textnorm import Normalizer  # noqa: E402
 
 OUT = ROOT / "runs" / "bench"
@@ -46,27 +42,17 @@ BELOW = (0.8, 0.9, 0.95, 1.01)  # 1.01: every line read twice
 
 
 def receipt_sets(cfg, n: int) -> dict[str, list[tuple]]:
-    render, recipe = cfg.render, cfg.render.scenes["receipt"]
-    corpus = SynthSource(cfg.corpus, render, load_charset(cfg.charset), seed=11).corpora["receipt"]
-    texts = [t for t in (corpus.line(i) for i in range(3 * n)) if t.isascii() and t.strip()][:n]
-    sets = {}
-    for look in ("plain", "round dots", "draft dots"):
-        solo = LineRenderer(replace(render, scenes={"receipt": replace(recipe, **LOOKS[look])}))
-        imgs = [
-            solo.render(t, "receipt", random.Random(i), np.random.default_rng(i)) for i, t in enumerate(texts)
-        ]
-        sets[f"receipts, {look}"] = [(im, t, "receipt_en") for im, t in zip(imgs, texts) if im is not None]
-    return sets
+    texts = receipt_texts(cfg, cfg.render, n)
+    return {
+        f"receipts, {look}": [(im, t, "receipt_en") for t, im in look_lines(cfg.render, LOOKS[look], texts)]
+        for look in ("plain", "round dots", "draft dots")
+    }
 
 
 def validation_set(cfg, n: int) -> list[tuple]:
-    split = cfg.data.splits["val"]
-    src = SynthSource(
-        cfg.corpus, cfg.render, load_charset(cfg.charset), seed=split.seed, exclude_fonts=split.exclude_fonts
-    )
-    return [
-        (s.image, s.label, s.scene) for s in (src.sample(i, balanced=True) for i in tqdm(range(n), "val"))
-    ]
+    """The lines `make smooth` reads: the run's recipes, scenes in turn, the val split's seed and fonts."""
+    lines = validation_lines(replace(cfg, smooth=replace(cfg.smooth, lines=n)))
+    return [(s.image, s.label, s.scene) for s in lines]
 
 
 def measure(engine: Engine, items: list[tuple], norm: Normalizer) -> list[dict]:

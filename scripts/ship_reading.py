@@ -20,7 +20,7 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
-from ship_lm import write_card
+from ship_lm import real_set, write_card
 from ship_model import ROOT, TARGETS, _json, bundled_file, pct, realdev_baseline, replacement_problems
 
 from crnn.cli import StageError, stage_errors
@@ -85,13 +85,6 @@ def served_reading(report: dict, served_sha: str, lm_sha: str | None, where: Pat
     raise StageError(f"{where} did not read the served file{with_lm}: MODELS=bundled=<served file>[+<lm>]")
 
 
-def real_set(row: dict, where: Path) -> dict:
-    found = next((s for s in row["sets"] if s["kind"] == "folder"), None)
-    if found is None:
-        raise StageError(f"{where}: {row['name']} was not scored on a folder of real lines (make eval-real)")
-    return found
-
-
 def main(argv: list[str]) -> int:
     _, own = compose_run_config(argv, extras=("before", "after", "as", "force", "out"))
     if not own.get("before") or not own.get("after"):
@@ -107,7 +100,7 @@ def main(argv: list[str]) -> int:
     folders = {k: Path(own[k]) for k in ("before", "after")}
     reports = {k: _json(f / "report.json") for k, f in folders.items()}
     rows = {k: served_reading(reports[k], served_sha, lm_sha, folders[k]) for k in folders}
-    real = {k: real_set(rows[k], folders[k]) for k in folders}
+    real = {k: real_set(rows[k]) for k in folders}
     serves = asdict(SecondLook())  # how this code reads, which `after` must be and `before` not
     if rows["after"].get("second_look") != serves or rows["before"].get("second_look") == serves:
         raise StageError(
