@@ -369,6 +369,7 @@ def fit_to_ink(
     ink = ink_mask(crop)
     if ink is None:
         return quad
+    ink = _without_neighbours(ink)
     per_row = ink.mean(axis=1)
     peak = float(per_row[h // 4 : h - h // 4].max())  # the box's own line fills its middle, not a neighbour
     if peak <= 0:
@@ -404,6 +405,20 @@ def ink_mask(crop: np.ndarray) -> np.ndarray | None:
         return None
     paper = float(np.median(np.concatenate([crop[0], crop[-1]])))
     return below if abs(paper - light.mean()) < abs(paper - dark.mean()) else ~below
+
+
+def _without_neighbours(ink: np.ndarray) -> np.ndarray:
+    """`ink` less the strokes that the crop's top or bottom edge cuts and that stay in that half of the
+    crop: a neighbouring line's descenders or capitals. On a tilted page they reach into the box at a slant
+    and their rows fall into several pieces, which _line_rows alone would take for the line's own (a
+    receipt photographed 2 degrees off: `ADVANCO COMPANY` fitted down to the capitals of the row below)."""
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(ink.astype(np.uint8), connectivity=8)
+    h = ink.shape[0]
+    top = stats[:, cv2.CC_STAT_TOP]
+    bottom = top + stats[:, cv2.CC_STAT_HEIGHT]
+    cut = ((top == 0) & (bottom <= h / 2)) | ((bottom == h) & (top >= h / 2))
+    cut[0] = False  # the background
+    return ink & ~cut[labels] if cut.any() else ink
 
 
 def _line_rows(body: np.ndarray, h: int) -> tuple[int, int, np.ndarray]:
