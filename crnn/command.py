@@ -153,6 +153,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=True,
         help="read lines of low confidence again blurred and keep the surer reading (dot-matrix print)",
     )
+    p.add_argument(
+        "--plates",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="hold readings that look like a Chinese licence plate to a plate's grammar (crnn.formats)",
+    )
     p.add_argument("--format", choices=FORMATS, default="text", dest="fmt", help="output format")
     p.add_argument("--out", help="write results to this file (default: standard output)")
     p.add_argument("--batch", type=int, default=32, help="images read and recognised together")
@@ -201,6 +207,7 @@ def cmd_predict(a: argparse.Namespace) -> int:
         splitter=a.splitter,
         lm=lm,
         second_look=a.second_look,
+        plates=a.plates,
     )
     return 0 if tally.images else 1
 

@@ -311,7 +311,9 @@ def evaluate_artifact(name: str, path: str, test_paths: list[str], e_dict: dict,
     backend = _backend(p, threads)
     lm = load_lm_for(lm_path, backend.charset.fingerprint(), str(p)) if lm_path else None
     look = SecondLook() if e.second_look else None
-    predictor = Predictor(backend, decoder=decoder, beam_width=e.beam_width, lm=lm, second_look=look)
+    predictor = Predictor(
+        backend, decoder=decoder, beam_width=e.beam_width, lm=lm, second_look=look, formats=tuple(e.formats)
+    )
     sets, _ = open_test_sets(test_paths, backend.charset, backend.spec)
 
     def score(ds: TestSet, preds: dict[int, str]) -> SceneScores:
@@ -332,6 +334,7 @@ def evaluate_artifact(name: str, path: str, test_paths: list[str], e_dict: dict,
         throughput_batch=e.batch_size,
         decoder=decoder,
         second_look=asdict(look) if look else None,
+        formats=predictor.applied_formats,
         **(
             {"lm": str(lm_path), "lm_sha256": sha256_file(lm_path), "lm_fusion": asdict(lm.fusion)}
             if lm

@@ -235,12 +235,14 @@ def run(
     splitter: str = "",
     lm: str | None = None,
     second_look: bool = True,
+    plates: bool = True,
 ) -> Tally:
     """Read `inputs` with `model`, write results to the file `out` (standard output when None), report on
     `err` (standard error). Options and the model are checked before `out` is opened, so a mistake never
     empties an earlier results file; the report is printed even when the run stops half-way. `detector`
     (an ONNX file) finds the lines of pages unless `splitter` is "projection"; `lm` (a character LM file)
-    is what decoder "lm" reads with."""
+    is what decoder "lm" reads with; `second_look` and `plates` read as the server does (crnn.predictor)."""
+    from crnn.formats import SERVED_FORMATS
     from crnn.onnx_model import OnnxBackend
     from crnn.predictor import Predictor, SecondLook
 
@@ -262,7 +264,14 @@ def run(
         except LMFormatError as e:
             raise OptionError(f"--lm: {e}") from None
     look = SecondLook() if second_look else None
-    predictor = Predictor(backend, decoder=decoder, max_batch=32, lm=char_lm, second_look=look)
+    predictor = Predictor(
+        backend,
+        decoder=decoder,
+        max_batch=32,
+        lm=char_lm,
+        second_look=look,
+        formats=SERVED_FORMATS if plates else (),
+    )
     det = None
     if detector and splitter != "projection" and mode != "line":
         from crnn.detect.detector import Detector

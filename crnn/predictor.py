@@ -19,8 +19,9 @@ from typing import Protocol
 import numpy as np
 
 from crnn.charset import Charset
-from crnn.ctc import DECODERS, Decoded, decode
+from crnn.ctc import DECODERS, Decoded, decode, log_softmax, path_confidence
 from crnn.data.preprocess import InputSpec, pad_batch, preprocess, smooth_line
+from crnn.formats import best_reading, formats_by_name, writable
 from crnn.lm import CharLM
 from crnn.models.geometry import output_length
 
@@ -62,8 +63,12 @@ class Predictor:
     max_batch: int = 64  # lines per model call
     max_logits_mb: float = 32.0  # and at most this much float32 output per call (N x T x classes)
     second_look: SecondLook | None = None  # doubtful lines read again blurred (serving's default: on)
+    # readings that look like one of these formats decoded again held to it (crnn.formats; serving's
+    # default: crnn.formats.SERVED_FORMATS)
+    formats: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        self._formats = tuple(f for f in formats_by_name(self.formats) if writable(f.grammar, self.charset))
         if self.decoder not in DECODERS:
             raise ValueError(f"decoder must be one of {DECODERS}, got {self.decoder!r}")
         if self.decoder == "lm" and self.lm is None:
@@ -74,6 +79,11 @@ class Predictor:
     @property
     def charset(self) -> Charset:
         return self.backend.charset
+
+    @property
+    def applied_formats(self) -> list[str]:
+        """The formats readings are held to: those asked for that this model's alphabet can write."""
+        return [f.name for f in self._formats]
 
     @property
     def spec(self) -> InputSpec:
@@ -111,7 +121,20 @@ class Predictor:
         batch, widths = pad_batch(inputs)
         logits = self.backend.logits(batch, widths)
         lengths = np.array([output_length(int(w), self.backend.hstride) for w in widths])
-        return decode(logits, self.charset, lengths, self.decoder, self.beam_width, self.lm)
+        out = decode(logits, self.charset, lengths, self.decoder, self.beam_width, self.lm)
+        for i, d in enumerate(out):
+            fmt = next((f for f in self._formats if f.looks_like(d.text)), None)
+            if fmt is not None:
+                out[i] = self._held_to(fmt, logits[i, : int(lengths[i])], d)
+        return out
+
+    def _held_to(self, fmt, frames: np.ndarray, read: Decoded) -> Decoded:
+        """The line's most probable reading that the format accepts (`read` when none fits its frames)."""
+        found = best_reading(log_softmax(frames.astype(np.float32)), fmt.grammar, self.charset)
+        if found is None:
+            return read
+        ids = found[0]
+        return Decoded(self.charset.decode(ids), path_confidence(frames.astype(np.float32), ids), ids)
 
     def batches(self, widths: list[int]) -> list[list[int]]:
         """Indices grouped by width: sorted, within `bucket_px` (exact for width-blind models), at most

@@ -75,6 +75,11 @@ def compare(baseline: dict, current: dict, cer_points: float, latency_tolerance:
                 f"{b.get('second_look')} (a change in how lines are read ships with make ship-reading, which "
                 "rewrites the real-line baseline; re-baseline the demo)"
             )
+        if (b.get("formats") or []) != (m.get("formats") or []):  # reports before crnn.formats: none
+            problems.append(
+                f"{name}: readings held to formats {m.get('formats') or []}, the baseline's to "
+                f"{b.get('formats') or []} (a change in how lines are read ships with make ship-reading)"
+            )
         if b.get("int8") != m.get("int8") or b.get("format") != m.get("format"):
             problems.append(
                 f"{name}: a different kind of model than the baseline's ({m.get('format')}, int8 "

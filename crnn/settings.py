@@ -166,6 +166,8 @@ class EvalConfig:
     beam_width: int = 10
     lm: str = ""  # the character LM file of decoder lm (crnn.lm_build), its weights inside
     second_look: bool = True  # doubtful lines read again blurred, as served (crnn.predictor.SecondLook)
+    # readings that look like these formats held to them, as served (crnn.formats.SERVED_FORMATS)
+    formats: list[str] = field(default_factory=lambda: ["plate_zh"])
     latency_lines: int = 50  # lines per scene timed at batch 1
     threads: int = 0  # 0: all cores
     worst: int = 20  # worst lines per scene in the HTML report

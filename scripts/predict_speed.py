@@ -26,6 +26,7 @@ import cv2
 from crnn.charset import load_charset
 from crnn.command import default_model
 from crnn.data.source import SynthSource
+from crnn.formats import SERVED_FORMATS
 from crnn.onnx_model import OnnxBackend
 from crnn.predictor import Predictor, SecondLook
 from crnn.settings import compose_run_config
@@ -42,7 +43,8 @@ def render_folder(folder: Path, n: int, seed: int) -> None:
 
 def engine_rate(model: str, folder: Path, threads: int) -> float:
     images = [cv2.imread(str(p), cv2.IMREAD_GRAYSCALE) for p in sorted(folder.glob("*.png"))]
-    pred = Predictor(OnnxBackend(model, threads=threads), max_batch=32, second_look=SecondLook())  # as served
+    backend = OnnxBackend(model, threads=threads)
+    pred = Predictor(backend, max_batch=32, second_look=SecondLook(), formats=SERVED_FORMATS)  # as served
     pred(images[:32])  # warm-up
     t = time.perf_counter()
     pred(images)

@@ -1,11 +1,13 @@
-"""Ship a change in how the bundled model is read, its files unchanged (the predictor's second look, say):
+"""Ship a change in how the bundled model is read, its files unchanged (the predictor's second look, the
+plate grammar of crnn.formats):
 
     python scripts/ship_reading.py experiment=zh_en_v2 +before=runs/<a>/eval_real +after=runs/<b>/eval_real \
         [+as=zh_en] [+force=true]
 
 `before` and `after` are two `make eval-real` runs over the same lines that both read the served file (with
 the bundled LM where one is bundled): `before` the way it serves now, which must make exactly the edits its
-committed figures (models/crnn_<as>.realdev.json) say, `after` the new way (eval.second_look=true, ...).
+committed figures (models/crnn_<as>.realdev.json) say, `after` the way this code serves (eval.second_look
+and eval.formats at their defaults), `before` some other way.
 The change answers differently, so it passes the same gate as a new model (issue 12's rule,
 scripts/ship_model.py): fewer errors on the real lines overall, no category of 30 lines or more worse by
 the paired sign-flip test on the same lines, and every synthetic target the old reading meets kept. Then
@@ -24,9 +26,10 @@ from ship_lm import real_set, write_card
 from ship_model import ROOT, TARGETS, _json, bundled_file, pct, realdev_baseline, replacement_problems
 
 from crnn.cli import StageError, stage_errors
+from crnn.formats import SERVED_FORMATS
 from crnn.lineage import sha256_file
 from crnn.paired import LINES_FILE, pair, read_lines
-from crnn.predictor import SecondLook
+from crnn.predictor import Predictor, SecondLook
 from crnn.settings import compose_run_config
 
 CARD_START, CARD_END = "<!-- reading: written by scripts/ship_reading.py -->", "<!-- /reading -->"
@@ -49,6 +52,11 @@ def card_section(rows: dict, real: dict, how: dict) -> str:
         if look
         else "each line is read once"
     )
+    if "plate_zh" in how.get("formats", []):
+        said += (
+            "; a reading that looks like a Chinese licence plate is decoded again as the most probable plate "
+            "(`crnn.formats`; `--no-plates` turns it off)"
+        )
     return "\n".join(
         [
             CARD_START,
@@ -76,6 +84,18 @@ def card_section(rows: dict, real: dict, how: dict) -> str:
     )
 
 
+def reading(second_look: dict | None, formats: list[str] | None) -> dict:
+    """How a report's row read its lines (reports from before crnn.formats held readings to none)."""
+    return {"second_look": second_look, "formats": list(formats or [])}
+
+
+def served_formats(served: Path) -> list[str]:
+    """The formats this code holds the served file's readings to (those its alphabet can write)."""
+    from crnn.onnx_model import OnnxBackend
+
+    return Predictor(OnnxBackend(served, threads=1), formats=SERVED_FORMATS).applied_formats
+
+
 def served_reading(report: dict, served_sha: str, lm_sha: str | None, where: Path) -> dict:
     """The row of a report that read the served file with the bundled LM (or plain, without one)."""
     for m in report["models"]:
@@ -101,11 +121,12 @@ def main(argv: list[str]) -> int:
     reports = {k: _json(f / "report.json") for k, f in folders.items()}
     rows = {k: served_reading(reports[k], served_sha, lm_sha, folders[k]) for k in folders}
     real = {k: real_set(rows[k]) for k in folders}
-    serves = asdict(SecondLook())  # how this code reads, which `after` must be and `before` not
-    if rows["after"].get("second_look") != serves or rows["before"].get("second_look") == serves:
+    serves = reading(asdict(SecondLook()), served_formats(served))  # `after` must read so, `before` not
+    got = {k: reading(rows[k].get("second_look"), rows[k].get("formats")) for k in folders}
+    if got["after"] != serves or got["before"] == serves:
         raise StageError(
-            f"'after' must read as this code serves (second look {serves}) and 'before' otherwise; they read "
-            f"with {rows['after'].get('second_look')} and {rows['before'].get('second_look')}"
+            f"'after' must read as this code serves ({serves}) and 'before' otherwise; they read with "
+            f"{got['after']} and {got['before']}"
         )
     problems = []
     baseline = dest / f"crnn_{as_name}.realdev.json"
@@ -128,7 +149,7 @@ def main(argv: list[str]) -> int:
             "the reading may not ship: " + "; ".join(problems) + " (+force=true ships it anyway)"
         )
     new_base = realdev_baseline(reports["after"], rows["after"], real["after"], served, served_sha)
-    how = {k: rows["after"][k] for k in ("lm", "lm_sha256", "second_look") if k in rows["after"]}
+    how = {k: rows["after"][k] for k in ("lm", "lm_sha256", "second_look", "formats") if k in rows["after"]}
     new_base["models"][0].update(how)
     baseline.write_text(json.dumps(new_base, indent=2, ensure_ascii=False) + "\n")
     write_card(dest / "README.md", card_section(rows, real, how), CARD_START, CARD_END)

@@ -581,7 +581,9 @@ def test_a_box_on_a_tilted_receipt_fits_its_line_not_the_next_lines_capitals():
     top line's ink, not both lines' (realdev's receipt 0003, photographed 2 degrees off)."""
     page, rows = _drawn([(70, "ADVANCO COMPANY", 0.9, 2), (100, "EFEF FEFE EEFF", 0.9, 2)])
     ink_h = float(rows[0][-1] + 1 - rows[0][0])
-    tilted = cv2.warpAffine(page, cv2.getRotationMatrix2D((260.0, 100.0), 2.5, 1.0), (520, 200), borderValue=245)
+    tilted = cv2.warpAffine(
+        page, cv2.getRotationMatrix2D((260.0, 100.0), 2.5, 1.0), (520, 200), borderValue=245
+    )
     box = cv2.transform(rect(60, 44, 380, 90)[None], cv2.getRotationMatrix2D((260.0, 100.0), 2.0, 1.0))[0]
     crop, m = upright(tilted, box)
     assert quad_size(fit_to_ink(crop, m, box))[1] <= ink_h + 2

@@ -108,6 +108,15 @@ def test_gate_passes_equal_and_fails_worse(evaluated):
     lm_base = copy.deepcopy(r)  # figures read with the character LM, now read without it (LM deleted)
     lm_base["models"][0]["decoder"] = "lm"
     assert any("decoded with greedy, the baseline with lm" in p for p in compare(lm_base, r, 0.5, 0.5))
+    plates = copy.deepcopy(r)  # figures read with the plate grammar against a reading without it
+    plates["models"][0]["formats"] = ["plate_zh"]
+    said = compare(r, plates, 0.5, 0.5)
+    assert any("held to formats ['plate_zh'], the baseline's to []" in p for p in said)
+    assert r["models"][0]["formats"] == []  # asked for, but a digits model cannot write a plate
+    unrecorded = copy.deepcopy(r)  # a report from before crnn.formats held readings to none
+    for m in unrecorded["models"]:
+        m.pop("formats", None)
+    assert compare(unrecorded, r, 0.5, 0.5) == []
 
 
 def test_gate_times_only_the_served_onnx_models():

@@ -72,6 +72,12 @@ def main(
         help="read lines of low confidence again blurred and keep the surer reading (dot-matrix print)",
     )
     ap.add_argument(
+        "--plates",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="hold readings that look like a Chinese licence plate to a plate's grammar (crnn.formats)",
+    )
+    ap.add_argument(
         "--decoder",
         choices=["greedy", "beam", "lm"],
         default=None,
@@ -117,6 +123,7 @@ def main(
         lm=os.path.abspath(a.lm) if a.lm else "",
         detector=os.path.abspath(a.detector) if a.detector else "",
         second_look=a.second_look,
+        formats=a.plates,
     )
     os.environ["CRNN_SERVE_CONFIG"] = json.dumps(asdict(cfg))
     uvicorn.run(

@@ -33,6 +33,7 @@ from starlette.formparsers import MultiPartException
 from crnn import __version__
 from crnn.ctc import DECODERS
 from crnn.data.preprocess import clean_line, preprocess
+from crnn.formats import SERVED_FORMATS
 from crnn.onnx_model import read_metadata
 from crnn.predictor import SecondLook
 from crnn.serve.cache import ResultCache
@@ -64,6 +65,7 @@ class ServeConfig:
     lm: str = ""  # the character LM file of decoder lm (crnn.lm_build; "": no lm decoder)
     detector: str = ""  # the text-line detector's ONNX file for page mode ("": the projection splitter)
     second_look: bool = True  # doubtful lines read again blurred (crnn.predictor.SecondLook)
+    formats: bool = True  # readings that look like a plate held to its grammar (crnn.formats.SERVED_FORMATS)
 
     @classmethod
     def from_env(cls) -> ServeConfig:
@@ -94,6 +96,7 @@ def create_app(cfg: ServeConfig) -> FastAPI:
         decoder=cfg.decoder,
         lm_path=cfg.lm,
         second_look=SecondLook() if cfg.second_look else None,
+        formats=SERVED_FORMATS if cfg.formats else (),
     )
     meta = read_metadata(cfg.model)
     detector = None
@@ -248,6 +251,7 @@ def create_app(cfg: ServeConfig) -> FastAPI:
             "decoder": cfg.decoder,
             "lm": Path(cfg.lm).name if cfg.lm else None,
             "second_look": asdict(engine.second_look) if engine.second_look else None,
+            "formats": engine.predictor.applied_formats,
             "alphabet_size": len(engine.charset.chars),
             "input": engine.spec.as_dict(),
             "lineage": json.loads(meta["lineage"]),

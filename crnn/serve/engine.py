@@ -17,6 +17,7 @@ import numpy as np
 
 from crnn.ctc import DECODERS
 from crnn.data.preprocess import preprocess
+from crnn.formats import SERVED_FORMATS
 from crnn.lm import load_lm_for
 from crnn.onnx_model import OnnxBackend
 from crnn.predictor import Predictor, SecondLook
@@ -49,6 +50,8 @@ class Engine:
     batch_wait_ms: float = 2.0  # and a request waits at most this long for others to join
     # doubtful lines read again blurred, the surer reading kept (crnn.predictor.SecondLook; None: off)
     second_look: SecondLook | None = field(default_factory=SecondLook)
+    # readings that look like a licence plate decoded again held to a plate's grammar (crnn.formats; (): off)
+    formats: tuple[str, ...] = SERVED_FORMATS
     stats: EngineStats = field(default_factory=EngineStats)
 
     def __post_init__(self) -> None:
@@ -64,6 +67,7 @@ class Engine:
             max_batch=self.max_lines_per_call,
             max_logits_mb=self.max_logits_mb,
             second_look=self.second_look,
+            formats=tuple(self.formats),
         )
         self.spec = self.backend.spec
         self.charset = self.backend.charset

@@ -1,0 +1,200 @@
+"""Text formats a line can be held to: when a reading looks like a Chinese licence plate, the line is decoded
+again over its CTC frames as the most probable text that *is* one.
+
+Why: a plate has a fixed grammar (GA 36: a province's hanzi, a letter, then five alphanumerics, six on a new
+energy plate, or four and a class hanzi such as 学 or 警; no I or O after the province), and a blurred
+photograph of one is read best by letting that grammar choose among the characters the network finds
+likely, as licence-plate readers do. Unconstrained, the network drops a faint province (`A·B9B89`), reads
+the separating dot as a letter, or ends on a stray colon (`皖A·S897E:`). The grammar applies only when the
+line's own reading already looks like a plate (`looks_like`): it starts with a province or has a plate's
+dot near its start, it is a plate's length, and all but one of its other characters are a plate's. On
+2,700 synthetic lines of every other scene no reading looked like one (scripts/plate_format.py).
+
+`best_reading` is exact: a Viterbi search over the CTC alignments of every text the grammar accepts, the
+grammar being a small graph of character classes (`Grammar`), so the answer is the single most probable
+alignment of a valid plate, with the blank-and-repeat rules of CTC.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from crnn.charset import Charset
+
+PROVINCES = "京津沪渝冀豫云辽黑湘皖鲁新苏浙赣鄂桂甘晋蒙陕吉闽贵粤青藏川宁琼"
+PLATE_LETTERS = "ABCDEFGHJKLMNPQRSTUVWXYZ"  # no I or O on a plate (they read as 1 and 0)
+PLATE_ALNUM = PLATE_LETTERS + "0123456789"
+PLATE_CLASSES = "学警港澳挂领"  # a class hanzi in a serial's last place: learner, police, Hong Kong, ...
+PLATE_SEPARATORS = "· "  # the dot painted after the issuing office's letter, or a space read for it
+NEG = -1e30
+
+
+@dataclass(frozen=True)
+class Node:
+    """One character of a format: any of `chars`, after any node in `after` (0: the start)."""
+
+    chars: str
+    after: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Grammar:
+    """A format as a graph of character classes: node i + 1 is nodes[i]; a text is accepted when its
+    characters walk from the start to a node in `ends`."""
+
+    name: str
+    nodes: tuple[Node, ...]
+    ends: tuple[int, ...]
+
+
+def plate_grammar() -> Grammar:
+    """Province, letter, an optional separator, then 5 or 6 alphanumerics, or 4 and a class hanzi."""
+    nodes = [Node(PROVINCES, (0,)), Node(PLATE_LETTERS, (1,)), Node(PLATE_SEPARATORS, (2,))]
+    serial = [Node(PLATE_ALNUM, (2, 3))] + [Node(PLATE_ALNUM, (i,)) for i in range(4, 8)]  # nodes 4-8
+    nodes += serial + [Node(PLATE_ALNUM, (8,)), Node(PLATE_CLASSES, (7,))]  # 9: a sixth; 10: a class
+    return Grammar("plate_zh", tuple(nodes), ends=(8, 9, 10))
+
+
+def looks_like_plate(text: str) -> bool:
+    """Whether a reading looks like a plate that the grammar may correct: 6 to 10 characters once spaces
+    are dropped, a province first or a plate's dot among the first four, and at most one of the others
+    outside a plate's letters and digits."""
+    t = text.replace(" ", "")
+    if not 6 <= len(t) <= 10 or not (t[0] in PROVINCES or "·" in t[:4]):
+        return False
+    rest = [c for i, c in enumerate(t) if c != "·" and not (i == 0 and c in PROVINCES)]
+    return sum(c not in PLATE_ALNUM for c in rest) <= 1
+
+
+@dataclass(frozen=True)
+class Format:
+    name: str
+    grammar: Grammar
+    looks_like: Callable[[str], bool]  # whether a reading may be held to it
+
+
+FORMATS = {"plate_zh": Format("plate_zh", plate_grammar(), looks_like_plate)}
+SERVED_FORMATS = ("plate_zh",)  # what serving, `crnn predict` and evaluation hold readings to by default
+
+
+def formats_by_name(names: tuple[str, ...] | list[str]) -> tuple[Format, ...]:
+    unknown = [n for n in names if n not in FORMATS]
+    if unknown:
+        raise ValueError(f"unknown text formats {unknown}; known: {sorted(FORMATS)}")
+    return tuple(FORMATS[n] for n in names)
+
+
+def writable(grammar: Grammar, charset: Charset) -> bool:
+    """Whether the alphabet holds a character of every node: a format it cannot write is not applied (a
+    digits-only model never reads a plate)."""
+    return all(any(c in charset for c in node.chars) for node in grammar.nodes)
+
+
+@dataclass(frozen=True)
+class _States:
+    """A grammar's character states in one flat array: state s reads class `cid[s]` as node `node[s]`'s
+    character; a node's states are a contiguous run from `starts[k - 1]`; `pred[:, s]` are the nodes
+    its node follows (K + 1 pads: a node that is never reached)."""
+
+    cid: np.ndarray
+    node: np.ndarray
+    starts: np.ndarray
+    pred: np.ndarray
+    ends: tuple[int, ...]
+
+
+def _states(grammar: Grammar, charset: Charset) -> _States:
+    ids = [[charset.encode(c)[0] for c in n.chars if c in charset] for n in grammar.nodes]
+    k_all, p_all = len(ids), max(len(n.after) for n in grammar.nodes)
+    cid = np.array([c for group in ids for c in group], np.int64)
+    node = np.array([k + 1 for k, group in enumerate(ids) for _ in group], np.int64)
+    starts = np.cumsum([0] + [len(g) for g in ids[:-1]])
+    after = np.full((k_all + 1, p_all), k_all + 1, np.int64)
+    for k, n in enumerate(grammar.nodes):
+        after[k + 1, : len(n.after)] = n.after
+    return _States(cid, node, starts, after[node].T, grammar.ends)
+
+
+def best_reading(logp: np.ndarray, grammar: Grammar, charset: Charset) -> tuple[list[int], float] | None:
+    """The class ids of the most probable CTC alignment, over a line's (T, C) log-probabilities (class 0
+    the blank), whose text the grammar accepts, and that alignment's log-probability; None when the line
+    has too few frames for any (or the alphabet cannot write the grammar: `writable`).
+
+    A Viterbi search over `blank[k]` (node k's character read, then blanks; k = 0: nothing read yet) and
+    one state per (node, character) being read: a state stays, or is entered from a blank of a node it
+    follows, or from a character of such a node that is not its own (CTC collapses repeats, so the same
+    character twice needs a blank between). Each frame is a fixed number of array operations over all
+    states at once (a plate line: about 1 ms)."""
+    if not writable(grammar, charset):
+        return None
+    st = _states(grammar, charset)
+    k_all, n = len(grammar.nodes), len(st.cid)
+    blank = np.full(k_all + 2, NEG)  # index k_all + 1: a node that is never reached
+    blank[0] = 0.0
+    char = np.full(n, NEG)
+    pos = np.arange(n)
+    blank_from = np.full((len(logp), k_all + 1), -1, np.int64)
+    char_code = np.zeros((len(logp), n), np.int64)  # 0: stayed; else the state or blank it came from
+    top = np.tile(np.array([[NEG], [-1], [NEG], [-1]]), (1, k_all + 2))
+    for t, f in enumerate(logp):
+        best1, arg1, best2, arg2 = _top_two(char, st, top)
+        arg1, arg2 = arg1.astype(np.int64), arg2.astype(np.int64)
+        new_blank = blank.copy()
+        new_blank[1 : k_all + 1] = np.maximum(blank[1 : k_all + 1], best1[1:-1])
+        blank_from[t, 1:] = np.where(best1[1:-1] > blank[1 : k_all + 1], arg1[1:-1], -1)
+        new_blank[: k_all + 1] += f[0]
+        # per state: stay, or a blank of a node it follows (-1 - k), or that node's best other character
+        cands, codes = [char], [np.zeros(n, np.int64)]
+        for p in st.pred:
+            cands.append(blank[p])
+            codes.append(-1 - p)
+            other = st.cid[np.maximum(arg1[p], 0)] != st.cid
+            cands.append(np.where(other, best1[p], best2[p]))
+            codes.append(1 + np.where(other, arg1[p], arg2[p]))
+        cands, codes = np.stack(cands), np.stack(codes)
+        pick = cands.argmax(axis=0)
+        char = cands[pick, pos] + f[st.cid]
+        char_code[t] = codes[pick, pos]
+        blank = new_blank
+    return _trace(blank, char, blank_from, char_code, st)
+
+
+def _top_two(char: np.ndarray, st: _States, out: np.ndarray) -> np.ndarray:
+    """Per node, into `out` (4, K + 2): the best and second-best state's value and index (rows 0-3); node
+    0 and the never-reached K + 1 stay NEG / -1."""
+    idx = np.arange(len(char))
+    out[0, 1:-1] = np.maximum.reduceat(char, st.starts)
+    out[1, 1:-1] = np.minimum.reduceat(np.where(char == out[0, st.node], idx, len(char)), st.starts)
+    rest = char.copy()
+    rest[out[1, 1:-1].astype(np.int64)] = NEG
+    out[2, 1:-1] = np.maximum.reduceat(rest, st.starts)
+    out[3, 1:-1] = np.minimum.reduceat(np.where(rest == out[2, st.node], idx, len(char)), st.starts)
+    return out
+
+
+def _trace(blank, char, blank_from, char_code, st: _States) -> tuple[list[int], float] | None:
+    best, state = NEG, None  # state: ("b", node) or ("c", state index)
+    for k in st.ends:
+        if blank[k] > best:
+            best, state = float(blank[k]), ("b", k)
+        here = np.flatnonzero(st.node == k)
+        if len(here) and char[here].max() > best:
+            best, state = float(char[here].max()), ("c", int(here[np.argmax(char[here])]))
+    if state is None or best <= NEG / 2:
+        return None
+    out = []
+    for t in range(len(blank_from) - 1, -1, -1):
+        kind, i = state
+        if kind == "b":
+            src = int(blank_from[t, i])
+            state = ("c", src) if src >= 0 else state
+            continue
+        code = int(char_code[t, i])
+        if code == 0:  # the character went on from the frame before
+            continue
+        out.append(int(st.cid[i]))  # it started on this frame
+        state = ("b", -1 - code) if code < 0 else ("c", code - 1)
+    return out[::-1], best

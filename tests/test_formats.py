@@ -1,0 +1,137 @@
+"""The plate grammar (crnn.formats): the decoder finds the most probable alignment of a text the grammar
+accepts (checked against every alignment of a small grammar), the trigger takes plates and leaves other
+text alone, and the bundled model's readings of synthetic plates come out as plates."""
+
+from __future__ import annotations
+
+import itertools
+import re
+
+import numpy as np
+import pytest
+
+from crnn.charset import Charset, load_charset
+from crnn.ctc import log_softmax
+from crnn.data.preprocess import preprocess
+from crnn.data.source import SynthSource
+from crnn.formats import (
+    PLATE_ALNUM,
+    PROVINCES,
+    Grammar,
+    Node,
+    best_reading,
+    formats_by_name,
+    looks_like_plate,
+    plate_grammar,
+    writable,
+)
+from crnn.onnx_model import OnnxBackend
+from crnn.predictor import Predictor
+from tests.conftest import ROOT, compose_cfg
+
+PLATE = re.compile(
+    rf"^[{PROVINCES}][A-HJ-NP-Z][· ]?([{PLATE_ALNUM}]{{5,6}}|[{PLATE_ALNUM}]{{4}}[学警港澳挂领])$"
+)
+
+
+def _collapse(path: tuple[int, ...]) -> tuple[int, ...]:
+    out, prev = [], 0
+    for c in path:
+        if c and c != prev:
+            out.append(c)
+        prev = c
+    return tuple(out)
+
+
+def _accepts(grammar: Grammar, text: str) -> bool:
+    """Whether `text` walks the grammar's graph from the start to an end (a search over nodes)."""
+    at = {0}
+    for ch in text:
+        at = {k + 1 for k, n in enumerate(grammar.nodes) if ch in n.chars and at & set(n.after)}
+    return bool(at & set(grammar.ends))
+
+
+def test_the_search_finds_the_best_alignment_of_any_accepted_text():
+    """A small grammar (a letter, an optional dot, one or two digits) over random frames: the answer's
+    log-probability is the best of every alignment of 6 frames whose text the grammar accepts, and the
+    answer is such a text; repeats need a blank between them, as CTC collapses them."""
+    charset = Charset.from_string("AB·12")
+    g = Grammar("tiny", (Node("AB", (0,)), Node("·", (1,)), Node("12", (1, 2)), Node("12", (3,))), (3, 4))
+    rng = np.random.default_rng(0)
+    for _ in range(30):
+        logp = log_softmax(rng.normal(0, 2, (6, charset.num_classes)).astype(np.float32))
+        best = -np.inf
+        for path in itertools.product(range(charset.num_classes), repeat=6):
+            if _accepts(g, charset.decode(list(_collapse(path)))):
+                best = max(best, float(sum(logp[t, c] for t, c in enumerate(path))))
+        ids, score = best_reading(logp, g, charset)
+        assert _accepts(g, charset.decode(ids))
+        assert score == pytest.approx(best, abs=1e-4)
+
+
+def test_a_repeated_character_is_found_across_a_blank():
+    """`11` read over frames 1, blank, 1: the search keeps both (a collapsing bug would give `1`)."""
+    charset = Charset.from_string("A12")
+    g = Grammar("two", (Node("A", (0,)), Node("12", (1,)), Node("12", (2,))), (3,))
+    logp = np.full((4, charset.num_classes), -20.0, np.float32)
+    for t, c in enumerate("A1 1"):
+        logp[t, 0 if c == " " else charset.encode(c)[0]] = 0.0
+    ids, _ = best_reading(logp, g, charset)
+    assert charset.decode(ids) == "A11"
+    assert best_reading(logp[:2], g, charset) is None  # too few frames for three characters
+
+
+@pytest.mark.parametrize(
+    "text,plate",
+    [
+        ("皖A·S897E:", True),
+        ("A·B9B89", True),
+        ("浙D 911SY", True),
+        ("京东商城自营店", False),
+        ("RM 68.87", False),
+        ("9064350", False),
+        ("皖A", False),
+        ("TOTAL: 12.50", False),
+    ],
+)
+def test_a_reading_is_held_to_the_grammar_only_when_it_looks_like_a_plate(text, plate):
+    assert looks_like_plate(text) is plate
+
+
+def test_a_format_the_alphabet_cannot_write_is_not_applied():
+    assert not writable(plate_grammar(), load_charset("digits"))
+    with pytest.raises(ValueError, match="unknown text formats"):
+        formats_by_name(["plate_us"])
+
+
+def test_the_bundled_model_reads_synthetic_plates_as_plates():
+    """Synthetic plates (the plate recipe, its own seed) read by the bundled model: each reading that
+    looks like a plate comes out as a text the grammar accepts, the others as they were, and the lines
+    read no worse than without it."""
+    import editdistance
+
+    backend = OnnxBackend(ROOT / "models" / "crnn_zh_en.int8.onnx", threads=1)
+    cfg = compose_cfg(["experiment=zh_en_v2"])
+    src = SynthSource(cfg.corpus, cfg.render, load_charset(cfg.charset), seed=23)
+    plates = [s for s in (src.sample(i, balanced=True) for i in range(9 * 60)) if s.scene == "plate"]
+    xs = [preprocess(s.image, backend.spec) for s in plates]
+    plain = Predictor(backend).read_inputs(xs)
+    held = Predictor(backend, formats=("plate_zh",)).read_inputs(xs)
+    changed = 0
+    for a, b in zip(plain, held):
+        if looks_like_plate(a.text):
+            assert PLATE.match(b.text), b.text
+            changed += a.text != b.text
+        else:
+            assert b.text == a.text
+    assert len(plates) >= 50 and changed >= 1
+
+    def edits(reads):
+        return sum(
+            editdistance.eval(
+                s.label.replace(" ", "").replace("·", ""), r.text.replace(" ", "").replace("·", "")
+            )
+            for s, r in zip(plates, reads)
+        )
+
+    assert edits(held) <= edits(plain)
