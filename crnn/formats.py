@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from crnn.charset import Charset
+from crnn.ctc import log_softmax
 
 PROVINCES = "京津沪渝冀豫云辽黑湘皖鲁新苏浙赣鄂桂甘晋蒙陕吉闽贵粤青藏川宁琼"
 PLATE_LETTERS = "ABCDEFGHJKLMNPQRSTUVWXYZ"  # no I or O on a plate (they read as 1 and 0)
@@ -60,10 +61,11 @@ def plate_grammar() -> Grammar:
 
 def looks_like_plate(text: str) -> bool:
     """Whether a reading looks like a plate that the grammar may correct: 6 to 10 characters once spaces
-    are dropped, a province first or a plate's dot among the first four, and at most one of the others
-    outside a plate's letters and digits."""
+    are dropped, a province and a plate's letter first or a plate's dot second to fourth, and at most one
+    of the others outside a plate's letters and digits. A province-initial word before a number (`京东2024`,
+    `新年2025`, `宁德300750`) is not one: a word's second character is a hanzi, not a letter."""
     t = text.replace(" ", "")
-    if not 6 <= len(t) <= 10 or not (t[0] in PROVINCES or "·" in t[:4]):
+    if not 6 <= len(t) <= 10 or not ((t[0] in PROVINCES and t[1] in PLATE_LETTERS) or "·" in t[1:4]):
         return False
     rest = [c for i, c in enumerate(t) if c != "·" and not (i == 0 and c in PROVINCES)]
     return sum(c not in PLATE_ALNUM for c in rest) <= 1
@@ -74,6 +76,10 @@ class Format:
     name: str
     grammar: Grammar
     looks_like: Callable[[str], bool]  # whether a reading may be held to it
+    # ... and the held reading is kept only when its alignment is at most this many nats less probable than
+    # the best path's: on synthetic plates the grammar's corrections cost at most 4.7 nats, while ordinary
+    # text that looks like a plate (`沪A股600519`) is 15 to 40 below (scripts/plate_format.py)
+    max_gap: float = 8.0
 
 
 FORMATS = {"plate_zh": Format("plate_zh", plate_grammar(), looks_like_plate)}
@@ -85,6 +91,19 @@ def formats_by_name(names: tuple[str, ...] | list[str]) -> tuple[Format, ...]:
     if unknown:
         raise ValueError(f"unknown text formats {unknown}; known: {sorted(FORMATS)}")
     return tuple(FORMATS[n] for n in names)
+
+
+def held_reading(frames: np.ndarray, fmt: Format, charset: Charset) -> list[int] | None:
+    """The class ids of the most probable reading of a line's (T, C) logits that `fmt` accepts; None when
+    none fits its frames or the best is more than `fmt.max_gap` nats less probable than the best path (the
+    line is not what the format describes). Frames that are not finite are skipped, as the decoders skip
+    them."""
+    frames = frames.astype(np.float32)
+    logp = log_softmax(frames[np.isfinite(frames).all(axis=-1)])
+    found = best_reading(logp, fmt.grammar, charset)
+    if found is None or float(logp.max(axis=-1).sum()) - found[1] > fmt.max_gap:
+        return None
+    return found[0]
 
 
 def writable(grammar: Grammar, charset: Charset) -> bool:

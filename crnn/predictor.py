@@ -19,9 +19,9 @@ from typing import Protocol
 import numpy as np
 
 from crnn.charset import Charset
-from crnn.ctc import DECODERS, Decoded, decode, log_softmax, path_confidence
+from crnn.ctc import DECODERS, Decoded, decode, path_confidence
 from crnn.data.preprocess import InputSpec, pad_batch, preprocess, smooth_line
-from crnn.formats import best_reading, formats_by_name, writable
+from crnn.formats import Format, formats_by_name, held_reading, writable
 from crnn.lm import CharLM
 from crnn.models.geometry import output_length
 
@@ -128,12 +128,11 @@ class Predictor:
                 out[i] = self._held_to(fmt, logits[i, : int(lengths[i])], d)
         return out
 
-    def _held_to(self, fmt, frames: np.ndarray, read: Decoded) -> Decoded:
-        """The line's most probable reading that the format accepts (`read` when none fits its frames)."""
-        found = best_reading(log_softmax(frames.astype(np.float32)), fmt.grammar, self.charset)
-        if found is None:
+    def _held_to(self, fmt: Format, frames: np.ndarray, read: Decoded) -> Decoded:
+        """`read`, or the reading `fmt` holds the line's frames to (crnn.formats.held_reading)."""
+        ids = held_reading(frames, fmt, self.charset)
+        if ids is None:
             return read
-        ids = found[0]
         return Decoded(self.charset.decode(ids), path_confidence(frames.astype(np.float32), ids), ids)
 
     def batches(self, widths: list[int]) -> list[list[int]]:

@@ -92,10 +92,54 @@ def test_a_repeated_character_is_found_across_a_blank():
         ("9064350", False),
         ("皖A", False),
         ("TOTAL: 12.50", False),
+        # a province-initial word before a number or a code (a fresh-eyes review's finds)
+        ("新年2025", False),
+        ("京东2024", False),
+        ("苏宁002024", False),
+        ("京2024年", False),
+        ("新 1000 元", False),
+        ("宁德300750", False),
+        ("渝 023 6666", False),
+        ("沪深300ETF", False),
+        ("新款A123", False),
+        ("黑色XL100", False),
+        ("· CASH 500", False),
     ],
 )
 def test_a_reading_is_held_to_the_grammar_only_when_it_looks_like_a_plate(text, plate):
     assert looks_like_plate(text) is plate
+
+
+def test_text_that_only_looks_like_a_plate_keeps_its_reading():
+    """Lines that pass the trigger but are not plates (`京A股 600519`, a share; `京A 12345号`): the best
+    plate is far less probable than what the network reads, so the reading stays (a grammar forced on
+    them read `京A 600519`); and a line's frames with a NaN among them are held without failing."""
+    import random
+    from dataclasses import replace
+
+    from crnn.data.render import LineRenderer
+    from crnn.formats import FORMATS, held_reading
+
+    backend = OnnxBackend(ROOT / "models" / "crnn_zh_en.int8.onnx", threads=1)
+    cfg = compose_cfg(["experiment=zh_en_v2"])
+    recipe = replace(cfg.render.scenes["printed"], fonts=["noto_sans_sc"])
+    solo = LineRenderer(replace(cfg.render, scenes={"printed": recipe}))
+    texts = ["京A股 600519", "粤B股 200019", "京A 12345号", "京AB 123 中"]
+    images = [
+        solo.render(t, "printed", random.Random(i), np.random.default_rng(i)) for i, t in enumerate(texts)
+    ]
+    xs = [preprocess(im, backend.spec) for im in images]
+    plain = Predictor(backend).read_inputs(xs)
+    held = Predictor(backend, formats=("plate_zh",)).read_inputs(xs)
+    assert sum(looks_like_plate(d.text) for d in plain) >= 2
+    assert [d.text for d in held] == [d.text for d in plain]
+    plate = FORMATS["plate_zh"]
+    spoken = " ".join("皖A·12345")  # a character per frame, blanks between
+    frames = np.full((len(spoken), backend.charset.num_classes), -10.0, np.float32)
+    for t, c in enumerate(spoken):
+        frames[t, 0 if c == " " else backend.charset.encode(c)[0]] = 5.0
+    frames[1] = np.nan
+    assert backend.charset.decode(held_reading(frames, plate, backend.charset)) == "皖A·12345"
 
 
 def test_a_format_the_alphabet_cannot_write_is_not_applied():
