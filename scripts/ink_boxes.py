@@ -17,7 +17,6 @@ boxes in every row, so CER moves with reading order only. Saves runs/bench/ink_b
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -27,7 +26,7 @@ from tqdm import tqdm
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from small_pages import OUT, parse_args  # noqa: E402  (scripts/, beside this file)
+from small_pages import parse_args, save_bench  # noqa: E402  (scripts/, beside this file)
 
 from crnn.command import default_lm, default_model  # noqa: E402
 from crnn.detect.boxes import INK_MIN_FIT, INK_ROW_SHARE, fit_to_ink, row_order, upright  # noqa: E402
@@ -97,9 +96,7 @@ def main() -> None:
     pages = read_pages(args)
     rows = [measure(pages, float(s), INK_MIN_FIT) for s in args.shares.split(",")]
     rows += [measure(pages, INK_ROW_SHARE, f) for f in MIN_FITS if f != INK_MIN_FIT]
-    OUT.mkdir(parents=True, exist_ok=True)
     record = {"detector": args.detector, "pages": args.pages, "seed": args.seed, "rows": rows}
-    (OUT / "ink_boxes.json").write_text(json.dumps(record, indent=1), encoding="utf-8")
     md = [
         f"Boxes of {Path(args.detector).name} fitted to their ink on {args.pages} synthetic pages "
         "(share 0: as detected; then min_fit swept at the default share). F1 at IoU >= 0.5 against ink / "
@@ -113,8 +110,7 @@ def main() -> None:
         cells = [f"{r[k]:.3f}" for k in ("f1_ink", "f1_font", "iou_ink")]
         cells += [f"{r['height_ink']:.2f}", f"{r['cer_ink_order']:.4f}", f"{r['cer_font_order']:.4f}"]
         md.append(f"| {r['share'] or 'as detected'} | {r['min_fit']:g} | " + " | ".join(cells) + " |")
-    (OUT / "ink_boxes.md").write_text("\n".join(md) + "\n", encoding="utf-8")
-    print("\n".join(md))
+    save_bench("ink_boxes", record, md)
 
 
 if __name__ == "__main__":

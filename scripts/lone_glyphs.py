@@ -13,7 +13,6 @@ Saves runs/bench/lone_glyphs.{json,md}.
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -22,7 +21,7 @@ from tqdm import tqdm
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from small_pages import OUT, parse_args  # noqa: E402  (scripts/, beside this file)
+from small_pages import parse_args, save_bench  # noqa: E402  (scripts/, beside this file)
 
 from crnn.command import default_lm, default_model  # noqa: E402
 from crnn.detect.boxes import fit_to_ink, page_lines, row_order, upright  # noqa: E402
@@ -65,8 +64,6 @@ def main() -> None:
         "by_layout": by_layout,
         "read": rows,
     }
-    OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / "lone_glyphs.json").write_text(json.dumps(record, indent=1), encoding="utf-8")
     md = [
         f"Lone glyphs (crnn.detect.glyphs) on {args.pages} synthetic pages (seed {args.seed}): with every "
         f"one of their {lines} labelled lines boxed, {faults} glyphs added (each a fault) {by_layout or ''}",
@@ -81,8 +78,7 @@ def main() -> None:
             f"| {k} | {d['f1']:.4f} | {d['short_matched']} of {d['short_truth']} | {d['cer']:.4f} | "
             f"{d['edits']} / {d['chars']} |"
         )
-    (OUT / "lone_glyphs.md").write_text("\n".join(md) + "\n", encoding="utf-8")
-    print("\n".join(md))
+    save_bench("lone_glyphs", record, md)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ other scenes as `make eval` scores them. Saves runs/bench/plate_format.{json,md}
 
 from __future__ import annotations
 
-import json
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -22,6 +21,8 @@ import editdistance
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from small_pages import save_bench  # noqa: E402  (scripts/, beside this file)
+
 from crnn.command import default_lm, default_model  # noqa: E402
 from crnn.data.preprocess import preprocess  # noqa: E402
 from crnn.formats import FORMATS, SERVED_FORMATS  # noqa: E402
@@ -29,8 +30,6 @@ from crnn.serve.engine import Engine  # noqa: E402
 from crnn.settings import compose_run_config  # noqa: E402
 from crnn.smooth import validation_lines  # noqa: E402
 from crnn.textnorm import Normalizer  # noqa: E402
-
-OUT = ROOT / "runs" / "bench"
 
 
 def main(argv: list[str]) -> None:
@@ -58,8 +57,6 @@ def main(argv: list[str]) -> None:
             r[k] += editdistance.eval(gt, norm(reads[k][i].text, cat))
         r["held"] += any(f(reads["without"][i].text) for f in looks)
     record = {"model": model, "lm": lm, "lines": n, "formats": list(SERVED_FORMATS), "scenes": rows}
-    OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / "plate_format.json").write_text(json.dumps(record, indent=1, ensure_ascii=False), encoding="utf-8")
     md = [
         f"Synthetic validation lines of every scene ({n}, val seed and fonts), {Path(model).name}"
         f"{' + ' + Path(lm).name if lm else ''} with the second look, without and with the plate grammar",
@@ -70,8 +67,7 @@ def main(argv: list[str]) -> None:
     for scene, r in rows.items():
         cer = {k: 100 * r[k] / max(1, r["chars"]) for k in ("without", "with")}
         md.append(f"| {scene} | {r['lines']} | {cer['without']:.2f} % | {cer['with']:.2f} % | {r['held']} |")
-    (OUT / "plate_format.md").write_text("\n".join(md) + "\n", encoding="utf-8")
-    print("\n".join(md))
+    save_bench("plate_format", record, md)
 
 
 if __name__ == "__main__":

@@ -36,6 +36,14 @@ from crnn.settings import compose_run_config  # noqa: E402
 OUT = ROOT / "runs" / "bench"
 
 
+def save_bench(name: str, record: dict, md: list[str]) -> None:
+    """A benchmark's figures as runs/bench/<name>.json and its table as <name>.md, the table printed."""
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / f"{name}.json").write_text(json.dumps(record, indent=1, ensure_ascii=False), encoding="utf-8")
+    (OUT / f"{name}.md").write_text("\n".join(md) + "\n", encoding="utf-8")
+    print("\n".join(md))
+
+
 def shrunk_pages(cfg, n: int, seed: int) -> list[tuple[np.ndarray, PageTruth]]:
     synth, rng, out = page_synth(cfg, seed=seed), np.random.default_rng(seed), []
     for i in range(n):

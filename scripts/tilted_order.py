@@ -14,7 +14,6 @@ runs/bench/tilted_order.{json,md}.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -25,13 +24,13 @@ from tqdm import tqdm
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from small_pages import save_bench  # noqa: E402  (scripts/, beside this file)
+
 from crnn.detect.boxes import _columns_then_rows, reading_order  # noqa: E402
 from crnn.detect.data import page_synth  # noqa: E402
 from crnn.detect.detector import Detector  # noqa: E402
 from crnn.detect.score import match  # noqa: E402
 from crnn.settings import compose_run_config  # noqa: E402
-
-OUT = ROOT / "runs" / "bench"
 
 
 def turned(quads: list[np.ndarray], centre: np.ndarray, deg: float) -> list[np.ndarray]:
@@ -124,9 +123,7 @@ def main() -> None:
                         },
                     }
                 )
-    OUT.mkdir(parents=True, exist_ok=True)
     record = {"experiment": args.experiment, "pages_per_layout": args.pages, "seed": args.seed, "rows": rows}
-    (OUT / "tilted_order.json").write_text(json.dumps(record, indent=1), encoding="utf-8")
     md = [
         f"Synthetic pages' labelled boxes ({args.pages} per layout, drawn straight, seed {args.seed}), "
         "turned both ways: pages read in the straight page's order, and lines out of place, ordered by rows "
@@ -143,8 +140,7 @@ def main() -> None:
             f"{r['upright_in_order']:.2f} | {100 * r['as they lie_out_of_place']:.1f} % | "
             f"{100 * r['upright_out_of_place']:.1f} % |"
         )
-    (OUT / "tilted_order.md").write_text("\n".join(md) + "\n", encoding="utf-8")
-    print("\n".join(md))
+    save_bench("tilted_order", record, md)
 
 
 if __name__ == "__main__":
