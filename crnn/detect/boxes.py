@@ -565,20 +565,27 @@ def row_order(quads: list[np.ndarray]) -> list[int]:
 
 
 TURN_MIN_DEG = 0.5  # a page whose lines are turned less than this is ordered as it lies
+TURN_AGREE = 0.95  # ... and so is one whose lines' directions disagree (scene signs each turned its own way)
 
 
 def lines_turn(quads: list[np.ndarray]) -> float:
     """The turn of a page's lines in degrees, in (-45, 45]: the direction of each box's first edge (along
-    its text) for boxes at least twice as long as tall, averaged on the circle of quarter turns and weighted
-    by length, as `page_turn` does for the detector's kernels; 0 without any."""
-    s = c = 0.0
+    its text) for four-point boxes at least twice as long as tall, averaged on the circle of quarter turns
+    and weighted by length, as `page_turn` does for the detector's kernels; 0 without any, or when they do
+    not agree (the mean's length under TURN_AGREE of the weights': one sign turned 15 degrees above
+    straight rows would turn them all by half that)."""
+    s = c = total = 0.0
     for q in quads:
+        if len(q) != 4:
+            continue
         d, h = q[1] - q[0], float(np.hypot(*(q[3] - q[0])))
         w = float(np.hypot(*d))
         if w >= 2 * max(h, 1e-6):
             t = 4 * np.arctan2(float(d[1]), float(d[0]))
-            s, c = s + w * np.sin(t), c + w * np.cos(t)
-    return float(np.degrees(np.arctan2(s, c)) / 4) if s or c else 0.0
+            s, c, total = s + w * np.sin(t), c + w * np.cos(t), total + w
+    if not total or np.hypot(s, c) < TURN_AGREE * total:
+        return 0.0
+    return float(np.degrees(np.arctan2(s, c)) / 4)
 
 
 def reading_order(quads: list[np.ndarray]) -> list[int]:
