@@ -3,9 +3,10 @@
 A receipt's item table holds columns of lone quantities and tax codes (`1`, `3`, `X`), each its own box in
 SROIE. The detector finds a third of the real boxes of one or two characters (41 of 125 on realdev's pages)
 against PP-OCRv4's two-thirds, and four fine-tunes aimed at them moved synthetic figures and not real ones
-(README, "Item tables on synthetic receipts"). Page mode therefore looks for them in the ink itself, where a
-missed glyph is easy to tell from noise: it sits on the row of a line the detector did find, as tall as that
-line's ink, shaped like a character, and another such glyph stands in the same column on another row.
+(docs/page_mode.md, "Item tables on synthetic receipts"). Page mode therefore looks for them in the ink
+itself, where a missed glyph is easy to tell from noise: it sits on the row of a line the detector did
+find, as tall as that line's ink, shaped like a character, and another such glyph stands in the same
+column on another row.
 
 `lone_glyphs(gray, boxes, inks)` returns a quad around each (crnn.detect.boxes.page_lines reads them with
 the detector's lines): the page's ink (an adaptive threshold over the

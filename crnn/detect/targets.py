@@ -31,8 +31,8 @@ class TargetConfig:
     # probability loss, at most small_weight times (1: every pixel alike). Why: a lone ':' or quantity on a
     # receipt is a kernel of 15-25 px^2 against a word's 500, so its pixels hardly move the loss and the
     # shipped detector found 24 % of the 1-2 character boxes on synthetic receipts (98 % of the others).
-    # Measured: 5,500 steps at small_weight=4 from the bundled weights did not change that (README, Short
-    # boxes), so the default stays 1.
+    # Measured: 5,500 steps at small_weight=4 from the bundled weights did not change that (docs/page_mode.md,
+    # "Short boxes, measured"), so the default stays 1.
     small_weight: float = 1.0
     small_area: float = 200.0
 
