@@ -17,6 +17,7 @@ alignment of a valid plate, with the blank-and-repeat rules of CTC.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -98,7 +99,7 @@ def held_reading(frames: np.ndarray, fmt: Format, charset: Charset) -> list[int]
     none fits its frames or the best is more than `fmt.max_gap` nats less probable than the best path (the
     line is not what the format describes). Frames that are not finite are skipped, as the decoders skip
     them."""
-    frames = frames.astype(np.float32)
+    frames = np.asarray(frames, np.float32)
     logp = log_softmax(frames[np.isfinite(frames).all(axis=-1)])
     found = best_reading(logp, fmt.grammar, charset)
     if found is None or float(logp.max(axis=-1).sum()) - found[1] > fmt.max_gap:
@@ -125,7 +126,12 @@ class _States:
     ends: tuple[int, ...]
 
 
-def _states(grammar: Grammar, charset: Charset) -> _States:
+@functools.lru_cache(maxsize=16)
+def _states(grammar: Grammar, charset: Charset) -> _States | None:
+    """Built once per grammar and alphabet (every plate line a server reads uses the same); None when the
+    alphabet cannot write the grammar (`writable`)."""
+    if not writable(grammar, charset):
+        return None
     ids = [[charset.encode(c)[0] for c in n.chars if c in charset] for n in grammar.nodes]
     k_all, p_all = len(ids), max(len(n.after) for n in grammar.nodes)
     cid = np.array([c for group in ids for c in group], np.int64)
@@ -147,9 +153,9 @@ def best_reading(logp: np.ndarray, grammar: Grammar, charset: Charset) -> tuple[
     follows, or from a character of such a node that is not its own (CTC collapses repeats, so the same
     character twice needs a blank between). Each frame is a fixed number of array operations over all
     states at once (a plate line: about 1 ms)."""
-    if not writable(grammar, charset):
-        return None
     st = _states(grammar, charset)
+    if st is None:
+        return None
     k_all, n = len(grammar.nodes), len(st.cid)
     blank = np.full(k_all + 2, NEG)  # index k_all + 1: a node that is never reached
     blank[0] = 0.0

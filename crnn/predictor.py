@@ -130,10 +130,11 @@ class Predictor:
 
     def _held_to(self, fmt: Format, frames: np.ndarray, read: Decoded) -> Decoded:
         """`read`, or the reading `fmt` holds the line's frames to (crnn.formats.held_reading)."""
+        frames = np.asarray(frames, np.float32)
         ids = held_reading(frames, fmt, self.charset)
         if ids is None:
             return read
-        return Decoded(self.charset.decode(ids), path_confidence(frames.astype(np.float32), ids), ids)
+        return Decoded(self.charset.decode(ids), path_confidence(frames, ids), ids)
 
     def batches(self, widths: list[int]) -> list[list[int]]:
         """Indices grouped by width: sorted, within `bucket_px` (exact for width-blind models), at most

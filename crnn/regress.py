@@ -32,6 +32,13 @@ def scene_tolerance(base_scene: dict, cer_points: float) -> float:
     return max(cer_points, 100.0 / chars) if chars else cer_points
 
 
+def how_read(row: dict) -> dict:
+    """How a report's row read its lines beyond the model and decoder: the second look and the formats its
+    readings were held to (a report from before either records none). Figures read otherwise are not
+    compared: a change in how lines are read ships with make ship-reading."""
+    return {"second_look": row.get("second_look") or None, "formats": list(row.get("formats") or [])}
+
+
 def compare(baseline: dict, current: dict, cer_points: float, latency_tolerance: float) -> list[str]:
     """Every figure of `current` that is worse than `baseline` beyond the tolerances, in words."""
     problems = []
@@ -69,16 +76,17 @@ def compare(baseline: dict, current: dict, cer_points: float, latency_tolerance:
                 f"{name}: decoded with {m.get('decoder', 'greedy')}, the baseline with "
                 f"{b.get('decoder', 'greedy')} (the bundled LM missing, or added without make ship-lm)"
             )
-        if b.get("second_look") != m.get("second_look"):
+        hb, hm = how_read(b), how_read(m)
+        if hb["second_look"] != hm["second_look"]:
             problems.append(
-                f"{name}: read with second look {m.get('second_look')}, the baseline with "
-                f"{b.get('second_look')} (a change in how lines are read ships with make ship-reading, which "
+                f"{name}: read with second look {hm['second_look']}, the baseline with "
+                f"{hb['second_look']} (a change in how lines are read ships with make ship-reading, which "
                 "rewrites the real-line baseline; re-baseline the demo)"
             )
-        if (b.get("formats") or []) != (m.get("formats") or []):  # reports before crnn.formats: none
+        if hb["formats"] != hm["formats"]:
             problems.append(
-                f"{name}: readings held to formats {m.get('formats') or []}, the baseline's to "
-                f"{b.get('formats') or []} (a change in how lines are read ships with make ship-reading)"
+                f"{name}: readings held to formats {hm['formats']}, the baseline's to "
+                f"{hb['formats']} (a change in how lines are read ships with make ship-reading)"
             )
         if b.get("int8") != m.get("int8") or b.get("format") != m.get("format"):
             problems.append(

@@ -34,6 +34,7 @@ from crnn.cli import StageError, stage_errors
 from crnn.lineage import sha256_file
 from crnn.lm import load_lm
 from crnn.paired import LINES_FILE, Paired, pair, read_lines
+from crnn.regress import how_read
 from crnn.settings import compose_run_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -275,9 +276,11 @@ def replacement_check(
         problems.append("the two models' real lines were scored by different normalisation rules")
     if real["row"].get("decoder", "greedy") != inc_model.get("decoder", "greedy"):
         problems.append("the two models' real lines were decoded differently")
-    for key, what in (("second_look", "a second look"), ("formats", "formats (crnn.formats)")):
-        if (real["row"].get(key) or None) != (inc_model.get(key) or None):  # missing: read without
-            problems.append(f"the two models' real lines were read with different {what}")
+    if how_read(real["row"]) != how_read(inc_model):
+        problems.append(
+            f"the two models' real lines were read differently ({how_read(real['row'])} against "
+            f"{how_read(inc_model)})"
+        )
     inc_syn = served_row(_json(dest / f"crnn_{as_name}.eval.json"), incumbent.name.endswith(".int8.onnx"))
     paired = paired_lines(run, real, incumbent_sha, inc_real["path"], inc_model.get("lm_sha256"))
     problems += replacement_problems(

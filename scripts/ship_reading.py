@@ -30,6 +30,7 @@ from crnn.formats import SERVED_FORMATS
 from crnn.lineage import sha256_file
 from crnn.paired import LINES_FILE, pair, read_lines
 from crnn.predictor import Predictor, SecondLook
+from crnn.regress import how_read
 from crnn.settings import compose_run_config
 
 CARD_START, CARD_END = "<!-- reading: written by scripts/ship_reading.py -->", "<!-- /reading -->"
@@ -84,11 +85,6 @@ def card_section(rows: dict, real: dict, how: dict) -> str:
     )
 
 
-def reading(second_look: dict | None, formats: list[str] | None) -> dict:
-    """How a report's row read its lines (reports from before crnn.formats held readings to none)."""
-    return {"second_look": second_look, "formats": list(formats or [])}
-
-
 def served_formats(served: Path) -> list[str]:
     """The formats this code holds the served file's readings to (those its alphabet can write)."""
     from crnn.onnx_model import OnnxBackend
@@ -121,8 +117,9 @@ def main(argv: list[str]) -> int:
     reports = {k: _json(f / "report.json") for k, f in folders.items()}
     rows = {k: served_reading(reports[k], served_sha, lm_sha, folders[k]) for k in folders}
     real = {k: real_set(rows[k]) for k in folders}
-    serves = reading(asdict(SecondLook()), served_formats(served))  # `after` must read so, `before` not
-    got = {k: reading(rows[k].get("second_look"), rows[k].get("formats")) for k in folders}
+    # how this code reads the served file, which `after` must and `before` must not
+    serves = how_read({"second_look": asdict(SecondLook()), "formats": served_formats(served)})
+    got = {k: how_read(rows[k]) for k in folders}
     if got["after"] != serves or got["before"] == serves:
         raise StageError(
             f"'after' must read as this code serves ({serves}) and 'before' otherwise; they read with "

@@ -30,17 +30,11 @@ sys.path.insert(0, str(ROOT))
 
 from small_pages import save_bench  # noqa: E402  (scripts/, beside this file)
 
-from crnn.detect.boxes import _columns_then_rows, reading_order  # noqa: E402
+from crnn.detect.boxes import _columns_then_rows, reading_order, turned  # noqa: E402
 from crnn.detect.data import page_synth  # noqa: E402
 from crnn.detect.detector import Detector  # noqa: E402
 from crnn.detect.score import match  # noqa: E402
 from crnn.settings import compose_run_config  # noqa: E402
-
-
-def turned(quads: list[np.ndarray], centre: np.ndarray, deg: float) -> list[np.ndarray]:
-    a = np.radians(deg)
-    r = np.float32([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
-    return [(q - centre) @ r.T + centre for q in quads]
 
 
 def detected_orders(det: Detector, image: np.ndarray, quads: list[np.ndarray], deg: float) -> dict | None:
@@ -100,7 +94,7 @@ def main() -> None:
                     ref = _columns_then_rows(quads)
                     for sign in (1, -1) if deg else (1,):
                         if boxes == "labelled":
-                            t = turned(quads, centre, sign * deg)
+                            t = turned(quads, sign * deg, centre)
                             got = {"as they lie": _columns_then_rows(t), "upright": reading_order(t)}
                             want = ref
                         else:

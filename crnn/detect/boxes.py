@@ -588,6 +588,15 @@ def lines_turn(quads: list[np.ndarray]) -> float:
     return float(np.degrees(np.arctan2(s, c)) / 4)
 
 
+def turned(quads: list[np.ndarray], deg: float, centre: np.ndarray | None = None) -> list[np.ndarray]:
+    """`quads` turned by `deg` degrees about `centre` (the origin by default), clockwise on the page (y
+    runs down)."""
+    a = np.radians(deg)
+    r = np.float32([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
+    c = np.zeros(2, np.float32) if centre is None else np.float32(centre)
+    return [(q - c) @ r.T + c for q in quads]
+
+
 def reading_order(quads: list[np.ndarray]) -> list[int]:
     """Indices of `quads` in reading order: columns left to right when the page splits into columns whose
     lines do not share rows, rows within each; on a page turned by `lines_turn` (a receipt photographed a few
@@ -596,9 +605,7 @@ def reading_order(quads: list[np.ndarray]) -> list[int]:
     1.4 degrees: `*S` read before the item it marks)."""
     turn = lines_turn(quads)
     if abs(turn) >= TURN_MIN_DEG:
-        a = np.radians(-turn)
-        upright = np.float32([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
-        quads = [q @ upright.T for q in quads]
+        quads = turned(quads, -turn)
     return _columns_then_rows(quads)
 
 
