@@ -790,7 +790,7 @@ def _item_table(glyph=None):
 
 
 def test_lone_digits_in_a_table_column_the_detector_missed_are_read_too():
-    from crnn.detect.glyphs import lone_glyphs
+    from crnn.detect.glyphs import glyph_crop, lone_glyphs
 
     page, boxes, cells = _item_table()
     quads = [b.quad for b in boxes]
@@ -798,7 +798,16 @@ def test_lone_digits_in_a_table_column_the_detector_missed_are_read_too():
     found = lone_glyphs(page, quads, inks)
     assert len(found) == 4
     for q, (x, y) in zip(sorted(found, key=lambda q: q[0, 1]), cells):
-        assert q[0, 0] < x + 2 and q[1, 0] > x + 12 and q[0, 1] < y - 18 and q[2, 1] > y  # around the digit
+        assert (
+            q[0, 0] <= x + 2 and q[1, 0] >= x + 12 and q[0, 1] <= y - 18 and q[2, 1] >= y - 1
+        )  # the digit's cell
+        c = glyph_crop(q)  # read with paper all round
+        assert (
+            c[0, 0] < q[0, 0] - 4
+            and c[1, 0] > q[1, 0] + 4
+            and c[0, 1] < q[0, 1] - 4
+            and c[2, 1] > q[2, 1] + 4
+        )
     lines = page_lines(page, boxes)
     assert len(lines) == 12 and len(page_lines(page, boxes, glyphs=False)) == 8
     xs = [float(ln.quad[:, 0].mean()) for ln in lines]
@@ -827,7 +836,7 @@ def test_lone_digits_are_found_where_they_are_on_a_large_page_read_scaled_down()
     assert len(found) == 4
     for q, (x, y) in zip(found, cells):
         x, y = ox + k * x, oy + k * y
-        assert q[0, 0] < x + 6 and q[1, 0] > x + 36 and q[0, 1] < y - 54 and q[2, 1] > y
+        assert q[0, 0] <= x + 6 and q[1, 0] >= x + 36 and q[0, 1] <= y - 54 and q[2, 1] >= y - 3
 
 
 def test_bullets_a_lone_digit_and_a_digit_off_every_row_are_not_glyphs():
@@ -848,6 +857,67 @@ def test_bullets_a_lone_digit_and_a_digit_off_every_row_are_not_glyphs():
     assert found(page, boxes) == []
     page, boxes, _ = _item_table()
     assert found(page, boxes[:2]) == []  # only the first row was found: the other digits are off every row
+
+
+def _form(colons=True, grain=0.0):
+    """A form's fields as a receipt prints them: labels, a column of lone colons (two fields left empty),
+    two values; the boxes a detector that missed the colons would give. `grain`: the paper's noise (grey
+    levels)."""
+    import cv2
+
+    page = np.full((260, 520), 235, np.uint8)
+    rng = np.random.default_rng(0)
+    if grain:
+        noise = cv2.GaussianBlur(rng.normal(0, grain, page.shape), (0, 0), 1.2)
+        page = np.clip(page + noise, 0, 255).astype(np.uint8)
+    boxes, cells = [], []
+    for k, (label, value) in enumerate(
+        [("CODE", "300-C0001"), ("NAME", "CASH"), ("ADDRESS", ""), ("", ""), ("", ""), ("GST NO.", "")]
+    ):
+        y = 40 + 36 * k
+        for x, text in ((20, label), (230, value)):
+            if text:
+                cv2.putText(page, text, (x, y), cv2.FONT_HERSHEY_SIMPLEX, 0.8, 20, 2)
+                (w, h), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.8, 2)
+                boxes.append(Box(rect(x - 4, y - h - 5, x + w + 4, y + 6), 0.9))
+        if colons:
+            cv2.putText(page, ":", (200, y), cv2.FONT_HERSHEY_SIMPLEX, 0.8, 20, 2)
+        cells.append((200, y))
+    return page, boxes, cells
+
+
+def test_a_column_of_lone_colons_is_read_as_glyphs_in_their_cells():
+    """A form's empty fields leave lone colons, two of them on rows with nothing else: each is found as its
+    character's cell (a line's height, standing on the baseline), read with the page's lines."""
+    from crnn.detect.glyphs import lone_glyphs
+
+    page, boxes, cells = _form()
+    quads = [b.quad for b in boxes]
+    found = sorted(
+        lone_glyphs(page, quads, [fit_to_ink(*upright(page, q), q) for q in quads]), key=lambda q: q[0, 1]
+    )
+    assert len(found) == 6
+    for q, (x, y) in zip(found, cells):
+        dots = np.flatnonzero((page[y - 20 : y + 2, x - 4 : x + 16] < 128).any(axis=0)) + x - 4
+        assert (
+            q[0, 0] <= dots[0] and q[1, 0] >= dots[-1] + 1 and abs(q[2, 1] - y) <= 2
+        )  # the dots, on the baseline
+        assert 14 <= q[2, 1] - q[0, 1] <= 22  # as tall as the capitals beside it (17 px), not the dots (10)
+    assert len(page_lines(page, boxes)) == len(boxes) + 6
+
+
+def test_the_papers_grain_and_a_colon_beside_its_word_are_not_lone_colons():
+    from crnn.detect.glyphs import lone_glyphs
+
+    def found(page, boxes):
+        quads = [b.quad for b in boxes]
+        return lone_glyphs(page, quads, [fit_to_ink(*upright(page, q), q) for q in quads])
+
+    assert found(*_form(colons=False, grain=12.0)[:2]) == []  # grain has dots too, fainter than print
+    assert len(found(*_form(grain=12.0)[:2])) == 6  # ... the colons among it are still found
+    page, boxes, _ = _form()
+    cv2.putText(page, "X", (212, 40), cv2.FONT_HERSHEY_SIMPLEX, 0.8, 20, 2)  # a letter right beside one
+    assert len(found(page, boxes)) == 5
 
 
 def test_no_glyph_is_added_where_every_line_of_a_synthetic_page_has_its_box(synth):

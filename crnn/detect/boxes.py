@@ -33,7 +33,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from crnn.detect.glyphs import lone_glyphs
+from crnn.detect.glyphs import glyph_crop, lone_glyphs
 from crnn.detect.polygons import order_quad, quad_size
 
 
@@ -536,7 +536,8 @@ def page_lines(
     quads = [b.quad for b in boxes]
     lines = [_line(gray, q, fit_ink) for q in quads]
     if glyphs and fit_ink:
-        lines += [_line(gray, q, fit_ink) for q in lone_glyphs(gray, quads, [ln.quad for ln in lines])]
+        cells = lone_glyphs(gray, quads, [ln.quad for ln in lines])
+        lines += [Line(crop_line(gray, glyph_crop(c)), c) for c in cells]
     return [lines[i] for i in reading_order([ln.quad for ln in lines])]
 
 

@@ -1,4 +1,4 @@
-"""Lone glyphs the detector missed: single digits stacked in a table's columns.
+"""Lone glyphs the detector missed: single digits and colons stacked in a table's or a form's columns.
 
 A receipt's item table holds columns of lone quantities and tax codes (`1`, `3`, `X`), each its own box in
 SROIE. The detector finds a third of the real boxes of one or two characters (41 of 125 on realdev's pages)
@@ -8,15 +8,27 @@ itself, where a missed glyph is easy to tell from noise: it sits on the row of a
 find, as tall as that line's ink, shaped like a character, and another such glyph stands in the same
 column on another row.
 
-`lone_glyphs(gray, boxes, inks)` returns a quad around each (crnn.detect.boxes.page_lines reads them with
-the detector's lines): the page's ink (an adaptive threshold over the
-region the detector's lines cover) outside every detected box, in connected components, kept when
+A form's empty fields leave a column of lone colons (`Address :` with nothing after it, then rows of
+colons alone: 13 of realdev's receipt boxes), which the detector never boxes: a colon is two dots with
+paper around them. The recognizer reads such a colon, cropped alone, as a colon.
+
+`lone_glyphs(gray, boxes, inks)` returns each glyph's character cell (glyph_crop: the quad the recognizer
+reads; crnn.detect.boxes.page_lines reads them with the detector's lines and reports the cells): the page's
+ink (an adaptive threshold over the region the detector's lines cover) outside every detected box, in
+connected components, kept when
 - its centre lies within GLYPH_ROW of a detected line's ink height from that line's centre, and its height is
   within GLYPH_HEIGHT of that line's ink height (a character of that row, not a speck, a stamp or a rule);
 - its width is within GLYPH_WIDTH of its height and ink fills GLYPH_FILL of its box: a digit or a letter,
   not a bullet, a bar or a blot (a bullet is as wide as tall: the synthetic pages' list bullets were the
   only components kept on 100 of them before the width was bounded at 0.85);
+- or it is a colon (_colons): two dots of similar size, one over the other, as dark against what lies
+  around them as the lines' print is against their paper (the paper's grain, or a photo's, makes dots too,
+  but faint ones), with paper on both sides; a colon need not sit on a detected line's row;
 - another kept component on another row has its centre within GLYPH_COLUMN of a height across (a column).
+
+A glyph's cell is at least GLYPH_CELL_WIDTH of its height wide (a `1`'s cell, not its stroke) and a colon's
+is as tall as its line's letters, standing on its baseline: the box a label or a detector gives a lone
+character, which its ink alone (a colon: two dots) is not.
 """
 
 from __future__ import annotations
@@ -31,7 +43,20 @@ GLYPH_FILL = (0.15, 0.75)
 GLYPH_COLUMN = 0.5
 GLYPH_THRESHOLD = 15  # grey levels below the local mean that are ink (cv2.adaptiveThreshold's C)
 GLYPH_MARGIN = 0.3  # the crop around a glyph, in its heights: as much paper as a detector box leaves
+GLYPH_CELL_WIDTH = (
+    0.5  # a glyph's box is at least this part of its height wide (a `1`: its cell, not its stroke)
+)
 GLYPH_READ_HEIGHT = 24.0  # px: a line's ink height at the scale the components are found at (at most 1)
+# A colon is two pieces of ink: dots of COLON_DOT of a line's ink height either way, ink filling COLON_FILL
+# of each one's box and as dark as print (COLON_DARK), one over the other, together COLON_SPAN of the ink
+# height tall, with paper for COLON_CLEAR of the ink height on both sides (dot-matrix letters are dots too,
+# but among other dots).
+COLON_DOT = (0.08, 0.4)
+COLON_FILL = 0.45
+COLON_SPAN = (0.4, 1.0)
+COLON_CLEAR = 0.5
+COLON_DARK = 0.6  # each dot as dark as the lines' ink, near enough (0: the paper, 1: the boxed lines' ink)
+COLON_MAX_DOTS = 4000  # more dots than this outside every box: undetected dot-matrix print, not colons
 
 
 def _rows(inks: list[np.ndarray]) -> np.ndarray:
@@ -50,13 +75,15 @@ def _region(boxes: list[np.ndarray], shape: tuple[int, int], pad: float) -> tupl
 
 
 def _components(gray: np.ndarray, boxes: list[np.ndarray], line_h: float) -> np.ndarray:
-    """(x, y, w, h, area) in page pixels of the ink components outside every box, in the region the boxes
-    cover, read at a scale where a line's ink is at most GLYPH_READ_HEIGHT pixels (a large scan's region is
-    tens of megapixels otherwise)."""
+    """(x, y, w, h, area, darkness) in page pixels of the ink components outside every box, in the region
+    the boxes cover, read at a scale where a line's ink is at most GLYPH_READ_HEIGHT pixels (a large scan's
+    region is tens of megapixels otherwise). Darkness is a component's mean grey level on the scale from the
+    paper's (0) to the boxed lines' ink (1), against what lies around it: print is near 1, the paper's grain
+    (or a photo's, darker than the paper) far below."""
     x0, y0, x1, y1 = _region(boxes, gray.shape, 2 * line_h)
     part = gray[y0:y1, x0:x1]
     if part.size == 0:
-        return np.zeros((0, 5), np.float32)
+        return np.zeros((0, 6), np.float32)
     s = min(1.0, GLYPH_READ_HEIGHT / line_h)
     if s < 1.0:
         part = cv2.resize(part, None, fx=s, fy=s, interpolation=cv2.INTER_AREA)
@@ -64,10 +91,20 @@ def _components(gray: np.ndarray, boxes: list[np.ndarray], line_h: float) -> np.
     ink = cv2.adaptiveThreshold(
         part, 255, cv2.ADAPTIVE_THRESH_MEAN_C, cv2.THRESH_BINARY_INV, block, GLYPH_THRESHOLD
     )
+    boxed = np.zeros_like(ink)
     for q in boxes:
-        cv2.fillPoly(ink, [np.int32(np.round((q - np.float32([x0, y0])) * s))], 0)
-    n, _, stats, _ = cv2.connectedComponentsWithStats(ink, connectivity=8)
-    stats = stats[1:n].astype(np.float32)
+        cv2.fillPoly(boxed, [np.int32(np.round((q - np.float32([x0, y0])) * s))], 1)
+    text = part[(ink > 0) & (boxed > 0)]
+    paper = float(np.median(part[ink == 0])) if (ink == 0).any() else 255.0
+    level = float(np.median(text)) if text.size else 0.0
+    ink[boxed > 0] = 0
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(ink, connectivity=8)
+    area = np.maximum(stats[1:n, 4], 1)
+    grey = np.bincount(labels.ravel(), weights=part.ravel(), minlength=n)[1:n] / area
+    around = cv2.blur(part.astype(np.float32), (block, block))  # the mean the threshold compared with
+    local = np.bincount(labels.ravel(), weights=around.ravel(), minlength=n)[1:n] / area
+    dark = (local - grey) / (paper - level) if paper - level > 1 else np.ones(n - 1)
+    stats = np.concatenate([stats[1:n].astype(np.float32), dark[:, None].astype(np.float32)], axis=1)
     stats[:, :4] /= s
     stats[:, 4] /= s * s
     stats[:, 0] += x0
@@ -75,9 +112,44 @@ def _components(gray: np.ndarray, boxes: list[np.ndarray], line_h: float) -> np.
     return stats
 
 
+def _colons(comps: np.ndarray, line_h: float) -> np.ndarray:
+    """(x, y, w, h) of each lone colon among `comps` (x, y, w, h, area): two dots, one over the other, with
+    paper on both sides (see COLON_*)."""
+    x, y, w, h, area, dark = comps.T
+    lo, hi = COLON_DOT[0] * line_h, COLON_DOT[1] * line_h
+    dot = (w >= lo) & (w <= hi) & (h >= lo) & (h <= hi) & (w <= 2 * h) & (h <= 2 * w)
+    dots = np.flatnonzero(dot & (area >= COLON_FILL * w * h) & (dark >= COLON_DARK))
+    if len(dots) < 2 or len(dots) > COLON_MAX_DOTS:
+        return np.zeros((0, 4), np.float32)
+    dx, dy, dw, dh = x[dots], y[dots], w[dots], h[dots]
+    cx = dx + dw / 2
+    # i over j: centred alike, j below i with paper between, alike in size, spanning a colon's height
+    above = (dy + dh)[:, None] < dy[None, :]
+    centred = np.abs(cx[:, None] - cx[None, :]) <= 0.5 * np.maximum(dw[:, None], dw[None, :])
+    alike = np.maximum(dw[:, None], dw[None, :]) <= 2 * np.minimum(dw[:, None], dw[None, :])
+    span = (dy + dh)[None, :] - dy[:, None]
+    tall = (span >= COLON_SPAN[0] * line_h) & (span <= COLON_SPAN[1] * line_h)
+    pairs = np.argwhere(above & centred & alike & tall)
+    inked = (w >= lo) | (h >= lo)  # what counts as ink beside a colon: not the paper's grain
+    out, used = [], set()
+    for i, j in pairs:
+        if i in used or j in used:
+            continue
+        x0, x1 = min(dx[i], dx[j]), max(dx[i] + dw[i], dx[j] + dw[j])
+        y0, y1 = dy[i], dy[j] + dh[j]
+        c = COLON_CLEAR * line_h
+        near = inked & (x < x1 + c) & (x + w > x0 - c) & (y < y1) & (y + h > y0)
+        if near.sum() > 2:  # the two dots themselves, and nothing else
+            continue
+        used.update((i, j))
+        out.append((x0, y0, x1 - x0, y1 - y0))
+    return np.float32(out).reshape(-1, 4)
+
+
 def lone_glyphs(gray: np.ndarray, boxes: list[np.ndarray], inks: list[np.ndarray]) -> list[np.ndarray]:
-    """Quads (grown by GLYPH_MARGIN: the recognizer's crop) around lone glyphs in table columns that none of
-    the detector's `boxes` covers; `inks` are the same lines' boxes narrowed to their ink (fit_to_ink)."""
+    """The character cells (_cell; glyph_crop: what the recognizer reads) of lone glyphs in table columns
+    that none of the detector's `boxes` covers; `inks` are the same lines' boxes narrowed to their ink
+    (fit_to_ink)."""
     if len(boxes) < 2:
         return []
     rows = _rows(inks)
@@ -85,7 +157,7 @@ def lone_glyphs(gray: np.ndarray, boxes: list[np.ndarray], inks: list[np.ndarray
     if line_h < 4:
         return []
     comps = _components(gray, boxes, line_h)
-    x, y, w, h, area = comps.T  # shape first, at once: a speckled scan has hundreds of thousands
+    x, y, w, h, area, _ = comps.T  # shape first, at once: a speckled scan has hundreds of thousands
     shaped = (
         (h >= GLYPH_HEIGHT[0] * rows[:, 1].min())
         & (h <= GLYPH_HEIGHT[1] * rows[:, 1].max())
@@ -95,20 +167,35 @@ def lone_glyphs(gray: np.ndarray, boxes: list[np.ndarray], inks: list[np.ndarray
         & (area <= GLYPH_FILL[1] * w * h)
     )
     found = []
-    for x, y, w, h, _ in comps[shaped]:
+    for x, y, w, h, _, _ in comps[shaped]:
         cy = y + h / 2
         near = np.abs(rows[:, 0] - cy) < GLYPH_ROW * rows[:, 1]
         ratio = h / np.maximum(rows[:, 1], 1.0)
         if not np.any(near & (ratio >= GLYPH_HEIGHT[0]) & (ratio <= GLYPH_HEIGHT[1])):
             continue
-        found.append((float(x), float(y), float(w), float(h)))
-    centres = np.array([(x + w / 2, y + h / 2) for x, y, w, h in found], np.float32).reshape(-1, 2)
+        found.append((float(x), float(y), float(w), float(h), 0.0))
+    # a colon on a row of its own (a form's empty fields) is a glyph too: it is told by its shape
+    found += [(*map(float, c), line_h) for c in _colons(comps, line_h)]
+    centres = np.array([(x + w / 2, y + h / 2) for x, y, w, h, _ in found], np.float32).reshape(-1, 2)
     out = []
-    for i, (x, y, w, h) in enumerate(found):
+    for i, (x, y, w, h, tall) in enumerate(found):
         dx, dy = np.abs(centres - centres[i]).T
         if np.any((dx < GLYPH_COLUMN * h) & (dy > 0.8 * h)):  # another glyph above or below it, in its column
-            m = GLYPH_MARGIN * h
-            out.append(
-                np.float32([[x - m, y - m], [x + w + m, y - m], [x + w + m, y + h + m], [x - m, y + h + m]])
-            )
+            out.append(_cell(x, y, w, h, tall))
     return out
+
+
+def _cell(x: float, y: float, w: float, h: float, tall: float = 0.0) -> np.ndarray:
+    """A glyph's character cell: at least GLYPH_CELL_WIDTH of its height wide and, for a glyph shorter than
+    its line's letters (a colon), `tall` high, standing on its baseline."""
+    if tall > h:
+        y, h = y + h - tall, tall
+    grow = max(0.0, GLYPH_CELL_WIDTH * h - w)
+    x, w = x - grow / 2, w + grow
+    return np.float32([[x, y], [x + w, y], [x + w, y + h], [x, y + h]])
+
+
+def glyph_crop(cell: np.ndarray) -> np.ndarray:
+    """The quad the recognizer reads a glyph's cell in: grown by GLYPH_MARGIN of its height all round."""
+    m = GLYPH_MARGIN * float(np.ptp(cell[:, 1]))
+    return cell + np.float32([[-m, -m], [m, -m], [m, m], [-m, m]])
