@@ -68,12 +68,17 @@ def average_state_dicts(dicts: list[dict]) -> dict:
     return out
 
 
-def check_compatible(ckpts: list[Checkpoint], names: list[str]) -> None:
+def check_compatible(ckpts: list[Checkpoint], names: list[str], shas: list[str] | None = None) -> None:
     """One model, alphabet and input, inputs oldest first: the newest input gives the average its step,
-    run and integer buffers, so an order that goes back in steps is a mistake in the command."""
+    run and integer buffers, so an order that goes back in steps is a mistake in the command, except where
+    a later input is a fine-tune that started from the earlier one (its lineage's source_sha256 is that
+    file's: a weight-space ensemble of a fine-tune and its start, WiSE-FT), whose steps count afresh."""
     steps = [ck.lineage.get("step") for ck in ckpts]
-    if all(isinstance(s, int) for s in steps) and steps != sorted(steps):
-        raise AverageError(f"name the checkpoints oldest first: their steps are {steps}")
+    if all(isinstance(s, int) for s in steps):
+        for i in range(1, len(ckpts)):
+            started = shas is not None and ckpts[i].lineage.get("source_sha256") in shas[:i]
+            if steps[i] < steps[i - 1] and not started:
+                raise AverageError(f"name the checkpoints oldest first: their steps are {steps}")
     first = ckpts[0]
     for ck, name in zip(ckpts[1:], names[1:]):
         if ck.model_config != first.model_config:
@@ -96,8 +101,8 @@ def average(specs: list[str], out: str | Path, repo: Path = ROOT) -> Checkpoint:
     with tempfile.TemporaryDirectory() as tmp:
         paths = [resolve(s, Path(tmp), repo, i) for i, s in enumerate(specs)]
         ckpts = [load_checkpoint(p) for p in paths]
-        check_compatible(ckpts, specs)
         shas = [sha256_file(p) for p in paths]
+        check_compatible(ckpts, specs, shas)
         for j, sha in enumerate(shas):
             if sha in shas[:j]:
                 first = specs[shas.index(sha)]
@@ -134,11 +139,13 @@ def average(specs: list[str], out: str | Path, repo: Path = ROOT) -> Checkpoint:
 
 
 def describe(lineage: dict) -> str:
-    """One line for a model card: which steps were averaged."""
-    steps = ", ".join(
-        f"{i['step']:,}" if isinstance(i.get("step"), int) else "?" for i in lineage["averaged"]
-    )
-    return f"the uniform average of {len(lineage['averaged'])} checkpoints of the run, at steps {steps}"
+    """One line for a model card: which steps were averaged (of which runs, when they are not one)."""
+    inputs = lineage["averaged"]
+    steps = ", ".join(f"{i['step']:,}" if isinstance(i.get("step"), int) else "?" for i in inputs)
+    runs = list(dict.fromkeys(i.get("config_name", "") for i in inputs))
+    if len(runs) > 1:
+        return f"the uniform average of {len(inputs)} checkpoints of {', '.join(runs)}, at steps {steps}"
+    return f"the uniform average of {len(inputs)} checkpoints of the run, at steps {steps}"
 
 
 def main(argv: list[str]) -> int:

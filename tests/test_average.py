@@ -136,6 +136,28 @@ def test_only_checkpoints_of_one_model_average(tmp_path):
     assert proc.returncode == 2 and "another model" in proc.stderr and "Traceback" not in proc.stderr
 
 
+def test_a_fine_tune_averages_with_the_weights_it_started_from(tmp_path):
+    """WiSE-FT: a fine-tune counts its steps afresh, so it comes after its start whatever the steps say; any
+    other checkpoint at a lower step still does not."""
+    start, tuned, stranger = tmp_path / "start.pt", tmp_path / "tuned.pt", tmp_path / "stranger.pt"
+    save_checkpoint(_checkpoint(1, 60000), start)
+    ft = _checkpoint(2, 1500)
+    ft.lineage.update(config_name="demo_ft", source_sha256=sha256_file(start))
+    save_checkpoint(ft, tuned)
+    avg = average([str(start), str(tuned)], tmp_path / "wise.pt")
+    assert [i["step"] for i in avg.lineage["averaged"]] == [60000, 1500]
+    assert avg.lineage["config_name"] == "demo_ft" and avg.lineage["step"] == 1500
+    from crnn.average import describe
+
+    said = describe(avg.lineage)
+    assert said == "the uniform average of 2 checkpoints of demo, demo_ft, at steps 60,000, 1,500"
+    other = _checkpoint(3, 1500)
+    other.lineage["source_sha256"] = "0" * 64  # started from some other file
+    save_checkpoint(other, stranger)
+    with pytest.raises(AverageError, match="oldest first"):
+        average([str(start), str(stranger)], tmp_path / "x.pt")
+
+
 def test_the_card_counts_lines_as_the_run_counted_them(monkeypatch):
     """A run's steps had different batch sizes on a GPU and on the CPU: the card says what the state counted,
     from the step the count began, and says when it only multiplies steps by one batch size."""
