@@ -70,15 +70,14 @@ def average_state_dicts(dicts: list[dict]) -> dict:
 
 def check_compatible(ckpts: list[Checkpoint], names: list[str], shas: list[str] | None = None) -> None:
     """One model, alphabet and input, inputs oldest first: the newest input gives the average its step,
-    run and integer buffers, so an order that goes back in steps is a mistake in the command, except where
-    a later input is a fine-tune that started from the earlier one (its lineage's source_sha256 is that
-    file's: a weight-space ensemble of a fine-tune and its start, WiSE-FT), whose steps count afresh."""
+    run and integer buffers, so an order that goes back in steps is a mistake in the command, except once,
+    where a fine-tune follows the file it started from (its lineage's source_sha256 is that file's: a
+    weight-space ensemble of a fine-tune and its start, WiSE-FT) and its steps count afresh."""
     steps = [ck.lineage.get("step") for ck in ckpts]
     if all(isinstance(s, int) for s in steps):
-        for i in range(1, len(ckpts)):
-            started = shas is not None and ckpts[i].lineage.get("source_sha256") in shas[:i]
-            if steps[i] < steps[i - 1] and not started:
-                raise AverageError(f"name the checkpoints oldest first: their steps are {steps}")
+        drops = [i for i in range(1, len(steps)) if steps[i] < steps[i - 1]]
+        if drops and not _fine_tune_follows_start(ckpts, shas, drops):
+            raise AverageError(f"name the checkpoints oldest first: their steps are {steps}")
     first = ckpts[0]
     for ck, name in zip(ckpts[1:], names[1:]):
         if ck.model_config != first.model_config:
@@ -91,6 +90,15 @@ def check_compatible(ckpts: list[Checkpoint], names: list[str], shas: list[str] 
             raise AverageError(f"{name} takes another input than {names[0]}")
         if ck.state_dict.keys() != first.state_dict.keys():
             raise AverageError(f"{name} has other tensors than {names[0]}")
+
+
+def _fine_tune_follows_start(ckpts: list[Checkpoint], shas: list[str] | None, drops: list[int]) -> bool:
+    """True when the one place the steps go back is where a fine-tune follows the file it started from,
+    and every input from there on is of that fine-tune (started from the same file)."""
+    if shas is None or len(drops) != 1:
+        return False
+    i = drops[0]
+    return all(ck.lineage.get("source_sha256") == shas[i - 1] for ck in ckpts[i:])
 
 
 def average(specs: list[str], out: str | Path, repo: Path = ROOT) -> Checkpoint:
@@ -142,7 +150,7 @@ def describe(lineage: dict) -> str:
     """One line for a model card: which steps were averaged (of which runs, when they are not one)."""
     inputs = lineage["averaged"]
     steps = ", ".join(f"{i['step']:,}" if isinstance(i.get("step"), int) else "?" for i in inputs)
-    runs = list(dict.fromkeys(i.get("config_name", "") for i in inputs))
+    runs = list(dict.fromkeys(i["config_name"] for i in inputs if i.get("config_name")))
     if len(runs) > 1:
         return f"the uniform average of {len(inputs)} checkpoints of {', '.join(runs)}, at steps {steps}"
     return f"the uniform average of {len(inputs)} checkpoints of the run, at steps {steps}"

@@ -156,6 +156,17 @@ def test_a_fine_tune_averages_with_the_weights_it_started_from(tmp_path):
     save_checkpoint(other, stranger)
     with pytest.raises(AverageError, match="oldest first"):
         average([str(start), str(stranger)], tmp_path / "x.pt")
+    later = tmp_path / "later.pt"
+    ft3000 = _checkpoint(4, 3000)
+    ft3000.lineage.update(config_name="demo_ft", source_sha256=sha256_file(start))
+    save_checkpoint(ft3000, later)
+    with pytest.raises(AverageError, match="oldest first"):  # the fine-tune's own steps still go forward
+        average([str(start), str(later), str(tuned)], tmp_path / "x.pt")
+    base = tmp_path / "base.pt"
+    save_checkpoint(_checkpoint(5, 50000), base)
+    with pytest.raises(AverageError, match="oldest first"):  # nothing of another run after the fine-tune
+        average([str(start), str(tuned), str(base)], tmp_path / "x.pt")
+    assert average([str(start), str(tuned), str(later)], tmp_path / "three.pt").lineage["step"] == 3000
 
 
 def test_the_card_counts_lines_as_the_run_counted_them(monkeypatch):

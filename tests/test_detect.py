@@ -801,6 +801,7 @@ def test_lone_digits_in_a_table_column_the_detector_missed_are_read_too():
         assert (
             q[0, 0] <= x + 2 and q[1, 0] >= x + 12 and q[0, 1] <= y - 18 and q[2, 1] >= y - 1
         )  # the digit's cell
+        assert q[0, 0] >= x - 4 and q[1, 0] <= x + 20 and q[0, 1] >= y - 24 and q[2, 1] <= y + 2  # no more
         c = glyph_crop(q)  # read with paper all round
         assert (
             c[0, 0] < q[0, 0] - 4
@@ -859,7 +860,7 @@ def test_bullets_a_lone_digit_and_a_digit_off_every_row_are_not_glyphs():
     assert found(page, boxes[:2]) == []  # only the first row was found: the other digits are off every row
 
 
-def _form(colons=True, grain=0.0):
+def _form(colons=True, grain=0.0, colon_ink=20):
     """A form's fields as a receipt prints them: labels, a column of lone colons (two fields left empty),
     two values; the boxes a detector that missed the colons would give. `grain`: the paper's noise (grey
     levels)."""
@@ -881,7 +882,7 @@ def _form(colons=True, grain=0.0):
                 (w, h), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.8, 2)
                 boxes.append(Box(rect(x - 4, y - h - 5, x + w + 4, y + 6), 0.9))
         if colons:
-            cv2.putText(page, ":", (200, y), cv2.FONT_HERSHEY_SIMPLEX, 0.8, 20, 2)
+            cv2.putText(page, ":", (200, y), cv2.FONT_HERSHEY_SIMPLEX, 0.8, colon_ink, 2)
         cells.append((200, y))
     return page, boxes, cells
 
@@ -918,6 +919,26 @@ def test_the_papers_grain_and_a_colon_beside_its_word_are_not_lone_colons():
     page, boxes, _ = _form()
     cv2.putText(page, "X", (212, 40), cv2.FONT_HERSHEY_SIMPLEX, 0.8, 20, 2)  # a letter right beside one
     assert len(found(page, boxes)) == 5
+    assert found(*_form(colon_ink=170)[:2]) == []  # pale dots beside dark print: not print
+    page, boxes, _ = _form(colons=False)
+    for yy in range(20, 240, 9):  # a vertical dotted rule: dots over dots, each pair shaped like a colon
+        cv2.circle(page, (204, yy), 2, 20, -1)
+    assert found(page, boxes) == []
+
+
+def test_lone_colons_are_found_on_a_large_scan_read_scaled_down():
+    """The form three times larger: its components are read at a reduced scale, its colons still found."""
+    from crnn.detect.glyphs import lone_glyphs
+
+    small, boxes, cells = _form()
+    page = cv2.resize(small, None, fx=3, fy=3, interpolation=cv2.INTER_LINEAR)
+    quads = [b.quad * 3 for b in boxes]
+    found = sorted(
+        lone_glyphs(page, quads, [fit_to_ink(*upright(page, q), q) for q in quads]), key=lambda q: q[0, 1]
+    )
+    assert len(found) == 6
+    for q, (_, y) in zip(found, cells):
+        assert abs(q[2, 1] - 3 * y) <= 6 and 42 <= q[2, 1] - q[0, 1] <= 66
 
 
 def test_no_glyph_is_added_where_every_line_of_a_synthetic_page_has_its_box(synth):

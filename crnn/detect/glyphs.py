@@ -21,17 +21,20 @@ connected components, kept when
 - its width is within GLYPH_WIDTH of its height and ink fills GLYPH_FILL of its box: a digit or a letter,
   not a bullet, a bar or a blot (a bullet is as wide as tall: the synthetic pages' list bullets were the
   only components kept on 100 of them before the width was bounded at 0.85);
-- or it is a colon (_colons): two dots of similar size, one over the other, as dark against what lies
-  around them as the lines' print is against their paper (the paper's grain, or a photo's, makes dots too,
-  but faint ones), with paper on both sides; a colon need not sit on a detected line's row;
+- or it is a colon (_colons): two dots of similar size, one over the other, each as dark (its darkest pixel
+  against the paper around it) as the boxed lines' print is against the page's paper (the paper's grain,
+  or a photo's, makes dots too, but faint ones), with paper on both sides and above and below; a colon
+  need not sit on a detected line's row;
 - another kept component on another row has its centre within GLYPH_COLUMN of a height across (a column).
 
 A glyph's cell is at least GLYPH_CELL_WIDTH of its height wide (a `1`'s cell, not its stroke) and a colon's
-is as tall as its line's letters, standing on its baseline: the box a label or a detector gives a lone
-character, which its ink alone (a colon: two dots) is not.
+is as tall as the page's letters (the median line's ink), standing on its baseline: the box a label or a
+detector gives a lone character, which its ink alone (a colon: two dots) is not.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -49,14 +52,17 @@ GLYPH_CELL_WIDTH = (
 GLYPH_READ_HEIGHT = 24.0  # px: a line's ink height at the scale the components are found at (at most 1)
 # A colon is two pieces of ink: dots of COLON_DOT of a line's ink height either way, ink filling COLON_FILL
 # of each one's box and as dark as print (COLON_DARK), one over the other, together COLON_SPAN of the ink
-# height tall, with paper for COLON_CLEAR of the ink height on both sides (dot-matrix letters are dots too,
-# but among other dots).
+# height tall, with paper for COLON_CLEAR of the ink height on both sides and COLON_CAP above and below
+# (dot-matrix letters and dotted rules are dots too, but among other dots). Heights: the page's median
+# line ink height.
 COLON_DOT = (0.08, 0.4)
 COLON_FILL = 0.45
 COLON_SPAN = (0.4, 1.0)
 COLON_CLEAR = 0.5
-COLON_DARK = 0.6  # each dot as dark as the lines' ink, near enough (0: the paper, 1: the boxed lines' ink)
-COLON_MAX_DOTS = 4000  # more dots than this outside every box: undetected dot-matrix print, not colons
+COLON_CAP = 0.25  # ... and above and below it (a vertical dotted rule is dots over dots)
+COLON_DARK = 0.6  # each dot's darkest pixel (0: the paper around it, 1: the boxed lines' print)
+COLON_MIN_DOT_PX = 2.0  # a dot is at least this many pixels across where the components are found
+COLON_MAX_DOTS = 1000  # more dots than this outside every box: undetected dot-matrix print, not colons
 
 
 def _rows(inks: list[np.ndarray]) -> np.ndarray:
@@ -74,17 +80,45 @@ def _region(boxes: list[np.ndarray], shape: tuple[int, int], pad: float) -> tupl
     return int(x0), int(y0), int(min(x1, w)), int(min(y1, h))
 
 
-def _components(gray: np.ndarray, boxes: list[np.ndarray], line_h: float) -> np.ndarray:
-    """(x, y, w, h, area, darkness) in page pixels of the ink components outside every box, in the region
-    the boxes cover, read at a scale where a line's ink is at most GLYPH_READ_HEIGHT pixels (a large scan's
-    region is tens of megapixels otherwise). Darkness is a component's mean grey level on the scale from the
-    paper's (0) to the boxed lines' ink (1), against what lies around it: print is near 1, the paper's grain
-    (or a photo's, darker than the paper) far below."""
+@dataclass
+class PageInk:
+    """The ink outside every box, in the region the boxes cover, as connected components."""
+
+    stats: np.ndarray  # (x, y, w, h, area) per component, page pixels
+    part: np.ndarray  # the region's grey levels at the read scale
+    labels: np.ndarray  # ... and each pixel's component (0: paper), at the read scale
+    origin: tuple[int, int]  # the region's top-left, page pixels
+    scale: float  # read-scale pixels per page pixel
+    paper: float  # the region's paper grey (median of what is not ink)
+    print_level: float  # the boxed lines' ink grey (median of their ink pixels)
+
+    def darkness(self, i: int) -> float:
+        """How dark component i's darkest pixel is against the paper just around it, on the scale from the
+        paper (0) to the boxed lines' print (1): print is about 1 or more, the paper's grain (or a photo's
+        behind a receipt, darker than the paper) far less. 0 where the page has no contrast to measure."""
+        span = self.paper - self.print_level
+        if span <= 1:
+            return 0.0
+        x, y, w, h = (self.stats[i, :4] - [*self.origin, 0, 0]) * self.scale
+        r = max(2, int(round(max(w, h))))
+        y0, x0 = max(0, int(y) - r), max(0, int(x) - r)
+        y1, x1 = int(np.ceil(y + h)) + r, int(np.ceil(x + w)) + r
+        labels, grey = self.labels[y0:y1, x0:x1], self.part[y0:y1, x0:x1]
+        own, paper = grey[labels == i + 1], grey[labels == 0]
+        if own.size == 0 or paper.size == 0:
+            return 0.0
+        return float((np.median(paper) - own.min()) / span)
+
+
+def _components(gray: np.ndarray, boxes: list[np.ndarray], line_h: float) -> PageInk:
+    """The ink components outside every box, in the region the boxes cover, read at a scale where a line's
+    ink is at most GLYPH_READ_HEIGHT pixels (a large scan's region is tens of megapixels otherwise)."""
     x0, y0, x1, y1 = _region(boxes, gray.shape, 2 * line_h)
     part = gray[y0:y1, x0:x1]
-    if part.size == 0:
-        return np.zeros((0, 6), np.float32)
     s = min(1.0, GLYPH_READ_HEIGHT / line_h)
+    if part.size == 0:
+        empty = np.zeros((0, 5), np.float32)
+        return PageInk(empty, part, np.zeros(part.shape, np.int32), (x0, y0), s, 255.0, 0.0)
     if s < 1.0:
         part = cv2.resize(part, None, fx=s, fy=s, interpolation=cv2.INTER_AREA)
     block = max(15, int(2 * line_h * s) | 1)
@@ -96,29 +130,25 @@ def _components(gray: np.ndarray, boxes: list[np.ndarray], line_h: float) -> np.
         cv2.fillPoly(boxed, [np.int32(np.round((q - np.float32([x0, y0])) * s))], 1)
     text = part[(ink > 0) & (boxed > 0)]
     paper = float(np.median(part[ink == 0])) if (ink == 0).any() else 255.0
-    level = float(np.median(text)) if text.size else 0.0
+    level = float(np.median(text)) if text.size else paper
     ink[boxed > 0] = 0
     n, labels, stats, _ = cv2.connectedComponentsWithStats(ink, connectivity=8)
-    area = np.maximum(stats[1:n, 4], 1)
-    grey = np.bincount(labels.ravel(), weights=part.ravel(), minlength=n)[1:n] / area
-    around = cv2.blur(part.astype(np.float32), (block, block))  # the mean the threshold compared with
-    local = np.bincount(labels.ravel(), weights=around.ravel(), minlength=n)[1:n] / area
-    dark = (local - grey) / (paper - level) if paper - level > 1 else np.ones(n - 1)
-    stats = np.concatenate([stats[1:n].astype(np.float32), dark[:, None].astype(np.float32)], axis=1)
+    stats = stats[1:n].astype(np.float32)
     stats[:, :4] /= s
     stats[:, 4] /= s * s
     stats[:, 0] += x0
     stats[:, 1] += y0
-    return stats
+    return PageInk(stats, part, labels, (x0, y0), s, paper, level)
 
 
-def _colons(comps: np.ndarray, line_h: float) -> np.ndarray:
-    """(x, y, w, h) of each lone colon among `comps` (x, y, w, h, area): two dots, one over the other, with
-    paper on both sides (see COLON_*)."""
-    x, y, w, h, area, dark = comps.T
-    lo, hi = COLON_DOT[0] * line_h, COLON_DOT[1] * line_h
+def _colons(ink: PageInk, line_h: float) -> np.ndarray:
+    """(x, y, w, h) of each lone colon among the page's ink components: two dots, one over the other, with
+    paper around them (see COLON_*)."""
+    x, y, w, h, area = ink.stats.T
+    lo = max(COLON_DOT[0] * line_h, COLON_MIN_DOT_PX / ink.scale)  # at least 2 px where they are found
+    hi = COLON_DOT[1] * line_h
     dot = (w >= lo) & (w <= hi) & (h >= lo) & (h <= hi) & (w <= 2 * h) & (h <= 2 * w)
-    dots = np.flatnonzero(dot & (area >= COLON_FILL * w * h) & (dark >= COLON_DARK))
+    dots = np.flatnonzero(dot & (area >= COLON_FILL * w * h))
     if len(dots) < 2 or len(dots) > COLON_MAX_DOTS:
         return np.zeros((0, 4), np.float32)
     dx, dy, dw, dh = x[dots], y[dots], w[dots], h[dots]
@@ -130,16 +160,21 @@ def _colons(comps: np.ndarray, line_h: float) -> np.ndarray:
     span = (dy + dh)[None, :] - dy[:, None]
     tall = (span >= COLON_SPAN[0] * line_h) & (span <= COLON_SPAN[1] * line_h)
     pairs = np.argwhere(above & centred & alike & tall)
-    inked = (w >= lo) | (h >= lo)  # what counts as ink beside a colon: not the paper's grain
+    # what counts as ink around a colon: anything a speck or more, not the paper's finest grain
+    big = (w >= COLON_DOT[0] * line_h) | (h >= COLON_DOT[0] * line_h)
+    ix, iy, iw, ih = (v[big] for v in (x, y, w, h))
+    side, cap = COLON_CLEAR * line_h, COLON_CAP * line_h
     out, used = [], set()
     for i, j in pairs:
         if i in used or j in used:
             continue
         x0, x1 = min(dx[i], dx[j]), max(dx[i] + dw[i], dx[j] + dw[j])
         y0, y1 = dy[i], dy[j] + dh[j]
-        c = COLON_CLEAR * line_h
-        near = inked & (x < x1 + c) & (x + w > x0 - c) & (y < y1) & (y + h > y0)
-        if near.sum() > 2:  # the two dots themselves, and nothing else
+        beside = (ix < x1 + side) & (ix + iw > x0 - side) & (iy < y1) & (iy + ih > y0)
+        over = (ix < x1) & (ix + iw > x0) & (iy < y1 + cap) & (iy + ih > y0 - cap)  # a dotted rule's next dot
+        if np.count_nonzero(beside | over) > 2:  # the two dots themselves, and nothing else
+            continue
+        if min(ink.darkness(dots[i]), ink.darkness(dots[j])) < COLON_DARK:
             continue
         used.update((i, j))
         out.append((x0, y0, x1 - x0, y1 - y0))
@@ -156,8 +191,9 @@ def lone_glyphs(gray: np.ndarray, boxes: list[np.ndarray], inks: list[np.ndarray
     line_h = float(np.median(rows[:, 1]))
     if line_h < 4:
         return []
-    comps = _components(gray, boxes, line_h)
-    x, y, w, h, area, _ = comps.T  # shape first, at once: a speckled scan has hundreds of thousands
+    ink = _components(gray, boxes, line_h)
+    comps = ink.stats
+    x, y, w, h, area = comps.T  # shape first, at once: a speckled scan has hundreds of thousands
     shaped = (
         (h >= GLYPH_HEIGHT[0] * rows[:, 1].min())
         & (h <= GLYPH_HEIGHT[1] * rows[:, 1].max())
@@ -167,7 +203,7 @@ def lone_glyphs(gray: np.ndarray, boxes: list[np.ndarray], inks: list[np.ndarray
         & (area <= GLYPH_FILL[1] * w * h)
     )
     found = []
-    for x, y, w, h, _, _ in comps[shaped]:
+    for x, y, w, h, _ in comps[shaped]:
         cy = y + h / 2
         near = np.abs(rows[:, 0] - cy) < GLYPH_ROW * rows[:, 1]
         ratio = h / np.maximum(rows[:, 1], 1.0)
@@ -175,24 +211,26 @@ def lone_glyphs(gray: np.ndarray, boxes: list[np.ndarray], inks: list[np.ndarray
             continue
         found.append((float(x), float(y), float(w), float(h), 0.0))
     # a colon on a row of its own (a form's empty fields) is a glyph too: it is told by its shape
-    found += [(*map(float, c), line_h) for c in _colons(comps, line_h)]
+    found += [(*map(float, c), line_h) for c in _colons(ink, line_h)]
     centres = np.array([(x + w / 2, y + h / 2) for x, y, w, h, _ in found], np.float32).reshape(-1, 2)
     out = []
     for i, (x, y, w, h, tall) in enumerate(found):
         dx, dy = np.abs(centres - centres[i]).T
         if np.any((dx < GLYPH_COLUMN * h) & (dy > 0.8 * h)):  # another glyph above or below it, in its column
-            out.append(_cell(x, y, w, h, tall))
+            out.append(_cell(x, y, w, h, gray.shape, tall))
     return out
 
 
-def _cell(x: float, y: float, w: float, h: float, tall: float = 0.0) -> np.ndarray:
-    """A glyph's character cell: at least GLYPH_CELL_WIDTH of its height wide and, for a glyph shorter than
-    its line's letters (a colon), `tall` high, standing on its baseline."""
+def _cell(x: float, y: float, w: float, h: float, shape: tuple, tall: float = 0.0) -> np.ndarray:
+    """A glyph's character cell, within the page: at least GLYPH_CELL_WIDTH of its height wide and, for a
+    glyph shorter than the page's letters (a colon), `tall` high, standing on its baseline."""
     if tall > h:
         y, h = y + h - tall, tall
     grow = max(0.0, GLYPH_CELL_WIDTH * h - w)
     x, w = x - grow / 2, w + grow
-    return np.float32([[x, y], [x + w, y], [x + w, y + h], [x, y + h]])
+    x0, y0 = max(0.0, x), max(0.0, y)
+    x1, y1 = min(float(shape[1]), x + w), min(float(shape[0]), y + h)
+    return np.float32([[x0, y0], [x1, y0], [x1, y1], [x0, y1]])
 
 
 def glyph_crop(cell: np.ndarray) -> np.ndarray:
