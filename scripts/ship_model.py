@@ -420,6 +420,9 @@ def main(argv: list[str]) -> int:
     served_out = out_int8 if has_int8 else out_fp32
     if real is not None:
         baseline = realdev_baseline(real["report"], real["row"], real["set"], served_out, served_sha)
+        if cand_lm:  # read with the LM that ships beside it: regress-real and the card read with it too
+            where = lm_out.relative_to(ROOT) if lm_out.is_relative_to(ROOT) else lm_out
+            baseline["models"][0].update({"lm": str(where), "lm_sha256": sha256_file(cand_lm)})
         stale.write_text(json.dumps(baseline, indent=2, ensure_ascii=False))
     elif replacing and stale.is_file():
         stale.unlink()  # another model's figures: make regress-real would check this one against them
