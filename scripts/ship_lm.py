@@ -23,7 +23,16 @@ import shutil
 import sys
 from pathlib import Path
 
-from ship_model import ROOT, TARGETS, _json, bundled_file, pct, realdev_baseline, replacement_problems
+from ship_model import (
+    ROOT,
+    TARGETS,
+    _json,
+    bundled_file,
+    pct,
+    read_with_lm,
+    realdev_baseline,
+    replacement_problems,
+)
 
 from crnn.cli import StageError, stage_errors
 from crnn.lineage import sha256_file
@@ -153,8 +162,7 @@ def main(argv: list[str]) -> int:
         raise StageError("the LM may not ship: " + "; ".join(problems) + " (+force=true ships it anyway)")
     shutil.copyfile(lm_file, out)
     new_base = realdev_baseline(report, fused, fused_real, served, served_sha)
-    where = str(out.relative_to(ROOT)) if out.is_relative_to(ROOT) else str(out)
-    new_base["models"][0].update({"lm": where, "lm_sha256": lm_sha})
+    read_with_lm(new_base, out, lm_sha)
     baseline.write_text(json.dumps(new_base, indent=2, ensure_ascii=False) + "\n")
     write_card(dest / "README.md", card_section(plain, fused, plain_real, fused_real, out, lm))
     print(

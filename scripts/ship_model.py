@@ -146,6 +146,12 @@ def replacement_problems(
     return problems
 
 
+def read_with_lm(baseline: dict, lm_file: Path, lm_sha256: str) -> None:
+    """Name in a real-line baseline (realdev_baseline) the LM its figures were read with, as served."""
+    where = str(lm_file.relative_to(ROOT)) if lm_file.is_relative_to(ROOT) else str(lm_file)
+    baseline["models"][0].update({"lm": where, "lm_sha256": lm_sha256})
+
+
 def realdev_baseline(report: dict, row: dict, real: dict, shipped: Path, sha256: str) -> dict:
     """The figures `make regress-real` compares the bundled model with, taken from the candidate's
     `make eval-real` run (same file, same lines, one thread): the shape of that gate's own report, with
@@ -421,8 +427,7 @@ def main(argv: list[str]) -> int:
     if real is not None:
         baseline = realdev_baseline(real["report"], real["row"], real["set"], served_out, served_sha)
         if cand_lm:  # read with the LM that ships beside it: regress-real and the card read with it too
-            where = lm_out.relative_to(ROOT) if lm_out.is_relative_to(ROOT) else lm_out
-            baseline["models"][0].update({"lm": str(where), "lm_sha256": sha256_file(cand_lm)})
+            read_with_lm(baseline, lm_out, sha256_file(cand_lm))
         stale.write_text(json.dumps(baseline, indent=2, ensure_ascii=False))
     elif replacing and stale.is_file():
         stale.unlink()  # another model's figures: make regress-real would check this one against them

@@ -39,6 +39,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from crnn.detect.polygons import offset
+
 GLYPH_ROW = 0.3
 GLYPH_HEIGHT = (0.75, 1.15)
 GLYPH_WIDTH = (0.2, 0.85)
@@ -46,9 +48,8 @@ GLYPH_FILL = (0.15, 0.75)
 GLYPH_COLUMN = 0.5
 GLYPH_THRESHOLD = 15  # grey levels below the local mean that are ink (cv2.adaptiveThreshold's C)
 GLYPH_MARGIN = 0.3  # the crop around a glyph, in its heights: as much paper as a detector box leaves
-GLYPH_CELL_WIDTH = (
-    0.5  # a glyph's box is at least this part of its height wide (a `1`: its cell, not its stroke)
-)
+# a glyph's box is at least this part of its height wide (a `1`: its cell, not its stroke)
+GLYPH_CELL_WIDTH = 0.5
 GLYPH_READ_HEIGHT = 24.0  # px: a line's ink height at the scale the components are found at (at most 1)
 # A colon is two pieces of ink: dots of COLON_DOT of a line's ink height either way, ink filling COLON_FILL
 # of each one's box and as dark as print (COLON_DARK), one over the other, together COLON_SPAN of the ink
@@ -235,5 +236,5 @@ def _cell(x: float, y: float, w: float, h: float, shape: tuple, tall: float = 0.
 
 def glyph_crop(cell: np.ndarray) -> np.ndarray:
     """The quad the recognizer reads a glyph's cell in: grown by GLYPH_MARGIN of its height all round."""
-    m = GLYPH_MARGIN * float(np.ptp(cell[:, 1]))
-    return cell + np.float32([[-m, -m], [m, -m], [m, m], [-m, m]])
+    grown = offset(cell, GLYPH_MARGIN * float(np.ptp(cell[:, 1])))
+    return cell if grown is None else grown
