@@ -205,9 +205,20 @@ def test_scene_text_generators():
     unit_price, tax_rate = re.compile(r"\d ?@ ?\D{0,4}\d+\.\d\d"), re.compile(r"[A-Z] ?[@= ] ?\d+%")
     assert sum(bool(unit_price.search(line)) for line in receipts) > 8  # "2 @ 7.60", "4PC @1.20"
     assert sum(bool(tax_rate.search(line)) for line in receipts) > 6  # "SR @ 6%", "GST@0%"
+    # what real tills print and the recognizer misread before these lines had it (realdev receipts: `&` as
+    # `8`, a label's closing colon dropped, `*S` as `本s`, an article code's hyphen lost)
+    assert sum("&" in line for line in receipts) > 6  # "B&B RESTAURANT", "NO. 1 & 3,", "THANK YOU & ..."
+    assert sum(line.endswith(":") for line in receipts) > 8  # "ROUNDING :", a form's label alone
+    assert sum(line.startswith(":") for line in receipts) > 2  # its value after the column of colons
+    assert sum(bool(re.search(r"\*[A-Z]", line, re.I)) for line in receipts) > 2  # "*S", "** TAX INVOICE **"
+    assert sum(bool(re.search(r"[A-Z]\d{1,3}-\d", line, re.I)) for line in receipts) > 3  # "GB06-24/288"
+    assert sum(bool(re.search(r"[A-Z] ?\((RM|\$|S|%)\)", line, re.I)) for line in receipts) > 1  # "AMT(RM)"
     prose = c.for_scene({"prose": 1}, [[60, 100, 1]], 100)
     lengths = [len(prose.line(i)) for i in range(30)]
     assert max(lengths) <= 100 and np.mean(lengths) > 50
+    journal = [prose.line(i) for i in range(200)]
+    assert sum(bool(re.search(r"[a-z]-[a-z]", x)) for x in journal) > 15  # "multi-resolution" in the line
+    assert sum(";" in x for x in journal) > 4
     assert prose.line(3) == c.for_scene({"prose": 1}, [[60, 100, 1]], 100).line(3)  # (seed, index) -> line
     specs = c.for_scene({"spec": 1}, [[1, 10, 0.4], [10, 30, 0.45], [30, 60, 0.15]], 60)
     lines = [specs.line(i) for i in range(200)]

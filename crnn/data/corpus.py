@@ -253,6 +253,19 @@ def _digits(rng: random.Random, n: int) -> str:
     return "".join(rng.choice(string.digits) for _ in range(n))
 
 
+def _letters(rng: random.Random, n: int) -> str:
+    return "".join(rng.choice(string.ascii_uppercase) for _ in range(n))
+
+
+def _product_code(rng: random.Random) -> str:
+    """A shop's article code: letters and digits joined by hyphens and slashes ("WA29-20", "GB06-24/288",
+    "BQ21-31/2-12/144"), as hardware and stationery tills print under each item."""
+    code = f"{_letters(rng, rng.randint(1, 3))}{_digits(rng, rng.randint(1, 3))}"
+    for _ in range(rng.randint(1, 3)):
+        code += f"{rng.choice('-/-')}{_digits(rng, rng.randint(1, 3))}"
+    return code
+
+
 def gen_date(c: Corpus, rng: random.Random, target: int) -> str:
     y, m, d = rng.randint(1950, 2035), rng.randint(1, 12), rng.randint(1, 28)
     fmt = rng.choice(
@@ -458,7 +471,16 @@ RECEIPT_FOOTERS = [
     "HAVE A NICE DAY",
     "SIGNATURE NOT REQUIRED",
     "PRICES INCLUDE TAX",
+    "THANK YOU & COME AGAIN!",
+    "THANK YOU & PLEASE COME AGAIN.",
+    "GOODS SOLD ARE NOT RETURNABLE & REFUNDABLE",
+    "NO EXCHANGE & NO REFUND",
+    "STRICTLY NO CASH REFUND.",
 ]
+# a till's tax flag, printed after an amount or alone in its own column ("25.90 *S")
+RECEIPT_TAX_FLAGS = ["*S", "*SR", "*Z", "*ZR", "S", "SR", "Z", "T", "*", "E"]
+# a column's unit or currency in brackets after its heading ("AMT(RM)", "TAX ($)", "QTY(S)")
+RECEIPT_BRACKETED = ["AMT", "AMOUNT", "TAX", "PRICE", "U/PRICE", "QTY", "TOTAL", "DISC", "NETT"]
 RECEIPT_TAX_CODES = ["SR", "ZR", "ZRL", "GST", "VAT", "TAX", "SST", "SALES TAX", "SERVICE TAX", "TX"]
 RECEIPT_TAX_RATES = [0, 5, 6, 7, 8, 9, 10, 13, 15, 16, 19, 20]
 RECEIPT_CURRENCIES = ["", "", "", "$", "RM", "USD", "EUR", "GBP", "S$", "HK$", "￥", "RMB"]
@@ -496,6 +518,8 @@ def _money(rng: random.Random) -> str:
 
 def _code(rng: random.Random) -> str:
     n = rng.randint(4, 12)
+    if rng.random() < 0.15:  # a till's id and a serial ("T1 R000118085") or a dated one ("SH01 ZJ86")
+        return f"{_letters(rng, rng.randint(1, 2))}{_digits(rng, rng.randint(1, 2))} {_letters(rng, 1)}{_digits(rng, n)}"
     if rng.random() < 0.5:
         return "".join(rng.choice(string.ascii_uppercase) for _ in range(rng.randint(1, 3))) + _digits(rng, n)
     if rng.random() < 0.5:
@@ -503,51 +527,97 @@ def _code(rng: random.Random) -> str:
     return f"{_digits(rng, rng.randint(4, 7))}-{rng.choice(string.ascii_uppercase)}"
 
 
+def _receipt_item(words, rng: random.Random) -> str:
+    """An item: name, quantity, unit price, amount, article code or tax flag, in one of the common layouts."""
+    name = words(rng.randint(4, 22))
+    qty = rng.randint(1, 12)
+    unit = f" {rng.choice(RECEIPT_UNITS)}" if rng.random() < 0.3 else ""
+    return rng.choice(
+        [
+            f"{name} {_money(rng)}",
+            f"{qty} X {_money(rng)}",
+            f"{qty}{unit} X {_money(rng)} {_money(rng)}",
+            f"{name} {qty} {_money(rng)}",
+            f"{qty} {name}",
+            name,
+            f"{_digits(rng, rng.randint(6, 13))} {name}",
+            f"{qty} @ {_money(rng)}",  # a unit price after the quantity, as most tills print it
+            f"{qty}{unit} @ {_money(rng)} {_money(rng)}",
+            f"{name} {qty}{unit.strip()}{rng.choice(['@', ' @ ', ' @'])}{_money(rng)}",
+            _product_code(rng),  # the article code under an item's name
+            f"{_product_code(rng)} {name}",
+            f"{_money(rng)} {rng.choice(RECEIPT_TAX_FLAGS)}",  # an amount and its tax flag
+            rng.choice(RECEIPT_TAX_FLAGS),  # ... or the flag alone in its column
+        ]
+    )
+
+
+def _receipt_key(rng: random.Random) -> str:
+    """A total's key and amount, or a bare key: a column heading with its unit in brackets, or a form's label
+    ending in its colon with the value in another column ("ROUNDING :", "AMT(RM)")."""
+    if rng.random() < 0.75:
+        return f"{rng.choice(RECEIPT_KEYS)}{rng.choice([' ', ': ', ' : ', ':', '  '])}{_money(rng)}"
+    if rng.random() < 0.3:
+        unit = rng.choice(["RM", "$", "S", "RM", "%"])
+        return f"{rng.choice(RECEIPT_BRACKETED)}{rng.choice(['', ' '])}({unit})"
+    return f"{rng.choice(RECEIPT_KEYS)}{rng.choice(['', ':', ' :', ' :'])}"
+
+
+def _receipt_code(c: Corpus, rng: random.Random, target: int) -> str:
+    """A code's key and value, as one segment, a form's label alone (its value in the next column), the
+    value alone after its column of colons, or the pair in brackets ("[GST ID: 001914093568]")."""
+    key = rng.choice(RECEIPT_CODES)
+    if key in ("TEL", "FAX"):
+        value = gen_phone(c, rng, target)
+    elif key in ("DATE", "TIME"):
+        value = gen_date(c, rng, target)
+    elif key == "CARD NO":
+        value = "*" * rng.choice([4, 8, 12]) + _digits(rng, 4)
+    else:
+        value = _code(rng)
+    r = rng.random()
+    if r < 0.12:
+        return f"{key}{rng.choice([':', ' :', '.:', ' :'])}"
+    if r < 0.22:
+        return f"{rng.choice([':', ': ', ': '])}{value}"
+    if r < 0.3:
+        left, right = rng.choice(["()", "[]"])
+        return f"{left}{key}{rng.choice([': ', ':', ' '])}{value}{right}"
+    return f"{key}{rng.choice([' ', ': ', ' : ', ':', ' # '])}{value}"
+
+
+def _receipt_shop(words, rng: random.Random) -> str:
+    """The shop: a name (two joined by an ampersand at times) and a company or street suffix, an address's
+    street numbers ("NO. 1 & 3,"), or a heading starred on both sides ("** TAX INVOICE **")."""
+    r = rng.random()
+    if r < 0.12:
+        stars = "*" * rng.randint(1, 3)
+        return f"{stars}{rng.choice(['', ' '])}{rng.choice(RECEIPT_FOOTERS)}{rng.choice(['', ' '])}{stars}"
+    name = words(rng.randint(5, 20))
+    if r < 0.3:
+        first = name.split(" ")[0]
+        name = f"{first}{rng.choice(['&', ' & '])}{words(rng.randint(3, 10))}"
+    text = f"{name} {rng.choice(RECEIPT_SUFFIXES)}"
+    if r > 0.7:
+        number = f"{rng.randint(1, 300)}" + (f" & {rng.randint(1, 300)}" if rng.random() < 0.4 else "")
+        text = f"NO. {number}, {text}"
+    return text
+
+
 def gen_receipt(c: Corpus, rng: random.Random, target: int) -> str:
     """A line of a till receipt or a ticket: item lines, totals, codes, dates, footers; mostly upper case."""
     k = rng.random()
     words = lambda n: " ".join(_pick_words(c, "en", rng, n, " ")).upper()  # noqa: E731
-    if k < 0.25:  # an item: name, quantity, unit price, amount, in one of the common layouts
-        name = words(rng.randint(4, 22))
-        qty = rng.randint(1, 12)
-        unit = f" {rng.choice(RECEIPT_UNITS)}" if rng.random() < 0.3 else ""
-        text = rng.choice(
-            [
-                f"{name} {_money(rng)}",
-                f"{qty} X {_money(rng)}",
-                f"{qty}{unit} X {_money(rng)} {_money(rng)}",
-                f"{name} {qty} {_money(rng)}",
-                f"{qty} {name}",
-                name,
-                f"{_digits(rng, rng.randint(6, 13))} {name}",
-                f"{qty} @ {_money(rng)}",  # a unit price after the quantity, as most tills print it
-                f"{qty}{unit} @ {_money(rng)} {_money(rng)}",
-                f"{name} {qty}{unit.strip()}{rng.choice(['@', ' @ ', ' @'])}{_money(rng)}",
-            ]
-        )
+    if k < 0.25:
+        text = _receipt_item(words, rng)
     elif k < 0.31:  # a tax code with its rate: "SR @ 6%", "GST@0%", "VAT 20% 1.50"
         rate = f"{rng.choice(RECEIPT_TAX_CODES)}{rng.choice([' @ ', '@', ' @', ' ', '='])}"
         rate += f"{rng.choice(RECEIPT_TAX_RATES)}%"
         text = rng.choice([rate, f"{rate} {_money(rng)}", f"({rate})", f"TOTAL {rate}"])
     elif k < 0.5:
-        sep = rng.choice([" ", ": ", " : ", ":", "  "])
-        text = (
-            f"{rng.choice(RECEIPT_KEYS)}{sep}{_money(rng)}"
-            if rng.random() < 0.8
-            else rng.choice(RECEIPT_KEYS)
-        )
+        text = _receipt_key(rng)
     elif k < 0.65:
-        key = rng.choice(RECEIPT_CODES)
-        sep = rng.choice([" ", ": ", " : ", ":", " # "])
-        if key in ("TEL", "FAX"):
-            value = gen_phone(c, rng, target)
-        elif key in ("DATE", "TIME"):
-            value = gen_date(c, rng, target)
-        elif key == "CARD NO":
-            value = "*" * rng.choice([4, 8, 12]) + _digits(rng, 4)
-        else:
-            value = _code(rng)
-        text = f"{key}{sep}{value}"
+        text = _receipt_code(c, rng, target)
     elif k < 0.73:
         y, m, d = rng.randint(2000, 2035), rng.randint(1, 12), rng.randint(1, 28)
         hh, mm = rng.randint(1, 12), rng.randint(0, 59)
@@ -572,10 +642,8 @@ def gen_receipt(c: Corpus, rng: random.Random, target: int) -> str:
                 f"{host.upper()}@GMAIL.COM",
             ]
         )
-    elif k < 0.93:  # the shop: a name and a company or street suffix
-        text = f"{words(rng.randint(5, 20))} {rng.choice(RECEIPT_SUFFIXES)}"
-        if rng.random() < 0.3:
-            text = f"NO. {rng.randint(1, 300)}, {text}"
+    elif k < 0.93:
+        text = _receipt_shop(words, rng)
     else:
         key = rng.choice(RECEIPT_ZH)
         value = rng.choice([_money(rng), _code(rng), gen_date(c, rng, target)])
@@ -612,7 +680,8 @@ def gen_sign(c: Corpus, rng: random.Random, target: int) -> str:
 
 def gen_prose(c: Corpus, rng: random.Random, target: int) -> str:
     """A line of printed English prose as a scanned journal shows it: sentence case, commas and full stops,
-    sometimes a reference, a number, a parenthesis, or a word hyphenated at the line's end."""
+    sometimes a semicolon, a hyphenated compound, a reference, a number, a parenthesis, or a word
+    hyphenated at the line's end."""
     if rng.random() < 0.1:  # a reference-list line
         words, _ = c.words("en")
         names = ", ".join(
@@ -632,12 +701,18 @@ def gen_prose(c: Corpus, rng: random.Random, target: int) -> str:
                 w += ")"
         if rng.random() < 0.02:
             w = str(rng.randint(1, 2000))
+        if out and out[-1].isalpha() and w.isalpha() and rng.random() < 0.04:
+            out[-1] += f"-{w}"  # a hyphenated compound ("multi-resolution", "long-term") inside the line
+            n += len(w) + 1
+            continue
         r = rng.random()
         if r < 0.07:
             w += ","
         elif r < 0.11:
             w += "."
             start = True
+        elif r < 0.125:
+            w += rng.choice(";:")
         out.append(w)
         n += len(w) + 1
         if n >= target:
