@@ -519,7 +519,8 @@ def _money(rng: random.Random) -> str:
 def _code(rng: random.Random) -> str:
     n = rng.randint(4, 12)
     if rng.random() < 0.15:  # a till's id and a serial ("T1 R000118085") or a dated one ("SH01 ZJ86")
-        return f"{_letters(rng, rng.randint(1, 2))}{_digits(rng, rng.randint(1, 2))} {_letters(rng, 1)}{_digits(rng, n)}"
+        till = f"{_letters(rng, rng.randint(1, 2))}{_digits(rng, rng.randint(1, 2))}"
+        return f"{till} {_letters(rng, 1)}{_digits(rng, n)}"
     if rng.random() < 0.5:
         return "".join(rng.choice(string.ascii_uppercase) for _ in range(rng.randint(1, 3))) + _digits(rng, n)
     if rng.random() < 0.5:
