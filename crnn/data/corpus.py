@@ -10,6 +10,7 @@ from __future__ import annotations
 import gzip
 import json
 import random
+import re
 import string
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
@@ -480,7 +481,17 @@ RECEIPT_FOOTERS = [
 # a till's tax flag, printed after an amount or alone in its own column ("25.90 *S")
 RECEIPT_TAX_FLAGS = ["*S", "*SR", "*Z", "*ZR", "S", "SR", "Z", "T", "*", "E"]
 # a column's unit or currency in brackets after its heading ("AMT(RM)", "TAX ($)", "QTY(S)")
-RECEIPT_BRACKETED = ["AMT", "AMOUNT", "TAX", "PRICE", "U/PRICE", "QTY", "TOTAL", "DISC", "NETT"]
+RECEIPT_BRACKETED = {
+    "AMT": "RM$",
+    "AMOUNT": "RM$",
+    "TAX": "RM$%",
+    "PRICE": "RM$",
+    "U/PRICE": "RM$",
+    "TOTAL": "RM$",
+    "NETT": "RM$",
+    "DISC": "RM%",
+    "QTY": "S",
+}
 RECEIPT_TAX_CODES = ["SR", "ZR", "ZRL", "GST", "VAT", "TAX", "SST", "SALES TAX", "SERVICE TAX", "TX"]
 RECEIPT_TAX_RATES = [0, 5, 6, 7, 8, 9, 10, 13, 15, 16, 19, 20]
 RECEIPT_CURRENCIES = ["", "", "", "$", "RM", "USD", "EUR", "GBP", "S$", "HK$", "￥", "RMB"]
@@ -559,8 +570,10 @@ def _receipt_key(rng: random.Random) -> str:
     if rng.random() < 0.75:
         return f"{rng.choice(RECEIPT_KEYS)}{rng.choice([' ', ': ', ' : ', ':', '  '])}{_money(rng)}"
     if rng.random() < 0.3:
-        unit = rng.choice(["RM", "$", "S", "RM", "%"])
-        return f"{rng.choice(RECEIPT_BRACKETED)}{rng.choice(['', ' '])}({unit})"
+        key = rng.choice(list(RECEIPT_BRACKETED))
+        units = RECEIPT_BRACKETED[key]
+        unit = "RM" if units.startswith("RM") and rng.random() < 0.5 else rng.choice(units.replace("RM", ""))
+        return f"{key}{rng.choice(['', ' '])}({unit})"
     return f"{rng.choice(RECEIPT_KEYS)}{rng.choice(['', ':', ' :', ' :'])}"
 
 
@@ -593,11 +606,13 @@ def _receipt_shop(words, rng: random.Random) -> str:
     r = rng.random()
     if r < 0.12:
         stars = "*" * rng.randint(1, 3)
-        return f"{stars}{rng.choice(['', ' '])}{rng.choice(RECEIPT_FOOTERS)}{rng.choice(['', ' '])}{stars}"
+        heading = rng.choice([f for f in RECEIPT_FOOTERS if len(f) <= 30])
+        return f"{stars}{rng.choice(['', ' '])}{heading}{rng.choice(['', ' '])}{stars}"
     name = words(rng.randint(5, 20))
-    if r < 0.3:
-        first = name.split(" ")[0]
-        name = f"{first}{rng.choice(['&', ' & '])}{words(rng.randint(3, 10))}"
+    if r < 0.2:  # initials joined tight: "B&B", "A&W"
+        name = f"{_letters(rng, rng.randint(1, 2))}&{_letters(rng, rng.randint(1, 2))} {name}"
+    elif r < 0.3:
+        name = f"{name.split(' ')[0]} & {words(rng.randint(3, 10))}"
     text = f"{name} {rng.choice(RECEIPT_SUFFIXES)}"
     if r > 0.7:
         number = f"{rng.randint(1, 300)}" + (f" & {rng.randint(1, 300)}" if rng.random() < 0.4 else "")
@@ -649,9 +664,14 @@ def gen_receipt(c: Corpus, rng: random.Random, target: int) -> str:
         key = rng.choice(RECEIPT_ZH)
         value = rng.choice([_money(rng), _code(rng), gen_date(c, rng, target)])
         text = f"{key}{rng.choice(['：', ':', ' '])}{value}"
-    if rng.random() < 0.2:
+    if rng.random() < 0.2 and not TILL_CODE.search(text):
         text = text.title() if rng.random() < 0.5 else text.capitalize()
     return text
+
+
+# what a till prints in capitals whatever the case of the words around it: a tax flag or a starred heading,
+# an article code, a unit in brackets, initials joined tight ("*S", "GB06-24/288", "AMT(RM)", "B&B")
+TILL_CODE = re.compile(r"\*|[A-Z]\d+[-/]|\((RM|S|\$|%)\)|\b[A-Z]{1,2}&[A-Z]")
 
 
 def gen_sign(c: Corpus, rng: random.Random, target: int) -> str:
@@ -702,7 +722,8 @@ def gen_prose(c: Corpus, rng: random.Random, target: int) -> str:
                 w += ")"
         if rng.random() < 0.02:
             w = str(rng.randint(1, 2000))
-        if out and out[-1].isalpha() and w.isalpha() and rng.random() < 0.04:
+        compound = out and len(out[-1]) > 3 and out[-1].isalpha() and len(w) > 3 and w.isalpha()
+        if compound and rng.random() < 0.04:
             out[-1] += f"-{w}"  # a hyphenated compound ("multi-resolution", "long-term") inside the line
             n += len(w) + 1
             continue
