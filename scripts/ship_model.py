@@ -13,7 +13,7 @@ Replacing a bundled model is gated by issue 12's rule: the candidate must make f
 bundled model on the real lines overall (its `make eval-real` report against models/crnn_<as>.realdev.json,
 the figures `make regress-real` checks), must not be worse in any category of 30 lines or more, and must meet
 every synthetic target the bundled model meets (read as served, INT8 with its LM, where the candidate's
-`make eval-real` run read the synthetic test set with both files; else `make eval`'s greedy rows).
+`make eval-real` run read the synthetic test set with both files; else `make eval`'s rows, without the LM).
 "Worse in a category" is decided on paired lines when the
 same `make eval-real` run also read the bundled file (MODELS="...,bundled=<its served file>"): refused
 when the candidate's extra edits on the category's lines are below 5 % chance by a one-sided paired
@@ -244,12 +244,15 @@ def paired_lines(
         raise StageError(f"{lines_file}: {e}: run make eval-real EXP={run.name} again") from None
 
 
-def served_synthetic(real: dict, incumbent_sha: str, incumbent_lm: str | None) -> tuple[dict, dict] | None:
+def served_synthetic(
+    real: dict, incumbent_sha: str, incumbent_lm: str | None, targets_set: dict
+) -> tuple[dict, dict] | None:
     """The synthetic test set as both models serve it (INT8, its LM, the second look, plates), from the
-    candidate's `make eval-real` run when that run also read the bundled file as served and both read the
-    same synthetic set; None otherwise. Issue 12 states its synthetic targets for the INT8 model as served,
-    so these decide them where they exist (session 46, fixed before zh_en_v2_wise3's figures were read:
-    before, the gate read `make eval`'s greedy rows, stricter than the issue)."""
+    candidate's `make eval-real` run when that run also read the bundled file as served, the same way, on
+    the set the targets are stated on (`targets_set`: the synthetic set of the bundled model's
+    crnn_<as>.eval.json, same path and size); None otherwise. Issue 12 states its synthetic targets for the
+    INT8 model as served, so these decide them where they exist (session 46, fixed before zh_en_v2_wise3's
+    figures were read: before, the gate read `make eval`'s rows, the network without its LM)."""
     inc = next(
         (
             m
@@ -265,13 +268,16 @@ def served_synthetic(real: dict, incumbent_sha: str, incumbent_lm: str | None) -
 
     def synthetic(row: dict) -> dict | None:
         return next(
-            (s for s in row["sets"] if s["kind"] != "folder" and set(TARGETS) <= set(s["scenes"])), None
+            (s for s in row["sets"] if (s["path"], s["n"]) == (targets_set["path"], targets_set["n"])), None
         )
 
     cand, other = synthetic(real["row"]), synthetic(inc)
-    if cand is None or other is None or cand["path"] != other["path"] or cand["n"] != other["n"]:
-        return None
-    return cand, other
+    return None if cand is None or other is None else (cand, other)
+
+
+def synthetic_set(row: dict) -> dict | None:
+    """The synthetic test set a `make eval` row scored: the one with every scene a target is stated for."""
+    return next((s for s in row["sets"] if s["kind"] != "folder" and set(TARGETS) <= set(s["scenes"])), None)
 
 
 def replacement_check(
@@ -320,14 +326,18 @@ def replacement_check(
             f"{how_read(inc_model)})"
         )
     paired = paired_lines(run, real, incumbent_sha, inc_real["path"], inc_model.get("lm_sha256"))
-    syn = served_synthetic(real, incumbent_sha, inc_model.get("lm_sha256"))
+    cand_syn = served_row(ev, has_int8, file=served)  # make eval scored the file that ships
+    inc_syn = served_row(_json(dest / f"crnn_{as_name}.eval.json"), incumbent.name.endswith(".int8.onnx"))
+    stated = synthetic_set(inc_syn)
+    syn = served_synthetic(real, incumbent_sha, inc_model.get("lm_sha256"), stated) if stated else None
     if syn is None:
         print(
-            f"[ship] synthetic targets read from make eval (the network read greedily): make eval-real "
+            f"[ship] synthetic targets read from make eval's rows (without the LM): make eval-real "
             f"EXP={run.name} did not read the synthetic test set with both files as served"
         )
-        inc_syn = served_row(_json(dest / f"crnn_{as_name}.eval.json"), incumbent.name.endswith(".int8.onnx"))
-        syn = served_row(ev, has_int8, file=served), inc_syn
+        syn = cand_syn, inc_syn
+    else:
+        print(f"[ship] synthetic targets read as served (with the LMs) from make eval-real EXP={run.name}")
     problems += replacement_problems(syn[0], syn[1], real["set"], inc_real, paired=paired)
     if problems:
         raise StageError(

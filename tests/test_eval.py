@@ -352,46 +352,38 @@ def _paired_tie(served: Path, baseline_path: Path, over: list[str], sets: str, r
 
 def test_the_synthetic_targets_are_read_as_served_where_the_real_line_run_read_both_files(monkeypatch):
     """Issue 12 states the synthetic targets for the INT8 model as served: the gate reads them from the
-    candidate's make eval-real run (both files with their LMs, read alike) and falls back to make eval's
-    greedy rows only where that run did not read the bundled file as served or the synthetic set."""
+    candidate's make eval-real run (both files with their LMs, read alike, on the targets' own set) and
+    falls back to make eval's rows (without the LM) only where that run did not read the bundled file as
+    served on that set."""
     monkeypatch.syspath_prepend(str(ROOT / "scripts"))
-    from ship_model import TARGETS, replacement_problems, served_synthetic
+    from ship_model import TARGETS, replacement_problems, served_synthetic, synthetic_set
 
-    def synthetic(cer: float, n: int = 1200) -> dict:
-        return {
-            "path": "data/zh_en/test",
-            "kind": "lmdb",
-            "n": n,
-            "scenes": {s: {"cer": cer} for s in TARGETS},
-        }
+    def synthetic(cer: float, n: int = 1200, path: str = "data/zh_en/test") -> dict:
+        return {"path": path, "kind": "lmdb", "n": n, "scenes": {s: {"cer": cer} for s in TARGETS}}
 
-    real_set = {"path": "../shared/realdev", "kind": "folder", "n": 542, "scenes": {}}
+    real_set = {"path": "../shared/realdev", "kind": "folder", "n": 542, "scenes": {"plate_zh": {"cer": 0.1}}}
+    stated = synthetic_set({"sets": [real_set, synthetic(0.008)]})  # the bundled model's make eval row
+    assert stated["path"] == "data/zh_en/test"
     look = {"second_look": {"sigma": 0.8, "below": 0.9}, "formats": ["plate_zh"], "decoder": "lm"}
-    cand = {
-        "name": "int8_onnx",
-        "sha256": "c",
-        "lm_sha256": "cl",
-        **look,
-        "sets": [synthetic(0.009), real_set],
-    }
-    inc = {"name": "bundled", "sha256": "b", "lm_sha256": "bl", **look, "sets": [synthetic(0.008), real_set]}
+    other_set = synthetic(0.0, path="data/other/test")  # an ARGS override's set: not the targets' lines
+    cand = {"sha256": "c", "lm_sha256": "cl", **look, "sets": [other_set, synthetic(0.009), real_set]}
+    inc = {"sha256": "b", "lm_sha256": "bl", **look, "sets": [other_set, synthetic(0.008), real_set]}
     real = {"report": {"models": [cand, inc]}, "row": cand}
-    got = served_synthetic(real, "b", "bl")
-    assert got == (cand["sets"][0], inc["sets"][0])
+    got = served_synthetic(real, "b", "bl", stated)
+    assert got == (cand["sets"][1], inc["sets"][1])
     assert replacement_problems(*got) == []  # served: 0.9 % meets the printed target of 1 %
-    greedy = {"scenes": {s: {"cer": 0.011} for s in TARGETS}}  # the same network read greedily misses it
     assert (
-        "synthetic printed"
-        in replacement_problems(greedy, {"scenes": {s: {"cer": 0.008} for s in TARGETS}})[0]
-    )
-    assert served_synthetic(real, "b", None) is None  # the bundled file read without the LM it serves with
-    assert served_synthetic(real, "other", "bl") is None  # another file
+        served_synthetic(real, "b", None, stated) is None
+    )  # the bundled file read without the LM it serves with
+    assert served_synthetic(real, "other", "bl", stated) is None  # another file
     plain = {**inc, "second_look": None}
-    assert served_synthetic({"report": {"models": [cand, plain]}, "row": cand}, "b", "bl") is None
+    assert served_synthetic({"report": {"models": [cand, plain]}, "row": cand}, "b", "bl", stated) is None
+    greedy = {**inc, "decoder": "greedy"}
+    assert served_synthetic({"report": {"models": [cand, greedy]}, "row": cand}, "b", "bl", stated) is None
     fewer = {**inc, "sets": [synthetic(0.008, n=600), real_set]}
-    assert served_synthetic({"report": {"models": [cand, fewer]}, "row": cand}, "b", "bl") is None
+    assert served_synthetic({"report": {"models": [cand, fewer]}, "row": cand}, "b", "bl", stated) is None
     alone = {**inc, "sets": [real_set]}
-    assert served_synthetic({"report": {"models": [cand, alone]}, "row": cand}, "b", "bl") is None
+    assert served_synthetic({"report": {"models": [cand, alone]}, "row": cand}, "b", "bl", stated) is None
 
 
 def test_a_category_is_refused_only_when_its_paired_losses_are_unlikely_to_be_chance(monkeypatch, tmp_path):
