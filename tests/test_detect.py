@@ -23,6 +23,7 @@ from crnn.detect.boxes import (
     find_boxes,
     fit_to_ink,
     join_overlapping,
+    lengthened,
     lines_turn,
     page_lines,
     read_scale,
@@ -656,12 +657,41 @@ def test_a_tall_heading_box_fitted_to_its_ink_no_longer_swallows_the_next_row():
     heading, address = rect(140, 30, 590, 110), rect(50, 92, 260, 124)
     boxes = [Box(heading, 0.9), Box(address, 0.9)]
     assert reading_order([heading, address]) == [1, 0]
-    lines = page_lines(page, boxes)
+    lines = page_lines(page, boxes, ends=0.0)
     np.testing.assert_array_equal(lines[0].crop, crop_line(page, heading))  # heading first, read as detected
     np.testing.assert_array_equal(lines[1].crop, crop_line(page, address))
     assert lines[0].quad[2, 1] - lines[0].quad[0, 1] < 30
     unfitted = page_lines(page, boxes, fit_ink=False)
     np.testing.assert_array_equal(unfitted[0].quad, address)
+
+
+def test_a_line_is_read_past_its_box_ends_and_reported_by_its_box():
+    """The detector's box stops at the ink of a line's first and last glyph, and the recognizer drops a glyph
+    that touches the crop's edge: the crop runs on over the page past each end by BoxConfig.crop_ends of the
+    box's height (a glyph the box cut short is read whole), while the box reported stays the line's ink."""
+    import cv2
+
+    page = np.full((120, 400), 245, np.uint8)
+    cv2.putText(page, "TOTAL", (100, 70), cv2.FONT_HERSHEY_SIMPLEX, 1.0, 20, 2)
+    ink = np.argwhere(page < 128)
+    (y0, x0), (y1, x1) = ink.min(axis=0), ink.max(axis=0) + 1
+    box = rect(x0, y0 - 6, x1, y1 + 6)  # the detector's box: ink-tight at its ends, font rows across
+    h = float(y1 + 6 - (y0 - 6))
+    ends = BoxConfig.crop_ends
+    assert ends > 0
+    (line,) = page_lines(page, [Box(box, 0.9)])
+    assert abs(line.crop.shape[1] - round((x1 - x0) + 2 * ends * h)) <= 1 and line.crop.shape[0] == round(h)
+    run_on = int(ends * h)
+    assert (line.crop[:, : run_on - 1] > 200).all() and (line.crop[:, -(run_on - 1) :] > 200).all()  # paper
+    np.testing.assert_array_equal(line.crop, crop_line(page, lengthened(box, ends)))
+    assert line.quad[0, 0] == x0 and line.quad[1, 0] == x1  # reported: the ink, not the crop
+    turned = np.float32([[0, 10], [100, 10], [100, 30], [0, 30]]) @ np.float32([[0, 1], [-1, 0]])
+    longer = lengthened(turned, 0.5)  # along the text whatever its turn: 10 px more at each end
+    assert np.allclose(np.linalg.norm(longer[1] - longer[0]), 120) and np.allclose(
+        longer[1] - longer[2], turned[1] - turned[2]
+    )
+    (plain,) = page_lines(page, [Box(box, 0.9)], ends=0.0)
+    np.testing.assert_array_equal(plain.crop, crop_line(page, box))
 
 
 def _receipt_rows():

@@ -54,6 +54,9 @@ class BoxConfig:
     fit_ink: bool = True  # boxes reported narrowed to their ink's rows (fit_to_ink); crops keep the box
     split_rows: bool = True  # a box over several printed rows with paper between them is cut (split_rows)
     lone_glyphs: bool = True  # lone glyphs in table columns that no box covers are read too (detect.glyphs)
+    # the crop read runs on past each end of its box by this part of the box's height (lengthened; the box
+    # reported does not): chosen on synthetic pages (scripts/crop_ends.py)
+    crop_ends: float = 0.2
 
 
 @dataclass
@@ -526,24 +529,46 @@ class Line:
 
 
 def page_lines(
-    gray: np.ndarray, boxes: list[Box], fit_ink: bool = True, split: bool = True, glyphs: bool = True
+    gray: np.ndarray,
+    boxes: list[Box],
+    fit_ink: bool = True,
+    split: bool = True,
+    glyphs: bool = True,
+    ends: float = BoxConfig.crop_ends,
 ) -> list[Line]:
     """The boxes found on `gray` (a uint8 page) as lines in reading order (ordered by the boxes reported):
     a box over several printed rows cut into its rows first (split_rows), then lone glyphs in table columns
-    that no box covers added (crnn.detect.glyphs, which needs the lines' ink boxes: with fit_ink only)."""
+    that no box covers added (crnn.detect.glyphs, which needs the lines' ink boxes: with fit_ink only). Each
+    line's crop runs on past its box's ends by `ends` of its height (BoxConfig.crop_ends, lengthened)."""
     if split:
         boxes = split_rows(gray, boxes)
     quads = [b.quad for b in boxes]
-    lines = [_line(gray, q, fit_ink) for q in quads]
+    lines = [_line(gray, q, fit_ink, ends) for q in quads]
     if glyphs and fit_ink:
         cells = lone_glyphs(gray, quads, [ln.quad for ln in lines])
         lines += [Line(crop_line(gray, glyph_crop(c)), c) for c in cells]
     return [lines[i] for i in reading_order([ln.quad for ln in lines])]
 
 
-def _line(gray: np.ndarray, quad: np.ndarray, fit_ink: bool) -> Line:
+def _line(gray: np.ndarray, quad: np.ndarray, fit_ink: bool, ends: float = 0.0) -> Line:
     crop, m = upright(gray, quad)
-    return Line(crop, fit_to_ink(crop, m, quad) if fit_ink else quad)
+    reported = fit_to_ink(crop, m, quad) if fit_ink else quad
+    return Line(upright(gray, lengthened(quad, ends))[0] if ends > 0 else crop, reported)
+
+
+def lengthened(quad: np.ndarray, ends: float) -> np.ndarray:
+    """`quad` (clockwise from its text's top-left) run on along its text by `ends` of its height at both
+    ends. The detector's boxes stop at the ink of a line's first and last glyph (its synthetic targets'
+    boxes do), and the recognizer, taught on lines with paper beyond their ends, drops a glyph that touches
+    the crop's edge (`Total` read `Tota`, `破损就赔` read `破损就`). Run on over the page itself, not
+    padded with paper: a glyph the box cut short is read whole. On 100 synthetic pages (their own seed)
+    page CER went 0.1369 -> 0.1365 / 0.1348 / 0.1349 at 0.1 / 0.2 / 0.3 of the height
+    (scripts/crop_ends.py)."""
+    q = quad.astype(np.float64)
+    along = q[1] - q[0]
+    along /= max(float(np.linalg.norm(along)), 1e-6)
+    step = ends * float(np.linalg.norm(q[3] - q[0])) * along
+    return np.float32([q[0] - step, q[1] + step, q[2] + step, q[3] - step])
 
 
 def _center_height(quad: np.ndarray) -> tuple[float, float, float]:

@@ -84,7 +84,7 @@ class Detector:
     def lines(self, gray: np.ndarray) -> list[Line]:
         """The page's lines in reading order: crops to read, boxes to report (boxes.page_lines)."""
         b = self.boxes
-        return page_lines(gray, self.detect(gray), b.fit_ink, b.split_rows, b.lone_glyphs)
+        return page_lines(gray, self.detect(gray), b.fit_ink, b.split_rows, b.lone_glyphs, b.crop_ends)
 
     def _read(self, gray: np.ndarray, boxes: BoxConfig | None = None) -> list[Box]:
         boxes = boxes or self.boxes
