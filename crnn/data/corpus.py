@@ -533,7 +533,7 @@ def _code(rng: random.Random) -> str:
         till = f"{_letters(rng, rng.randint(1, 2))}{_digits(rng, rng.randint(1, 2))}"
         return f"{till} {_letters(rng, 1)}{_digits(rng, n)}"
     if rng.random() < 0.5:
-        return "".join(rng.choice(string.ascii_uppercase) for _ in range(rng.randint(1, 3))) + _digits(rng, n)
+        return _letters(rng, rng.randint(1, 3)) + _digits(rng, n)
     if rng.random() < 0.5:
         return _digits(rng, n)
     return f"{_digits(rng, rng.randint(4, 7))}-{rng.choice(string.ascii_uppercase)}"
@@ -794,7 +794,7 @@ def _spec_value(c: Corpus, rng: random.Random, target: int) -> str:
         q = rng.choice([str(rng.randint(1, 999)), f"{rng.uniform(0.1, 99):.1f}", f"{rng.randint(1, 20)}x{rng.randint(1, 50)}"])
         return q + rng.choice(SPEC_UNITS)
     if k < 0.8:  # a model or part number
-        letters = "".join(rng.choice(string.ascii_uppercase) for _ in range(rng.randint(1, 3)))
+        letters = _letters(rng, rng.randint(1, 3))
         return rng.choice([f"{letters}-{_digits(rng, rng.randint(2, 5))}", f"{letters}{_digits(rng, rng.randint(3, 8))}",
                            f"{letters}-{rng.choice(string.ascii_uppercase)}-{_digits(rng, 4)}"])
     if k < 0.9:
