@@ -137,3 +137,32 @@ def test_contact_sheets_are_written(tmp_path):
         assert img is not None and img.shape[0] >= 3 * 32
         labels = (tmp_path / "demo" / "samples" / f"{scene}.txt").read_text(encoding="utf-8").splitlines()
         assert len(labels) == 3 and all(labels)
+
+
+def test_word_spaces_are_set_narrower_or_wider_and_the_words_drawn_alike(render_cfg):
+    """Justified and tightly set print puts less than a space between words (the recognizer read a
+    journal's `undergoing crustal` as one word): a recipe's word_space resizes each space, not the words."""
+    from crnn.data.render import SceneRecipe, _draw_mask
+    from crnn.data.fonts import FontSpec
+
+    spec = FontSpec("serif", "/usr/share/fonts/opentype/urw-base35/NimbusRoman-Regular.otf")
+    if not covers(spec, "a"):
+        pytest.skip("fonts-urw-base35 is not installed (make fonts)")
+    text, size = "undergoing crustal shortening", 48
+    space = load_font(spec.path, spec.index, size).getlength(" ")
+
+    def ink_columns(scale: float, p: float = 1.0) -> np.ndarray:
+        recipe = SceneRecipe(fonts=["serif"], word_space_p=p, word_space=[scale, scale])
+        cols = np.flatnonzero(_draw_mask(text, spec, size, recipe, np.random.default_rng(0)).max(axis=0))
+        return cols
+
+    plain, tight, loose = ink_columns(1.0, p=0.0), ink_columns(0.5), ink_columns(1.5)
+    width = lambda c: c[-1] - c[0]  # noqa: E731
+    # two spaces, each half (or one and a half) as wide: the ink is that much narrower (or wider)
+    assert abs((width(plain) - width(tight)) - space) <= 2
+    assert abs((width(loose) - width(plain)) - space) <= 2
+    # each word keeps its own ink: the runs of paper between them are what changed
+    gaps = lambda c: np.diff(c)[np.diff(c) > 1]  # noqa: E731
+    assert len(gaps(tight)) == len(gaps(plain)) and gaps(tight).max() < gaps(plain).max()
+    # a line drawn without it is drawn as before, draw for draw
+    assert np.array_equal(ink_columns(0.5, p=0.0), plain)

@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import glob
 import random
+import re
 from dataclasses import asdict, dataclass, field, fields
 from functools import lru_cache
 
 import cv2
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFont
 
 from crnn.data import augment
 from crnn.data.fonts import FontBank, FontError, FontSpec, covers, load_font
@@ -86,6 +87,10 @@ class SceneRecipe:
     plate_cells_p: float = 0.0  # a plate's fixed cells, each glyph as tall as its cell (data/plate_layout.py)
     serial_fonts: list[str] = field(default_factory=list)  # faces for a plate's letters and digits
     dot_draft_p: float = 0.0  # share of dot_matrix_p's lines printed in draft mode (augment.dot_matrix)
+    # word spaces set narrower or wider than the font's own space (justified and tightly set print: a
+    # journal's `undergoing crustal` with a gap half a space wide, which the recognizer read as one word)
+    word_space_p: float = 0.0
+    word_space: list[float] = field(default_factory=lambda: [0.5, 1.5])  # times the font's space advance
 
 
 # Fields added with the real-image recipes. Left out of `render_identity` when at their defaults, so data
@@ -258,18 +263,22 @@ def _draw_mask(text: str, spec: FontSpec, size: int, r: SceneRecipe, nrng: np.ra
     stroke = max(1, size // 24) if nrng.random() < r.bold_p else 0
     spacing = nrng.uniform(*r.spacing) * size if nrng.random() < r.spacing_p else 0.0
     jitter = r.char_jitter
-    per_char = spacing != 0.0 or jitter > 0
-    fonts, advances = [], []
-    if per_char:
+    space = nrng.uniform(*r.word_space) if " " in text.strip() and _chance(nrng, r.word_space_p) else 1.0
+    # pieces drawn one after another: characters when spaced or jittered, else words and spaces (a word
+    # keeps its kerning), else the whole line at once
+    pieces: list[tuple[str, ImageFont.FreeTypeFont, float]] = []  # (text, font, advance)
+    if spacing != 0.0 or jitter > 0:
         for ch in text:
             f = font
             if jitter > 0 and ch != " ":
                 f = load_font(spec.path, spec.index, max(8, int(size * (1 + nrng.uniform(-jitter, jitter)))))
-            fonts.append(f)
-            advances.append(f.getlength(ch) + spacing)
-        text_w = sum(advances)
-    else:
-        text_w = font.getlength(text)
+            pieces.append((ch, f, f.getlength(ch) * (space if ch == " " else 1.0) + spacing))
+    elif space != 1.0:
+        for part in re.split("( +)", text):
+            if part:
+                scale = space if part[0] == " " else 1.0
+                pieces.append((part, font, font.getlength(part) * scale))
+    text_w = sum(adv for _, _, adv in pieces) if pieces else font.getlength(text)
     top, bottom = _reference_box(spec, size)
     ink = font.getbbox(text, anchor="ls")
     top, bottom = min(top, ink[1]) - stroke, max(bottom, ink[3]) + stroke
@@ -279,18 +288,20 @@ def _draw_mask(text: str, spec: FontSpec, size: int, r: SceneRecipe, nrng: np.ra
     m_bot = int(nrng.uniform(0.1, 0.25) * box_h) + wobble
     pad_l = int(nrng.uniform(0.05, 0.5) * size) + stroke + max(0, -ink[0])
     pad_r = int(nrng.uniform(0.05, 0.5) * size) + stroke
-    width = int(max(text_w, ink[2]) + pad_l + pad_r + 2)
+    # the ink's right end: past the last advance by the last glyph's overhang (an italic's), spaces resized
+    right = max(text_w, ink[2]) if space == 1.0 else text_w + max(0.0, ink[2] - font.getlength(text))
+    width = int(right + pad_l + pad_r + 2)
     height = int(box_h + m_top + m_bot)
     img = Image.new("L", (max(width, 4), max(height, 8)), 0)
     draw = ImageDraw.Draw(img)
     baseline = m_top - top
-    if not per_char:
+    if not pieces:
         draw.text((pad_l, baseline), text, font=font, fill=255, anchor="ls")
     else:
         x = float(pad_l)
-        for ch, f, adv in zip(text, fonts, advances):
+        for piece, f, adv in pieces:
             dy = nrng.uniform(-jitter, jitter) * size * 0.5 if jitter else 0.0
-            draw.text((x, baseline + dy), ch, font=f, fill=255, anchor="ls")
+            draw.text((x, baseline + dy), piece, font=f, fill=255, anchor="ls")
             x += adv
     mask = np.asarray(img)
     if stroke:  # bold by dilation: FreeType's stroker costs ~10x a plain draw on long lines
