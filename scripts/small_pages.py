@@ -112,14 +112,18 @@ def sweep(
     print("\n".join(md))
 
 
-def parse_args(doc: str, pages: int, flag: str, values: str, seed: int) -> argparse.Namespace:
-    """The arguments both page sweeps take: the detector file, the experiment, how many pages per kind,
-    the values to sweep (`flag`, comma-separated) and the pages' seed."""
+def parse_args(
+    doc: str, pages: int, flag: str, values: str, seed: int, extra: dict[str, int] | None = None
+) -> argparse.Namespace:
+    """The arguments the page sweeps take: the detector file, the experiment, how many pages per kind,
+    the values to sweep (`flag`, comma-separated), the pages' seed, and a sweep's own integer flags."""
     ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--detector", default="models/det_zh_en.onnx")
     ap.add_argument("--experiment", default="det_zh_en")
     ap.add_argument("--pages", type=int, default=pages)
     ap.add_argument(flag, default=values)
+    for name, default in (extra or {}).items():
+        ap.add_argument(name, type=int, default=default)
     ap.add_argument("--seed", type=int, default=seed)  # neither training's, validation's nor calibration's
     return ap.parse_args()
 
