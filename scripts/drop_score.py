@@ -55,7 +55,8 @@ def main() -> None:
         matched = {p for _, p in match(truth.quads, [ln.quad for ln in lines])}
         for b in below:
             keep = [j for j, r in enumerate(read) if r.confidence >= b or not droppable(r.text, args.short)]
-            lost[b] += sum(j in matched for j in range(len(read)) if j not in keep)
+            kept = set(keep)
+            lost[b] += sum(j in matched for j in range(len(read)) if j not in kept)
             c = score_page(truth, [lines[j].quad for j in keep], [read[j].text for j in keep], row_order)
             total[b].add(c)
             by_layout.setdefault(page.layout, {}).setdefault(b, Counts()).add(c)

@@ -9,8 +9,8 @@ from PIL import Image, ImageDraw
 from crnn.charset import load_charset
 from crnn.config import from_dict
 from crnn.data.corpus import CorpusConfig
-from crnn.data.fonts import covers, load_font
-from crnn.data.render import SCENES, LineRenderer, RenderConfig, recrop
+from crnn.data.fonts import FontSpec, covers, load_font
+from crnn.data.render import SCENES, LineRenderer, RenderConfig, SceneRecipe, _draw_mask, recrop
 from crnn.data.source import SynthSource
 from tests.conftest import CONFIGS
 
@@ -142,9 +142,6 @@ def test_contact_sheets_are_written(tmp_path):
 def test_word_spaces_are_set_narrower_or_wider_and_the_words_drawn_alike(render_cfg):
     """Justified and tightly set print puts less than a space between words (the recognizer read a
     journal's `undergoing crustal` as one word): a recipe's word_space resizes each space, not the words."""
-    from crnn.data.render import SceneRecipe, _draw_mask
-    from crnn.data.fonts import FontSpec
-
     spec = FontSpec("serif", "/usr/share/fonts/opentype/urw-base35/NimbusRoman-Regular.otf")
     if not covers(spec, "a"):
         pytest.skip("fonts-urw-base35 is not installed (make fonts)")
@@ -164,5 +161,49 @@ def test_word_spaces_are_set_narrower_or_wider_and_the_words_drawn_alike(render_
     # each word keeps its own ink: the runs of paper between them are what changed
     gaps = lambda c: np.diff(c)[np.diff(c) > 1]  # noqa: E731
     assert len(gaps(tight)) == len(gaps(plain)) and gaps(tight).max() < gaps(plain).max()
-    # a line drawn without it is drawn as before, draw for draw
-    assert np.array_equal(ink_columns(0.5, p=0.0), plain)
+    # spaces of their own width at 1.0: the line's ink as drawn without (the margins are drawn after it)
+    same = ink_columns(1.0)
+    assert np.array_equal(same - same[0], plain - plain[0])
+
+    # characters drawn one by one (extra letter spacing) resize their spaces too
+    def spaced_width(scale: float) -> int:
+        recipe = SceneRecipe(
+            fonts=["serif"], spacing_p=1.0, spacing=[0.02, 0.02], word_space_p=1.0, word_space=[scale, scale]
+        )
+        c = np.flatnonzero(_draw_mask(text, spec, size, recipe, np.random.default_rng(0)).max(axis=0))
+        return c[-1] - c[0]
+
+    assert abs((spaced_width(1.0) - spaced_width(0.5)) - space) <= 2
+    # an italic's last glyph leans past its advance (10 px here): the canvas holds all of its ink at any
+    # right margin drawn, trailing space or not
+    italic = FontSpec("italic", "/usr/share/fonts/opentype/urw-base35/Z003-MediumItalic.otf")
+    wide = load_font(italic.path, italic.index, size).getlength(" ")
+    for line in ("staff lived of", "staff f "):
+        for seed in range(20):
+            cols = {}
+            for scale, p in ((1.0, 0.0), (0.5, 1.0)):
+                recipe = SceneRecipe(fonts=["italic"], word_space_p=p, word_space=[scale, scale])
+                mask = _draw_mask(line, italic, size, recipe, np.random.default_rng(seed))
+                cols[scale] = np.flatnonzero(mask.max(axis=0))
+                assert mask.shape[1] - 1 - cols[scale][-1] >= int(0.05 * size)  # the least right margin drawn
+            inner = line.strip().count(" ")
+            assert width(cols[0.5]) >= width(cols[1.0]) - inner * wide / 2 - 2
+
+
+def test_a_recipe_without_word_spaces_draws_as_before():
+    """Recipes that leave word_space_p at 0 make the random draws they made before it existed (the next
+    draw after a line is the one recorded with the renderer of commit fa26027^), so their lines, and the
+    data and test sets made with them, do not change."""
+    spec = FontSpec("serif", "/usr/share/fonts/opentype/urw-base35/NimbusRoman-Regular.otf")
+    if not covers(spec, "a"):
+        pytest.skip("fonts-urw-base35 is not installed (make fonts)")
+    recorded = {
+        (): 0.6066357757671799,
+        ("spacing_p", 1.0): 0.7294965609839984,
+        ("char_jitter", 0.1): 0.0907530456191219,
+    }
+    for key, after in recorded.items():
+        recipe = SceneRecipe(fonts=["serif"], **dict([key] if key else []))
+        nrng = np.random.default_rng(0)
+        _draw_mask("undergoing crustal shortening", spec, 48, recipe, nrng)
+        assert nrng.random() == after
