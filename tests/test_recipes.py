@@ -237,6 +237,26 @@ def test_scene_text_generators():
     assert c.stats.retries == 0  # plates, receipts, prose and spec lines fit the alphabet at the first draw
 
 
+def test_running_prose_draws_its_words_at_their_own_frequency_when_asked():
+    """A journal's commonest words (`of`, `the`, `and`) are a tenth of its words; drawn at the corpus's
+    frequency ** 0.5 they were one in 60, and the LM counted from the lines did not learn them. Unset,
+    prose draws as before (the corpus's own power: same lines)."""
+    cs = load_charset("zh_en")
+    base = CorpusConfig(freq_power=0.5)
+
+    def lines(cfg: CorpusConfig) -> list[str]:
+        c = Corpus(cfg, cs, seed=11).for_scene({"prose": 1}, [[60, 100, 1]], 100)
+        return [c.line(i) for i in range(300)]
+
+    def share(ls: list[str]) -> float:
+        words = [w.strip(".,;:()").lower() for line in ls for w in line.split()]
+        return sum(w in ("of", "the", "and") for w in words) / len(words)
+
+    plain, natural = lines(base), lines(replace(base, prose_freq_power=1.0))
+    assert lines(replace(base, prose_freq_power=0.5)) == plain
+    assert share(natural) > 0.06 and share(plain) < 0.03  # 0.107 and 0.016 at this seed
+
+
 def test_photo_scene_without_photographs_says_what_to_install(real_cfg):
     with pytest.raises(FontError, match="make fonts"):
         LineRenderer(replace(real_cfg, photos=["/nonexistent/*.jpg"]))

@@ -34,6 +34,9 @@ class CorpusConfig:
     )
     max_len: int = 80
     freq_power: float = 0.5  # word sampling weight = frequency ** power (1 = natural, 0 = uniform)
+    # the same for running prose (gen_prose), None: freq_power. A journal's words come at their natural
+    # frequencies: `of`, `the` and `and` are one word in 9 of its lines at 1.0, one in 60 at 0.5
+    prose_freq_power: float | None = None
     vocab_size: int = 60000  # most frequent words per language
     # A word list written by `write_vocab` (a training bundle carries one): read instead of the wordfreq
     # package (58 MB), with the same words and weights, so the lines are the same
@@ -114,6 +117,8 @@ def corpus_identity(cfg: CorpusConfig) -> dict:
     """The corpus config for fingerprints: where the word list is read from does not change the lines."""
     d = asdict(cfg)
     d.pop("vocab_file", None)
+    if d.get("prose_freq_power") is None:  # added later: a corpus without it keeps its fingerprint
+        d.pop("prose_freq_power", None)
     return d
 
 
@@ -160,6 +165,7 @@ class Corpus:
             lengths=[list(r) for r in lengths] if lengths else self.cfg.lengths,
             max_len=max_len or self.cfg.max_len,
             freq_power=self.cfg.freq_power,
+            prose_freq_power=self.cfg.prose_freq_power,
             vocab_size=self.cfg.vocab_size,
             vocab_file=self.cfg.vocab_file,
         )
@@ -168,9 +174,10 @@ class Corpus:
         variant._faker = self._faker
         return variant
 
-    def words(self, lang: str) -> tuple[list[str], list[float]]:
+    def words(self, lang: str, power: float | None = None) -> tuple[list[str], list[float]]:
         c = self.cfg
-        return _vocab(lang, c.vocab_size, c.freq_power, self.charset.as_string(), c.vocab_file)
+        power = c.freq_power if power is None else power
+        return _vocab(lang, c.vocab_size, power, self.charset.as_string(), c.vocab_file)
 
     # -- drawing --
     def rng_for(self, index: int, attempt: int = 0) -> random.Random:
@@ -207,8 +214,10 @@ def _clean(text: str, max_len: int) -> str:
     return text[:max_len].strip()
 
 
-def _pick_words(corpus: Corpus, lang: str, rng: random.Random, target: int, sep: str) -> list[str]:
-    words, cum = corpus.words(lang)
+def _pick_words(
+    corpus: Corpus, lang: str, rng: random.Random, target: int, sep: str, power: float | None = None
+) -> list[str]:
+    words, cum = corpus.words(lang, power)
     if not words:
         return []
     out: list[str] = []
@@ -710,7 +719,7 @@ def gen_prose(c: Corpus, rng: random.Random, target: int) -> str:
             for _ in range(rng.randint(1, 3))
         )
         return f"[{rng.randint(1, 40)}] {names}, and"[:target]
-    parts = _pick_words(c, "en", rng, target + 8, " ")
+    parts = _pick_words(c, "en", rng, target + 8, " ", c.cfg.prose_freq_power)
     out, n, start = [], 0, rng.random() < 0.4
     for w in parts:
         if start:
