@@ -19,7 +19,7 @@ from tqdm import tqdm
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from small_pages import parse_args, save_bench  # noqa: E402  (scripts/, beside this file)
+from small_pages import layout_table, parse_args, save_bench  # noqa: E402  (scripts/, beside this file)
 
 from crnn.command import default_lm, default_model  # noqa: E402
 from crnn.detect.boxes import page_lines, row_order  # noqa: E402
@@ -57,15 +57,13 @@ def main() -> None:
         "edits": {str(e): total[e].as_dict()["edits"] for e in ends},
         "edits_by_layout": {k: {str(e): v[e].as_dict()["edits"] for e in ends} for k, v in by_layout.items()},
     }
-    md = [
+    md = layout_table(
         f"Crops run on past their boxes' ends, {args.pages} synthetic pages (seed {args.seed}), bundled "
         f"detector ({Path(args.detector).name}) and recognizer + LM: page CER (edits) by layout",
-        "",
-        "| layout | " + " | ".join(f"ends {e:g}" for e in ends) + " |",
-        "|---|" + "---|" * len(ends),
-    ]
-    for layout, row in sorted(by_layout.items()):
-        md.append(f"| {layout} | " + " | ".join(str(row[e].as_dict()["edits"]) for e in ends) + " |")
+        "ends",
+        ends,
+        by_layout,
+    )
     md.append(
         "| **all** | "
         + " | ".join(f"{total[e].as_dict()['cer']:.4f} ({total[e].as_dict()['edits']})" for e in ends)

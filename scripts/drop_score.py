@@ -22,7 +22,7 @@ from tqdm import tqdm
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from small_pages import parse_args, save_bench  # noqa: E402  (scripts/, beside this file)
+from small_pages import layout_table, parse_args, save_bench  # noqa: E402  (scripts/, beside this file)
 
 from crnn.command import default_lm, default_model  # noqa: E402
 from crnn.detect.boxes import row_order  # noqa: E402
@@ -75,17 +75,15 @@ def main() -> None:
             k: {str(b): v[b].as_dict()["edits"] for b in below} for k, v in by_layout.items()
         },
     }
-    md = [
+    md = layout_table(
         "Detected lines dropped when read under a confidence"
         + (f" (readings of at most {args.short} characters)" if args.short > 0 else "")
         + f", {args.pages} synthetic pages (seed {args.seed}), bundled detector"
         f" ({Path(args.detector).name}) and recognizer + LM: page edits by layout",
-        "",
-        "| layout | " + " | ".join(f"under {b:g}" for b in below) + " |",
-        "|---|" + "---|" * len(below),
-    ]
-    for layout, row in sorted(by_layout.items()):
-        md.append(f"| {layout} | " + " | ".join(str(row[b].as_dict()["edits"]) for b in below) + " |")
+        "under",
+        below,
+        by_layout,
+    )
     for label, key, fmt in (
         ("**page CER**", "cer", ".4f"),
         ("detection P", "precision", ".3f"),

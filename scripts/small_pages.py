@@ -112,6 +112,16 @@ def sweep(
     print("\n".join(md))
 
 
+def layout_table(title: str, label: str, values: list[float], by_layout: dict) -> list[str]:
+    """A sweep's markdown: its title, then one row per page layout with the edits at each swept value
+    (`by_layout`: layout -> value -> crnn.detect.score.Counts), columns headed `label` and the value."""
+    md = [title, "", "| layout | " + " | ".join(f"{label} {v:g}" for v in values) + " |"]
+    md.append("|---|" + "---|" * len(values))
+    for layout, row in sorted(by_layout.items()):
+        md.append(f"| {layout} | " + " | ".join(str(row[v].as_dict()["edits"]) for v in values) + " |")
+    return md
+
+
 def parse_args(
     doc: str, pages: int, flag: str, values: str, seed: int, extra: dict[str, int] | None = None
 ) -> argparse.Namespace:
