@@ -55,8 +55,7 @@ def main() -> None:
         matched = {p for _, p in match(truth.quads, [ln.quad for ln in lines])}
         for b in below:
             keep = [j for j, r in enumerate(read) if r.confidence >= b or not droppable(r.text, args.short)]
-            kept = set(keep)
-            lost[b] += sum(j in matched for j in range(len(read)) if j not in kept)
+            lost[b] += len(matched - set(keep))
             c = score_page(truth, [lines[j].quad for j in keep], [read[j].text for j in keep], row_order)
             total[b].add(c)
             by_layout.setdefault(page.layout, {}).setdefault(b, Counts()).add(c)

@@ -288,9 +288,11 @@ def _draw_mask(text: str, spec: FontSpec, size: int, r: SceneRecipe, nrng: np.ra
     m_bot = int(nrng.uniform(0.1, 0.25) * box_h) + wobble
     pad_l = int(nrng.uniform(0.05, 0.5) * size) + stroke + max(0, -ink[0])
     pad_r = int(nrng.uniform(0.05, 0.5) * size) + stroke
-    # the ink's right end: past the last advance by the last glyph's overhang (an italic's), spaces resized
-    overhang = ink[2] - font.getlength(text.rstrip(" "))
-    right = max(text_w, ink[2]) if space == 1.0 else text_w + max(0.0, overhang)
+    # the ink's right end: past the last advance by the last glyph's overhang (an italic's), spaces resized;
+    # measured only then (one more layout of the line, on the renderer's hot path)
+    right = (
+        max(text_w, ink[2]) if space == 1.0 else text_w + max(0.0, ink[2] - font.getlength(text.rstrip(" ")))
+    )
     width = int(right + pad_l + pad_r + 2)
     height = int(box_h + m_top + m_bot)
     img = Image.new("L", (max(width, 4), max(height, 8)), 0)
