@@ -1,14 +1,15 @@
 """Text formats a line can be held to: when a reading looks like a Chinese licence plate, the line is decoded
 again over its CTC frames as the most probable text that *is* one.
 
-Why: a plate has a fixed grammar (GA 36: a province's hanzi, a letter, then five alphanumerics, six on a new
-energy plate, or four and a class hanzi such as 学 or 警; no I or O after the province), and a blurred
-photograph of one is read best by letting that grammar choose among the characters the network finds
-likely, as licence-plate readers do. Unconstrained, the network drops a faint province (`A·B9B89`), reads
-the separating dot as a letter, or ends on a stray colon (`皖A·S897E:`). The grammar applies only when the
-line's own reading already looks like a plate (`looks_like`): it starts with a province or has a plate's
-dot near its start, it is a plate's length, and all but one of its other characters are a plate's. On
-2,700 synthetic lines of every other scene no reading looked like one (scripts/plate_format.py).
+Why: a plate has a fixed grammar (GA 36: a province's hanzi, a letter, then five alphanumerics, six on a
+new energy plate (D or F first and four digits last, or five digits then D or F), or four and a class
+hanzi such as 学 or 警; no I or O after the province), and a blurred photograph of one is read best by
+letting that grammar choose among the characters the network finds likely, as licence-plate readers do.
+Unconstrained, the network drops a faint province (`A·B9B89`), reads the separating dot as a letter, or
+ends on a stray colon (`皖A·S897E:`). The grammar applies only when the line's own reading already looks
+like a plate (`looks_like`): it starts with a province or has a plate's dot near its start, it is a
+plate's length, and all but one of its other characters are a plate's. On 2,700 synthetic lines of every
+other scene no reading looked like one (scripts/plate_format.py).
 
 `best_reading` is exact: a Viterbi search over the CTC alignments of every text the grammar accepts, the
 grammar being a small graph of character classes (`Grammar`), so the answer is the single most probable
@@ -28,7 +29,8 @@ from crnn.ctc import log_softmax
 
 PROVINCES = "京津沪渝冀豫云辽黑湘皖鲁新苏浙赣鄂桂甘晋蒙陕吉闽贵粤青藏川宁琼"
 PLATE_LETTERS = "ABCDEFGHJKLMNPQRSTUVWXYZ"  # no I or O on a plate (they read as 1 and 0)
-PLATE_ALNUM = PLATE_LETTERS + "0123456789"
+DIGITS = "0123456789"
+PLATE_ALNUM = PLATE_LETTERS + DIGITS
 PLATE_CLASSES = "学警港澳挂领"  # a class hanzi in a serial's last place: learner, police, Hong Kong, ...
 PLATE_SEPARATORS = "· "  # the dot painted after the issuing office's letter, or a space read for it
 NEG = -1e30
@@ -53,11 +55,19 @@ class Grammar:
 
 
 def plate_grammar() -> Grammar:
-    """Province, letter, an optional separator, then 5 or 6 alphanumerics, or 4 and a class hanzi."""
+    """Province, letter, an optional separator, then five alphanumerics, or four and a class hanzi, or a
+    new-energy plate's six as GA 36-2018 writes them: D or F (electric or hybrid), a letter or digit and
+    four digits on a small car, five digits then D or F on a large one. Any six alphanumerics let a
+    reading keep a stray seventh character (`皖AMA8M90`), which no plate has."""
+    start = (2, 3)  # after the issuing office's letter or the separator
     nodes = [Node(PROVINCES, (0,)), Node(PLATE_LETTERS, (1,)), Node(PLATE_SEPARATORS, (2,))]
-    serial = [Node(PLATE_ALNUM, (2, 3))] + [Node(PLATE_ALNUM, (i,)) for i in range(4, 8)]  # nodes 4-8
-    nodes += serial + [Node(PLATE_ALNUM, (8,)), Node(PLATE_CLASSES, (7,))]  # 9: a sixth; 10: a class
-    return Grammar("plate_zh", tuple(nodes), ends=(8, 9, 10))
+    nodes += [Node(PLATE_ALNUM, start)] + [Node(PLATE_ALNUM, (k,)) for k in range(4, 8)]  # 4-8: five
+    nodes += [Node(PLATE_CLASSES, (7,))]  # 9: four and a class hanzi
+    nodes += [Node("DF", start), Node(PLATE_ALNUM, (10,))]  # 10-15: D or F, one more, four digits
+    nodes += [Node(DIGITS, (k,)) for k in range(11, 15)]
+    nodes += [Node(DIGITS, start)] + [Node(DIGITS, (k,)) for k in range(16, 20)]  # 16-21: five digits,
+    nodes += [Node("DF", (20,))]  # then D or F
+    return Grammar("plate_zh", tuple(nodes), ends=(8, 9, 15, 21))
 
 
 def looks_like_plate(text: str) -> bool:

@@ -30,7 +30,8 @@ from crnn.predictor import Predictor
 from tests.conftest import ROOT, compose_cfg
 
 PLATE = re.compile(
-    rf"^[{PROVINCES}][A-HJ-NP-Z][· ]?([{PLATE_ALNUM}]{{5,6}}|[{PLATE_ALNUM}]{{4}}[学警港澳挂领])$"
+    rf"^[{PROVINCES}][A-HJ-NP-Z][· ]?"
+    rf"([{PLATE_ALNUM}]{{5}}|[{PLATE_ALNUM}]{{4}}[学警港澳挂领]|[DF][{PLATE_ALNUM}][0-9]{{4}}|[0-9]{{5}}[DF])$"
 )
 
 
@@ -79,6 +80,41 @@ def test_a_repeated_character_is_found_across_a_blank():
     ids, _ = best_reading(logp, g, charset)
     assert charset.decode(ids) == "A11"
     assert best_reading(logp[:2], g, charset) is None  # too few frames for three characters
+
+
+@pytest.mark.parametrize(
+    "text,valid",
+    [
+        ("皖A·S897E", True),
+        ("皖AD12345", True),  # a small new-energy car: D or F, a letter or digit, four digits
+        ("粤BF1554", True),
+        ("皖A·FM1554", True),
+        ("沪A12345F", True),  # a large one: five digits, then D or F
+        ("京A1234学", True),
+        ("皖AMA8M90", False),  # six characters that no new-energy plate has: a stray one read in
+        ("琼LHG124F", False),
+        ("皖A123456", False),
+        ("皖A1234", False),
+        ("皖AI2345", False),
+    ],
+)
+def test_the_grammar_accepts_a_plate_as_ga_36_writes_it(text, valid):
+    assert _accepts(plate_grammar(), text) is valid
+    assert bool(PLATE.match(text)) is valid
+
+
+def test_a_stray_seventh_character_is_dropped_from_a_plate():
+    """A reading of eight characters (`皖AMA8M90`: an `M` read twice, the first weaker) comes out as the
+    seven-character plate, which GA 36 allows, rather than as a six-character serial no plate has."""
+    from crnn.formats import FORMATS, held_reading
+
+    charset = load_charset("zh_en")
+    spoken = " ".join("皖AMA8M90")  # a character per frame, blanks between
+    frames = np.full((len(spoken), charset.num_classes), -10.0, np.float32)
+    for t, c in enumerate(spoken):
+        frames[t, 0 if c == " " else charset.encode(c)[0]] = 5.0
+    frames[4, 0] = 3.0  # the stray M: a blank nearly as likely
+    assert charset.decode(held_reading(frames, FORMATS["plate_zh"], charset)) == "皖AA8M90"
 
 
 @pytest.mark.parametrize(
