@@ -335,6 +335,7 @@ def evaluate_artifact(name: str, path: str, test_paths: list[str], e_dict: dict,
         decoder=decoder,
         second_look=asdict(look) if look else None,
         formats=predictor.applied_formats,
+        format_ids=predictor.format_ids,
         **(
             {"lm": str(lm_path), "lm_sha256": sha256_file(lm_path), "lm_fusion": asdict(lm.fusion)}
             if lm

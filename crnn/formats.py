@@ -19,6 +19,7 @@ alignment of a valid plate, with the blank-and-repeat rules of CTC.
 from __future__ import annotations
 
 import functools
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -91,6 +92,13 @@ class Format:
     # the best path's: on synthetic plates the grammar's corrections cost at most 4.7 nats, while ordinary
     # text that looks like a plate (`沪A股600519`) is 15 to 40 below (scripts/plate_format.py)
     max_gap: float = 8.0
+
+    @property
+    def fingerprint(self) -> str:
+        """What the format holds a reading to, in 12 hex digits: reports record it beside the format's name,
+        so figures read under another version of the same format (a grammar made stricter) are not taken
+        for this one's (crnn.regress.how_read; such a change ships with make ship-reading)."""
+        return hashlib.sha256(repr((self.grammar, self.max_gap)).encode()).hexdigest()[:12]
 
 
 FORMATS = {"plate_zh": Format("plate_zh", plate_grammar(), looks_like_plate)}

@@ -86,6 +86,11 @@ class Predictor:
         return [f.name for f in self._formats]
 
     @property
+    def format_ids(self) -> dict[str, str]:
+        """The applied formats' fingerprints by name: which version of each a reading was held to."""
+        return {f.name: f.fingerprint for f in self._formats}
+
+    @property
     def spec(self) -> InputSpec:
         return self.backend.spec
 

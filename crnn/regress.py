@@ -34,9 +34,14 @@ def scene_tolerance(base_scene: dict, cer_points: float) -> float:
 
 def how_read(row: dict) -> dict:
     """How a report's row read its lines beyond the model and decoder: the second look and the formats its
-    readings were held to (a report from before either records none). Figures read otherwise are not
-    compared: a change in how lines are read ships with make ship-reading."""
-    return {"second_look": row.get("second_look") or None, "formats": list(row.get("formats") or [])}
+    readings were held to, with each format's fingerprint (a report from before any of these records
+    none). Figures read otherwise are not compared: a change in how lines are read ships with make
+    ship-reading."""
+    return {
+        "second_look": row.get("second_look") or None,
+        "formats": list(row.get("formats") or []),
+        "format_ids": dict(row.get("format_ids") or {}),
+    }
 
 
 def compare(baseline: dict, current: dict, cer_points: float, latency_tolerance: float) -> list[str]:
@@ -87,6 +92,11 @@ def compare(baseline: dict, current: dict, cer_points: float, latency_tolerance:
             problems.append(
                 f"{name}: readings held to formats {hm['formats']}, the baseline's to "
                 f"{hb['formats']} (a change in how lines are read ships with make ship-reading)"
+            )
+        elif hb["format_ids"] != hm["format_ids"]:
+            problems.append(
+                f"{name}: readings held to formats {hm['format_ids']}, the baseline's to another version of "
+                f"them {hb['format_ids']} (a change in how lines are read ships with make ship-reading)"
             )
         if b.get("int8") != m.get("int8") or b.get("format") != m.get("format"):
             problems.append(

@@ -173,6 +173,7 @@ def realdev_baseline(report: dict, row: dict, real: dict, shipped: Path, sha256:
                 # how its lines were read: make regress-real compares readings made alike only
                 "second_look": row.get("second_look"),
                 "formats": row.get("formats") or [],
+                "format_ids": row.get("format_ids") or {},
                 "format": row["format"],
                 "int8": row["int8"],
                 "size_bytes": row.get("size_bytes"),

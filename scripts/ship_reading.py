@@ -85,11 +85,13 @@ def card_section(rows: dict, real: dict, how: dict) -> str:
     )
 
 
-def served_formats(served: Path) -> list[str]:
-    """The formats this code holds the served file's readings to (those its alphabet can write)."""
+def served_formats(served: Path) -> dict:
+    """The formats this code holds the served file's readings to (those its alphabet can write), and their
+    fingerprints."""
     from crnn.onnx_model import OnnxBackend
 
-    return Predictor(OnnxBackend(served, threads=1), formats=SERVED_FORMATS).applied_formats
+    p = Predictor(OnnxBackend(served, threads=1), formats=SERVED_FORMATS)
+    return {"formats": p.applied_formats, "format_ids": p.format_ids}
 
 
 def served_reading(report: dict, served_sha: str, lm_sha: str | None, where: Path) -> dict:
@@ -118,7 +120,7 @@ def main(argv: list[str]) -> int:
     rows = {k: served_reading(reports[k], served_sha, lm_sha, folders[k]) for k in folders}
     real = {k: real_set(rows[k]) for k in folders}
     # how this code reads the served file, which `after` must and `before` must not
-    serves = how_read({"second_look": asdict(SecondLook()), "formats": served_formats(served)})
+    serves = how_read({"second_look": asdict(SecondLook()), **served_formats(served)})
     got = {k: how_read(rows[k]) for k in folders}
     if got["after"] != serves or got["before"] == serves:
         raise StageError(
@@ -146,7 +148,11 @@ def main(argv: list[str]) -> int:
             "the reading may not ship: " + "; ".join(problems) + " (+force=true ships it anyway)"
         )
     new_base = realdev_baseline(reports["after"], rows["after"], real["after"], served, served_sha)
-    how = {k: rows["after"][k] for k in ("lm", "lm_sha256", "second_look", "formats") if k in rows["after"]}
+    how = {
+        k: rows["after"][k]
+        for k in ("lm", "lm_sha256", "second_look", "formats", "format_ids")
+        if k in rows["after"]
+    }
     new_base["models"][0].update(how)
     baseline.write_text(json.dumps(new_base, indent=2, ensure_ascii=False) + "\n")
     write_card(dest / "README.md", card_section(rows, real, how), CARD_START, CARD_END)

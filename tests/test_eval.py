@@ -113,6 +113,13 @@ def test_gate_passes_equal_and_fails_worse(evaluated):
     said = compare(r, plates, 0.5, 0.5)
     assert any("held to formats ['plate_zh'], the baseline's to []" in p for p in said)
     assert r["models"][0]["formats"] == []  # asked for, but a digits model cannot write a plate
+    from crnn.formats import FORMATS
+
+    plates["models"][0]["format_ids"] = {"plate_zh": FORMATS["plate_zh"].fingerprint}
+    stricter = copy.deepcopy(plates)  # the same format's name, another version of its grammar
+    stricter["models"][0]["format_ids"] = {"plate_zh": "0" * 12}
+    assert any("another version" in p for p in compare(plates, stricter, 0.5, 0.5))
+    assert compare(plates, copy.deepcopy(plates), 0.5, 0.5) == []
     unrecorded = copy.deepcopy(r)  # a report from before crnn.formats held readings to none
     for m in unrecorded["models"]:
         m.pop("formats", None)
