@@ -176,8 +176,13 @@ def find_boxes(
         boxes.append(Box(_text_quad(quad), score))
     if not cfg.join_overlaps:
         return boxes
-    # boxes grown past the targets' distance overlap by the extra: (scale - 1) (1 - r^2) of a line's height
-    return join_overlapping(boxes, max(0.0, cfg.unclip_scale - 1.0) * (1 - cfg.shrink_ratio**2))
+    return join_overlapping(boxes, join_slack(cfg))
+
+
+def join_slack(cfg: BoxConfig) -> float:
+    """How much two boxes of one row must overlap (in heights) to be joined: boxes grown past the targets'
+    distance overlap by the extra, (scale - 1) (1 - r^2) of a line's height."""
+    return max(0.0, cfg.unclip_scale - 1.0) * (1 - cfg.shrink_ratio**2)
 
 
 # A kernel less than this many times longer than wide, and boxed about as tightly at the page's turn as at its
@@ -222,7 +227,7 @@ def _rect_at(contour: np.ndarray, turn: float) -> tuple:
     return (float(centre[0]), float(centre[1])), (float(np.ptp(a)), float(np.ptp(b))), float(turn)
 
 
-def join_overlapping(boxes: list[Box], slack: float = 0.0) -> list[Box]:
+def join_overlapping(boxes: list[Box], slack: float = 0.0, gap: float = 0.0) -> list[Box]:
     """Boxes that overlap one another along one text row, joined into one box around them.
 
     The targets never cut a line: a kernel that breaks inside one (at a wide word space of monospace
@@ -235,11 +240,12 @@ def join_overlapping(boxes: list[Box], slack: float = 0.0) -> list[Box]:
     with the other, centred within a quarter of the taller's height of each other and at most 2.5 times
     shorter (so a tall box beside two stacked lines does not chain them into one), and overlapping along
     the row; chains join whole. Boxes with a gap between them (a receipt's columns, separate segments) stay
-    apart."""
+    apart, unless the gap is under `gap` times the smaller height (BoxConfig.join_gap)."""
     if len(boxes) < 2:
         return list(boxes)
     quads = np.stack([b.quad for b in boxes])
-    lo, hi = quads.min(axis=1), quads.max(axis=1)  # axis-aligned bounds: only touching pairs are checked
+    reach = gap * np.float32([quad_size(q)[1] for q in quads])[:, None]  # how far a box reaches over paper
+    lo, hi = quads.min(axis=1) - reach, quads.max(axis=1) + reach  # only pairs that touch so are checked
     touch = (lo[:, None] <= hi[None, :]).all(-1) & (lo[None, :] <= hi[:, None]).all(-1)
     np.fill_diagonal(touch, False)
     parent = list(range(len(boxes)))
@@ -251,7 +257,7 @@ def join_overlapping(boxes: list[Box], slack: float = 0.0) -> list[Box]:
         return i
 
     for i, j in zip(*np.nonzero(touch)):
-        if i < j and _one_row(quads[i], quads[j], slack):
+        if i < j and _one_row(quads[i], quads[j], slack - gap):
             parent[root(int(j))] = root(int(i))
     groups: dict[int, list[int]] = {}
     for i in range(len(boxes)):

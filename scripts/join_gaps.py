@@ -1,0 +1,88 @@
+"""Boxes of one row joined across a gap of paper (detect.boxes.join_gap), measured on synthetic pages.
+
+    python scripts/join_gaps.py [--detector models/det_zh_en.onnx] [--pages 200] [--gaps 0,0.2,0.35,0.5]
+
+The detector's kernel can break inside a line at a word space (monospace receipt print, a loosely set
+heading), and the two pieces, each boxed apart, cost the page a line break and often a glyph the cut ran
+through. Pages are drawn from their own seed (neither training's, validation's nor calibration's); each is
+read by the detector once, then its boxes are joined along their row across gaps under each value (in the
+smaller box's heights; 0: only overlapping boxes, as the detector joins them) and read by the bundled
+recognizer (+ LM) as page mode reads them. Detection F1 at IoU >= 0.5 and page CER by layout; saves
+runs/bench/join_gaps.{json,md}.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from tqdm import tqdm
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from small_pages import layout_table, parse_args, save_bench  # noqa: E402  (scripts/, beside this file)
+
+from crnn.command import default_lm, default_model  # noqa: E402
+from crnn.detect.boxes import join_overlapping, join_slack, page_lines, row_order  # noqa: E402
+from crnn.detect.data import page_synth  # noqa: E402
+from crnn.detect.detector import Detector  # noqa: E402
+from crnn.detect.evaluate import RecognizerReader  # noqa: E402
+from crnn.detect.score import Counts, score_page  # noqa: E402
+from crnn.detect.train import page_truth  # noqa: E402
+from crnn.settings import compose_run_config  # noqa: E402
+
+
+def main() -> None:
+    args = parse_args(__doc__, 200, "--gaps", "0,0.2,0.35,0.5,0.7", 9900)
+    gaps = [float(g) for g in args.gaps.split(",")]
+    synth = page_synth(compose_run_config([f"experiment={args.experiment}"])[0], seed=args.seed)
+    det = Detector(args.detector, threads=2)
+    b = det.boxes
+    reader = RecognizerReader(default_model(), 2, lm=default_lm(None) or "")
+    total = {g: Counts() for g in gaps}
+    by_layout: dict[str, dict[float, Counts]] = {}
+    for i in tqdm(range(args.pages), desc="pages", unit="page"):
+        page = synth.page(i)
+        boxes, truth = det.detect(page.image), page_truth(page)
+        for g in gaps:
+            joined = join_overlapping(boxes, join_slack(b), g) if g > 0 else boxes
+            found = page_lines(page.image, joined, b.fit_ink, b.split_rows, b.lone_glyphs, b.crop_ends)
+            texts = reader.recognize([ln.crop for ln in found])
+            c = score_page(truth, [ln.quad for ln in found], texts, row_order)
+            total[g].add(c)
+            by_layout.setdefault(page.layout, {}).setdefault(g, Counts()).add(c)
+    record = {
+        "detector": args.detector,
+        "pages": args.pages,
+        "seed": args.seed,
+        "gaps": gaps,
+        "all": {str(g): total[g].as_dict() for g in gaps},
+        "by_layout": {k: {str(g): v[g].as_dict() for g in gaps} for k, v in by_layout.items()},
+    }
+    md = layout_table(
+        f"Boxes joined along their row across gaps under each value (heights), {args.pages} synthetic "
+        f"pages (seed {args.seed}), bundled detector ({Path(args.detector).name}) and recognizer + LM: "
+        "page CER (edits) by layout",
+        "gap",
+        gaps,
+        by_layout,
+    )
+    md.append(
+        "| **all** | "
+        + " | ".join(f"{total[g].as_dict()['cer']:.4f} ({total[g].as_dict()['edits']})" for g in gaps)
+        + " |"
+    )
+    md.append(
+        "| F1 (P / R) | "
+        + " | ".join(
+            f"{d['f1']:.4f} ({d['precision']:.3f} / {d['recall']:.3f})"
+            for d in (total[g].as_dict() for g in gaps)
+        )
+        + " |"
+    )
+    save_bench("join_gaps", record, md)
+
+
+if __name__ == "__main__":
+    main()
