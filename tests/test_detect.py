@@ -368,6 +368,18 @@ def test_boxes_grown_past_the_targets_join_only_beyond_the_extra_growth():
     assert len(join_overlapping([Box(rect(0, 0, 110, 20), 0.9), Box(rect(98, 0, 200, 20), 0.9)], 0.3)) == 1
 
 
+def test_pieces_join_across_paper_only_under_the_gap_asked_for():
+    """scripts/join_gaps.py's measurement: two pieces of one 20 px row 6 px apart (0.3 heights) join with a
+    gap of 0.35, not 0.25 nor by default; a piece 6 px apart on the next row never does."""
+    pieces = [Box(rect(0, 0, 100, 20), 0.9), Box(rect(106, 0, 200, 20), 0.9)]
+    assert len(join_overlapping(pieces)) == 2
+    assert len(join_overlapping(pieces, gap=0.25)) == 2
+    (joined,) = join_overlapping(pieces, gap=0.35)
+    assert rect_iou(joined.quad, rect(0, 0, 200, 20)) > 0.95
+    below = [Box(rect(0, 0, 100, 20), 0.9), Box(rect(106, 26, 200, 46), 0.9)]
+    assert len(join_overlapping(below, gap=0.35)) == 2
+
+
 def test_targets_mask_ignored_lines_and_keep_apart_close_ones():
     close = [rect(10, 10, 200, 30), rect(10, 32, 200, 52)]  # 2 px apart
     t = make_targets(
