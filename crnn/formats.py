@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -95,10 +96,16 @@ class Format:
 
     @property
     def fingerprint(self) -> str:
-        """What the format holds a reading to, in 12 hex digits: reports record it beside the format's name,
-        so figures read under another version of the same format (a grammar made stricter) are not taken
-        for this one's (crnn.regress.how_read; such a change ships with make ship-reading)."""
-        return hashlib.sha256(repr((self.grammar, self.max_gap)).encode()).hexdigest()[:12]
+        """What the format holds a reading to and when, in 12 hex digits: reports record it beside the
+        format's name, so figures read under another version of the same format (a grammar made stricter, a
+        trigger that takes other readings) are not taken for this one's (crnn.regress.how_read; such a
+        change ships with make ship-reading). The trigger counts by its source text, which is the same on
+        every machine and Python version (its bytecode is not)."""
+        try:
+            trigger = inspect.getsource(self.looks_like)
+        except (OSError, TypeError):  # no source at hand (a lambda typed at a prompt): its name
+            trigger = getattr(self.looks_like, "__qualname__", repr(self.looks_like))
+        return hashlib.sha256(repr((self.grammar, self.max_gap, trigger)).encode()).hexdigest()[:12]
 
 
 FORMATS = {"plate_zh": Format("plate_zh", plate_grammar(), looks_like_plate)}

@@ -1082,13 +1082,38 @@ def test_scoring_counts_matches_ignores_and_page_edits():
     assert (c.edits, c.chars) == (3, 6)
     truth.complete = False  # only some lines listed: recall, and the matched pairs' CER
     c = score_page(truth, pred, ["abc", "junk", "q"], row_order)
-    assert (c.matched, c.predicted, c.truth) == (1, 0, 2) and (c.edits, c.chars) == (0, 3)
+    assert (c.matched, c.predicted, c.truth) == (1, 0, 2) and (c.edits, c.chars) == (0, 0)
+    assert (c.pair_edits, c.pair_chars) == (0, 3)  # kept apart from complete pages' page CER
     total = Counts()
     total.add(c)
     total.add(
         score_page(PageTruth([rect(0, 0, 9, 9)], ["a"]), [rect(0, 0, 9, 9), rect(50, 0, 59, 9)], None, None)
     )
     assert total.as_dict()["precision"] == 0.5 and total.as_dict()["recall"] == 2 / 3
+
+
+def test_complete_and_partly_listed_pages_are_summed_apart():
+    """A complete page's page CER and a partly listed page's pair CER are two figures: summed together they
+    gave an `overall` CER that was neither (the realdev pages README reports them apart)."""
+    whole = PageTruth([rect(0, 0, 100, 20)], ["abcd"], category="scene_en")
+    listed = PageTruth([rect(0, 0, 100, 20)], ["wxyz"], category="scene_en", complete=False)
+    total = Counts()
+    total.add(score_page(whole, [rect(0, 0, 100, 20)], ["abcx"], row_order))
+    total.add(score_page(listed, [rect(0, 0, 100, 20)], ["qqqq"], row_order))
+    d = total.as_dict()
+    assert (d["cer"], d["edits"], d["chars"]) == (0.25, 1, 4)
+    assert (d["pair_cer"], d["pair_edits"], d["pair_chars"]) == (1.0, 4, 4)
+
+
+def test_the_sweep_breaks_a_tie_of_centre_x_by_text():
+    """The README's sweep sorts each row's (x, text) pairs: two boxes of one row with the same centre x
+    (one a little lower) read in the order of their texts on both sides, whatever order they came in."""
+    upper, lower = rect(0, 0, 100, 20), rect(0, 5, 100, 25)
+    assert row_order([upper, lower], ["b", "a"]) == [1, 0]
+    assert row_order([upper, lower]) == [0, 1]  # without texts: top first, as before
+    truth = PageTruth([upper, lower], ["b", "a"], category="scene_en")
+    c = score_page(truth, [upper, lower], ["a", "b"], row_order)  # each read as the other's label
+    assert (c.edits, c.chars) == (0, 2)  # both sides "a\nb" (taken top first, "b\na" against "a\nb")
 
 
 # ------------------------------------------------------------------------------------------- learning

@@ -512,6 +512,18 @@ def test_ship_writes_models_and_a_model_card(evaluated, tmp_path):
     assert f"h on CPU ({train['lines_seen']:,} lines, " in card and "no GPU" not in card
 
 
+def test_a_reading_that_reads_every_line_alike_is_only_recorded_anew(monkeypatch):
+    """A format's fingerprint recorded anew changes no reading: ship_reading passes it without the gate,
+    whose fewer-errors rule would refuse a tie; one line read otherwise, or one line fewer, is a change."""
+    monkeypatch.syspath_prepend(str(ROOT / "scripts"))
+    from ship_reading import same_readings
+
+    before = {("/r", "a.png"): {"pred": "皖A12345"}, ("/r", "b.png"): {"pred": "TOTAL"}}
+    assert same_readings(before, {k: dict(v) for k, v in before.items()})
+    assert not same_readings(before, {**before, ("/r", "b.png"): {"pred": "T0TAL"}})
+    assert not same_readings(before, {("/r", "a.png"): before[("/r", "a.png")]})
+
+
 def test_a_reading_change_ships_through_the_replacement_gate_and_rewrites_the_baseline(
     chain, tiny_data, tmp_path
 ):

@@ -178,9 +178,14 @@ def test_text_that_only_looks_like_a_plate_keeps_its_reading():
     assert backend.charset.decode(held_reading(frames, plate, backend.charset)) == "皖A·12345"
 
 
+def _any_reading(text: str) -> bool:
+    return True
+
+
 def test_a_format_is_known_by_what_it_holds_readings_to():
-    """Reports record a format's fingerprint beside its name, so a grammar made stricter is a new reading
-    (make ship-reading), while the same grammar built anew is the same one."""
+    """Reports record a format's fingerprint beside its name, so a grammar made stricter, or a trigger that
+    takes other readings, is a new reading (make ship-reading), while the same grammar built anew is the
+    same one."""
     from dataclasses import replace
 
     from crnn.formats import FORMATS
@@ -190,6 +195,7 @@ def test_a_format_is_known_by_what_it_holds_readings_to():
     looser = Grammar("plate_zh", plate.grammar.nodes + (Node(PLATE_ALNUM, (8,)),), (*plate.grammar.ends, 22))
     assert replace(plate, grammar=looser).fingerprint != plate.fingerprint
     assert replace(plate, max_gap=4.0).fingerprint != plate.fingerprint
+    assert replace(plate, looks_like=_any_reading).fingerprint != plate.fingerprint  # another trigger
     backend = OnnxBackend(ROOT / "models" / "crnn_zh_en.int8.onnx", threads=1)
     assert Predictor(backend, formats=("plate_zh",)).format_ids == {"plate_zh": plate.fingerprint}
     assert Predictor(backend).format_ids == {}

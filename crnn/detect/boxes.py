@@ -582,8 +582,9 @@ def _center_height(quad: np.ndarray) -> tuple[float, float, float]:
     return float(xs.mean()), float(ys.mean()), float(ys.max() - ys.min())
 
 
-def row_order(quads: list[np.ndarray]) -> list[int]:
-    """Rows top to bottom, left to right within a row (the realdev pages' sweep)."""
+def row_order(quads: list[np.ndarray], texts: list[str] | None = None) -> list[int]:
+    """Rows top to bottom, left to right within a row (the realdev pages' sweep); with `texts`, boxes whose
+    centres share an x are taken in the order of their texts, as the README's sweep sorts (x, text) pairs."""
     info = [_center_height(q) for q in quads]
     rows: list[list[int]] = []
     first: tuple[float, float] | None = None
@@ -593,7 +594,8 @@ def row_order(quads: list[np.ndarray]) -> list[int]:
             first = (cy, h)
             rows.append([])
         rows[-1].append(i)
-    return [i for row in rows for i in sorted(row, key=lambda i: info[i][0])]
+    tie = texts if texts is not None else [""] * len(quads)
+    return [i for row in rows for i in sorted(row, key=lambda i: (info[i][0], tie[i]))]
 
 
 TURN_MIN_DEG = 0.5  # a page whose lines are turned less than this is ordered as it lies

@@ -266,7 +266,7 @@ def markdown(results: list[dict], folder: str) -> str:
         cats = ", ".join(f"{k} {v['cer']:.3f}" for k, v in r["categories"].items())
         lat, cer, inc = r["latency_ms"], r["complete_pages"]["cer"], r["incomplete_pages"]
         out.append(
-            f"| {r['reader']} | {cats} | {cer:.3f} | {inc['recall']:.3f}, {inc['cer']:.3f} | "
+            f"| {r['reader']} | {cats} | {cer:.3f} | {inc['recall']:.3f}, {inc['pair_cer']:.3f} | "
             f"{lat['p50']:.0f} / {lat['p95']:.0f} |"
         )
     return "\n".join(out) + "\n"

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, fields
 import editdistance
 import numpy as np
 
+from crnn.detect.boxes import row_order
 from crnn.detect.polygons import rect_inside, rect_iou
 
 CJK = r"[\u3000-\u303f\u3400-\u9fff\uff00-\uffef]"
@@ -24,8 +25,10 @@ class Counts:
     predicted: int = 0  # on complete pages, after dropping predictions inside ignore regions
     matched_complete: int = 0  # matches on complete pages: precision's numerator
     truth: int = 0
-    edits: int = 0
+    edits: int = 0  # page CER: complete pages only
     chars: int = 0
+    pair_edits: int = 0  # pages listing only some lines: the CER of their matched pairs, kept apart
+    pair_chars: int = 0
     short_matched: int = 0  # short boxes (is_short) matched, of short_truth
     short_truth: int = 0
 
@@ -38,6 +41,7 @@ class Counts:
         r = self.matched / self.truth if self.truth else 0.0
         f1 = 2 * p * r / (p + r) if p + r else 0.0
         cer = self.edits / self.chars if self.chars else 0.0
+        pair_cer = self.pair_edits / self.pair_chars if self.pair_chars else 0.0
         return {
             "precision": p,
             "recall": r,
@@ -48,6 +52,9 @@ class Counts:
             "truth": self.truth,
             "edits": self.edits,
             "chars": self.chars,
+            "pair_cer": pair_cer,
+            "pair_edits": self.pair_edits,
+            "pair_chars": self.pair_chars,
             "short_recall": self.short_matched / self.short_truth if self.short_truth else 0.0,
             "short_matched": self.short_matched,
             "short_truth": self.short_truth,
@@ -110,7 +117,10 @@ def kept_predictions(pred: list[np.ndarray], ignore: list[np.ndarray], matched: 
 def score_page(truth: PageTruth, pred_quads: list[np.ndarray], pred_texts: list[str] | None, order) -> Counts:
     """Detection counts, and (with texts, on complete pages) the page's edits and characters.
 
-    `order` puts quads in reading order (crnn.detect.boxes.row_order, the README's sweep, for both sides).
+    `order` puts quads in reading order (crnn.detect.boxes.row_order, the README's sweep, for both sides;
+    given the texts too, as the README's sweep breaks a tie of centre x by text). A page that lists only
+    some lines gives the CER of its matched pairs (`pair_edits`, `pair_chars`), which the README reports
+    apart from the page CER of complete pages.
     """
     pairs = match(truth.quads, pred_quads)
     matched_p = {p for _, p in pairs}
@@ -125,14 +135,19 @@ def score_page(truth: PageTruth, pred_quads: list[np.ndarray], pred_texts: list[
         return c
     cat = truth.category
     if truth.complete:
-        gt = "\n".join(norm(truth.texts[i], cat) for i in order(truth.quads))
-        kq = [pred_quads[i] for i in kept]
-        pr = "\n".join(norm(pred_texts[kept[i]], cat) for i in order(kq))
+        gt = "\n".join(norm(truth.texts[i], cat) for i in _ordered(order, truth.quads, truth.texts))
+        kq, kt = [pred_quads[i] for i in kept], [pred_texts[i] for i in kept]
+        pr = "\n".join(norm(kt[i], cat) for i in _ordered(order, kq, kt))
         c.edits = editdistance.eval(gt, pr)
         c.chars = len(gt.replace("\n", ""))
     else:  # only some lines are listed: the matched pairs' CER
         for g, p in pairs:
             a, b = norm(truth.texts[g], cat), norm(pred_texts[p], cat)
-            c.edits += editdistance.eval(a, b)
-            c.chars += len(a)
+            c.pair_edits += editdistance.eval(a, b)
+            c.pair_chars += len(a)
     return c
+
+
+def _ordered(order, quads: list[np.ndarray], texts: list[str]) -> list[int]:
+    """`order(quads)`; the README's sweep (row_order) also takes the texts, its tie-break."""
+    return order(quads, texts) if order is row_order else order(quads)
