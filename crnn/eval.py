@@ -198,7 +198,8 @@ def _pct(xs: list[float], q: float) -> float:
 
 def _line_records(ds: TestSet, preds: dict[int, str], norm: Normalizer) -> list[dict]:
     """Every line with the text it was scored on (label and prediction normalised alike) and its edits,
-    which a paired comparison of two models on the same lines counts (crnn/paired.py)."""
+    which a paired comparison of two models on the same lines counts (crnn/paired.py), and the reading as
+    it was answered (`read`: normalising drops what a change in reading may change, a plate's dot or case)."""
     out = []
     for i, (_, _, label, scene, _) in enumerate(ds.entries):
         lab, pred = norm(label, scene), norm(preds.get(i, ""), scene)
@@ -208,6 +209,7 @@ def _line_records(ds: TestSet, preds: dict[int, str], norm: Normalizer) -> list[
                 "label": lab,
                 "scene": scene or "unknown",
                 "pred": pred,
+                "read": preds.get(i, ""),
                 "edits": editdistance.eval(lab, pred),
             }
         )

@@ -18,9 +18,11 @@ alignment of a valid plate, with the blank-and-repeat rules of CTC.
 
 from __future__ import annotations
 
+import ast
 import functools
 import hashlib
 import inspect
+import textwrap
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -99,13 +101,30 @@ class Format:
         """What the format holds a reading to and when, in 12 hex digits: reports record it beside the
         format's name, so figures read under another version of the same format (a grammar made stricter, a
         trigger that takes other readings) are not taken for this one's (crnn.regress.how_read; such a
-        change ships with make ship-reading). The trigger counts by its source text, which is the same on
-        every machine and Python version (its bytecode is not)."""
-        try:
-            trigger = inspect.getsource(self.looks_like)
-        except (OSError, TypeError):  # no source at hand (a lambda typed at a prompt): its name
-            trigger = getattr(self.looks_like, "__qualname__", repr(self.looks_like))
+        change ships with make ship-reading). The trigger counts by its code (`code_print`)."""
+        trigger = code_print(self.looks_like)
         return hashlib.sha256(repr((self.grammar, self.max_gap, trigger)).encode()).hexdigest()[:12]
+
+
+def code_print(fn: Callable) -> str:
+    """A function's code as its syntax tree, its docstring left out: the same on every machine and Python
+    version that parses it alike (bytecode is not), and unmoved by comments, layout or a docstring reworded.
+    Without source at hand (a lambda typed at a prompt, a partial), its name."""
+    try:
+        tree = ast.parse(textwrap.dedent(inspect.getsource(fn)))
+    except (OSError, TypeError, SyntaxError):
+        return getattr(fn, "__qualname__", type(fn).__name__)
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if (
+            isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
+            and body
+            and isinstance(body[0], ast.Expr)
+            and isinstance(body[0].value, ast.Constant)
+            and isinstance(body[0].value.value, str)
+        ):
+            node.body = body[1:] or [ast.Pass()]
+    return ast.dump(tree, annotate_fields=False)
 
 
 FORMATS = {"plate_zh": Format("plate_zh", plate_grammar(), looks_like_plate)}

@@ -3,6 +3,7 @@ scoring, a detector that learns a handful of pages, and the training stage with 
 
 from __future__ import annotations
 
+import functools
 import json
 import shutil
 import signal
@@ -1114,6 +1115,8 @@ def test_the_sweep_breaks_a_tie_of_centre_x_by_text():
     truth = PageTruth([upper, lower], ["b", "a"], category="scene_en")
     c = score_page(truth, [upper, lower], ["a", "b"], row_order)  # each read as the other's label
     assert (c.edits, c.chars) == (0, 2)  # both sides "a\nb" (taken top first, "b\na" against "a\nb")
+    wrapped = score_page(truth, [upper, lower], ["a", "b"], functools.partial(row_order))
+    assert wrapped.edits == 0  # the sweep passed wrapped still takes the texts
 
 
 # ------------------------------------------------------------------------------------------- learning

@@ -514,14 +514,27 @@ def test_ship_writes_models_and_a_model_card(evaluated, tmp_path):
 
 def test_a_reading_that_reads_every_line_alike_is_only_recorded_anew(monkeypatch):
     """A format's fingerprint recorded anew changes no reading: ship_reading passes it without the gate,
-    whose fewer-errors rule would refuse a tie; one line read otherwise, or one line fewer, is a change."""
+    whose fewer-errors rule would refuse a tie; one line answered otherwise (if only by a plate's dot, which
+    scoring drops), one line fewer, a record without the answered text or another second look is a change."""
     monkeypatch.syspath_prepend(str(ROOT / "scripts"))
-    from ship_reading import same_readings
+    from ship_reading import only_fingerprints_differ, same_readings
 
-    before = {("/r", "a.png"): {"pred": "皖A12345"}, ("/r", "b.png"): {"pred": "TOTAL"}}
+    before = {("/r", "a.png"): {"pred": "皖A12345", "read": "皖A·12345"}, ("/r", "b.png"): {"read": "TOTAL"}}
     assert same_readings(before, {k: dict(v) for k, v in before.items()})
-    assert not same_readings(before, {**before, ("/r", "b.png"): {"pred": "T0TAL"}})
+    assert not same_readings(before, {**before, ("/r", "b.png"): {"read": "T0TAL"}})
     assert not same_readings(before, {("/r", "a.png"): before[("/r", "a.png")]})
+    # scored alike, answered otherwise: a plate's dot (normalising drops it) is a change in reading
+    assert not same_readings(before, {**before, ("/r", "a.png"): {"pred": "皖A12345", "read": "皖A12345"}})
+    old = {k: {"pred": v.get("pred", v["read"])} for k, v in before.items()}  # records from before `read`
+    assert not same_readings(old, {k: dict(v) for k, v in old.items()})
+    row = {
+        "second_look": {"sigma": 0.8, "below": 0.9},
+        "formats": ["plate_zh"],
+        "format_ids": {"plate_zh": "a"},
+    }
+    assert only_fingerprints_differ(row, {**row, "format_ids": {"plate_zh": "b"}})
+    assert not only_fingerprints_differ(row, {**row, "format_ids": {"plate_zh": "b"}, "second_look": None})
+    assert not only_fingerprints_differ(row, dict(row))
 
 
 def test_a_reading_change_ships_through_the_replacement_gate_and_rewrites_the_baseline(

@@ -201,6 +201,30 @@ def test_a_format_is_known_by_what_it_holds_readings_to():
     assert Predictor(backend).format_ids == {}
 
 
+def test_a_trigger_counts_by_its_code_not_its_docstring_comments_or_layout(tmp_path, monkeypatch):
+    """The same trigger reworded in its docstring, commented and laid out otherwise prints alike (a reworded
+    docstring must not send the bundled reading through make ship-reading again); one that takes other
+    readings does not; a partial, without source of its own, prints by its type, not by an address."""
+    import functools
+    import importlib
+
+    from crnn.formats import code_print
+
+    def module(name: str, text: str):
+        (tmp_path / f"{name}.py").write_text(text)
+        monkeypatch.syspath_prepend(str(tmp_path))
+        return importlib.import_module(name)
+
+    a = module("trigger_a", 'def looks(t):\n    """Said one way."""\n    return len(t) > 6\n')
+    b = module(
+        "trigger_b",
+        'def looks(t):  # a comment\n    """Said\n    another way."""\n\n    return len( t ) > 6\n',
+    )
+    c = module("trigger_c", 'def looks(t):\n    """Said one way."""\n    return len(t) > 7\n')
+    assert code_print(a.looks) == code_print(b.looks) != code_print(c.looks)
+    assert code_print(functools.partial(a.looks)) == code_print(functools.partial(c.looks)) == "partial"
+
+
 def test_a_format_the_alphabet_cannot_write_is_not_applied():
     assert not writable(plate_grammar(), load_charset("digits"))
     with pytest.raises(ValueError, match="unknown text formats"):

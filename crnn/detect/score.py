@@ -5,6 +5,7 @@ end-to-end page CER (both sides in reading order, joined with newlines, normalis
 
 from __future__ import annotations
 
+import inspect
 import re
 import unicodedata
 from dataclasses import dataclass, field, fields
@@ -12,7 +13,6 @@ from dataclasses import dataclass, field, fields
 import editdistance
 import numpy as np
 
-from crnn.detect.boxes import row_order
 from crnn.detect.polygons import rect_inside, rect_iou
 
 CJK = r"[\u3000-\u303f\u3400-\u9fff\uff00-\uffef]"
@@ -149,5 +149,7 @@ def score_page(truth: PageTruth, pred_quads: list[np.ndarray], pred_texts: list[
 
 
 def _ordered(order, quads: list[np.ndarray], texts: list[str]) -> list[int]:
-    """`order(quads)`; the README's sweep (row_order) also takes the texts, its tie-break."""
-    return order(quads, texts) if order is row_order else order(quads)
+    """`order(quads)`, with the texts too where it takes them: the README's sweep (row_order) breaks a tie
+    of centre x by text."""
+    takes_texts = "texts" in inspect.signature(order).parameters
+    return order(quads, texts=texts) if takes_texts else order(quads)
