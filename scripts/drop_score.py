@@ -22,16 +22,11 @@ from tqdm import tqdm
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from small_pages import layout_table, parse_args, save_bench  # noqa: E402  (scripts/, beside this file)
+from small_pages import layout_table, page_readers, parse_args, save_bench, tally  # noqa: E402  (scripts/, beside this file)
 
-from crnn.command import default_lm, default_model  # noqa: E402
 from crnn.detect.boxes import row_order  # noqa: E402
-from crnn.detect.data import page_synth  # noqa: E402
-from crnn.detect.detector import Detector  # noqa: E402
-from crnn.detect.evaluate import RecognizerReader  # noqa: E402
 from crnn.detect.score import Counts, match, score_page  # noqa: E402
 from crnn.detect.train import page_truth  # noqa: E402
-from crnn.settings import compose_run_config  # noqa: E402
 
 
 def droppable(text: str, short: int) -> bool:
@@ -42,9 +37,7 @@ def droppable(text: str, short: int) -> bool:
 def main() -> None:
     args = parse_args(__doc__, 200, "--below", "0,0.2,0.3,0.4,0.5,0.6", 9800, {"--short": 0})
     below = [float(b) for b in args.below.split(",")]
-    synth = page_synth(compose_run_config([f"experiment={args.experiment}"])[0], seed=args.seed)
-    det = Detector(args.detector, threads=2)
-    reader = RecognizerReader(default_model(), 2, lm=default_lm(None) or "")
+    synth, det, reader = page_readers(args)
     total = {b: Counts() for b in below}
     lost = {b: 0 for b in below}  # dropped lines that matched a labelled one
     by_layout: dict[str, dict[float, Counts]] = {}
@@ -57,8 +50,7 @@ def main() -> None:
             keep = [j for j, r in enumerate(read) if r.confidence >= b or not droppable(r.text, args.short)]
             lost[b] += len(matched - set(keep))
             c = score_page(truth, [lines[j].quad for j in keep], [read[j].text for j in keep], row_order)
-            total[b].add(c)
-            by_layout.setdefault(page.layout, {}).setdefault(b, Counts()).add(c)
+            tally(total, by_layout, page.layout, b, c)
     figs = {b: total[b].as_dict() for b in below}
     record = {
         "detector": args.detector,

@@ -21,25 +21,18 @@ from tqdm import tqdm
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from small_pages import layout_table, parse_args, save_bench  # noqa: E402  (scripts/, beside this file)
+from small_pages import layout_table, page_readers, parse_args, save_bench, tally  # noqa: E402  (scripts/, beside this file)
 
-from crnn.command import default_lm, default_model  # noqa: E402
 from crnn.detect.boxes import join_overlapping, join_slack, page_lines, row_order  # noqa: E402
-from crnn.detect.data import page_synth  # noqa: E402
-from crnn.detect.detector import Detector  # noqa: E402
-from crnn.detect.evaluate import RecognizerReader  # noqa: E402
 from crnn.detect.score import Counts, score_page  # noqa: E402
 from crnn.detect.train import page_truth  # noqa: E402
-from crnn.settings import compose_run_config  # noqa: E402
 
 
 def main() -> None:
     args = parse_args(__doc__, 200, "--gaps", "0,0.2,0.35,0.5,0.7", 9900)
     gaps = [float(g) for g in args.gaps.split(",")]
-    synth = page_synth(compose_run_config([f"experiment={args.experiment}"])[0], seed=args.seed)
-    det = Detector(args.detector, threads=2)
+    synth, det, reader = page_readers(args)
     b = det.boxes
-    reader = RecognizerReader(default_model(), 2, lm=default_lm(None) or "")
     total = {g: Counts() for g in gaps}
     by_layout: dict[str, dict[float, Counts]] = {}
     for i in tqdm(range(args.pages), desc="pages", unit="page"):
@@ -50,8 +43,7 @@ def main() -> None:
             found = page_lines(page.image, joined, b.fit_ink, b.split_rows, b.lone_glyphs, b.crop_ends)
             texts = reader.recognize([ln.crop for ln in found])
             c = score_page(truth, [ln.quad for ln in found], texts, row_order)
-            total[g].add(c)
-            by_layout.setdefault(page.layout, {}).setdefault(g, Counts()).add(c)
+            tally(total, by_layout, page.layout, g, c)
     record = {
         "detector": args.detector,
         "pages": args.pages,

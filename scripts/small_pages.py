@@ -112,6 +112,23 @@ def sweep(
     print("\n".join(md))
 
 
+def page_readers(args: argparse.Namespace):
+    """What a sweep that reads pages end to end reads with: synthetic pages of its own seed, the detector
+    file, and the bundled recognizer (+ its LM), as page mode serves them."""
+    from crnn.command import default_lm, default_model
+    from crnn.detect.evaluate import RecognizerReader
+
+    synth = page_synth(compose_run_config([f"experiment={args.experiment}"])[0], seed=args.seed)
+    reader = RecognizerReader(default_model(), 2, lm=default_lm(None) or "")
+    return synth, Detector(args.detector, threads=2), reader
+
+
+def tally(total: dict, by_layout: dict, layout: str, value: float, c: Counts) -> None:
+    """One page's counts at one swept value, into the sweep's totals and its layout's."""
+    total[value].add(c)
+    by_layout.setdefault(layout, {}).setdefault(value, Counts()).add(c)
+
+
 def layout_table(title: str, label: str, values: list[float], by_layout: dict) -> list[str]:
     """A sweep's markdown: its title, then one row per page layout with the edits at each swept value
     (`by_layout`: layout -> value -> crnn.detect.score.Counts), columns headed `label` and the value."""
