@@ -14,32 +14,18 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from tqdm import tqdm
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from small_pages import layout_table, page_readers, parse_args, save_bench, tally  # noqa: E402  (scripts/, beside this file)
+from small_pages import all_row, layout_table, parse_args, read_sweep, save_bench  # noqa: E402  (scripts/, beside this file)
 
-from crnn.detect.boxes import page_lines, row_order  # noqa: E402
-from crnn.detect.score import Counts, score_page  # noqa: E402
-from crnn.detect.train import page_truth  # noqa: E402
+from crnn.detect.boxes import page_lines  # noqa: E402
 
 
 def main() -> None:
     args = parse_args(__doc__, 100, "--ends", "0,0.1,0.2,0.3", 9700)
     ends = [float(e) for e in args.ends.split(",")]
-    synth, det, reader = page_readers(args)
-    total = {e: Counts() for e in ends}
-    by_layout: dict[str, dict[float, Counts]] = {}
-    for i in tqdm(range(args.pages), desc="pages", unit="page"):
-        page = synth.page(i)
-        boxes, truth = det.detect(page.image), page_truth(page)
-        for e in ends:
-            found = page_lines(page.image, boxes, ends=e)
-            texts = reader.recognize([ln.crop for ln in found])
-            c = score_page(truth, [ln.quad for ln in found], texts, row_order)
-            tally(total, by_layout, page.layout, e, c)
+    total, by_layout = read_sweep(args, ends, lambda page, boxes, e, _: page_lines(page.image, boxes, ends=e))
     record = {
         "detector": args.detector,
         "pages": args.pages,
@@ -56,11 +42,7 @@ def main() -> None:
         ends,
         by_layout,
     )
-    md.append(
-        "| **all** | "
-        + " | ".join(f"{total[e].as_dict()['cer']:.4f} ({total[e].as_dict()['edits']})" for e in ends)
-        + " |"
-    )
+    md.append(all_row(ends, total))
     save_bench("crop_ends", record, md)
 
 

@@ -16,34 +16,23 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from tqdm import tqdm
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from small_pages import layout_table, page_readers, parse_args, save_bench, tally  # noqa: E402  (scripts/, beside this file)
+from small_pages import all_row, layout_table, parse_args, read_sweep, save_bench  # noqa: E402  (scripts/, beside this file)
 
-from crnn.detect.boxes import join_overlapping, join_slack, page_lines, row_order  # noqa: E402
-from crnn.detect.score import Counts, score_page  # noqa: E402
-from crnn.detect.train import page_truth  # noqa: E402
+from crnn.detect.boxes import join_overlapping, join_slack, page_lines  # noqa: E402
 
 
 def main() -> None:
     args = parse_args(__doc__, 200, "--gaps", "0,0.2,0.35,0.5,0.7", 9900)
     gaps = [float(g) for g in args.gaps.split(",")]
-    synth, det, reader = page_readers(args)
-    b = det.boxes
-    total = {g: Counts() for g in gaps}
-    by_layout: dict[str, dict[float, Counts]] = {}
-    for i in tqdm(range(args.pages), desc="pages", unit="page"):
-        page = synth.page(i)
-        boxes, truth = det.detect(page.image), page_truth(page)
-        for g in gaps:
-            joined = join_overlapping(boxes, join_slack(b), g) if g > 0 else boxes
-            found = page_lines(page.image, joined, b.fit_ink, b.split_rows, b.lone_glyphs, b.crop_ends)
-            texts = reader.recognize([ln.crop for ln in found])
-            c = score_page(truth, [ln.quad for ln in found], texts, row_order)
-            tally(total, by_layout, page.layout, g, c)
+
+    def joined(page, boxes, g: float, b) -> list:
+        boxes = join_overlapping(boxes, join_slack(b), g) if g > 0 else boxes
+        return page_lines(page.image, boxes, b.fit_ink, b.split_rows, b.lone_glyphs, b.crop_ends)
+
+    total, by_layout = read_sweep(args, gaps, joined)
     record = {
         "detector": args.detector,
         "pages": args.pages,
@@ -60,11 +49,7 @@ def main() -> None:
         gaps,
         by_layout,
     )
-    md.append(
-        "| **all** | "
-        + " | ".join(f"{total[g].as_dict()['cer']:.4f} ({total[g].as_dict()['edits']})" for g in gaps)
-        + " |"
-    )
+    md.append(all_row(gaps, total))
     md.append(
         "| F1 (P / R) | "
         + " | ".join(

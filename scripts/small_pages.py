@@ -129,6 +129,33 @@ def tally(total: dict, by_layout: dict, layout: str, value: float, c: Counts) ->
     by_layout.setdefault(layout, {}).setdefault(value, Counts()).add(c)
 
 
+def read_sweep(args: argparse.Namespace, values: list[float], lines_at) -> tuple[dict, dict]:
+    """Each synthetic page detected once, its lines made at each swept value (`lines_at(page, boxes, value,
+    box settings)` -> crnn.detect.boxes.Line list), read by the recognizer and scored: the totals and the
+    totals by layout, per value."""
+    from crnn.detect.boxes import row_order
+    from crnn.detect.train import page_truth
+
+    synth, det, reader = page_readers(args)
+    total = {v: Counts() for v in values}
+    by_layout: dict[str, dict[float, Counts]] = {}
+    for i in tqdm(range(args.pages), desc="pages", unit="page"):
+        page = synth.page(i)
+        boxes, truth = det.detect(page.image), page_truth(page)
+        for v in values:
+            found = lines_at(page, boxes, v, det.boxes)
+            texts = reader.recognize([ln.crop for ln in found])
+            c = score_page(truth, [ln.quad for ln in found], texts, row_order)
+            tally(total, by_layout, page.layout, v, c)
+    return total, by_layout
+
+
+def all_row(values: list[float], total: dict) -> str:
+    """A sweep table's last row: page CER (edits) over every page at each value."""
+    cells = (f"{total[v].as_dict()['cer']:.4f} ({total[v].as_dict()['edits']})" for v in values)
+    return "| **all** | " + " | ".join(cells) + " |"
+
+
 def layout_table(title: str, label: str, values: list[float], by_layout: dict) -> list[str]:
     """A sweep's markdown: its title, then one row per page layout with the edits at each swept value
     (`by_layout`: layout -> value -> crnn.detect.score.Counts), columns headed `label` and the value."""
