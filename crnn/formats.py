@@ -96,7 +96,7 @@ class Format:
     # text that looks like a plate (`沪A股600519`) is 15 to 40 below (scripts/plate_format.py)
     max_gap: float = 8.0
 
-    @property
+    @functools.cached_property  # the trigger's source is parsed once per format
     def fingerprint(self) -> str:
         """What the format holds a reading to and when, in 12 hex digits: reports record it beside the
         format's name, so figures read under another version of the same format (a grammar made stricter, a

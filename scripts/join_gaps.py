@@ -1,4 +1,4 @@
-"""Boxes of one row joined across a gap of paper (detect.boxes.join_gap), measured on synthetic pages.
+"""Boxes of one row joined across a gap of paper (join_overlapping's gap), measured on synthetic pages.
 
     python scripts/join_gaps.py [--detector models/det_zh_en.onnx] [--pages 200] [--gaps 0,0.2,0.35,0.5]
 

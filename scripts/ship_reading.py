@@ -172,11 +172,7 @@ def main(argv: list[str]) -> int:
             "the reading may not ship: " + "; ".join(problems) + " (+force=true ships it anyway)"
         )
     new_base = realdev_baseline(reports["after"], rows["after"], real["after"], served, served_sha)
-    how = {
-        k: rows["after"][k]
-        for k in ("lm", "lm_sha256", "second_look", "formats", "format_ids")
-        if k in rows["after"]
-    }
+    how = {k: rows["after"][k] for k in ("lm", "lm_sha256", "second_look", "formats") if k in rows["after"]}
     new_base["models"][0].update(how)
     baseline.write_text(json.dumps(new_base, indent=2, ensure_ascii=False) + "\n")
     if not record_only:  # the card keeps its account of the last change in what is read

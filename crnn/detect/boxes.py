@@ -240,7 +240,8 @@ def join_overlapping(boxes: list[Box], slack: float = 0.0, gap: float = 0.0) -> 
     with the other, centred within a quarter of the taller's height of each other and at most 2.5 times
     shorter (so a tall box beside two stacked lines does not chain them into one), and overlapping along
     the row; chains join whole. Boxes with a gap between them (a receipt's columns, separate segments) stay
-    apart, unless the gap is under `gap` times the smaller height (BoxConfig.join_gap)."""
+    apart, unless the gap is under `gap` times the smaller height (page mode passes none; scripts/join_gaps.py
+    measured it)."""
     if len(boxes) < 2:
         return list(boxes)
     quads = np.stack([b.quad for b in boxes])
