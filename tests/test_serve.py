@@ -1,6 +1,7 @@
 """The OCR service for real: a uvicorn server on 127.0.0.1, real HTTP, bad uploads, page mode, the web page
 in headless Chromium."""
 
+import io
 import json
 import os
 import socket
@@ -63,7 +64,9 @@ def start_server(model, *extra: str):
 
 @pytest.fixture(scope="module")
 def server(chain):
-    proc, base = start_server(chain / "export" / "model.onnx", "--max-upload-mb", "1")
+    proc, base = start_server(
+        chain / "export" / "model.onnx", "--max-upload-mb", "1", "--max-megapixels", "1"
+    )
     yield base
     proc.terminate()
     proc.wait(timeout=20)
@@ -182,6 +185,7 @@ def _huge_png_header() -> bytes:
         ("huge", None, 413),
         ("tiny", None, 422),
         ("too_big", None, 413),
+        ("many_pixels", None, 413),
     ],
 )
 def test_bad_uploads_are_4xx_json_and_the_worker_lives(server, lines, name, data, status):
@@ -193,11 +197,43 @@ def test_bad_uploads_are_4xx_json_and_the_worker_lives(server, lines, name, data
         data = _png(np.zeros((1, 1), np.uint8))
     elif name == "too_big":
         data = _png(np.random.default_rng(0).integers(0, 255, (1200, 1200), dtype=np.uint8))  # > 1 MB limit
+    elif name == "many_pixels":  # a few kB, under Pillow's own guard, over the server's 1 MP
+        data = _png(np.full((1000, 1200), 255, np.uint8))
     r = _ocr(server, data)
     assert r.status_code == status, r.text
     body = r.json()
     assert body["success"] is False and body["error"]
+    if name == "many_pixels":
+        assert "1200x1000 = 1.2 MP; the limit is 1 MP" in body["error"]
     assert requests.get(server + "/health", timeout=5).ok
+
+
+def test_a_phone_photo_in_mpo_form_reads_as_its_jpeg(server, lines):
+    """Pillow names a JPEG with more images after the first (a phone's gain map or depth image) MPO; the
+    first image is the photo, and the server refused it as an unknown format (415)."""
+    from PIL import Image
+
+    first = Image.fromarray(lines[0].image)
+    mpo, jpeg = io.BytesIO(), io.BytesIO()
+    first.save(mpo, "MPO", save_all=True, append_images=[Image.new("L", first.size, 0)])
+    first.save(jpeg, "JPEG")
+    assert Image.open(io.BytesIO(mpo.getvalue())).format == "MPO"
+    got = _ocr(server, mpo.getvalue(), mode="line")
+    assert got.status_code == 200, got.text
+    assert got.json()["text"] == _ocr(server, jpeg.getvalue(), mode="line").json()["text"]
+
+
+def test_the_decoders_own_pixel_guard_is_named_as_the_limit():
+    """Over Pillow's decompression-bomb guard (about 179 MP) the header is never read, so a server started
+    with a higher limit must name the guard's, not its own, as the limit that refused the image."""
+    from crnn.data.image_io import decoder_pixel_limit
+    from crnn.serve.uploads import UploadError, decode_upload
+
+    guard = decoder_pixel_limit()
+    assert guard is not None
+    with pytest.raises(UploadError) as e:
+        decode_upload(_huge_png_header(), 10**6, 3 * guard)
+    assert e.value.status == 413 and f"{guard / 1e6:.0f} MP limit" in e.value.message
 
 
 def test_missing_or_wrong_field(server, lines):

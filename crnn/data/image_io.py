@@ -29,6 +29,12 @@ class ImageTooLargeError(ImageDecodeError):
     """The header claims more pixels than Pillow's decompression-bomb limit."""
 
 
+def decoder_pixel_limit() -> int | None:
+    """The most pixels `open_image` reads a header of: Pillow refuses more than twice its
+    MAX_IMAGE_PIXELS as a decompression bomb (None: its guard is off)."""
+    return None if Image.MAX_IMAGE_PIXELS is None else 2 * int(Image.MAX_IMAGE_PIXELS)
+
+
 def open_image(data: bytes) -> Image.Image:
     """The image with only its header read (format, size, mode); pixels are decoded by `to_array`."""
     try:

@@ -18,9 +18,11 @@ from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from crnn.data.image_io import ImageDecodeError, ImageTooLargeError, open_image, to_array
+from crnn.data.image_io import ImageDecodeError, ImageTooLargeError, decoder_pixel_limit, open_image, to_array
 
-ALLOWED_FORMATS = {"PNG", "JPEG", "BMP", "TIFF", "WEBP", "GIF"}
+# MPO is a JPEG with more images after the first (a phone's HDR gain map, a camera's preview or depth image):
+# Pillow names many phone photos so, and the first image is the photo
+ALLOWED_FORMATS = {"PNG", "JPEG", "MPO", "BMP", "TIFF", "WEBP", "GIF"}
 
 
 @dataclass
@@ -38,24 +40,27 @@ def decode_upload(data: bytes, max_bytes: int, max_pixels: int, min_side: int = 
         raise UploadError(413, f"the file is {len(data) / 1e6:.1f} MB; the limit is {max_bytes / 1e6:.0f} MB")
     try:
         img = open_image(data)
-    except ImageTooLargeError:
-        limit = f"{max_pixels / 1e6:.0f} MP"
-        raise UploadError(413, f"the image claims more pixels than the {limit} limit") from None
+    except ImageTooLargeError:  # the decoder's own guard, before the header is handed back
+        limit = min(max_pixels, decoder_pixel_limit() or max_pixels)
+        raise UploadError(413, f"the image claims more pixels than the {_mp(limit)} limit") from None
     except ImageDecodeError:
         raise UploadError(415, "not a supported image (PNG, JPEG, BMP, TIFF, WebP or GIF)") from None
     if img.format not in ALLOWED_FORMATS:
         raise UploadError(415, f"{img.format} images are not accepted")
     w, h = img.size
     if w * h > max_pixels:
-        raise UploadError(
-            413, f"the image is {w}x{h} = {w * h / 1e6:.0f} MP; the limit is {max_pixels / 1e6:.0f} MP"
-        )
+        raise UploadError(413, f"the image is {w}x{h} = {_mp(w * h)}; the limit is {_mp(max_pixels)}")
     if min(w, h) < min_side:
         raise UploadError(422, f"the image is {w}x{h}; a text line needs at least {min_side} px on each side")
     try:
         return to_array(img)
     except ImageDecodeError:
         raise UploadError(400, "the image is truncated or corrupt") from None
+
+
+def _mp(pixels: int) -> str:
+    """Megapixels as a person reads them: 40 MP, 0.5 MP, 1.2 MP."""
+    return f"{pixels / 1e6:.2g} MP" if pixels < 10e6 else f"{pixels / 1e6:.0f} MP"
 
 
 class BodyTooLarge(HTTPException):
