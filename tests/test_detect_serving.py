@@ -109,10 +109,23 @@ def test_projection_stays_an_option(mini_detector, detector):
 def test_auto_uses_the_detector_when_it_finds_lines(mini_detector, detector):
     page = mini_detector["pages"][0]
     assert len(split(page.image, "auto", detector=detector)) > 1
-    blank = np.full((64, 400), 235, np.uint8)
-    assert [b for _, b in split(blank, "auto", detector=detector)] == [
-        [0, 0, 400, 64]
-    ]  # nothing found: whole
+    # one line found, or none where there is ink: the image is the line, read whole
+    x0, y0, x1, y1 = _ink_box(page.lines[0].quad, page.image.shape)
+    line = np.ascontiguousarray(page.image[y0:y1, x0:x1])
+    assert [b for _, b in split(line, "auto", detector=detector)] == [[0, 0, x1 - x0, y1 - y0]]
+    # no ink at all (paper with its grain): no lines, whichever splitter, as page mode returns
+    blank = np.random.default_rng(0).normal(235, 2, (64, 400)).clip(0, 255).astype(np.uint8)
+    assert split(blank, "auto", detector=detector) == []
+    assert split(blank, "auto") == []
+    # line mode reads what it is given, and needs no splitter (crnn predict --mode line --splitter detector)
+    assert [b for _, b in split(blank, "line", splitter="detector")] == [[0, 0, 400, 64]]
+
+
+def _ink_box(quad: np.ndarray, shape: tuple) -> tuple[int, int, int, int]:
+    """A labelled line's box with a few pixels of paper round it, clipped to the page."""
+    x0, y0 = np.floor(quad.min(axis=0)).astype(int) - 4
+    x1, y1 = np.ceil(quad.max(axis=0)).astype(int) + 4
+    return max(0, x0), max(0, y0), min(shape[1], x1), min(shape[0], y1)
 
 
 @pytest.mark.parametrize("shape", [(1, 1), (3, 700), (4000, 3000)])
@@ -195,3 +208,23 @@ def test_crnn_predict_uses_the_detector(mini_detector, tmp_path):
         cmd + ["--splitter", "detector"], capture_output=True, text=True, timeout=120, env=env, cwd=ROOT
     )
     assert bad.returncode == 2 and "needs a detector" in bad.stderr
+    line = subprocess.run(
+        [
+            *cmd[:3],
+            "--mode",
+            "line",
+            "--format",
+            "json",
+            "--splitter",
+            "detector",
+            "--detector",
+            str(mini_detector["onnx"]),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        cwd=ROOT,
+    )
+    assert line.returncode == 0, line.stderr  # was a ValueError's traceback: line mode splits nothing
+    assert len(json.loads(line.stdout)[0]["lines"]) == 1

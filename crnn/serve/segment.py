@@ -23,6 +23,7 @@ import cv2
 import numpy as np
 
 from crnn.data.preprocess import LINE_CLEANUPS, clean_line
+from crnn.detect import boxes
 
 MODES = ("line", "page", "auto")
 SPLITTERS = ("detector", "projection")
@@ -180,7 +181,7 @@ def split(
         raise ValueError(f"cleanup must be one of {PAGE_CLEANUPS}, got {page_cleanup!r}")
     if splitter and splitter not in SPLITTERS:
         raise ValueError(f"splitter must be one of {SPLITTERS}, got {splitter!r}")
-    if splitter == "detector" and detector is None:
+    if splitter == "detector" and detector is None and mode != "line":  # line mode splits nothing
         raise ValueError("splitter 'detector' asked for, but no detector model is loaded")
     flatten, per_line = PAGE_STEPS[page_cleanup]
     if flatten and mode != "line":
@@ -191,10 +192,23 @@ def split(
     else:
         use_detector = detector is not None and splitter != "projection"
         lines = detected_lines(gray, detector) if use_detector else segment_lines(gray)
-        crops = lines if mode == "page" or len(lines) >= 2 else whole
+        # auto: one line or none found is the whole image's line, unless the image holds no ink at all
+        several = mode == "page" or len(lines) >= 2
+        crops = lines if several else whole if holds_ink(gray) else []
     if per_line != "none":
         crops = [(clean_line(c, per_line), b) for c, b in crops]
     return crops
+
+
+def holds_ink(gray: np.ndarray, side: int = 512) -> bool:
+    """Whether the image has ink on paper at all (crnn.detect.boxes.ink_mask: two grey classes at least
+    INK_CONTRAST apart), judged at a long side of at most `side` px. A blank image read whole as a line
+    gave the recognizer's guess at paper grain (`一`); auto mode returns no lines for it, as page mode
+    does."""
+    h, w = gray.shape[:2]
+    f = min(1.0, side / max(h, w))
+    small = cv2.resize(gray, (max(1, round(w * f)), max(1, round(h * f))), interpolation=cv2.INTER_AREA)
+    return boxes.ink_mask(small) is not None
 
 
 def detected_lines(gray: np.ndarray, detector) -> list[tuple[np.ndarray, list[int]]]:
