@@ -51,6 +51,25 @@ def models_dir() -> Path:
     return Path(__file__).resolve().parent.parent / "models"
 
 
+# Everything models/ serves, together: the recognizer (INT8 and FP32), its character LM and the detector
+MODELS_BUDGET_MB = 15.0
+
+
+def served_files(folder: Path) -> list[Path]:
+    """What a server loads from a models/ folder: its ONNX files and character LMs; the training snapshots
+    under snapshots/ are not served."""
+    return sorted([*folder.glob("*.onnx"), *folder.glob("*.lm.npz")])
+
+
+def served_bytes(folder: Path, files: dict[Path, Path] | None = None, removed: tuple[Path, ...] = ()) -> int:
+    """The bytes `folder` would serve once `files` (source -> destination in `folder`) are copied in and
+    `removed` deleted: what the budget (MODELS_BUDGET_MB) is checked on before a stage ships a file."""
+    files = files or {}
+    replaced = {p.resolve() for p in [*files.values(), *removed]}
+    kept = [p for p in served_files(folder) if p.resolve() not in replaced]
+    return sum(p.stat().st_size for p in kept) + sum(src.stat().st_size for src in files)
+
+
 def default_model() -> str:
     """$CRNN_MODEL, else the bundled model of the checkout the package runs from, else of the current
     folder's models/ (a wheel installed with `pip install .` does not carry the models)."""

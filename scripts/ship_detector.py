@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 
 from crnn.cli import StageError, stage_errors
-from crnn.command import BUNDLED_DETECTOR
+from crnn.command import BUNDLED_DETECTOR, MODELS_BUDGET_MB, served_bytes
 from crnn.lineage import sha256_file
 from crnn.settings import compose_run_config
 
@@ -210,13 +210,6 @@ def card(
     return "\n".join(lines)
 
 
-def served_bytes(out: Path, files: dict[Path, Path]) -> int:
-    """The ONNX files models/ would serve with these copied in (`files`: source -> destination): the 15 MB
-    budget is the served recognizer and detector, not the training snapshots under models/snapshots/."""
-    kept = [p for p in out.glob("*.onnx") if p not in files.values()]
-    return sum(p.stat().st_size for p in kept) + sum(src.stat().st_size for src in files)
-
-
 def shipped_files(run: Path, out: Path, name: str, quant: dict | None) -> tuple[dict[Path, Path], Path]:
     """What goes where (source -> models/ file) and the file page mode will serve. Whatever experiment trained
     it, the detector is shipped under the one name page mode loads (`SERVED_AS`): a wider or decayed run
@@ -267,9 +260,9 @@ def main(argv: list[str]) -> int:
             "run make detect-eval again"
         )
     total = served_bytes(out, files)
-    max_mb = float(own.get("max_mb", 15))
+    max_mb = float(own.get("max_mb", MODELS_BUDGET_MB))
     if total / 1e6 > max_mb:
-        raise StageError(f"models/ would serve {total / 1e6:.1f} MB of ONNX, over +max_mb={max_mb:g}")
+        raise StageError(f"models/ would serve {total / 1e6:.1f} MB (models and LM), over +max_mb={max_mb:g}")
     for src, dest in files.items():
         shutil.copyfile(src, dest)
     (out / f"{name}.pages.json").write_text(json.dumps(results, indent=2))

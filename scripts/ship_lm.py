@@ -12,7 +12,8 @@ LM must have been tuned with that very file (its lineage names the file's sha256
 alphabet. Where an LM is bundled already, the new one must beat that reading instead (the same run reads
 the served file with the bundled LM too: `served_lm=<served file>+models/crnn_zh_en.lm.npz`).
 
-Copies the LM to models/crnn_<as>.lm.npz, rewrites models/crnn_<as>.realdev.json from the LM reading (the
+Copies the LM to models/crnn_<as>.lm.npz (refusing if all that models/ would then serve passes +max_mb, 15 MB
+by default), rewrites models/crnn_<as>.realdev.json from the LM reading (the
 figures `make regress-real` checks, which then reads with the LM too) and the model card's LM section.
 """
 
@@ -35,6 +36,7 @@ from ship_model import (
 )
 
 from crnn.cli import StageError, stage_errors
+from crnn.command import MODELS_BUDGET_MB, served_bytes
 from crnn.lineage import sha256_file
 from crnn.lm import LMFormatError, load_lm
 from crnn.onnx_model import OnnxBackend
@@ -114,7 +116,7 @@ def write_card(card: Path, section: str, start: str = CARD_START, end: str = CAR
 
 
 def main(argv: list[str]) -> int:
-    cfg, own = compose_run_config(argv, extras=("lm", "as", "force", "out"))
+    cfg, own = compose_run_config(argv, extras=("lm", "as", "force", "out", "max_mb"))
     as_name = str(own.get("as") or cfg.name)
     force = str(own.get("force", "false")).lower() in ("true", "1", "yes")
     run = ROOT / cfg.runs_dir / cfg.name
@@ -138,6 +140,12 @@ def main(argv: list[str]) -> int:
     plain = reading(report, served_sha, None, "plain")
     fused = reading(report, served_sha, lm_sha, "with this LM")
     out = dest / f"crnn_{as_name}.lm.npz"
+    max_mb = float(own.get("max_mb", MODELS_BUDGET_MB))
+    total_mb = served_bytes(dest, {lm_file: out}) / 1e6
+    if total_mb > max_mb:
+        raise StageError(
+            f"{dest} would serve {total_mb:.1f} MB with this LM (models and LM), over +max_mb={max_mb:g}"
+        )
     bundled_lm = sha256_file(out) if out.is_file() else None
     # what serves now is what the LM must beat: the bundled LM's reading where one is bundled
     inc = (

@@ -3,8 +3,9 @@
     python scripts/ship_model.py experiment=zh_en +notes=configs/experiment/zh_en.notes.md
 
 Copies runs/<name>/quantize/model.int8.onnx and runs/<name>/export/model.onnx to
-models/crnn_<name>.int8.onnx and models/crnn_<name>.onnx (refusing if together they pass +max_mb, 15 by
-default; +out=DIR writes elsewhere), the evaluation report to models/crnn_<name>.eval.{json,md}, and
+models/crnn_<name>.int8.onnx and models/crnn_<name>.onnx (refusing if all that models/ would then serve,
+the detector and LM beside them included, passes +max_mb, 15 by default; +out=DIR writes elsewhere), the
+evaluation report to models/crnn_<name>.eval.{json,md}, and
 writes models/README.md: data, alphabet, steps, hardware, training time, figures per scene type beside
 the targets, the learning curve, and the known weaknesses from the notes file. `+as=zh_en` ships the run
 under another model's name (models/crnn_zh_en.*, the served default): a new version of the bundled model.
@@ -33,6 +34,7 @@ from pathlib import Path
 
 from crnn.charset import load_charset
 from crnn.cli import StageError, stage_errors
+from crnn.command import MODELS_BUDGET_MB, served_bytes
 from crnn.lineage import sha256_file
 from crnn.lm import load_lm
 from crnn.paired import LINES_FILE, Paired, pair, read_lines
@@ -186,6 +188,17 @@ def realdev_baseline(report: dict, row: dict, real: dict, shipped: Path, sha256:
             }
         ],
     }
+
+
+def within_budget(dest: Path, files: dict[Path, Path], removed: tuple[Path, ...], max_mb: float) -> None:
+    """StageError unless everything `dest` would serve with `files` (source -> destination) copied in, the
+    detector and LM beside them included, fits in `max_mb`."""
+    total_mb = served_bytes(dest, files, removed) / 1e6
+    if total_mb > max_mb:
+        raise StageError(
+            f"{dest} would serve {total_mb:.1f} MB with this model (models and LM); at most {max_mb:g} MB "
+            "may be shipped"
+        )
 
 
 def bundled_file(dest: Path, as_name: str) -> Path:
@@ -434,12 +447,6 @@ def main(argv: list[str]) -> int:
     has_int8 = int8.is_file()  # no INT8 when no recipe qualified: FP32 alone is shipped and served
     shipped = [int8, fp32] if has_int8 else [fp32]
     ev = fresh_report(run / "eval" / "report.json", shipped[0], f"make eval EXP={cfg.name}")
-    max_mb = float(own.get("max_mb", 15))
-    total_mb = sum(p.stat().st_size for p in shipped) / 1e6
-    if total_mb > max_mb:
-        raise StageError(
-            f"the two models take {total_mb:.1f} MB together; at most {max_mb} MB may be shipped"
-        )
     notes = Path(own["notes"]).read_text().strip() if own.get("notes") else "(none recorded)"
     uri = cfg.mlflow.tracking_uri
     seconds, curve, _ = (
@@ -448,6 +455,10 @@ def main(argv: list[str]) -> int:
 
     dest = ROOT / own.get("out", "models")
     dest.mkdir(exist_ok=True)
+    out_int8, out_fp32 = dest / f"crnn_{as_name}.int8.onnx", dest / f"crnn_{as_name}.onnx"
+    files = {fp32: out_fp32, **({int8: out_int8} if has_int8 else {})}
+    max_mb = float(own.get("max_mb", MODELS_BUDGET_MB))
+    within_budget(dest, files, () if has_int8 else (out_int8,), max_mb)
     before = bundled_file(dest, as_name)
     before_sha = sha256_file(before) if before.is_file() else ""
     served_sha = sha256_file(shipped[0])
@@ -462,8 +473,9 @@ def main(argv: list[str]) -> int:
             raise StageError(
                 f"{cand_lm} was tuned with another file than {shipped[0]}: make lm EXP={cfg.name}"
             )
+    if cand_lm:
+        within_budget(dest, {**files, Path(cand_lm): lm_out}, () if has_int8 else (out_int8,), max_mb)
     stale = dest / f"crnn_{as_name}.realdev.json"
-    out_int8, out_fp32 = dest / f"crnn_{as_name}.int8.onnx", dest / f"crnn_{as_name}.onnx"
     if has_int8:
         shutil.copyfile(int8, out_int8)
     else:
@@ -597,7 +609,8 @@ def main(argv: list[str]) -> int:
         md.append("")
     md += ["## Known weaknesses", "", notes, ""]
     (dest / "README.md").write_text("\n".join(md))
-    print(f"[ship] {' + '.join(map(str, shipped_out))} ({total_mb:.1f} MB), model card {dest / 'README.md'}")
+    mb = sum(p.stat().st_size for p in shipped_out) / 1e6
+    print(f"[ship] {' + '.join(map(str, shipped_out))} ({mb:.1f} MB), model card {dest / 'README.md'}")
     return 0
 
 

@@ -1471,20 +1471,23 @@ def test_shipping_a_new_detector_needs_it_to_beat_the_bundled_one_in_the_same_ru
     assert "lacks the bundled detector" in ship.check_replaces(ship.by_reader([new["detector"]]), "new")[0]
 
 
-def test_the_size_budget_counts_the_served_onnx_files_not_the_training_snapshots(tmp_path):
-    import importlib.util
+def test_the_size_budget_counts_every_served_file_not_the_training_snapshots(tmp_path):
+    """The 15 MB are what models/ serves together: the recognizer, its LM and the detector. Each ship stage
+    counted only its own kind of file (ship_model the two recognizer files, ship_detector the ONNX files)."""
+    from crnn.command import served_bytes
 
-    spec = importlib.util.spec_from_file_location("ship_detector", ROOT / "scripts" / "ship_detector.py")
-    ship = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(ship)
     out, run = tmp_path / "models", tmp_path / "run"
     (out / "snapshots").mkdir(parents=True)
     run.mkdir()
     (out / "snapshots" / "crnn.pt").write_bytes(b"x" * 5000)
     (out / "crnn_zh_en.onnx").write_bytes(b"x" * 300)
+    (out / "crnn_zh_en.int8.onnx").write_bytes(b"x" * 70)
+    (out / "crnn_zh_en.lm.npz").write_bytes(b"x" * 200)
     (out / "det_zh_en.onnx").write_bytes(b"x" * 100)  # replaced by the new one
     (run / "detector.onnx").write_bytes(b"x" * 40)
-    assert ship.served_bytes(out, {run / "detector.onnx": out / "det_zh_en.onnx"}) == 340
+    assert served_bytes(out) == 670
+    assert served_bytes(out, {run / "detector.onnx": out / "det_zh_en.onnx"}) == 610
+    assert served_bytes(out, {}, (out / "crnn_zh_en.int8.onnx",)) == 600  # FP32 alone then serves
 
 
 def test_a_detector_of_any_experiment_ships_under_the_name_page_mode_loads(tmp_path):
