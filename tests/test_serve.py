@@ -154,6 +154,13 @@ def test_batch_with_one_bad_file(server, lines):
     assert body["success"] is True and len(body["results"]) == 2
     assert body["results"][0]["success"] and not body["results"][1]["success"]
     assert body["results"][1]["status"] == 415
+    # no file read: the status they share (it was 400 whatever each file's was), else 400
+    unsupported = [("files", (f"{k}.txt", b"hello", "text/plain")) for k in "ab"]
+    r = requests.post(server + "/ocr/batch", files=unsupported, data={"mode": "line"}, timeout=30)
+    assert r.status_code == 415 and r.json()["success"] is False
+    mixed = [unsupported[0], ("files", ("e.png", b"", "image/png"))]
+    r = requests.post(server + "/ocr/batch", files=mixed, data={"mode": "line"}, timeout=30)
+    assert r.status_code == 400 and [x["status"] for x in r.json()["results"]] == [415, 400]
 
 
 def _huge_png_header() -> bytes:

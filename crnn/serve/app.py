@@ -236,9 +236,11 @@ def create_app(cfg: ServeConfig) -> FastAPI:
                     }
                 )
         ok = any(r["success"] for r in results)
+        # none read: the files' own status when they share one (all too large: 413), else 400
+        failed = {r["status"] for r in results if not r["success"]}
         return JSONResponse(
             {"success": ok, "results": results, "time_cost_ms": round((time.perf_counter() - t0) * 1000, 3)},
-            status_code=200 if ok else 400,
+            status_code=200 if ok else failed.pop() if len(failed) == 1 else 400,
         )
 
     @app.get("/health")
