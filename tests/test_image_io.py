@@ -121,3 +121,14 @@ def test_color_comes_back_as_bgr_and_junk_is_refused():
     assert bgr.shape == (10, 12, 3) and bgr[0, 0].tolist() == [0, 0, 200]
     with pytest.raises(ImageDecodeError):
         decode_image(b"not an image")
+
+
+@pytest.mark.parametrize("top", [1.0, 255.0, 65535.0])
+def test_a_float_tiff_reads_by_the_range_it_is_written_in(top):
+    """A TIFF of float samples (mode F) in 0..1 read all black: Pillow's conversion clips at 255 only."""
+    want = np.full((40, 120), 230, np.uint8)
+    want[12:28, 20:100] = 25
+    buf = io.BytesIO()
+    Image.fromarray(want.astype(np.float32) * (top / 255.0), "F").save(buf, "TIFF")
+    assert Image.open(io.BytesIO(buf.getvalue())).mode == "F"
+    assert np.abs(decode_image(buf.getvalue()).astype(int) - want).max() <= 1

@@ -65,11 +65,15 @@ def decode_image(data: bytes, color: bool = False) -> np.ndarray:
 
 
 def _eight_bit(img: Image.Image) -> Image.Image:
-    """16-bit samples scaled to 0..255 by value / 257; Pillow's own conversion clips them at 255."""
-    if img.mode not in SIXTEEN_BIT_MODES:
+    """16-bit samples scaled to 0..255 by value / 257; Pillow's own conversion clips them at 255. Float
+    samples (a TIFF's mode F) by the range they are written in: 0..1 (Pillow read those all black), 0..255,
+    or 16-bit's 0..65535."""
+    if img.mode not in SIXTEEN_BIT_MODES and img.mode != "F":
         return img
-    wide = np.asarray(img).astype(np.float32)
-    return Image.fromarray(np.rint(np.clip(wide, 0, 65535) / 257.0).astype(np.uint8), "L")
+    wide = np.nan_to_num(np.asarray(img).astype(np.float32), nan=0.0, posinf=0.0, neginf=0.0)
+    top = float(wide.max()) if wide.size else 0.0
+    scale = 255.0 if img.mode == "F" and top <= 1.0 else 1.0 if img.mode == "F" and top <= 255 else 1 / 257.0
+    return Image.fromarray(np.rint(np.clip(wide * scale, 0, 255)).astype(np.uint8), "L")
 
 
 def _flatten(img: Image.Image) -> Image.Image:
