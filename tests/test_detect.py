@@ -1490,6 +1490,56 @@ def test_the_size_budget_counts_every_served_file_not_the_training_snapshots(tmp
     assert served_bytes(out, {}, (out / "crnn_zh_en.int8.onnx",)) == 600  # FP32 alone then serves
 
 
+def test_record_writes_the_served_detectors_figures_again_only_from_a_run_that_read_the_served_files(
+    tmp_path, capsys
+):
+    """`+record=true` rewrites models/det_zh_en.pages.json and the card's real-page section, keeping the
+    card's head, from a detect-eval run that read the files served now; the committed figures had been
+    measured behind a recognizer and LM no longer served. A run that read another file is refused."""
+    import importlib.util
+
+    from crnn.cli import StageError
+    from crnn.command import default_lm, default_model
+    from crnn.lineage import sha256_file
+
+    spec = importlib.util.spec_from_file_location("ship_detector", ROOT / "scripts" / "ship_detector.py")
+    ship = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ship)
+    out = tmp_path / "models"
+    out.mkdir()
+    (out / "det_zh_en.onnx").write_bytes(b"the served detector")
+    (out / "det_zh_en.md").write_text(
+        "# det_zh_en\n\n| parameters | 155,378 |\n\n## Real pages (old)\n\n| old |\n"
+    )
+    served = [out / "det_zh_en.onnx", Path(default_model()), *filter(None, [default_lm(None)])]
+    level = {"f1": 0.9, "precision": 0.92, "recall": 0.88}
+    bundled = {
+        "key": "bundled",
+        "reader": "bundled detector (det_zh_en.onnx) + m.onnx",
+        "levels": {"line": level, "segment": level, "word": {"f1": 0.49, "precision": 0.42, "recall": 0.59}},
+        "categories": {
+            "receipt_en": {"cer": 0.07},
+            "scene_en": {"cer": 0.649},
+            "printed_doc_zh": {"cer": 0.063},
+        },
+        "complete_pages": {"cer": 0.075},
+        "latency_ms": {"p50": 151.0, "p95": 281.0},
+        "files": {str(p): sha256_file(p) for p in served},
+    }
+    ship.record(out, "det_zh_en", [bundled], tmp_path / "pages.json", "pages/")
+    card = (out / "det_zh_en.md").read_text()
+    assert card.startswith("# det_zh_en\n\n| parameters | 155,378 |") and "| old |" not in card
+    assert (
+        "| 0.900 (0.92 / 0.88) | 0.900 (0.92 / 0.88) | 0.490 (0.42 / 0.59) | 0.070 | 0.063 | 0.649 | 0.075 "
+        "| 151 / 281 |" in card
+    )
+    assert json.loads((out / "det_zh_en.pages.json").read_text())[0]["key"] == "bundled"
+    other = {**bundled, "files": {**bundled["files"], "d": "x"}}
+    other["files"][str(served[0])] = "not the served file"
+    with pytest.raises(StageError, match="did not read .*det_zh_en.onnx"):
+        ship.record(out, "det_zh_en", [other], tmp_path / "pages.json", "pages/")
+
+
 def test_a_detector_of_any_experiment_ships_under_the_name_page_mode_loads(tmp_path):
     """A wider or decayed run (experiment det_zh_en_wide_decay) replaces the bundled detector: it was
     written to models/det_zh_en_wide_decay.onnx, which nothing serves."""
