@@ -149,6 +149,17 @@ def recognise(
             yield Result(path, ls)
 
 
+def shown(path: str, text_format: bool = False) -> str:
+    """A path as the results write it. A file name that is not UTF-8 (bytes a file system allows, which
+    Python holds as lone surrogates) has its odd bytes written as \\xNN, as `ls -b` does: written raw they
+    stopped the run half-way with a JSON array that looked complete. In the text format a tab or newline
+    in a name is escaped too, since a tab ends the path there."""
+    out = path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    if text_format:
+        out = out.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+    return out
+
+
 class Writer:
     """Writes results as they come, in one of FORMATS; JSON is one array, closed at the end."""
 
@@ -164,14 +175,14 @@ class Writer:
 
     def write(self, r: Result) -> None:
         if self.fmt == "json":
-            out = {"path": r.path, "text": r.text, "lines": r.lines}
+            out = {"path": shown(r.path), "text": r.text, "lines": r.lines}
             self.out.write(("," if self.count else "") + "\n" + json.dumps(out, ensure_ascii=False))
         elif self.fmt == "text":
             for ln in r.lines:
-                self.out.write(f"{r.path}\t{ln['text']}\n" if self.many else f"{ln['text']}\n")
+                self.out.write(f"{shown(r.path, True)}\t{ln['text']}\n" if self.many else f"{ln['text']}\n")
         else:
             for i, ln in enumerate(r.lines):
-                self.rows.writerow([r.path, i, ln["text"], ln["confidence"], *ln["box"]])
+                self.rows.writerow([shown(r.path), i, ln["text"], ln["confidence"], *ln["box"]])
         self.count += 1
 
     def close(self) -> None:
@@ -211,7 +222,7 @@ def open_out(path: str | None) -> TextIO:
 
 def report(tally: Tally, err: TextIO) -> None:
     for path, why in tally.unreadable:
-        print(f"crnn predict: cannot read {path}: {why}", file=err)
+        print(f"crnn predict: cannot read {shown(path)}: {why}", file=err)
     rate = tally.lines / tally.seconds if tally.seconds > 0 else 0.0
     print(
         f"crnn predict: {tally.images} images, {tally.lines} lines in {tally.seconds:.2f} s "
@@ -249,7 +260,7 @@ def run(
     check_options(mode, decoder, fmt, batch)
     if splitter and splitter not in SPLITTERS:
         raise OptionError(f"splitter must be one of {SPLITTERS}, got {splitter!r}")
-    if splitter == "detector" and not detector:
+    if splitter == "detector" and not detector and mode != "line":  # line mode splits nothing
         raise OptionError("--splitter detector needs a detector model (--detector, or the bundled one)")
     if decoder == "lm" and not lm:
         raise OptionError("--decoder lm needs a character LM (--lm, or the bundled one)")
@@ -278,6 +289,8 @@ def run(
 
         det = Detector(detector, threads=threads)
     paths, missing = expand_inputs(inputs)
+    if out not in (None, STDIN) and Path(out).resolve() in {Path(p).resolve() for p in paths if p != STDIN}:
+        raise OptionError(f"--out {out} is one of the inputs: it would be emptied before it is read")
     tally = Tally(unreadable=list(missing))
     stream = open_out(out)
     if show_progress is None:

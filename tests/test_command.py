@@ -63,6 +63,7 @@ def folder(records, tmp_path_factory) -> tuple[Path, list[Path]]:
     (d / "03b_broken.png").write_bytes(png[: len(png) // 2])
     (d / "04b_empty.png").write_bytes(b"")
     (d / "05b_notes.jpg").write_text("not an image\n")
+    (d / "05c_fuzzed.tif").write_bytes((ROOT / "tests" / "data" / "fuzzed_typeerror.tif").read_bytes())
     (d / "README.txt").write_text("skipped by extension\n")
     return d, sorted(good, key=str)
 
@@ -74,9 +75,9 @@ def test_a_folder_with_bad_files_is_read_in_order_and_the_bad_ones_counted(model
     results = json.loads(r.stdout)
     assert [x["path"] for x in results] == [str(p) for p in good]  # sorted walk, subfolder included
     err = r.stderr.decode()
-    for bad in ("03b_broken.png", "04b_empty.png", "05b_notes.jpg"):
+    for bad in ("03b_broken.png", "04b_empty.png", "05b_notes.jpg", "05c_fuzzed.tif"):
         assert f"cannot read {d / bad}" in err
-    assert "README" not in err and "8 images, 8 lines" in err and "3 unreadable" in err and "lines/s" in err
+    assert "README" not in err and "8 images, 8 lines" in err and "4 unreadable" in err and "lines/s" in err
     # the same text as the library's predictor reading the decoded images (doubtful lines a second time,
     # blurred, as crnn predict does by default), and close to the labels
     pred = Predictor(OnnxBackend(model), second_look=SecondLook())
@@ -147,6 +148,29 @@ def test_stdin_twice_a_bad_out_and_bad_options_never_lose_a_results_file(model, 
         assert results.read_text() == "earlier results\n"  # checked before the file was opened
     r = crnn("predict", str(good[0]), "--model", model, "--out", str(tmp_path / "no" / "dir.csv"))
     assert r.returncode == 2 and b"cannot write --out" in r.stderr and b"Traceback" not in r.stderr
+    victim = tmp_path / "victim.png"
+    victim.write_bytes(good[0].read_bytes())
+    r = crnn("predict", str(victim), "--model", model, "--out", str(victim))
+    assert r.returncode == 2 and b"one of the inputs" in r.stderr
+    assert victim.read_bytes() == good[0].read_bytes()  # was emptied before it was read
+
+
+def test_a_file_name_that_is_not_utf8_is_written_escaped_in_every_format(model, folder, tmp_path):
+    """Linux file names are bytes: `lat\\xe9.png` stopped a run half-way (UnicodeEncodeError), its JSON
+    array closed as if complete."""
+    _, good = folder
+    odd = Path(os.fsdecode(bytes(tmp_path) + b"/lat\xe9.png"))
+    odd.write_bytes(good[0].read_bytes())
+    for fmt in ("json", "text", "csv"):
+        out = tmp_path / f"out.{fmt}"
+        r = crnn("predict", str(good[1]), str(odd), "--model", model, "--format", fmt, "--out", str(out))
+        assert r.returncode == 0, r.stderr.decode()
+        written = out.read_text(encoding="utf-8")
+        assert "lat\\xe9.png" in written.replace("\\\\", "\\")
+    assert [Path(x["path"]).name for x in json.loads((tmp_path / "out.json").read_text())] == [
+        good[1].name,
+        "lat\\xe9.png",
+    ]
 
 
 def test_a_glob_takes_only_images(model, folder):

@@ -180,6 +180,8 @@ def test_a_server_without_detector_refuses_splitter_detector():
         assert r.status_code == 422 and "without a detector" in r.json()["error"]
         r = _ocr(base, _png(img), mode="page")
         assert r.status_code == 200 and r.json()["splitter"] == "projection"
+        r = _ocr(base, _png(img), mode="line", splitter="detector")  # line mode splits nothing
+        assert r.status_code == 200 and r.json()["success"]
     finally:
         proc.terminate()
         proc.wait(timeout=20)
@@ -226,3 +228,11 @@ def test_crnn_predict_uses_the_detector(mini_detector, tmp_path):
     )
     assert line.returncode == 0, line.stderr  # was a ValueError's traceback: line mode splits nothing
     assert len(json.loads(line.stdout)[0]["lines"]) == 1
+    no_detector = subprocess.run(
+        [*cmd[:3], "--mode", "line", "--splitter", "detector"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+    )
+    assert no_detector.returncode == 0, no_detector.stderr  # was refused: line mode needs no splitter

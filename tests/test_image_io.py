@@ -3,6 +3,7 @@ same pixels (EXIF orientation applied, 16-bit scaled, palette and transparency f
 
 import base64
 import io
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -132,3 +133,12 @@ def test_a_float_tiff_reads_by_the_range_it_is_written_in(top):
     Image.fromarray(want.astype(np.float32) * (top / 255.0), "F").save(buf, "TIFF")
     assert Image.open(io.BytesIO(buf.getvalue())).mode == "F"
     assert np.abs(decode_image(buf.getvalue()).astype(int) - want).max() <= 1
+
+
+def test_a_crafted_file_that_trips_the_decoder_is_a_decode_error():
+    """A TIFF fuzzed from a 64 x 32 line (tests/data/fuzzed_typeerror.tif) raised TypeError from deep in
+    Pillow's TIFF plugin: the server answered 500, and crnn predict lost the readable images batched with
+    it."""
+    data = (Path(__file__).parent / "data" / "fuzzed_typeerror.tif").read_bytes()
+    with pytest.raises(ImageDecodeError, match="TypeError"):
+        decode_image(data)

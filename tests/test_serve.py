@@ -154,6 +154,12 @@ def test_batch_with_one_bad_file(server, lines):
     assert body["success"] is True and len(body["results"]) == 2
     assert body["results"][0]["success"] and not body["results"][1]["success"]
     assert body["results"][1]["status"] == 415
+    fuzzed = (
+        "files",
+        ("f.tif", (ROOT / "tests" / "data" / "fuzzed_typeerror.tif").read_bytes(), "image/tiff"),
+    )
+    r = requests.post(server + "/ocr/batch", files=[files[0], fuzzed], data={"mode": "line"}, timeout=30)
+    assert r.status_code == 200 and [x["success"] for x in r.json()["results"]] == [True, False]  # was a 500
     # no file read: the status they share (it was 400 whatever each file's was), else 400
     unsupported = [("files", (f"{k}.txt", b"hello", "text/plain")) for k in "ab"]
     r = requests.post(server + "/ocr/batch", files=unsupported, data={"mode": "line"}, timeout=30)
@@ -193,6 +199,7 @@ def _huge_png_header() -> bytes:
         ("tiny", None, 422),
         ("too_big", None, 413),
         ("many_pixels", None, 413),
+        ("fuzzed", None, 400),
     ],
 )
 def test_bad_uploads_are_4xx_json_and_the_worker_lives(server, lines, name, data, status):
@@ -204,6 +211,8 @@ def test_bad_uploads_are_4xx_json_and_the_worker_lives(server, lines, name, data
         data = _png(np.zeros((1, 1), np.uint8))
     elif name == "too_big":
         data = _png(np.random.default_rng(0).integers(0, 255, (1200, 1200), dtype=np.uint8))  # > 1 MB limit
+    elif name == "fuzzed":  # raised TypeError inside Pillow: a 500 (tests/test_image_io.py)
+        data = (ROOT / "tests" / "data" / "fuzzed_typeerror.tif").read_bytes()
     elif name == "many_pixels":  # a few kB, under Pillow's own guard, over the server's 1 MP
         data = _png(np.full((1000, 1200), 255, np.uint8))
     r = _ocr(server, data)
@@ -252,6 +261,11 @@ def test_missing_or_wrong_field(server, lines):
     assert r.status_code == 422 and r.json()["success"] is False
     r = _ocr(server, _png(lines[0].image), mode="sideways")
     assert r.status_code == 422 and "mode" in r.json()["error"]
+    r = requests.post(server + "/ocr/batch", data={"mode": "line"}, timeout=10)
+    assert r.status_code == 422 and "'files'" in r.json()["error"]
+    two = [("file", (f"{k}.png", _png(lines[0].image), "image/png")) for k in "ab"]
+    r = requests.post(server + "/ocr", files=two, timeout=10)
+    assert r.status_code == 413 and "/ocr takes at most 1 image)" in r.json()["error"]
 
 
 def _page(lines) -> tuple[np.ndarray, list[tuple[int, int]]]:

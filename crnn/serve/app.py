@@ -124,17 +124,21 @@ def create_app(cfg: ServeConfig) -> FastAPI:
     app.add_middleware(MetricsMiddleware, metrics=metrics, routes=app.routes)  # outermost: sees every 413
 
     @app.exception_handler(RequestValidationError)
-    async def on_validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+    async def on_validation(request: Request, exc: RequestValidationError) -> JSONResponse:
         first = exc.errors()[0] if exc.errors() else {}
         where = ".".join(str(x) for x in first.get("loc", []))
+        field = "'files' (one part per image)" if request.url.path == "/ocr/batch" else "'file'"
         return error(
-            422, f"{where}: {first.get('msg', 'invalid request')} (send the image as multipart field 'file')"
+            422, f"{where}: {first.get('msg', 'invalid request')} (send the image as multipart field {field})"
         )
 
     @app.exception_handler(StarletteHTTPException)
     async def on_http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         if _is_part_limit(exc):  # Starlette reports a part too many as a 400
-            return error(413, f"{exc.detail} ({request.url.path} takes at most {cfg.max_files} images)")
+            most = 1 if request.url.path == "/ocr" else cfg.max_files
+            return error(
+                413, f"{exc.detail} ({request.url.path} takes at most {most} image{'s' * (most > 1)})"
+            )
         return error(exc.status_code, str(exc.detail))
 
     @app.exception_handler(Exception)
@@ -149,7 +153,7 @@ def create_app(cfg: ServeConfig) -> FastAPI:
         if decoder not in engine.decoders:
             raise UploadError(422, "decoder=lm: this server runs without a character LM (start it with --lm)")
         splitter = splitter or ("detector" if detector is not None else "projection")
-        if splitter == "detector" and detector is None:
+        if splitter == "detector" and detector is None and mode != "line":  # line mode splits nothing
             raise UploadError(
                 422, "splitter=detector: this server runs without a detector (start it with --detector)"
             )
