@@ -112,6 +112,33 @@ def test_health_metrics_and_page(server):
     assert requests.get(server + "/openapi.json", timeout=5).json()["paths"]["/ocr"]
 
 
+def test_metrics_of_several_workers_are_summed(chain, lines):
+    """With --workers 2 each scrape was answered by one worker, with its own counters only (3 of 6 requests,
+    then another worker's figures at the next scrape); the workers now share prometheus_client's files."""
+    proc, base = start_server(chain / "export" / "model.onnx", "--workers", "2")
+    try:
+        for k in range(6):
+            assert _ocr(base, _png(lines[k].image), mode="line").status_code == 200
+        for _ in range(4):  # whichever worker answers
+            families = {
+                f.name: f
+                for f in text_string_to_metric_families(requests.get(base + "/metrics", timeout=5).text)
+            }
+            ocr = [
+                s.value
+                for s in families["crnn_requests"].samples
+                if s.name == "crnn_requests_total" and s.labels == {"route": "/ocr", "status": "200"}
+            ]
+            assert ocr == [6.0]
+            assert [s.value for s in families["crnn_lines"].samples if s.name == "crnn_lines_total"] == [6.0]
+            assert [
+                s.value for s in families["crnn_cache_misses"].samples if s.name == "crnn_cache_misses_total"
+            ] == [6.0]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
 def test_ocr_line_answers_like_the_article_and_caches(server, lines):
     data = _png(lines[0].image)
     r = _ocr(server, data, mode="line")

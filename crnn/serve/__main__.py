@@ -1,7 +1,9 @@
 """Start the OCR service:  python -m crnn.serve --model runs/demo/quantize/model.int8.onnx [--port 5000]
 
 Binds 127.0.0.1 unless --host says otherwise; --workers N starts N processes, each with its own ONNX
-Runtime session (threads per session: --threads, default all cores divided among the workers).
+Runtime session (threads per session: --threads, default all cores divided among the workers) and result
+cache; their metrics are summed at /metrics through prometheus_client's multiprocess files, in a temporary
+folder removed when the server stops (or PROMETHEUS_MULTIPROC_DIR when set).
 """
 
 from __future__ import annotations
@@ -9,7 +11,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
+import tempfile
 from dataclasses import asdict
 
 import uvicorn
@@ -126,14 +130,23 @@ def main(
         formats=a.plates,
     )
     os.environ["CRNN_SERVE_CONFIG"] = json.dumps(asdict(cfg))
-    uvicorn.run(
-        "crnn.serve.app:app_from_env",
-        factory=True,
-        host=a.host,
-        port=a.port,
-        workers=a.workers,
-        log_level="warning",
-    )
+    shared = None
+    if a.workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        # each worker is a process: their metrics go to shared files that a scrape sums (crnn.serve.metrics)
+        shared = tempfile.mkdtemp(prefix="crnn-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = shared
+    try:
+        uvicorn.run(
+            "crnn.serve.app:app_from_env",
+            factory=True,
+            host=a.host,
+            port=a.port,
+            workers=a.workers,
+            log_level="warning",
+        )
+    finally:
+        if shared is not None:
+            shutil.rmtree(shared, ignore_errors=True)
     return 0
 
 

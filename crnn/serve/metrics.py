@@ -3,18 +3,18 @@
 Requests are labelled by the route's template (`/ocr`, `/health`), never by the raw URL, and every URL that
 matches no route shares the label `unmatched`: a scan of random URLs must not grow the label set (and the
 memory) forever. The registry belongs to the app, not to prometheus_client's global one, so two apps in one
-process (tests) do not collide. Cache, line and micro-batch figures are read when /metrics is scraped, the
-cache's under its own lock.
+process (tests) do not collide. Cache, line and micro-batch figures are published after each request and
+before each scrape (ServeMetrics), the cache's read under its own lock.
 """
 
 from __future__ import annotations
 
+import os
+import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from prometheus_client.registry import Collector
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
 from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -25,54 +25,91 @@ LATENCY_BUCKETS_S = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 
 
 
 class ServeMetrics:
-    """The app's registry: request counters and latency observed by `MetricsMiddleware`, live figures
-    collected from the cache and the engine at each scrape."""
+    """The app's metrics: request counters and latency observed by `MetricsMiddleware`, and the cache's,
+    the engine's and the micro-batcher's own figures, published into the registry after every request and
+    before every scrape.
+
+    Why published rather than read at the scrape: with `--workers N` each worker is its own process, and a
+    scrape is answered by one of them; its figures alone made the counters seem to jump and reset between
+    scrapes. Under prometheus_client's multiprocess mode (PROMETHEUS_MULTIPROC_DIR, which `crnn serve`
+    sets for several workers) every worker's counters go to shared files and a scrape sums them all, the
+    cache's byte and entry gauges over the live workers."""
 
     def __init__(self, cache: ResultCache, engine: object) -> None:
+        self.cache, self.engine = cache, engine
+        self.shared = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
         self.registry = CollectorRegistry()
+        r = self.registry
         self.requests = Counter(
-            "crnn_requests",
-            "Requests by route template and status.",
-            ["route", "status"],
-            registry=self.registry,
+            "crnn_requests", "Requests by route template and status.", ["route", "status"], registry=r
         )
         self.latency = Histogram(
             "crnn_request_latency_seconds",
             "Request latency by route template.",
             ["route"],
             buckets=LATENCY_BUCKETS_S,
-            registry=self.registry,
+            registry=r,
         )
-        self.registry.register(_LiveFigures(cache, engine))
+        self.counters = {
+            "hits": Counter("crnn_cache_hits", "Result cache hits.", registry=r),
+            "misses": Counter("crnn_cache_misses", "Result cache misses.", registry=r),
+            "lines": Counter("crnn_lines", "Text lines recognised.", registry=r),
+        }
+        if getattr(engine, "batcher", None) is not None:
+            self.counters["calls"] = Counter(
+                "crnn_batch_calls", "Model calls made by the micro-batcher.", registry=r
+            )
+            self.counters["items"] = Counter(
+                "crnn_batch_lines", "Lines through the micro-batcher.", registry=r
+            )
+        self.gauges = {
+            "bytes": Gauge(
+                "crnn_cache_bytes", "Bytes held by the result cache.", registry=r, multiprocess_mode="livesum"
+            ),
+            "max_bytes": Gauge(
+                "crnn_cache_limit_bytes",
+                "The result cache's byte limit.",
+                registry=r,
+                multiprocess_mode="livesum",
+            ),
+            "entries": Gauge(
+                "crnn_cache_entries",
+                "Answers held by the result cache.",
+                registry=r,
+                multiprocess_mode="livesum",
+            ),
+        }
+        self._published = {k: 0 for k in self.counters}
+        self._lock = threading.Lock()
 
     def observe(self, route: str, status: int, seconds: float) -> None:
         self.requests.labels(route=route, status=str(status)).inc()
         self.latency.labels(route=route).observe(seconds)
+        self.publish()
 
-    def exposition(self) -> bytes:
-        """The text format Prometheus scrapes."""
-        return generate_latest(self.registry)
-
-
-class _LiveFigures(Collector):
-    def __init__(self, cache: ResultCache, engine: object) -> None:
-        self.cache, self.engine = cache, engine
-
-    def collect(self) -> Iterable[Metric]:
+    def publish(self) -> None:
+        """This process's cache, line and batch figures into the registry (counters by what they grew)."""
         s = self.cache.stats()
-        yield CounterMetricFamily("crnn_cache_hits", "Result cache hits.", value=s.hits)
-        yield CounterMetricFamily("crnn_cache_misses", "Result cache misses.", value=s.misses)
-        yield GaugeMetricFamily("crnn_cache_bytes", "Bytes held by the result cache.", value=s.bytes)
-        yield GaugeMetricFamily("crnn_cache_limit_bytes", "The result cache's byte limit.", value=s.max_bytes)
-        yield GaugeMetricFamily("crnn_cache_entries", "Answers held by the result cache.", value=s.entries)
-        yield CounterMetricFamily("crnn_lines", "Text lines recognised.", value=self.engine.stats.lines)
+        now = {"hits": s.hits, "misses": s.misses, "lines": self.engine.stats.lines}
         batcher = getattr(self.engine, "batcher", None)
         if batcher is not None:
-            b = batcher.stats
-            yield CounterMetricFamily(
-                "crnn_batch_calls", "Model calls made by the micro-batcher.", value=b.calls
-            )
-            yield CounterMetricFamily("crnn_batch_lines", "Lines through the micro-batcher.", value=b.items)
+            now.update(calls=batcher.stats.calls, items=batcher.stats.items)
+        with self._lock:
+            for k, counter in self.counters.items():
+                if now[k] > self._published[k]:
+                    counter.inc(now[k] - self._published[k])
+                    self._published[k] = now[k]
+            for k, gauge in self.gauges.items():
+                gauge.set(getattr(s, k))
+
+    def exposition(self) -> bytes:
+        """The text format Prometheus scrapes: every worker's figures summed when they share files."""
+        self.publish()
+        if not self.shared:
+            return generate_latest(self.registry)
+        summed = CollectorRegistry()
+        multiprocess.MultiProcessCollector(summed)
+        return generate_latest(summed)
 
 
 def route_template(routes: Sequence[BaseRoute], scope: Scope) -> str:
