@@ -56,8 +56,9 @@ MODELS_BUDGET_MB = 15.0
 
 
 def served_files(folder: Path) -> list[Path]:
-    """What a server loads from a models/ folder: its ONNX files and character LMs; the training snapshots
-    under snapshots/ are not served."""
+    """What a server may load from a models/ folder: every ONNX file and character LM in it (a model shipped
+    under another name counts too, on the safe side); the training snapshots under snapshots/ are not
+    served."""
     return sorted([*folder.glob("*.onnx"), *folder.glob("*.lm.npz")])
 
 

@@ -150,13 +150,14 @@ def recognise(
 
 
 def shown(path: str, text_format: bool = False) -> str:
-    """A path as the results write it. A file name that is not UTF-8 (bytes a file system allows, which
-    Python holds as lone surrogates) has its odd bytes written as \\xNN, as `ls -b` does: written raw they
-    stopped the run half-way with a JSON array that looked complete. In the text format a tab or newline
-    in a name is escaped too, since a tab ends the path there."""
-    out = path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    """A path as the results write it, one way for every name, as `ls -b` writes names: a backslash
+    doubled, and a byte that is not UTF-8 (a file system allows any, which Python holds as a lone
+    surrogate) written \\xNN. Written raw, such a name stopped the run half-way with a JSON array that
+    looked complete. In the text format, where a tab ends the path, a tab, newline or carriage return in a
+    name is escaped too (\\t, \\n, \\r)."""
+    out = path.replace("\\", "\\\\").encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
     if text_format:
-        out = out.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+        out = out.replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
     return out
 
 
@@ -208,6 +209,14 @@ def check_options(mode: str, decoder: str, fmt: str, batch: int) -> None:
         raise OptionError(f"format must be one of {FORMATS}, got {fmt!r}")
     if batch < 1:
         raise OptionError(f"batch must be at least 1, got {batch}")
+
+
+def same_file(a: str, b: str) -> bool:
+    """Whether two paths name one file: the same path, a symbolic link to it, or a hard link."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them does not exist (yet): the paths themselves decide
+        return Path(a).resolve() == Path(b).resolve()
 
 
 def open_out(path: str | None) -> TextIO:
@@ -289,7 +298,7 @@ def run(
 
         det = Detector(detector, threads=threads)
     paths, missing = expand_inputs(inputs)
-    if out not in (None, STDIN) and Path(out).resolve() in {Path(p).resolve() for p in paths if p != STDIN}:
+    if out not in (None, STDIN) and any(same_file(out, p) for p in paths if p != STDIN):
         raise OptionError(f"--out {out} is one of the inputs: it would be emptied before it is read")
     tally = Tally(unreadable=list(missing))
     stream = open_out(out)

@@ -29,7 +29,7 @@ import sys
 from pathlib import Path
 
 from crnn.cli import StageError, stage_errors
-from crnn.command import BUNDLED_DETECTOR, MODELS_BUDGET_MB, served_bytes
+from crnn.command import BUNDLED, BUNDLED_DETECTOR, BUNDLED_LM, MODELS_BUDGET_MB, served_bytes
 from crnn.lineage import sha256_file
 from crnn.settings import compose_run_config
 
@@ -114,15 +114,29 @@ def page_table(readers: dict[str, dict]) -> list[str]:
         if r is None:
             continue
         lv, cats, ms = r["levels"], r["categories"], r["latency_ms"]
+        p95 = f" / {ms['p95']:.0f}" if "p95" in ms else ""  # reports before p95 carry none
         rows.append(
             f"| {r['reader']} | {_f1(lv, 'line')} | {_f1(lv, 'segment')} | {_f1(lv, 'word')} | "
             f"{_cer(cats, 'receipt_en')} | {_cer(cats, 'printed_doc_zh')} | {_cer(cats, 'scene_en')} | "
-            f"{r['complete_pages']['cer']:.3f} | {ms['p50']:.0f} / {ms.get('p95', 0):.0f} |"
+            f"{r['complete_pages']['cer']:.3f} | {ms['p50']:.0f}{p95} |"
         )
     return rows
 
 
 REAL_PAGES = "## Real pages"
+
+
+def served_set(out: Path, name: str) -> list[Path]:
+    """The files page mode reads from `out`: the detector `name` (INT8 where shipped), the recognizer
+    (crnn.command.BUNDLED, INT8 first) and its LM when one is bundled."""
+    detector = next(
+        (out / f"{name}{ext}" for ext in (".int8.onnx", ".onnx") if (out / f"{name}{ext}").is_file()), None
+    )
+    recognizer = next((out / n for n in BUNDLED if (out / n).is_file()), None)
+    if detector is None or recognizer is None:
+        raise StageError(f"{out} serves no detector {name} or no bundled recognizer: nothing to record")
+    lm = out / BUNDLED_LM
+    return [detector, recognizer, *([lm] if lm.is_file() else [])]
 
 
 def record(out: Path, name: str, results: list[dict], report: Path, pages_dir: str) -> None:
@@ -136,13 +150,12 @@ def record(out: Path, name: str, results: list[dict], report: Path, pages_dir: s
         raise StageError(
             f"{report} has no bundled-detector reading: make detect-eval with readers [bundled,...]"
         )
-    from crnn.command import default_lm, default_model
-
-    served = [out / f"{name}.onnx", Path(default_model()), *filter(None, [default_lm(None)])]
-    scored = set(bundled.get("files", {}).values())
-    stale = [str(p) for p in served if sha256_file(p) not in scored]
-    if stale:
-        raise StageError(f"{report} did not read {', '.join(stale)} as served now: make detect-eval again")
+    served = served_set(out, name)
+    if set(bundled.get("files", {}).values()) != {sha256_file(p) for p in served}:
+        raise StageError(
+            f"{report} did not read the files {out} serves ({', '.join(p.name for p in served)}) and nothing "
+            "else: make detect-eval again"
+        )
     card_path = out / f"{name}.md"
     report = report.relative_to(ROOT) if report.is_relative_to(ROOT) else report
     text = card_path.read_text()
@@ -153,7 +166,7 @@ def record(out: Path, name: str, results: list[dict], report: Path, pages_dir: s
         *page_table(readers),
         "",
         "Detection at IoU >= 0.5 on axis-aligned rectangles; page CER end to end (complete pages) behind "
-        f"the served recognizer and LM ({', '.join(Path(p).name for p in served[1:])}); latency per page on "
+        f"the served recognizer and LM ({', '.join(p.name for p in served[1:])}); latency per page on "
         f"this machine's 2 cores, decode excluded. Recorded from `{report}`, which read the served files; "
         "how these figures moved, session by session, is in docs/page_mode.md.",
         "",

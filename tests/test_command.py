@@ -153,24 +153,33 @@ def test_stdin_twice_a_bad_out_and_bad_options_never_lose_a_results_file(model, 
     r = crnn("predict", str(victim), "--model", model, "--out", str(victim))
     assert r.returncode == 2 and b"one of the inputs" in r.stderr
     assert victim.read_bytes() == good[0].read_bytes()  # was emptied before it was read
+    os.link(victim, tmp_path / "hard.png")  # another name of the same file
+    r = crnn("predict", str(victim), "--model", model, "--out", str(tmp_path / "hard.png"))
+    assert r.returncode == 2 and b"one of the inputs" in r.stderr
+    assert victim.read_bytes() == good[0].read_bytes()
 
 
 def test_a_file_name_that_is_not_utf8_is_written_escaped_in_every_format(model, folder, tmp_path):
-    """Linux file names are bytes: `lat\\xe9.png` stopped a run half-way (UnicodeEncodeError), its JSON
-    array closed as if complete."""
+    """Linux file names are bytes: `lat` + 0xE9 + `.png` stopped a run half-way (UnicodeEncodeError), its
+    JSON array closed as if complete. It is written `lat\\xe9.png`, and a name holding those four
+    characters `lat\\\\xe9.png` (a backslash doubled, as `ls -b` writes it), so the two are told apart."""
     _, good = folder
     odd = Path(os.fsdecode(bytes(tmp_path) + b"/lat\xe9.png"))
-    odd.write_bytes(good[0].read_bytes())
+    literal = tmp_path / "lat\\xe9.png"
+    for p in (odd, literal):
+        p.write_bytes(good[0].read_bytes())
     for fmt in ("json", "text", "csv"):
         out = tmp_path / f"out.{fmt}"
-        r = crnn("predict", str(good[1]), str(odd), "--model", model, "--format", fmt, "--out", str(out))
+        r = crnn("predict", str(odd), str(literal), "--model", model, "--format", fmt, "--out", str(out))
         assert r.returncode == 0, r.stderr.decode()
         written = out.read_text(encoding="utf-8")
-        assert "lat\\xe9.png" in written.replace("\\\\", "\\")
-    assert [Path(x["path"]).name for x in json.loads((tmp_path / "out.json").read_text())] == [
-        good[1].name,
-        "lat\\xe9.png",
-    ]
+        if fmt == "csv":
+            paths = [row["path"] for row in csv.DictReader(io.StringIO(written))]
+        elif fmt == "json":
+            paths = [x["path"] for x in json.loads(written)]
+        else:
+            paths = [line.split("\t")[0] for line in written.splitlines()]
+        assert [p.rsplit("/", 1)[1] for p in paths] == ["lat\\xe9.png", "lat\\\\xe9.png"], fmt
 
 
 def test_a_glob_takes_only_images(model, folder):

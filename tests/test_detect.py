@@ -1499,7 +1499,6 @@ def test_record_writes_the_served_detectors_figures_again_only_from_a_run_that_r
     import importlib.util
 
     from crnn.cli import StageError
-    from crnn.command import default_lm, default_model
     from crnn.lineage import sha256_file
 
     spec = importlib.util.spec_from_file_location("ship_detector", ROOT / "scripts" / "ship_detector.py")
@@ -1507,11 +1506,12 @@ def test_record_writes_the_served_detectors_figures_again_only_from_a_run_that_r
     spec.loader.exec_module(ship)
     out = tmp_path / "models"
     out.mkdir()
-    (out / "det_zh_en.onnx").write_bytes(b"the served detector")
+    served = [out / "det_zh_en.onnx", out / "crnn_zh_en.int8.onnx", out / "crnn_zh_en.lm.npz"]
+    for p in served:
+        p.write_bytes(f"the served {p.name}".encode())
     (out / "det_zh_en.md").write_text(
         "# det_zh_en\n\n| parameters | 155,378 |\n\n## Real pages (old)\n\n| old |\n"
     )
-    served = [out / "det_zh_en.onnx", Path(default_model()), *filter(None, [default_lm(None)])]
     level = {"f1": 0.9, "precision": 0.92, "recall": 0.88}
     bundled = {
         "key": "bundled",
@@ -1534,10 +1534,14 @@ def test_record_writes_the_served_detectors_figures_again_only_from_a_run_that_r
         "| 151 / 281 |" in card
     )
     assert json.loads((out / "det_zh_en.pages.json").read_text())[0]["key"] == "bundled"
-    other = {**bundled, "files": {**bundled["files"], "d": "x"}}
-    other["files"][str(served[0])] = "not the served file"
-    with pytest.raises(StageError, match="did not read .*det_zh_en.onnx"):
-        ship.record(out, "det_zh_en", [other], tmp_path / "pages.json", "pages/")
+    files = bundled["files"]
+    for other in (
+        {**files, str(served[0]): "another detector"},
+        {**files, "/elsewhere/other.lm.npz": "an LM not served"},  # read more than is served
+        {k: v for k, v in files.items() if not k.endswith(".lm.npz")},  # read without the served LM
+    ):
+        with pytest.raises(StageError, match="did not read the files"):
+            ship.record(out, "det_zh_en", [{**bundled, "files": other}], tmp_path / "pages.json", "pages/")
 
 
 def test_a_detector_of_any_experiment_ships_under_the_name_page_mode_loads(tmp_path):

@@ -111,6 +111,16 @@ def test_auto_uses_the_detector_when_it_finds_lines(mini_detector, detector):
     x0, y0, x1, y1 = _ink_box(page.lines[0].quad, page.image.shape)
     line = np.ascontiguousarray(page.image[y0:y1, x0:x1])
     assert [b for _, b in split(line, "auto", detector=detector)] == [[0, 0, x1 - x0, y1 - y0]]
+    # a long thin line and a faint one hold ink: read whole (a first version judged ink on the image
+    # scaled to 512 px, which took the long line's strokes away, and by Otsu's 16 levels, the faint line's)
+    long_line = np.full((32, 3000), 235, np.uint8)
+    cv2.putText(
+        long_line, "Invoice total 12.50 paid by card, thanks", (5, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.8, 0, 2
+    )
+    faint = np.full((32, 600), 235, np.uint8)
+    cv2.putText(faint, "a faint line of print", (5, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.8, 215, 2)
+    for img in (long_line, faint):
+        assert [b for _, b in split(img, "auto")] == [[0, 0, img.shape[1], img.shape[0]]]
     # no ink at all (paper with its grain): no lines, whichever splitter, as page mode returns
     blank = np.random.default_rng(0).normal(235, 2, (64, 400)).clip(0, 255).astype(np.uint8)
     assert split(blank, "auto", detector=detector) == []

@@ -51,16 +51,20 @@ def open_image(data: bytes) -> Image.Image:
 
 def to_array(img: Image.Image, color: bool = False) -> np.ndarray:
     """uint8 pixels of an opened image, upright: grayscale (H, W), or BGR (H, W, 3) with `color`."""
-    try:
+    try:  # Pillow decoding untrusted bytes: a crafted file raises what a plugin did not expect
         img = ImageOps.exif_transpose(img)
+        img.load()
+    except MemoryError:
+        raise
+    except Exception as e:  # a fuzzed TIFF raised TypeError from deep in the TIFF plugin: a 500
+        raise ImageDecodeError(f"the image is truncated or corrupt: {type(e).__name__}: {e}") from None
+    try:  # our own conversions: only what bad pixel data raises is the image's fault
         img = _flatten(_eight_bit(img))
         if color:
             return np.ascontiguousarray(np.asarray(img.convert("RGB"))[:, :, ::-1])
         return np.ascontiguousarray(np.asarray(img.convert("L")))
-    except MemoryError:
-        raise
-    except Exception as e:  # a fuzzed TIFF raised TypeError from deep in Pillow's TIFF plugin: a 500
-        raise ImageDecodeError(f"the image is truncated or corrupt: {type(e).__name__}: {e}") from None
+    except (OSError, ValueError, SyntaxError, EOFError) as e:
+        raise ImageDecodeError(f"the image is truncated or corrupt: {e}") from None
 
 
 def decode_image(data: bytes, color: bool = False) -> np.ndarray:

@@ -59,8 +59,9 @@ def decode_upload(data: bytes, max_bytes: int, max_pixels: int, min_side: int = 
 
 
 def _mp(pixels: int) -> str:
-    """Megapixels as a person reads them: 40 MP, 0.5 MP, 1.2 MP."""
-    return f"{pixels / 1e6:.2g} MP" if pixels < 10e6 else f"{pixels / 1e6:.0f} MP"
+    """Megapixels as a person reads them (40 MP, 0.5 MP, 1.04 MP): three figures, so an image just over the
+    limit does not read as equal to it."""
+    return f"{pixels / 1e6:.3g} MP" if pixels < 1e9 else f"{pixels / 1e6:.0f} MP"
 
 
 class BodyTooLarge(HTTPException):
