@@ -142,3 +142,13 @@ def test_a_crafted_file_that_trips_the_decoder_is_a_decode_error():
     data = (Path(__file__).parent / "data" / "fuzzed_typeerror.tif").read_bytes()
     with pytest.raises(ImageDecodeError, match="TypeError"):
         decode_image(data)
+
+
+def test_a_lab_tiff_reads_as_its_lightness():
+    """Pillow turns a LAB image into RGB but not straight into grey: a LAB TIFF upload was a 400."""
+    lab = Image.new("LAB", (60, 20), (235, 128, 128))
+    lab.paste((25, 128, 128), (10, 5, 50, 15))
+    buf = io.BytesIO()
+    lab.save(buf, "TIFF")
+    gray = decode_image(buf.getvalue())
+    assert gray.shape == (20, 60) and gray[10, 30] < 80 < 200 < gray[2, 2]

@@ -155,6 +155,8 @@ def test_ocr_line_answers_like_the_article_and_caches(server, lines):
     ]
     again = _ocr(server, data, mode="line").json()
     assert again["cached"] is True and again["text"] == body["text"]
+    # a cached answer's times are its own (it repeated the first request's), and line mode splits nothing
+    assert again["preprocess_time_ms"] == again["model_infer_time_ms"] == 0.0 and body["splitter"] is None
     m = requests.get(server + "/metrics", timeout=5).text
     assert 'crnn_requests_total{route="/ocr",status="200"}' in m and "crnn_cache_hits_total 1.0" in m
     assert 'crnn_request_latency_seconds_bucket{le="0.001",route="/ocr"}' in m

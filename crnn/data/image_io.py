@@ -19,6 +19,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 SIXTEEN_BIT_MODES = {"I;16", "I;16L", "I;16B", "I;16N", "I"}  # "I": 32-bit ints, as Pillow reads 16-bit PNGs
 ALPHA_MODES = {"LA", "La", "PA", "RGBA", "RGBa"}
+THROUGH_RGB = {"LAB", "HSV"}  # modes Pillow turns into RGB but not straight into grey (a LAB TIFF read 400)
 
 
 class ImageDecodeError(ValueError):
@@ -62,6 +63,8 @@ def to_array(img: Image.Image, color: bool = False) -> np.ndarray:
         img = _flatten(_eight_bit(img))
         if color:
             return np.ascontiguousarray(np.asarray(img.convert("RGB"))[:, :, ::-1])
+        if img.mode in THROUGH_RGB:
+            img = img.convert("RGB")
         return np.ascontiguousarray(np.asarray(img.convert("L")))
     except (OSError, ValueError, SyntaxError, EOFError) as e:
         raise ImageDecodeError(f"the image is truncated or corrupt: {e}") from None

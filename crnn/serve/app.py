@@ -153,7 +153,9 @@ def create_app(cfg: ServeConfig) -> FastAPI:
         if decoder not in engine.decoders:
             raise UploadError(422, "decoder=lm: this server runs without a character LM (start it with --lm)")
         splitter = splitter or ("detector" if detector is not None else "projection")
-        if splitter == "detector" and detector is None and mode != "line":  # line mode splits nothing
+        if mode == "line":
+            splitter = None  # line mode splits nothing: its answer names no splitter
+        if splitter == "detector" and detector is None:
             raise UploadError(
                 422, "splitter=detector: this server runs without a detector (start it with --detector)"
             )
@@ -167,7 +169,14 @@ def create_app(cfg: ServeConfig) -> FastAPI:
         key = ResultCache.key(data, options)
         hit = cache.get(key)
         if hit is not None:
-            return {**hit, "cached": True, "time_cost_ms": round((time.perf_counter() - t0) * 1000, 3)}
+            took = round((time.perf_counter() - t0) * 1000, 3)  # this request's: nothing was read again
+            return {
+                **hit,
+                "cached": True,
+                "time_cost_ms": took,
+                "preprocess_time_ms": 0.0,
+                "model_infer_time_ms": 0.0,
+            }
         gray = decode_upload(data, max_bytes, max_pixels)
         crops = split(gray, mode, page_cleanup, detector, splitter)
         t1 = time.perf_counter()
