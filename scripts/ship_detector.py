@@ -126,13 +126,16 @@ def page_table(readers: dict[str, dict]) -> list[str]:
 REAL_PAGES = "## Real pages"
 
 
+def first_in(folder: Path, names) -> Path | None:
+    """The first of `names` that `folder` holds (the INT8 file first, as page mode serves it), or None."""
+    return next((folder / n for n in names if (folder / n).is_file()), None)
+
+
 def served_set(out: Path, name: str) -> list[Path]:
     """The files page mode reads from `out`: the detector `name` (INT8 where shipped), the recognizer
     (crnn.command.BUNDLED, INT8 first) and its LM when one is bundled."""
-    detector = next(
-        (out / f"{name}{ext}" for ext in (".int8.onnx", ".onnx") if (out / f"{name}{ext}").is_file()), None
-    )
-    recognizer = next((out / n for n in BUNDLED if (out / n).is_file()), None)
+    detector = first_in(out, (f"{name}.int8.onnx", f"{name}.onnx"))
+    recognizer = first_in(out, BUNDLED)
     if detector is None or recognizer is None:
         raise StageError(f"{out} serves no detector {name} or no bundled recognizer: nothing to record")
     lm = out / BUNDLED_LM
@@ -285,10 +288,6 @@ def shipped_files(run: Path, out: Path, name: str, quant: dict | None) -> tuple[
     return files, served
 
 
-def default_detector_in(folder: Path) -> Path | None:
-    return next((folder / n for n in BUNDLED_DETECTOR if (folder / n).is_file()), None)
-
-
 def main(argv: list[str]) -> int:
     cfg, own = compose_run_config(argv, extras=("max_mb", "out", "force", "as", "record"))
     run = ROOT / cfg.runs_dir / cfg.name / "detect"
@@ -314,7 +313,7 @@ def main(argv: list[str]) -> int:
     out = Path(own.get("out", ROOT / "models"))
     name = own.get("as", SERVED_AS)
     files, served = shipped_files(run, out, name, quant)
-    if default_detector_in(out) is not None:
+    if first_in(out, BUNDLED_DETECTOR) is not None:
         worse = check_replaces(readers, sha256_file(served))
         if worse and not own.get("force"):
             raise StageError("not shipped: the detector does not beat the bundled one: " + "; ".join(worse))

@@ -82,8 +82,10 @@ def _eight_bit(img: Image.Image) -> Image.Image:
     if img.mode not in SIXTEEN_BIT_MODES and img.mode != "F":
         return img
     wide = np.nan_to_num(np.asarray(img).astype(np.float32), nan=0.0, posinf=0.0, neginf=0.0)
-    top = float(wide.max()) if wide.size else 0.0
-    scale = 255.0 if img.mode == "F" and top <= 1.0 else 1.0 if img.mode == "F" and top <= 255 else 1 / 257.0
+    scale = 1 / 257.0  # 16-bit samples, and floats written in 16-bit's range
+    if img.mode == "F":
+        top = float(wide.max()) if wide.size else 0.0
+        scale = 255.0 if top <= 1.0 else 1.0 if top <= 255 else scale
     return Image.fromarray(np.rint(np.clip(wide * scale, 0, 255)).astype(np.uint8), "L")
 
 

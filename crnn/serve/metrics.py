@@ -3,8 +3,8 @@
 Requests are labelled by the route's template (`/ocr`, `/health`), never by the raw URL, and every URL that
 matches no route shares the label `unmatched`: a scan of random URLs must not grow the label set (and the
 memory) forever. The registry belongs to the app, not to prometheus_client's global one, so two apps in one
-process (tests) do not collide. Cache, line and micro-batch figures are published after each request and
-before each scrape (ServeMetrics), the cache's read under its own lock.
+process (tests) do not collide. Cache, line and micro-batch figures are published before each scrape and,
+with several workers, after each request (ServeMetrics), the cache's read under its own lock.
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ LATENCY_BUCKETS_S = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 
 
 class ServeMetrics:
     """The app's metrics: request counters and latency observed by `MetricsMiddleware`, and the cache's,
-    the engine's and the micro-batcher's own figures, published into the registry after every request and
-    before every scrape.
+    the engine's and the micro-batcher's own figures, published into the registry before every scrape and,
+    when workers share the files, after every request.
 
     Why published rather than read at the scrape: with `--workers N` each worker is its own process, and a
     scrape is answered by one of them; its figures alone made the counters seem to jump and reset between
@@ -85,7 +85,8 @@ class ServeMetrics:
     def observe(self, route: str, status: int, seconds: float) -> None:
         self.requests.labels(route=route, status=str(status)).inc()
         self.latency.labels(route=route).observe(seconds)
-        self.publish()
+        if self.shared:  # another worker may answer the next scrape; alone, the scrape publishes
+            self.publish()
 
     def publish(self) -> None:
         """This process's cache, line and batch figures into the registry (counters by what they grew)."""
