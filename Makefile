@@ -13,9 +13,10 @@ FONT_PACKAGES := fonts-noto-cjk fonts-wqy-zenhei fonts-wqy-microhei fonts-arphic
 	fonts-courier-prime fonts-inconsolata fonts-urw-base35 fonts-freefont-ttf fonts-noto-mono \
 	fonts-dejavu-extra fonts-unifont fonts-dotgothic16 fonts-3270 fonts-ocr-b fonts-gnutypewriter \
 	fonts-b612 fonts-opendin fonts-routed-gothic fonts-smiley-sans fonts-roboto-unhinted fonts-open-sans \
-	fonts-lobster fonts-comfortaa fonts-cantarell \
+	fonts-lobster fonts-comfortaa fonts-cantarell xfonts-base \
 	lomiri-wallpapers-16.04
-# (the last: 15 CC-BY/CC-BY-SA/CC0 photographs, the scene recipe's backgrounds in configs/render/real.yaml)
+# (xfonts-base: X11's bitmap "fixed" faces, which receipts' needle_p prints dot by dot; the last: 15
+#  CC-BY/CC-BY-SA/CC0 photographs, the scene recipe's backgrounds in configs/render/real.yaml)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: detect-train detect-export detect-calibrate detect-quantize detect-eval ship-detector

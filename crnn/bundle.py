@@ -160,9 +160,13 @@ def subset_font(path: str, index: int, charset: Charset, dest: Path) -> Path:
     from fontTools import subset
     from fontTools.ttLib import TTFont
 
+    from crnn.data.fonts import is_bitmap
+
     logging.getLogger("fontTools.subset").setLevel(logging.ERROR)  # "FFTM NOT subset": tables it drops
 
     src = Path(path)
+    if is_bitmap(path):  # a needle face: a few kB of Latin-1 pixels, nothing to cut; travels as plain PCF
+        return _xz_copy(src, dest.with_name(dest.name + ".pcf"))
     key = hashlib.sha256(
         f"{src.resolve()}|{src.stat().st_size}|{src.stat().st_mtime_ns}|{index}|"
         f"{charset.fingerprint()}".encode()
@@ -185,18 +189,30 @@ def subset_font(path: str, index: int, charset: Charset, dest: Path) -> Path:
         tmp = cached.with_suffix(".tmp")
         font.save(tmp)
         os.replace(tmp, cached)
-    dest = dest.with_suffix(ext)
-    with cached.open("rb") as src, lzma.open(dest.with_name(dest.name + ".xz"), "wb", preset=6) as dst:
-        shutil.copyfileobj(src, dst)  # fonts are most of a bundle's bytes; xz takes 40 % off CJK ones
+    return _xz_copy(cached, dest.with_suffix(ext))
+
+
+def _xz_copy(src: Path, dest: Path) -> Path:
+    """`src` (gunzipped if it is gzipped) written xz-compressed as `dest`.xz (train.sh unpacks it); returns
+    `dest`."""
+    import gzip
+
+    opener = gzip.open if src.suffix == ".gz" else open
+    with opener(src, "rb") as f, lzma.open(dest.with_name(dest.name + ".xz"), "wb", preset=6) as dst:
+        shutil.copyfileobj(f, dst)  # fonts are most of a bundle's bytes; xz takes 40 % off CJK ones
     return dest
 
 
 def bundled_fonts(cfg: RunConfig) -> list[str]:
-    """The fonts training draws with: every scene's (its plates' letter and digit faces too), less the ones
-    the train split keeps out."""
+    """The fonts training draws with: every scene's (its plates' letter and digit faces too, and the needle
+    faces of a scene that prints with them), less the ones the train split keeps out."""
     split = cfg.data.splits.get("train")
     excluded = set(split.exclude_fonts) if split else set()
-    used = {f for s in cfg.render.scenes.values() for f in [*s.fonts, *s.serial_fonts]} - excluded
+    used = {
+        f
+        for s in cfg.render.scenes.values()
+        for f in [*s.fonts, *s.serial_fonts, *(s.needle_fonts if s.needle_p > 0 else [])]
+    } - excluded
     return sorted(f for f in used if Path(cfg.render.fonts[f]["path"]).is_file())
 
 

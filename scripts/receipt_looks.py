@@ -1,8 +1,9 @@
 """How a recognizer reads synthetic receipt lines printed each way: plain, round dot-matrix dots, a till's
-draft-mode dots, and an 8 x 8 bitmap face (fonts-misaki) plain and in draft dots. The same ASCII receipt
-texts (render=real's receipt corpus) are drawn once per look, with the rest of the receipt recipe as it is,
-and read greedily; CER ignores case and spaces, as SROIE's receipts are scored. No real line is read, so
-the figures can guide the recipes without touching the evaluation sets.
+draft-mode dots, an 8 x 8 bitmap face (fonts-misaki) plain and in draft dots, and a needle printer's own
+bitmap faces printed dot by dot (render=real's needle_fonts, xfonts-base), round and draft. The same ASCII
+receipt texts (render=real's receipt corpus) are drawn once per look, with the rest of the receipt recipe
+as it is, and read greedily; CER ignores case and spaces, as SROIE's receipts are scored. No real line is
+read, so the figures can guide the recipes without touching the evaluation sets.
 
     python scripts/receipt_looks.py [model.onnx] [+lines=200] [hydra overrides]
 """
@@ -35,6 +36,8 @@ LOOKS = {
     "draft dots": dict(dot_matrix_p=1.0, dot_draft_p=1.0),
     "8x8 bitmap face": dict(dot_matrix_p=0.0, fonts=["bitmap_8x8"]),
     "8x8 face, draft dots": dict(dot_matrix_p=1.0, dot_draft_p=1.0, fonts=["bitmap_8x8"]),
+    "needle faces": dict(needle_p=1.0, dot_draft_p=0.0),
+    "needle faces, draft": dict(needle_p=1.0, dot_draft_p=1.0),
 }
 
 
@@ -70,6 +73,10 @@ def main(argv: list[str]) -> None:
     for look, change in LOOKS.items():
         if "bitmap_8x8" in change.get("fonts", []) and "bitmap_8x8" not in render.fonts:
             print(f"  {look:22} skipped: {BITMAP_FACE} is not installed (apt-get install fonts-misaki)")
+            continue
+        needles = render.scenes["receipt"].needle_fonts
+        if change.get("needle_p") and not any(Path(render.fonts[f]["path"]).is_file() for f in needles):
+            print(f"  {look:22} skipped: no needle face is installed (make fonts: xfonts-base)")
             continue
         pairs = look_lines(render, change, texts)
         reads = reader.recognize([img for _, img in pairs])

@@ -242,6 +242,39 @@ def test_a_bundle_carries_the_faces_of_plate_letters_and_digits():
     assert serial <= set(bundled_fonts(cfg))
 
 
+def test_a_bundle_carries_the_needle_faces_a_recipe_prints_with_and_they_unpack_whole(tmp_path):
+    """A needle face (an X11 bitmap font) cannot be subset by fontTools: it travels whole, only when a scene
+    prints with it (needle_p > 0), and unpacks to the file the renderer reads on the bundle's machine."""
+    import gzip
+    import importlib.util
+
+    from crnn.bundle import bundle_fonts, bundled_fonts
+    from crnn.charset import load_charset
+    from crnn.data.fonts import font_coverage
+
+    plain = compose_cfg(["experiment=zh_en_v2"])
+    needles = set(plain.render.scenes["receipt"].needle_fonts)
+    assert needles and not needles & set(bundled_fonts(plain))  # needle_p 0: they stay home
+    cfg = compose_cfg(["experiment=zh_en_v2_needles"])
+    installed = {f for f in needles if Path(cfg.render.fonts[f]["path"]).is_file()}
+    if not installed:
+        pytest.skip("xfonts-base is not installed (make fonts)")
+    assert installed <= set(bundled_fonts(cfg))
+
+    name = sorted(installed)[0]
+    cfg.render.scenes = {"receipt": cfg.render.scenes["receipt"]}
+    cfg.render.scenes["receipt"].fonts, cfg.render.scenes["receipt"].needle_fonts = [], [name]
+    moved = bundle_fonts(cfg, load_charset(cfg.charset), tmp_path)
+    spec = importlib.util.spec_from_file_location("unpack", ROOT / "crnn/bundle_files/unpack.py")
+    unpack = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(unpack)
+    assert unpack.unpack_fonts(tmp_path / "fonts") == 1
+    face = tmp_path / moved[name]["path"]
+    assert face.suffix == ".pcf"  # unzipped: the bundle's machine needs no gzip support in FreeType
+    assert face.read_bytes() == gzip.decompress(Path(cfg.render.fonts[name]["path"]).read_bytes())
+    assert font_coverage(str(face), 0) == font_coverage(cfg.render.fonts[name]["path"], 0)
+
+
 def test_make_train_bundle_takes_a_detector_only_when_asked():
     """`make train-bundle EXP=...` alone bundled the served detector *file* as a detector experiment
     (DETECTOR was also the file `make serve` reads), and failed in Hydra; DETECTOR=det_zh_en still adds it."""

@@ -339,6 +339,78 @@ def test_draft_mode_reaches_the_receipt_lines_of_the_experiment_that_asks_for_it
     assert not np.array_equal(line(1.0), line(0.0))
 
 
+def _pieces(img: np.ndarray) -> int:
+    import cv2
+
+    return cv2.connectedComponents((img > 64).astype(np.uint8))[0] - 1
+
+
+def test_needle_dots_print_one_dot_per_pixel_where_the_face_has_one():
+    """Each pixel of the strike is one dot on its cell of the grid, the dots round the edge kept whole."""
+    import cv2
+
+    gen = np.random.default_rng(0)
+    for seed in range(8):
+        bits = gen.random((7, 20)) < 0.4
+        for stretch in (0.8, 1.0, 1.25):
+            a = augment.needle_dots(bits, 6.0, np.random.default_rng(seed), False, stretch)
+            pad = int(np.ceil(6.0 * max(1.0, stretch)))
+            body = a[pad : pad + 42, pad : pad + int(np.ceil(20 * 6.0 * stretch))].astype(np.float32)
+            cells = cv2.resize(body, (20, 7), interpolation=cv2.INTER_AREA)
+            assert cells[bits].min() > cells[~bits].max()  # every inked cell darker than every empty one
+            assert not a[0].any() and not a[-1].any() and not a[:, 0].any() and not a[:, -1].any()
+
+
+@pytest.mark.parametrize("pitch", [2.0, 2.3, 2.6, 3.3, 4.0, 6.0])
+def test_draft_needles_keep_their_rows_apart_and_join_a_row_s_firings(pitch):
+    """Draft mode at the 2-4 px pitches a face's pixel gets on the canvas: a vertical stroke of 5 pixels
+    stays 5 dashes (rows whole canvas pixels apart, as dot_matrix's draft mode), a horizontal one is one
+    dash, lone pixels stay lone."""
+    lone = np.zeros((7, 9), bool)
+    lone[1, 1] = lone[1, 5] = lone[5, 3] = True
+    row, col = np.zeros((7, 9), bool), np.zeros((7, 9), bool)
+    row[3, 2:7], col[1:6, 4] = True, True
+    for seed in range(6):
+        assert _pieces(augment.needle_dots(lone, pitch, np.random.default_rng(seed), True, 1.2)) == 3
+        assert _pieces(augment.needle_dots(row, pitch, np.random.default_rng(seed), True)) == 1
+        assert _pieces(augment.needle_dots(col, pitch, np.random.default_rng(seed), True)) == 5
+
+
+def test_receipts_print_from_a_needle_face_where_the_experiment_asks():
+    from crnn.data.fonts import NEEDLES
+
+    cfg = compose_cfg(["experiment=zh_en_v2_needles"]).render
+    rec = cfg.scenes["receipt"]
+    assert rec.needle_p > 0 and rec.needle_fonts
+    if not any(Path(cfg.fonts[f]["path"]).is_file() for f in rec.needle_fonts):
+        pytest.skip("xfonts-base is not installed (make fonts)")
+    solo = LineRenderer(replace(cfg, scenes={"receipt": replace(rec, needle_p=1.0)}))
+    face = solo._needle_face("receipt", "TOTAL RM 12.37", random.Random(0), np.random.default_rng(0))
+    assert face is not None and face.style == NEEDLES and face.px > 0
+    # no needle face holds hanzi: such a line is drawn from the scene's own fonts, as before
+    assert solo._needle_face("receipt", "合计 12.37", random.Random(0), np.random.default_rng(0)) is None
+    printed = solo.render("TOTAL RM 12.37", "receipt", random.Random(4), np.random.default_rng(4))
+    outline = LineRenderer(replace(cfg, scenes={"receipt": replace(rec, needle_p=0.0)}))
+    drawn = outline.render("TOTAL RM 12.37", "receipt", random.Random(4), np.random.default_rng(4))
+    assert printed.shape[0] == drawn.shape[0] == cfg.height and not np.array_equal(printed, drawn)
+    ground = float(np.median(printed))
+    assert float(printed.min()) < ground - 0.3 * (rec.contrast[0])  # ink on it, not a blank ground
+    assert solo.render("合计 12.37", "receipt", random.Random(4), np.random.default_rng(4)) is not None
+
+
+def test_needle_faces_are_needed_only_by_a_recipe_that_prints_with_them(real_cfg):
+    """render=real names the needle faces but prints none (needle_p 0): a machine without xfonts-base renders
+    it as before; a recipe that prints with them says what to install."""
+    gone = {
+        n: {**f, "path": "/nonexistent/" + Path(f["path"]).name} if f.get("style") == "needles" else f
+        for n, f in real_cfg.fonts.items()
+    }
+    LineRenderer(replace(real_cfg, fonts=gone))
+    rec = replace(real_cfg.scenes["receipt"], needle_p=0.3)
+    with pytest.raises(FontError, match="make fonts"):
+        LineRenderer(replace(real_cfg, fonts=gone, scenes={**real_cfg.scenes, "receipt": rec}))
+
+
 def test_contact_sheets_show_the_new_recipes(tmp_path):
     spec = importlib.util.spec_from_file_location("contact_sheet", ROOT / "scripts" / "contact_sheet.py")
     mod = importlib.util.module_from_spec(spec)

@@ -227,6 +227,45 @@ def _draft_dots(mask: np.ndarray, rng: np.random.Generator, pitch: float) -> np.
     return np.clip(out * (255.0 / max(top, 1.0)), 0, 255).astype(np.uint8)
 
 
+def needle_dots(
+    bits: np.ndarray, pitch: float, rng: np.random.Generator, draft: bool = False, stretch: float = 1.0
+) -> np.ndarray:
+    """A bitmap face's pixels (`bits`, bool, one row per needle) printed as a needle printer prints them:
+    one dot per pixel, `pitch` canvas pixels apart down the column and `pitch * stretch` along the line
+    (tills print narrower or wider than square), with a pitch of paper round the edge so that no dot is
+    cut. Round dots overlap a little, so strokes read as dotted lines, and the head's aim wanders a little.
+    In `draft` mode (the look of SROIE's faint dot-matrix receipts) the needle rows stay apart, as in
+    dot_matrix's draft mode: rows whole canvas pixels apart, the last canvas row of each left as paper,
+    each needle at its fixed height; a row's firings run together into dashes. Drawn at a scale where a
+    pitch spans at least DRAFT_MIN_PITCH pixels, so that the dots are round, and scaled back."""
+    if draft:
+        pitch = float(max(2, int(round(pitch))))  # needle rows whole canvas pixels apart
+    rows, cols = bits.shape
+    px = pitch * stretch
+    pad = int(np.ceil(max(pitch, px)))
+    h, w = int(rows * pitch) + 2 * pad, int(np.ceil(cols * px)) + 2 * pad
+    k = max(1, int(np.ceil(DRAFT_MIN_PITCH / min(pitch, px))))
+    ys, xs = np.nonzero(bits)
+    along = rng.normal(0.0, 0.04 * px * k, size=ys.size)  # firing times wander along the line
+    if draft:
+        ink = (int(pitch) - 1) * k  # a dash's rows: all of its needle row but the last canvas pixel
+        ry = max(1, (ink - 1) // 2 - int(rng.integers(0, k // 2 + 1)))
+        rx = max(ry, int(px * k * rng.uniform(0.65, 0.85)))  # over half a firing: a row's dots join
+        cy = (ys * pitch + pad) * k + (ink - 1) // 2
+    else:
+        ry = max(1, int(pitch * k * rng.uniform(0.4, 0.6)))
+        rx = max(1, int(px * k * rng.uniform(0.4, 0.6)))
+        cy = ((ys + 0.5) * pitch + pad) * k + rng.normal(0.0, 0.06 * pitch * k, size=ys.size)
+    cx = ((xs + 0.5) * px + pad) * k + along
+    dots = np.zeros((h * k, w * k), np.uint8)
+    dots[np.clip(cy.astype(int), 0, h * k - 1), np.clip(cx.astype(int), 0, w * k - 1)] = 255
+    drawn = cv2.dilate(dots, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * rx + 1, 2 * ry + 1)))
+    out = cv2.resize(drawn, (w, h), interpolation=cv2.INTER_AREA).astype(np.float32)
+    # a dot is full ink: the fullest canvas pixels, which a dot covers, carry the face's full coverage
+    top = float(np.percentile(out[out > 0], 95)) if (out > 0).any() else 255.0
+    return np.clip(out * (255.0 / max(top, 1.0)), 0, 255).astype(np.uint8)
+
+
 def fade_ink(mask: np.ndarray, rng: np.random.Generator, strength: float) -> np.ndarray:
     """Faint, uneven ink: coverage lowered by a smooth random field (a worn ribbon, a cool thermal head,
     fading paper), sometimes with thin vertical streaks where a thermal head's dot has died."""

@@ -91,6 +91,11 @@ class SceneRecipe:
     # journal's `undergoing crustal` with a gap half a space wide, which the recognizer read as one word)
     word_space_p: float = 0.0
     word_space: list[float] = field(default_factory=lambda: [0.5, 1.5])  # times the font's space advance
+    # a share of the lines printed from a needle printer's own bitmap face, one dot per pixel of its strike
+    # (crnn.data.fonts: `style: needles`), in draft mode at dot_draft_p; lines no such face covers (hanzi)
+    # are drawn as before
+    needle_p: float = 0.0
+    needle_fonts: list[str] = field(default_factory=list)
 
 
 # Fields added with the real-image recipes. Left out of `render_identity` when at their defaults, so data
@@ -165,6 +170,11 @@ class LineRenderer:
             for name, recipe in cfg.scenes.items()
             if recipe.serial_fonts
         }
+        self.needle_fonts: dict[str, list[FontSpec]] = {  # resolved only where used: xfonts-base is optional
+            name: self.bank.resolve(recipe.needle_fonts, exclude=exclude_fonts)
+            for name, recipe in cfg.scenes.items()
+            if recipe.needle_p > 0
+        }
         self.photos: tuple[np.ndarray, ...] = ()
         users = [n for n, r in cfg.scenes.items() if r.backgrounds.get("photo", 0) > 0]
         if users:
@@ -202,6 +212,9 @@ class LineRenderer:
         if _chance(nrng, recipe.plate_cells_p) and fits_cells(text):
             mask = draw_plate(text, spec, size, nrng, self.serial_fonts.get(scene))
             mask = _shape_mask(mask, size, recipe, nrng, squeeze=False)  # the cells set the glyphs' widths
+        elif (face := self._needle_face(scene, text, rng, nrng)) is not None:
+            mask = _needle_mask(text, face, size, recipe, nrng)
+            mask = _shape_mask(mask, size, recipe, nrng, dots=False)  # printed in dots already
         else:
             mask = _draw_mask(text, spec, size, recipe, nrng)
             mask = _shape_mask(mask, size, recipe, nrng)
@@ -226,6 +239,15 @@ class LineRenderer:
             out = recrop(out, box, self.cfg.height, nrng, margin=tuple(recipe.tight_margin))
             box = (0, self.cfg.height, 0, out.shape[1])  # framed anew around the ink: the box is the line
         return out, box
+
+
+    def _needle_face(
+        self, scene: str, text: str, rng: random.Random, nrng: np.random.Generator
+    ) -> FontSpec | None:
+        """A needle printer's face for this line at the scene's needle_p, when one covers the text."""
+        if not _chance(nrng, self.cfg.scenes[scene].needle_p):
+            return None
+        return self.bank.pick(self.needle_fonts[scene], text, rng)
 
 
 def recrop(
@@ -312,6 +334,25 @@ def _draw_mask(text: str, spec: FontSpec, size: int, r: SceneRecipe, nrng: np.ra
     return mask
 
 
+def _needle_mask(text: str, spec: FontSpec, size: int, r: SceneRecipe, nrng: np.random.Generator) -> np.ndarray:
+    """Ink coverage (uint8) of the text printed from a bitmap face (`spec.px` pixels tall): its strike's own
+    pixels, each a needle's dot, the face's cell (ascent and descent) as tall as an outline font of `size`,
+    with the margins _draw_mask gives a line. A till prints a space as an empty cell: no word-space change."""
+    font = load_font(spec.path, spec.index, spec.px)
+    ascent, descent = font.getmetrics()
+    img = Image.new("L", (max(1, int(np.ceil(font.getlength(text)))), ascent + descent), 0)
+    draw = ImageDraw.Draw(img)
+    draw.fontmode = "1"  # the strike's pixels as they are, no smoothing
+    draw.text((0, ascent), text, font=font, fill=255, anchor="ls")
+    pitch = max(2.0, size / (ascent + descent))
+    draft = _chance(nrng, r.dot_draft_p)
+    dots = augment.needle_dots(np.asarray(img) > 127, pitch, nrng, draft, stretch=nrng.uniform(0.8, 1.25))
+    h = dots.shape[0]
+    m_top, m_bot = int(nrng.uniform(0.1, 0.25) * h) + 1, int(nrng.uniform(0.1, 0.25) * h) + 1
+    pad_l, pad_r = int(nrng.uniform(0.05, 0.5) * size) + 1, int(nrng.uniform(0.05, 0.5) * size) + 1
+    return cv2.copyMakeBorder(dots, m_top, m_bot, pad_l, pad_r, cv2.BORDER_CONSTANT, value=0)
+
+
 @lru_cache(maxsize=4096)
 def _reference_box(spec: FontSpec, size: int) -> tuple[int, int]:
     """Top and bottom (relative to the baseline) of a full line box in this font: a hanzi if it has one,
@@ -328,15 +369,21 @@ def _chance(nrng: np.random.Generator, p: float) -> bool:
 
 
 def _shape_mask(
-    mask: np.ndarray, size: int, r: SceneRecipe, nrng: np.random.Generator, squeeze: bool = True
+    mask: np.ndarray,
+    size: int,
+    r: SceneRecipe,
+    nrng: np.random.Generator,
+    squeeze: bool = True,
+    dots: bool = True,
 ) -> np.ndarray:
-    """The real-image recipes' changes to the ink itself: condensed glyphs, a bent baseline, printer dots,
-    faint ink. Nothing is drawn from `nrng` for a recipe that uses none of them."""
+    """The real-image recipes' changes to the ink itself: condensed glyphs, a bent baseline, printer dots
+    (not on a line printed in dots already), faint ink. Nothing is drawn from `nrng` for a recipe that uses
+    none of them."""
     if squeeze and _chance(nrng, r.squeeze_p):
         mask = augment.squeeze(mask, nrng, *r.squeeze)
     if _chance(nrng, r.curve_p):
         mask = augment.curve(mask, nrng, r.curve)
-    if _chance(nrng, r.dot_matrix_p):
+    if dots and _chance(nrng, r.dot_matrix_p):
         pitch = size * nrng.uniform(*r.dot_pitch)
         mask = augment.dot_matrix(mask, nrng, pitch, draft=_chance(nrng, r.dot_draft_p))
     if _chance(nrng, r.fade_p):
