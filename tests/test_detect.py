@@ -1208,6 +1208,32 @@ def test_the_stages_train_resume_export_and_quantize(tmp_path):
     assert long_side() <= 224  # at their own scale (padded to a multiple of 32), as the file now says
 
 
+def test_the_int8_detector_is_kept_only_faster_and_as_accurate_and_then_served(tmp_path):
+    """The decision the quantize stage takes on its measured figures (the stage test above can only reach
+    "not kept": which file is faster on a machine is not the test's to choose), and the file page mode
+    serves once INT8 is kept."""
+    from crnn.detect.evaluate import served_detector
+    from crnn.detect.quantize import decide
+
+    fp32 = {"ms_p50": 20.0, "f1": 0.950}
+    assert decide(fp32, {"ms_p50": 17.0, "f1": 0.948}, 0.5) == (True, "kept: faster and as accurate")
+    assert decide(fp32, {"ms_p50": 17.0, "f1": 0.940}, 0.5) == (False, "less accurate than FP32: not kept")
+    assert decide(fp32, {"ms_p50": 21.0, "f1": 0.960}, 0.5) == (False, "slower than FP32: not kept")
+    assert decide(fp32, {"ms_p50": 20.0, "f1": 0.900}, 0.5) == (
+        False,
+        "slower and less accurate than FP32: not kept",
+    )
+    cfg = compose_cfg(["experiment=det_zh_en", f"runs_dir={tmp_path}/runs"])
+    export_dir = cfg.stage_dir("detect") / "export"
+    export_dir.mkdir(parents=True)
+    (export_dir / "detector.onnx").write_bytes(b"fp32")
+    assert served_detector(cfg) == export_dir / "detector.onnx"
+    kept = cfg.stage_dir("detect") / "quantize" / "detector.int8.onnx"
+    kept.parent.mkdir(parents=True)
+    kept.write_bytes(b"int8")
+    assert served_detector(cfg) == kept
+
+
 def test_ctrl_c_stops_the_detector_run_politely(tmp_path):
     """SIGINT to the whole group (loader worker too): the run validates, saves and writes summary.json."""
     over = [
