@@ -25,6 +25,7 @@ from typing import TextIO
 from crnn.ctc import DECODERS
 from crnn.data.image_io import ImageDecodeError, decode_image
 from crnn.serve.segment import MODES, SPLITTERS, split
+from crnn.serve.upright import turnable, upright
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".pbm", ".pgm", ".ppm")
 FORMATS = ("text", "json", "csv", "tsv")
@@ -123,8 +124,15 @@ def recognise(
     splitter: str = "",
 ) -> Iterator[Result]:
     """Results per readable path, in order; unreadable ones are counted in `tally` and skipped."""
+
+    def cut(page):
+        return split(page, mode, detector=detector, splitter=splitter)
+
+    def sureness(crops):
+        return [d.confidence for d in predictor(crops)]
+
     for group in chunks(paths, batch):
-        crops, owners, boxes = [], [], []
+        pages: list[tuple] = []  # (grayscale image, its crops and boxes)
         readable: list[str] = []
         for path in group:
             try:
@@ -133,17 +141,25 @@ def recognise(
                 tally.unreadable.append((path, str(e)))
                 progress.update(1)
                 continue
-            for crop, box in split(gray, mode, detector=detector, splitter=splitter):
-                crops.append(crop)
-                owners.append(len(readable))
-                boxes.append(box)
+            pages.append((gray, cut(gray)))
             readable.append(path)
-        decoded = predictor(crops) if crops else []
-        lines: list[list[dict]] = [[] for _ in readable]
-        for owner, box, d in zip(owners, boxes, decoded):
-            lines[owner].append({"text": d.text, "confidence": round(d.confidence, 4), "box": box})
+        crops = [c for _, page in pages for c, _ in page]
+        decoded = predictor(crops) if crops else []  # every image's lines in one call: batched by width
+        lines: list[list[dict]] = []
+        for gray, page in pages:
+            read, decoded = decoded[: len(page)], decoded[len(page) :]
+            if turnable(mode):  # an image upside down is read the right way up (crnn.serve.upright)
+                page, turned = upright(gray, page, [d.confidence for d in read], sureness, cut)
+                if turned:
+                    read = predictor([c for c, _ in page]) if page else []
+            tally.lines += len(page)
+            lines.append(
+                [
+                    {"text": d.text, "confidence": round(d.confidence, 4), "box": b}
+                    for (_, b), d in zip(page, read)
+                ]
+            )
         tally.images += len(readable)
-        tally.lines += len(crops)
         progress.update(len(readable))
         for path, ls in zip(readable, lines):
             yield Result(path, ls)

@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import hydra
@@ -35,6 +36,7 @@ from crnn.data.image_io import decode_image
 from crnn.detect.boxes import crop_line, reading_order, row_order
 from crnn.detect.score import IGNORE_TEXT, Counts, PageTruth, score_page
 from crnn.lineage import sha256_file
+from crnn.serve.upright import upside_down
 from crnn.settings import RunConfig, load_run_config
 
 READERS = ("detector", "bundled", "projection", "ppocr", "truth")
@@ -94,8 +96,13 @@ class RecognizerReader:
         self.files = [model, *([lm] if lm else [])]
 
     def recognize(self, crops: list[np.ndarray]) -> list[str]:
-        boxes = [[0, 0, c.shape[1], c.shape[0]] for c in crops]
-        return [r.text for r in self.engine.recognize(crops, boxes)]
+        return [r.text for r in self.readings(crops)]
+
+    def readings(self, crops: list[np.ndarray]):
+        return self.engine.recognize(crops, [[0, 0, c.shape[1], c.shape[0]] for c in crops])
+
+    def sureness(self, crops: list[np.ndarray]) -> list[float]:
+        return [r.confidence for r in self.readings(crops)]
 
 
 class DetectorReader(RecognizerReader):
@@ -110,8 +117,19 @@ class DetectorReader(RecognizerReader):
         self.files = [detector, *self.files]
 
     def read(self, gray: np.ndarray, truth: PageTruth) -> tuple[list[np.ndarray], list[str]]:
+        """As page mode serves it: a page upside down is read turned (crnn.serve.upright), its boxes
+        turned back."""
+        quads, crops, read = self._page(gray)
+        if upside_down(crops, [r.confidence for r in read], self.sureness):
+            h, w = gray.shape[:2]
+            quads, crops, read = self._page(np.ascontiguousarray(gray[::-1, ::-1]))
+            quads = [np.float32([w, h]) - q for q in quads]
+        return quads, [r.text for r in read]
+
+    def _page(self, gray: np.ndarray):
         lines = self.detector.lines(gray)
-        return [ln.quad for ln in lines], self.recognize([ln.crop for ln in lines])
+        crops = [ln.crop for ln in lines]
+        return [ln.quad for ln in lines], crops, self.readings(crops)
 
 
 class ProjectionReader(RecognizerReader):
@@ -121,10 +139,16 @@ class ProjectionReader(RecognizerReader):
 
     def read(self, gray: np.ndarray, truth: PageTruth) -> tuple[list[np.ndarray], list[str]]:
         from crnn.serve.segment import split
+        from crnn.serve.upright import upright
 
         crops = split(gray, "page")
+        read = self.readings([c for c, _ in crops])
+        crops, turned = upright(
+            gray, crops, [r.confidence for r in read], self.sureness, partial(split, mode="page")
+        )
+        read = self.readings([c for c, _ in crops]) if turned else read
         quads = [np.float32([[x, y], [x + w, y], [x + w, y + h], [x, y + h]]) for _, (x, y, w, h) in crops]
-        return quads, self.recognize([c for c, _ in crops])
+        return quads, [r.text for r in read]
 
 
 class TruthBoxReader(RecognizerReader):

@@ -41,6 +41,7 @@ from crnn.serve.engine import Engine
 from crnn.serve.metrics import MetricsMiddleware, ServeMetrics
 from crnn.serve.segment import MODES, PAGE_CLEANUPS, SPLITTERS, split
 from crnn.serve.uploads import BodyLimit, UploadError, decode_upload
+from crnn.serve.upright import turnable, upright
 
 STATIC = Path(__file__).resolve().parent / "static"
 Mode = Literal["line", "page", "auto"]  # crnn.serve.segment.MODES, spelled out for the OpenAPI schema
@@ -181,6 +182,16 @@ def create_app(cfg: ServeConfig) -> FastAPI:
         crops = split(gray, mode, page_cleanup, detector, splitter)
         t1 = time.perf_counter()
         lines = engine.recognize([c for c, _ in crops], [b for _, b in crops], decoder)
+        if turnable(mode, page_cleanup):  # a page upside down is read the right way up (crnn.serve.upright)
+            crops, turned = upright(
+                gray,
+                crops,
+                [ln.confidence for ln in lines],
+                lambda cs: [r.confidence for r in engine.recognize(cs, [[0, 0, 0, 0]] * len(cs), decoder)],
+                lambda page: split(page, mode, page_cleanup, detector, splitter),
+            )
+            if turned:
+                lines = engine.recognize([c for c, _ in crops], [b for _, b in crops], decoder)
         t2 = time.perf_counter()
         body = {
             "success": True,
