@@ -128,9 +128,6 @@ def recognise(
     def cut(page):
         return split(page, mode, detector=detector, splitter=splitter)
 
-    def sureness(crops):
-        return [d.confidence for d in predictor(crops)]
-
     for group in chunks(paths, batch):
         pages: list[tuple] = []  # (grayscale image, its crops and boxes)
         readable: list[str] = []
@@ -149,9 +146,7 @@ def recognise(
         for gray, page in pages:
             read, decoded = decoded[: len(page)], decoded[len(page) :]
             if turnable(mode):  # an image upside down is read the right way up (crnn.serve.upright)
-                page, turned = upright(gray, page, [d.confidence for d in read], sureness, cut)
-                if turned:
-                    read = predictor([c for c, _ in page]) if page else []
+                page, read, _ = upright(gray, page, read, predictor, cut)
             tally.lines += len(page)
             lines.append(
                 [

@@ -62,32 +62,30 @@ def main(argv: list[str]) -> None:
         else synthetic(int(opts.get("pages", 60)), int(opts.get("seed", 9800)))
     )
     decided: list[bool] = []
-    asked = evaluate.upside_down
-    evaluate.upside_down = lambda *a: (
-        decided.append(asked(*a)) or decided[-1]
-    )  # counts what the reader decides
+    kept = evaluate.surer  # asked only of a page upside_down would turn: whether the turn is kept
+    evaluate.surer = lambda *a: decided.append(kept(*a)) or decided[-1]
     reader = evaluate.DetectorReader(
         str(default_model()), str(default_detector()), 2, lm=str(default_lm(None) or "")
     )
     out = {}
     for way in ("upright", "upside down"):
-        total, turned = Counts(), 0
+        total, turned, by = Counts(), 0, {}
         for gray, truth in pages:
             if way == "upside down":
                 gray, truth = half_turn(gray, truth)
             before = len(decided)
             quads, texts = reader.read(gray, truth)
             turned += any(decided[before:])
-            total.add(score_page(truth, quads, texts, row_order))
-        d = total.as_dict()
-        out[way] = {
-            "pages": len(pages),
-            "turned": turned,
-            "page_cer": total.edits / max(total.chars, 1),
-            "f1": d["f1"],
-        }
-        cer = out[way]["page_cer"]
-        print(f"{way:12} {turned:3d} of {len(pages)} pages turned, page CER {cer:.3f}, F1 {d['f1']:.3f}")
+            c = score_page(truth, quads, texts, row_order)
+            total.add(c)
+            by.setdefault(truth.category, Counts()).add(c)
+        cers = {k: v.edits / max(v.chars, 1) for k, v in sorted(by.items())}
+        out[way] = {"pages": len(pages), "turned": turned, "page_cer": total.edits / max(total.chars, 1)}
+        out[way] |= {"f1": total.as_dict()["f1"], "page_cer_by_category": cers}
+        each = ", ".join(f"{k} {v:.3f}" for k, v in cers.items())
+        print(
+            f"{way:12} {turned:3d} of {len(pages)} pages turned, page CER {out[way]['page_cer']:.3f} ({each})"
+        )
     dest = ROOT / "runs" / "upright" / "upright.json"
     dest.parent.mkdir(parents=True, exist_ok=True)
     dest.write_text(json.dumps(out, indent=2))

@@ -36,7 +36,7 @@ from crnn.data.image_io import decode_image
 from crnn.detect.boxes import crop_line, reading_order, row_order
 from crnn.detect.score import IGNORE_TEXT, Counts, PageTruth, score_page
 from crnn.lineage import sha256_file
-from crnn.serve.upright import upside_down
+from crnn.serve.upright import surer, upside_down
 from crnn.settings import RunConfig, load_run_config
 
 READERS = ("detector", "bundled", "projection", "ppocr", "truth")
@@ -101,9 +101,6 @@ class RecognizerReader:
     def readings(self, crops: list[np.ndarray]):
         return self.engine.recognize(crops, [[0, 0, c.shape[1], c.shape[0]] for c in crops])
 
-    def sureness(self, crops: list[np.ndarray]) -> list[float]:
-        return [r.confidence for r in self.readings(crops)]
-
 
 class DetectorReader(RecognizerReader):
     def __init__(
@@ -120,10 +117,12 @@ class DetectorReader(RecognizerReader):
         """As page mode serves it: a page upside down is read turned (crnn.serve.upright), its boxes
         turned back."""
         quads, crops, read = self._page(gray)
-        if upside_down(crops, [r.confidence for r in read], self.sureness):
+        if upside_down(crops, read, self.readings):
             h, w = gray.shape[:2]
-            quads, crops, read = self._page(np.ascontiguousarray(gray[::-1, ::-1]))
-            quads = [np.float32([w, h]) - q for q in quads]
+            turned_quads, _, again = self._page(np.ascontiguousarray(gray[::-1, ::-1]))
+            if surer(again, read):  # as upright() keeps it
+                # points turned back, rolled to start at the text's top-left again
+                quads, read = [np.roll(np.float32([w, h]) - q, 2, axis=0) for q in turned_quads], again
         return quads, [r.text for r in read]
 
     def _page(self, gray: np.ndarray):
@@ -143,10 +142,7 @@ class ProjectionReader(RecognizerReader):
 
         crops = split(gray, "page")
         read = self.readings([c for c, _ in crops])
-        crops, turned = upright(
-            gray, crops, [r.confidence for r in read], self.sureness, partial(split, mode="page")
-        )
-        read = self.readings([c for c, _ in crops]) if turned else read
+        crops, read, _ = upright(gray, crops, read, self.readings, partial(split, mode="page"))
         quads = [np.float32([[x, y], [x + w, y], [x + w, y + h], [x, y + h]]) for _, (x, y, w, h) in crops]
         return quads, [r.text for r in read]
 
