@@ -71,6 +71,22 @@ def served_bytes(folder: Path, files: dict[Path, Path] | None = None, removed: t
     return sum(p.stat().st_size for p in kept) + sum(src.stat().st_size for src in files)
 
 
+def within_budget(
+    folder: Path, files: dict[Path, Path], max_mb: float, what: str, removed: tuple[Path, ...] = ()
+) -> None:
+    """StageError unless everything `folder` would serve with `files` copied in (`what`: what a stage ships)
+    and `removed` deleted, the other models and the LM beside them included, fits in `max_mb`. Checked by
+    every stage that ships into models/ before it copies anything."""
+    from crnn.cli import StageError
+
+    total_mb = served_bytes(folder, files, removed) / 1e6
+    if total_mb > max_mb:
+        raise StageError(
+            f"{folder} would serve {total_mb:.1f} MB with {what} (models and LM); at most {max_mb:g} MB "
+            "may be shipped (+max_mb)"
+        )
+
+
 def default_model() -> str:
     """$CRNN_MODEL, else the bundled model of the checkout the package runs from, else of the current
     folder's models/ (a wheel installed with `pip install .` does not carry the models)."""

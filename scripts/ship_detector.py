@@ -29,7 +29,7 @@ import sys
 from pathlib import Path
 
 from crnn.cli import StageError, stage_errors
-from crnn.command import BUNDLED, BUNDLED_DETECTOR, BUNDLED_LM, MODELS_BUDGET_MB, served_bytes
+from crnn.command import BUNDLED, BUNDLED_DETECTOR, BUNDLED_LM, MODELS_BUDGET_MB, within_budget
 from crnn.lineage import sha256_file
 from crnn.settings import compose_run_config
 
@@ -326,10 +326,7 @@ def main(argv: list[str]) -> int:
             f"{run / cfg.detect.eval.out_dir / 'pages.json'} did not score {served} as it is now: "
             "run make detect-eval again"
         )
-    total = served_bytes(out, files)
-    max_mb = float(own.get("max_mb", MODELS_BUDGET_MB))
-    if total / 1e6 > max_mb:
-        raise StageError(f"models/ would serve {total / 1e6:.1f} MB (models and LM), over +max_mb={max_mb:g}")
+    within_budget(out, files, float(own.get("max_mb", MODELS_BUDGET_MB)), "this detector")
     for src, dest in files.items():
         shutil.copyfile(src, dest)
     (out / f"{name}.pages.json").write_text(json.dumps(results, indent=2))

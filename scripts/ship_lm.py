@@ -36,7 +36,7 @@ from ship_model import (
 )
 
 from crnn.cli import StageError, stage_errors
-from crnn.command import MODELS_BUDGET_MB, served_bytes
+from crnn.command import MODELS_BUDGET_MB, within_budget
 from crnn.lineage import sha256_file
 from crnn.lm import LMFormatError, load_lm
 from crnn.onnx_model import OnnxBackend
@@ -140,12 +140,7 @@ def main(argv: list[str]) -> int:
     plain = reading(report, served_sha, None, "plain")
     fused = reading(report, served_sha, lm_sha, "with this LM")
     out = dest / f"crnn_{as_name}.lm.npz"
-    max_mb = float(own.get("max_mb", MODELS_BUDGET_MB))
-    total_mb = served_bytes(dest, {lm_file: out}) / 1e6
-    if total_mb > max_mb:
-        raise StageError(
-            f"{dest} would serve {total_mb:.1f} MB with this LM (models and LM), over +max_mb={max_mb:g}"
-        )
+    within_budget(dest, {lm_file: out}, float(own.get("max_mb", MODELS_BUDGET_MB)), "this LM")
     bundled_lm = sha256_file(out) if out.is_file() else None
     # what serves now is what the LM must beat: the bundled LM's reading where one is bundled
     inc = (

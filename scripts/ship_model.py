@@ -34,7 +34,7 @@ from pathlib import Path
 
 from crnn.charset import load_charset
 from crnn.cli import StageError, stage_errors
-from crnn.command import MODELS_BUDGET_MB, served_bytes
+from crnn.command import MODELS_BUDGET_MB, within_budget
 from crnn.lineage import sha256_file
 from crnn.lm import load_lm
 from crnn.paired import LINES_FILE, Paired, pair, read_lines
@@ -188,17 +188,6 @@ def realdev_baseline(report: dict, row: dict, real: dict, shipped: Path, sha256:
             }
         ],
     }
-
-
-def within_budget(dest: Path, files: dict[Path, Path], removed: tuple[Path, ...], max_mb: float) -> None:
-    """StageError unless everything `dest` would serve with `files` (source -> destination) copied in, the
-    detector and LM beside them included, fits in `max_mb`."""
-    total_mb = served_bytes(dest, files, removed) / 1e6
-    if total_mb > max_mb:
-        raise StageError(
-            f"{dest} would serve {total_mb:.1f} MB with this model (models and LM); at most {max_mb:g} MB "
-            "may be shipped"
-        )
 
 
 def bundled_file(dest: Path, as_name: str) -> Path:
@@ -458,7 +447,8 @@ def main(argv: list[str]) -> int:
     out_int8, out_fp32 = dest / f"crnn_{as_name}.int8.onnx", dest / f"crnn_{as_name}.onnx"
     files = {fp32: out_fp32, **({int8: out_int8} if has_int8 else {})}
     max_mb = float(own.get("max_mb", MODELS_BUDGET_MB))
-    within_budget(dest, files, () if has_int8 else (out_int8,), max_mb)
+    gone = () if has_int8 else (out_int8,)  # an FP32-only model replaces an INT8 file of that name
+    within_budget(dest, files, max_mb, "this model", gone)
     before = bundled_file(dest, as_name)
     before_sha = sha256_file(before) if before.is_file() else ""
     served_sha = sha256_file(shipped[0])
@@ -474,7 +464,7 @@ def main(argv: list[str]) -> int:
                 f"{cand_lm} was tuned with another file than {shipped[0]}: make lm EXP={cfg.name}"
             )
     if cand_lm:
-        within_budget(dest, {**files, Path(cand_lm): lm_out}, () if has_int8 else (out_int8,), max_mb)
+        within_budget(dest, {**files, Path(cand_lm): lm_out}, max_mb, "this model and its LM", gone)
     stale = dest / f"crnn_{as_name}.realdev.json"
     if has_int8:
         shutil.copyfile(int8, out_int8)

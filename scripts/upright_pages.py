@@ -62,8 +62,14 @@ def main(argv: list[str]) -> None:
         else synthetic(int(opts.get("pages", 60)), int(opts.get("seed", 9800)))
     )
     decided: list[bool] = []
-    kept = evaluate.surer  # asked only of a page upside_down would turn: whether the turn is kept
-    evaluate.surer = lambda *a: decided.append(kept(*a)) or decided[-1]
+    served = evaluate.upright  # the reader's own decision, counted
+
+    def counted(*args, **kw):
+        out = served(*args, **kw)
+        decided.append(out[2])
+        return out
+
+    evaluate.upright = counted
     reader = evaluate.DetectorReader(
         str(default_model()), str(default_detector()), 2, lm=str(default_lm(None) or "")
     )

@@ -221,8 +221,13 @@ def _draft_dots(mask: np.ndarray, rng: np.random.Generator, pitch: float) -> np.
     dots[ys * p * k + (ink - 1) // 2, ((xs + 0.5) * fx).astype(int)] = 255
     needle = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * rx + 1, 2 * ry + 1))
     drawn = cv2.dilate(dots, needle)[: h * k]
-    out = cv2.resize(drawn, (w, h), interpolation=cv2.INTER_AREA).astype(np.float32)
-    # a dot is full ink: the fullest canvas pixels, which a dot covers, carry the glyph's full coverage
+    return _full_ink(cv2.resize(drawn, (w, h), interpolation=cv2.INTER_AREA))
+
+
+def _full_ink(dots: np.ndarray) -> np.ndarray:
+    """Dots drawn large and scaled down, brought back to full ink: the fullest canvas pixels, which a dot
+    covers, carry the glyph's full coverage (the 95th percentile of the inked pixels becomes 255)."""
+    out = dots.astype(np.float32)
     top = float(np.percentile(out[out > 0], 95)) if (out > 0).any() else 255.0
     return np.clip(out * (255.0 / max(top, 1.0)), 0, 255).astype(np.uint8)
 
@@ -260,10 +265,7 @@ def needle_dots(
     dots = np.zeros((h * k, w * k), np.uint8)
     dots[np.clip(cy.astype(int), 0, h * k - 1), np.clip(cx.astype(int), 0, w * k - 1)] = 255
     drawn = cv2.dilate(dots, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * rx + 1, 2 * ry + 1)))
-    out = cv2.resize(drawn, (w, h), interpolation=cv2.INTER_AREA).astype(np.float32)
-    # a dot is full ink: the fullest canvas pixels, which a dot covers, carry the face's full coverage
-    top = float(np.percentile(out[out > 0], 95)) if (out > 0).any() else 255.0
-    return np.clip(out * (255.0 / max(top, 1.0)), 0, 255).astype(np.uint8)
+    return _full_ink(cv2.resize(drawn, (w, h), interpolation=cv2.INTER_AREA))
 
 
 def fade_ink(mask: np.ndarray, rng: np.random.Generator, strength: float) -> np.ndarray:

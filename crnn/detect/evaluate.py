@@ -36,7 +36,7 @@ from crnn.data.image_io import decode_image
 from crnn.detect.boxes import crop_line, reading_order, row_order
 from crnn.detect.score import IGNORE_TEXT, Counts, PageTruth, score_page
 from crnn.lineage import sha256_file
-from crnn.serve.upright import surer, upside_down
+from crnn.serve.upright import upright
 from crnn.settings import RunConfig, load_run_config
 
 READERS = ("detector", "bundled", "projection", "ppocr", "truth")
@@ -114,21 +114,21 @@ class DetectorReader(RecognizerReader):
         self.files = [detector, *self.files]
 
     def read(self, gray: np.ndarray, truth: PageTruth) -> tuple[list[np.ndarray], list[str]]:
-        """As page mode serves it: a page upside down is read turned (crnn.serve.upright), its boxes
-        turned back."""
-        quads, crops, read = self._page(gray)
-        if upside_down(crops, read, self.readings):
-            h, w = gray.shape[:2]
-            turned_quads, _, again = self._page(np.ascontiguousarray(gray[::-1, ::-1]))
-            if surer(again, read):  # as upright() keeps it
-                # points turned back, rolled to start at the text's top-left again
-                quads, read = [np.roll(np.float32([w, h]) - q, 2, axis=0) for q in turned_quads], again
-        return quads, [r.text for r in read]
+        """As page mode serves it: a page upside down is read turned (crnn.serve.upright), its quads turned
+        back."""
+        lines = self._lines(gray)
+        read = self.readings([c for c, _ in lines])
+        lines, read, _ = upright(gray, lines, read, self.readings, self._lines, back=turned_quad)
+        return [q for _, q in lines], [r.text for r in read]
 
-    def _page(self, gray: np.ndarray):
-        lines = self.detector.lines(gray)
-        crops = [ln.crop for ln in lines]
-        return [ln.quad for ln in lines], crops, self.readings(crops)
+    def _lines(self, gray: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+        return [(ln.crop, ln.quad) for ln in self.detector.lines(gray)]
+
+
+def turned_quad(quad: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """A quad of a page of `shape` turned half round, in the page's own coordinates: its points rolled to
+    start at the text's top-left again."""
+    return np.roll(np.float32([shape[1], shape[0]]) - quad, 2, axis=0)
 
 
 class ProjectionReader(RecognizerReader):
@@ -138,7 +138,6 @@ class ProjectionReader(RecognizerReader):
 
     def read(self, gray: np.ndarray, truth: PageTruth) -> tuple[list[np.ndarray], list[str]]:
         from crnn.serve.segment import split
-        from crnn.serve.upright import upright
 
         crops = split(gray, "page")
         read = self.readings([c for c, _ in crops])

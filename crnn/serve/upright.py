@@ -23,6 +23,7 @@ import numpy as np
 from crnn.serve.segment import PAGE_STEPS
 
 Crops = list[tuple[np.ndarray, list[int]]]  # (line crop, box x, y, w, h), as crnn.serve.segment.split
+# (or another box, with `back` to turn it: the detector's 4-point quads in crnn.detect.evaluate)
 
 UPRIGHT_CONFIDENCE = 0.9  # a page whose lines' median confidence reaches this is upright: not checked
 UPRIGHT_SAMPLE = 8  # the longest lines are read again turned
@@ -69,25 +70,31 @@ def upside_down(crops: list[np.ndarray], readings: Sequence[Reading], read: Read
     )
 
 
+def turned_box(box: list[int], shape: tuple[int, int]) -> list[int]:
+    """A box (x, y, w, h) of a page of `shape` (h, w) turned half round, in the page's own coordinates."""
+    x, y, bw, bh = box
+    return [shape[1] - x - bw, shape[0] - y - bh, bw, bh]
+
+
 def upright(
     gray: np.ndarray,
     crops: Crops,
     readings: Sequence[Reading],
     read: Read,
     split: Callable[[np.ndarray], Crops],
+    back: Callable = turned_box,
 ) -> tuple[Crops, Sequence[Reading], bool]:
     """The page's crops and readings as split and read, or, when they read surer turned (upside_down),
-    those of the page turned half round: `split` again (its reading order is the turned page's), boxes in
-    the page's own coordinates, read; kept only when the turned page's lines read surer (median) than the
-    page as it came. Returns (crops, readings, turned)."""
+    those of the page turned half round: `split` again (its reading order is the turned page's), each box
+    taken back to the page's own coordinates by `back` (box, page shape), read; kept only when the turned
+    page's lines read surer (median) than the page as it came. Returns (crops, readings, turned)."""
     if not upside_down([c for c, _ in crops], readings, read):
         return crops, readings, False
-    h, w = gray.shape[:2]
     turned = split(np.ascontiguousarray(gray[::-1, ::-1]))
     again = read([c for c, _ in turned]) if turned else []
     if not surer(again, readings):
         return crops, readings, False
-    return [(c, [w - x - bw, h - y - bh, bw, bh]) for c, (x, y, bw, bh) in turned], again, True
+    return [(c, back(b, gray.shape[:2])) for c, b in turned], again, True
 
 
 def surer(turned: Sequence[Reading], readings: Sequence[Reading]) -> bool:
